@@ -1,0 +1,252 @@
+/**
+ * Contiguous-ack bookkeeping for checkpointing sources (Kinesis shards, Kafka
+ * partitions). Positions are opaque to the tracker: order is the order in which
+ * the source delivered them, because neither Kinesis sequence numbers nor Kafka
+ * offsets are dense (gaps from compaction, transactions, aggregation).
+ */
+import { ErrorCodes, ManifoldError } from './errors.js';
+import { numberOption } from './options.js';
+
+/** The settle functions of one tracked delivery, to hand to createMessage(). */
+export interface Ticket {
+  ack(): void;
+  nack(error?: Error): void;
+}
+
+/** What a nack means to the tracker: the position stops advancing there. */
+export interface NackRecord<P> {
+  partition: string;
+  position: P;
+  error: Error | undefined;
+}
+
+export interface AckTrackerOptions {
+  /** Most unacked deliveries per partition before {@link AckTracker.isFull} is true. Default 1000. */
+  maxInFlight?: number;
+}
+
+const PENDING = 0;
+const ACKED = 1;
+const NACKED = 2;
+
+interface Entry<P> {
+  position: P;
+  state: number;
+  error: Error | undefined;
+}
+
+class Lane<P> {
+  // Entries from `head` on are outstanding or not yet contiguous; compaction keeps the array short.
+  entries: Entry<P>[] = [];
+  head = 0;
+  inFlight = 0;
+  committed: P | undefined;
+  generation = 0;
+  waiters: Array<() => void> = [];
+}
+
+/**
+ * Tracks, per partition, which delivered positions are acked, and exposes the
+ * highest position below which everything is acked — the only safe checkpoint.
+ *
+ * - `track()` registers a delivery in order and returns its ticket.
+ * - An ack may arrive in any order; the checkpoint advances over the contiguous acked prefix.
+ * - A nack stops the checkpoint at that position until the source decides: redeliver
+ *   it (the source calls `reset()` and rereads from the checkpoint) or give up on it.
+ * - `isFull()` / `whenRoom()` cap the unacked deliveries per partition (`maxInFlight`),
+ *   which is how a checkpointing source applies backpressure.
+ * - `reset()` forgets a partition (lease lost, partition revoked, re-read from the
+ *   checkpoint); tickets from before are ignored when they settle.
+ *
+ * @example
+ * ```ts
+ * const tracker = new AckTracker<string>({ maxInFlight: 500 });
+ * const ticket = tracker.track(shardId, record.SequenceNumber);
+ * push(createMessage({ data, onAck: ticket.ack, onNack: ticket.nack }));
+ * // later: checkpointer.store(shardId, tracker.committed(shardId));
+ * ```
+ */
+export class AckTracker<P = string> {
+  readonly maxInFlight: number;
+  #lanes = new Map<string, Lane<P>>();
+  #idleWaiters: Array<() => void> = [];
+  #nacks: NackRecord<P>[] = [];
+  #onNack: ((record: NackRecord<P>) => void) | undefined;
+
+  constructor(options: AckTrackerOptions & { onNack?: (record: NackRecord<P>) => void } = {}) {
+    this.maxInFlight = numberOption('AckTracker', 'maxInFlight', options.maxInFlight, 1000, { min: 1, integer: true });
+    this.#onNack = options.onNack;
+  }
+
+  #lane(partition: string): Lane<P> {
+    let lane = this.#lanes.get(partition);
+    if (!lane) {
+      lane = new Lane<P>();
+      this.#lanes.set(partition, lane);
+    }
+    return lane;
+  }
+
+  /**
+   * Registers the delivery of `position` on `partition`, after every position
+   * tracked before on that partition. Does not block: check `isFull()` first.
+   */
+  track(partition: string, position: P): Ticket {
+    const lane = this.#lane(partition);
+    const entry: Entry<P> = { position, state: PENDING, error: undefined };
+    lane.entries.push(entry);
+    lane.inFlight += 1;
+    const generation = lane.generation;
+    return {
+      ack: () => this.#settle(partition, lane, generation, entry, ACKED, undefined),
+      nack: (error?: Error) => this.#settle(partition, lane, generation, entry, NACKED, error),
+    };
+  }
+
+  #settle(partition: string, lane: Lane<P>, generation: number, entry: Entry<P>, state: number, error: Error | undefined): void {
+    // A ticket from before reset() (or a second settle) is ignored: its position will be redelivered.
+    if (entry.state !== PENDING || lane.generation !== generation || this.#lanes.get(partition) !== lane) return;
+    entry.state = state;
+    entry.error = error;
+    lane.inFlight -= 1;
+    if (state === NACKED) {
+      const record = { partition, position: entry.position, error };
+      this.#nacks.push(record);
+      this.#onNack?.(record);
+    }
+    this.#advance(lane);
+    this.#wake(lane);
+  }
+
+  #advance(lane: Lane<P>): void {
+    const { entries } = lane;
+    let head = lane.head;
+    while (head < entries.length && entries[head]!.state === ACKED) {
+      lane.committed = entries[head]!.position;
+      head += 1;
+    }
+    // Compact once the consumed prefix dominates, so memory is bounded by the unacked window.
+    if (head > 1024 && head * 2 > entries.length) {
+      lane.entries = entries.slice(head);
+      head = 0;
+    }
+    lane.head = head;
+  }
+
+  #wake(lane: Lane<P>): void {
+    if (lane.inFlight < this.maxInFlight && lane.waiters.length > 0) {
+      const waiters = lane.waiters;
+      lane.waiters = [];
+      for (const w of waiters) w();
+    }
+    if (this.#idleWaiters.length > 0 && this.inFlight() === 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** The highest position of `partition` below which every delivery is acked, or undefined. */
+  committed(partition: string): P | undefined {
+    return this.#lanes.get(partition)?.committed;
+  }
+
+  /** Sets the starting checkpoint of a partition (resumed from a checkpointer). */
+  setCommitted(partition: string, position: P | undefined): void {
+    this.#lane(partition).committed = position;
+  }
+
+  /** Unacked deliveries of `partition`, or of every partition when omitted. */
+  inFlight(partition?: string): number {
+    if (partition !== undefined) return this.#lanes.get(partition)?.inFlight ?? 0;
+    let total = 0;
+    for (const lane of this.#lanes.values()) total += lane.inFlight;
+    return total;
+  }
+
+  /** Whether `partition` has reached `maxInFlight` unacked deliveries. */
+  isFull(partition: string): boolean {
+    return this.inFlight(partition) >= this.maxInFlight;
+  }
+
+  /** Whether a nack is holding `partition`'s checkpoint back. */
+  isBlocked(partition: string): boolean {
+    const lane = this.#lanes.get(partition);
+    return lane !== undefined && lane.head < lane.entries.length && lane.entries[lane.head]!.state === NACKED;
+  }
+
+  /** Resolves when `partition` is below `maxInFlight` (at once if it already is). */
+  whenRoom(partition: string): Promise<void> {
+    const lane = this.#lane(partition);
+    if (lane.inFlight < this.maxInFlight) return Promise.resolve();
+    return new Promise((resolve) => lane.waiters.push(resolve));
+  }
+
+  /**
+   * Resolves true when nothing is in flight on any partition, or false after
+   * `timeoutMs` (the graceful-close bound).
+   */
+  whenIdle(timeoutMs = Infinity): Promise<boolean> {
+    if (this.inFlight() === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (): void => {
+        if (timer) clearTimeout(timer);
+        resolve(true);
+      };
+      this.#idleWaiters.push(done);
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => {
+          this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
+          resolve(false);
+        }, timeoutMs);
+      }
+    });
+  }
+
+  /** Nacks seen since the last call, oldest first; the list is cleared. */
+  takeNacks(): NackRecord<P>[] {
+    const nacks = this.#nacks;
+    this.#nacks = [];
+    return nacks;
+  }
+
+  /**
+   * Forgets `partition`'s deliveries: its tickets become no-ops and its waiters
+   * are released. The committed position is kept (it is what the source resumes from).
+   */
+  reset(partition: string): void {
+    const lane = this.#lanes.get(partition);
+    if (!lane) return;
+    const fresh = new Lane<P>();
+    fresh.committed = lane.committed;
+    fresh.generation = lane.generation + 1;
+    this.#lanes.set(partition, fresh);
+    for (const w of lane.waiters) w();
+    this.#wake(fresh);
+  }
+
+  /** Forgets `partition` entirely (revoked for good); returns its last committed position. */
+  remove(partition: string): P | undefined {
+    const lane = this.#lanes.get(partition);
+    if (!lane) return undefined;
+    this.#lanes.delete(partition);
+    lane.generation += 1;
+    for (const w of lane.waiters) w();
+    this.#wake(lane);
+    return lane.committed;
+  }
+
+  /** Partitions known to the tracker. */
+  partitions(): string[] {
+    return [...this.#lanes.keys()];
+  }
+}
+
+/** Builds the error a source reports when its close timed out with acks outstanding. */
+export function closeTimeoutError(where: string, timeoutMs: number, inFlight: number): ManifoldError {
+  return new ManifoldError(
+    `${where}: close() timed out after ${timeoutMs} ms with ${inFlight} message(s) not acked; they will be redelivered from the last checkpoint`,
+    { code: ErrorCodes.CLOSE_TIMEOUT, details: { inFlight } },
+  );
+}

@@ -1,0 +1,238 @@
+/**
+ * flow(): runs source -> transforms -> sink as one pipeline, counts what
+ * passed, and shuts down gracefully on a signal: the source stops fetching,
+ * what is in flight reaches the sink and is acked, the sink flushes.
+ */
+import { EventEmitter } from 'node:events';
+import { Readable, type Duplex, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ErrorCodes, ManifoldError, toError } from './errors.js';
+import { createMessage, toMessage, type Message, type MessageLike } from './message.js';
+import { booleanOption, checkOptions, durationOption, invalidOption, signalOption } from './options.js';
+
+/** What {@link flow} resolves with. */
+export interface FlowStats {
+  /** Messages read from the source. */
+  messages: number;
+  /** Payload bytes read from the source. */
+  bytes: number;
+  /** Messages acked (delivered, or intentionally dropped by a filter). */
+  acks: number;
+  /** Messages nacked (not delivered; the source may redeliver). */
+  nacks: number;
+  /** Messages neither acked nor nacked when the flow ended. */
+  unsettled: number;
+  /** Wall time of the flow in milliseconds. */
+  durationMs: number;
+  /** Whether a graceful shutdown (signal or `stop()`) ended the flow. */
+  stopped: boolean;
+}
+
+/** Options of {@link flow}. */
+export interface FlowOptions {
+  source: Readable;
+  transforms?: Array<Duplex | ((source: AsyncIterable<Message>) => AsyncIterable<MessageLike>)>;
+  sink: Writable;
+  /** Aborting it stops the flow gracefully, like the first SIGTERM. */
+  signal?: AbortSignal;
+  /** First SIGINT/SIGTERM stops gracefully, a second destroys at once. Default false. */
+  handleSignals?: boolean;
+  /** Bound on a graceful stop; after it everything is destroyed. Default 30,000 ms. */
+  closeTimeoutMs?: number;
+}
+
+/** A running flow: a promise of its stats, with live stats and a graceful `stop()`. */
+export interface Flow extends Promise<FlowStats> {
+  /** Live counters (the same object the promise resolves with, minus final timing). */
+  readonly stats: FlowStats;
+  /** Emits `'stopping'` (graceful stop began), `'nack'` (message, error). */
+  readonly events: EventEmitter;
+  /** Begins a graceful stop; resolves when the flow has ended. Idempotent. */
+  stop(): Promise<FlowStats>;
+}
+
+const FLOW_KEYS = ['source', 'transforms', 'sink', 'signal', 'handleSignals', 'closeTimeoutMs'] as const;
+
+function isClosable(stream: unknown): stream is { close(): Promise<void> } {
+  return typeof (stream as { close?: unknown }).close === 'function';
+}
+
+/**
+ * Runs a pipeline and resolves with what flowed. With `handleSignals`, the
+ * first SIGINT or SIGTERM closes the source gracefully (its `close()` when it
+ * has one: stop fetching, end after what was fetched); in-flight messages
+ * reach the sink and are acked, the sink flushes, and the promise resolves, so
+ * the process exits 0. A second signal destroys everything at once and the
+ * promise rejects with `MANIFOLD_ERR_ABORTED`.
+ *
+ * @example
+ * ```ts
+ * const stats = await flow({ source: stdinSource(), sink: stdoutSink(), handleSignals: true });
+ * ```
+ */
+export function flow(options: FlowOptions): Flow {
+  const o = checkOptions('flow', options, FLOW_KEYS);
+  if (!(o.source instanceof Readable)) invalidOption('flow', 'source', 'a Readable stream', o.source);
+  if (!o.sink || typeof (o.sink as Writable).write !== 'function') invalidOption('flow', 'sink', 'a Writable stream', o.sink);
+  if (o.transforms !== undefined && !Array.isArray(o.transforms)) invalidOption('flow', 'transforms', 'an array of streams or async generator functions', o.transforms);
+  const handleSignals = booleanOption('flow', 'handleSignals', o.handleSignals, false);
+  const closeTimeoutMs = durationOption('flow', 'closeTimeoutMs', o.closeTimeoutMs, 30_000);
+  const signal = signalOption('flow', 'signal', o.signal);
+  const { source, sink } = o;
+  const transforms = o.transforms ?? [];
+
+  const events = new EventEmitter();
+  const started = performance.now();
+  const stats: FlowStats = { messages: 0, bytes: 0, acks: 0, nacks: 0, unsettled: 0, durationMs: 0, stopped: false };
+
+  // The head of the pipeline reads the source itself, so a graceful stop works for any Readable:
+  // a manifold source is closed; a plain one is simply no longer read and the head ends.
+  let head!: Readable;
+  let onData: (value: MessageLike) => void;
+  const detach = (): void => {
+    source.off('data', onData);
+    source.off('end', onEnd);
+    source.off('error', onError);
+    source.pause();
+  };
+  const onEnd = (): void => {
+    head.push(null);
+  };
+  const onError = (error: Error): void => {
+    head.destroy(error);
+  };
+  head = new Readable({
+    objectMode: true,
+    highWaterMark: 1,
+    read() {
+      source.resume();
+    },
+    destroy(error, callback) {
+      detach();
+      if (!source.destroyed) source.destroy(error ?? undefined);
+      callback(error);
+    },
+  });
+  onData = (value: MessageLike): void => {
+    let message: Message;
+    try {
+      message = toMessage(value);
+    } catch (error) {
+      head.destroy(toError(error));
+      return;
+    }
+    stats.messages += 1;
+    stats.bytes += message.data.length;
+    const counted = createMessage({
+      data: message.data,
+      key: message.key,
+      headers: message.headers,
+      timestamp: message.timestamp,
+      meta: message.meta,
+      onAck: () => {
+        stats.acks += 1;
+        message.ack();
+      },
+      onNack: (error) => {
+        stats.nacks += 1;
+        events.emit('nack', message, error);
+        message.nack(error);
+      },
+    });
+    if (!head.push(counted)) source.pause();
+  };
+  source.on('data', onData);
+  source.on('end', onEnd);
+  source.on('error', onError);
+  source.pause();
+
+  let stopping: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let destroyedBySecondSignal = false;
+
+  const destroyAll = (error: Error): void => {
+    for (const stream of [head, ...transforms, sink]) {
+      if (typeof stream === 'object' && stream !== null && 'destroy' in stream) (stream as Duplex).destroy(error);
+    }
+    if (!source.destroyed) source.destroy(error);
+  };
+
+  const gracefulStop = (): Promise<void> => {
+    stopping ??= (async () => {
+      stats.stopped = true;
+      events.emit('stopping');
+      timer = setTimeout(() => {
+        destroyAll(new ManifoldError(`flow: graceful stop did not finish within closeTimeoutMs (${closeTimeoutMs} ms)`, { code: ErrorCodes.CLOSE_TIMEOUT }));
+      }, closeTimeoutMs);
+      if (isClosable(source)) {
+        try {
+          await source.close();
+        } catch (error) {
+          head.destroy(toError(error));
+        }
+      } else {
+        // A plain Readable has no graceful close: stop reading it and end the pipeline after what was read.
+        detach();
+        if (!head.readableEnded) head.push(null);
+      }
+    })();
+    return stopping;
+  };
+
+  const onSignal = (): void => {
+    if (stopping) {
+      destroyedBySecondSignal = true;
+      destroyAll(new ManifoldError('flow: stopped at once by a second signal; messages in flight were not delivered', { code: ErrorCodes.ABORTED }));
+      return;
+    }
+    void gracefulStop();
+  };
+  if (handleSignals) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  const onAbort = (): void => onSignal();
+  if (signal) {
+    if (signal.aborted) queueMicrotask(onAbort);
+    else signal.addEventListener('abort', onAbort);
+  }
+  // A sink whose reader went away (stdout EPIPE) ends the flow like a signal does.
+  const onOutputClose = (): void => void gracefulStop();
+  sink.on('outputclose', onOutputClose);
+
+  const run = (async (): Promise<FlowStats> => {
+    try {
+      await (pipeline as unknown as (...streams: unknown[]) => Promise<void>)(head, ...transforms, sink);
+      // A plain source that we stopped reading is done with; release it.
+      if (stats.stopped && !isClosable(source) && !source.destroyed) source.destroy();
+    } catch (error) {
+      if (destroyedBySecondSignal && !(error instanceof ManifoldError && error.code === ErrorCodes.ABORTED)) {
+        throw new ManifoldError('flow: stopped at once by a second signal; messages in flight were not delivered', {
+          code: ErrorCodes.ABORTED,
+          cause: error,
+        });
+      }
+      throw error;
+    } finally {
+      if (timer) clearTimeout(timer);
+      if (handleSignals) {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      signal?.removeEventListener('abort', onAbort);
+      sink.off('outputclose', onOutputClose);
+      stats.durationMs = performance.now() - started;
+      stats.unsettled = stats.messages - stats.acks - stats.nacks;
+    }
+    return stats;
+  })();
+
+  return Object.assign(run, {
+    stats,
+    events,
+    stop: async () => {
+      await gracefulStop();
+      return run;
+    },
+  }) as Flow;
+}
