@@ -67,7 +67,9 @@ export class StdoutSink extends Writable {
     }
     this.#output = output as Writable;
     this.#delimiter = delimiterOption('stdoutSink', 'delimiter', o.delimiter, '\n');
-    this.#end = booleanOption('stdoutSink', 'end', o.end, output !== process.stdout && output !== process.stderr);
+    // Not `output === process.stderr`: reading process.stderr creates its handle. fd 1 and 2 are never ended.
+    const fd = (output as { fd?: unknown }).fd;
+    this.#end = booleanOption('stdoutSink', 'end', o.end, o.output !== undefined && fd !== 1 && fd !== 2);
     this.#output.on('error', this.#onOutputError);
     this.#output.on('drain', this.#onDrain);
     this.#output.once('close', this.#onOutputClose);

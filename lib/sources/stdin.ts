@@ -51,12 +51,13 @@ export class StdinSource extends Readable {
   constructor(options: StdinSourceOptions = {}) {
     const o = checkOptions('stdinSource', options, ['input', 'delimiter', 'maxMessageBytes', 'onOversize', 'signal', 'highWaterMark']);
     super({ objectMode: true, highWaterMark: o.highWaterMark ?? 16 });
+    // process.stdin is created on first access (a pipe or TTY handle that keeps the process alive): touch it only when used.
     const input = o.input ?? process.stdin;
     if (typeof (input as Readable).pipe !== 'function' || typeof (input as Readable).on !== 'function') {
       invalidOption('stdinSource', 'input', 'a readable byte stream', input);
     }
     this.#input = input;
-    const linesOptions: LinesOptions = { label: input === process.stdin ? 'stdin' : 'input' };
+    const linesOptions: LinesOptions = { label: o.input === undefined ? 'stdin' : 'input' };
     if (o.delimiter !== undefined) linesOptions.delimiter = o.delimiter;
     if (o.maxMessageBytes !== undefined) linesOptions.maxMessageBytes = o.maxMessageBytes;
     if (o.onOversize !== undefined) linesOptions.onOversize = o.onOversize;

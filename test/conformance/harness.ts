@@ -50,6 +50,8 @@ export interface SinkFixture {
 export interface SinkHarness {
   name: string;
   setup(): Promise<SinkFixture>;
+  /** Most messages the sink may hold written but not yet acked (its in-flight window). Default 2000. */
+  maxUnacked?: number;
   /** Whether the destination keeps order for messages without keys. Default true. */
   ordered?: boolean;
   /** Longest the suite waits for acks and arrivals. Default 20,000 ms. */
