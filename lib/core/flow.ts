@@ -51,6 +51,8 @@ export interface Flow extends Promise<FlowStats> {
   stop(): Promise<FlowStats>;
 }
 
+const ignore = (): void => {};
+
 const FLOW_KEYS = ['source', 'transforms', 'sink', 'signal', 'handleSignals', 'closeTimeoutMs'] as const;
 
 function isClosable(stream: unknown): stream is { close(): Promise<void> } {
@@ -93,6 +95,8 @@ export function flow(options: FlowOptions): Flow {
     source.off('data', onData);
     source.off('end', onEnd);
     source.off('error', onError);
+    // The source may still fail (or be destroyed by a timeout) after we stopped reading it: not a crash.
+    source.on('error', ignore);
     source.pause();
   };
   const onEnd = (): void => {

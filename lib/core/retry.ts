@@ -175,6 +175,9 @@ function hasClose(stream: unknown): stream is Closable {
   return typeof (stream as Partial<Closable>).close === 'function';
 }
 
+/** How long a finished inner sink's trailing acks are awaited before its unacked messages are re-sent. */
+const SETTLE_GRACE_MS = 2000;
+
 const RETRYING_KEYS = ['retry', 'what', 'forwardEvents', 'signal', 'highWaterMark'] as const;
 
 /**
@@ -209,13 +212,14 @@ export class RetryingSource extends Readable implements Closable {
   #closed: Promise<void> | undefined;
 
   constructor(factory: (context: FactoryContext) => Readable, options: RetryingOptions = {}) {
-    const o = checkOptions('retryingSource', options, RETRYING_KEYS);
-    super({ objectMode: true, highWaterMark: numberOption('retryingSource', 'highWaterMark', o.highWaterMark, 16, { min: 1, integer: true }) });
+    // Checked before super(): a Writable schedules _construct() as soon as it exists.
     if (typeof factory !== 'function') {
       throw new ManifoldError(`retryingSource: factory must be a function returning a Readable, got ${typeof factory}`, {
         code: ErrorCodes.INVALID_OPTION,
       });
     }
+    const o = checkOptions('retryingSource', options, RETRYING_KEYS);
+    super({ objectMode: true, highWaterMark: numberOption('retryingSource', 'highWaterMark', o.highWaterMark, 16, { min: 1, integer: true }) });
     this.#factory = factory;
     this.#retry = resolveRetry('retryingSource', o.retry);
     this.#what = o.what ?? 'source';
@@ -396,13 +400,14 @@ export class RetryingSink extends Writable {
   #fatal: Error | undefined;
 
   constructor(factory: (context: FactoryContext) => Writable, options: RetryingOptions = {}) {
-    const o = checkOptions('retryingSink', options, RETRYING_KEYS);
-    super({ objectMode: true, highWaterMark: numberOption('retryingSink', 'highWaterMark', o.highWaterMark, 16, { min: 1, integer: true }) });
+    // Checked before super(): a Writable schedules _construct() as soon as it exists.
     if (typeof factory !== 'function') {
       throw new ManifoldError(`retryingSink: factory must be a function returning a Writable, got ${typeof factory}`, {
         code: ErrorCodes.INVALID_OPTION,
       });
     }
+    const o = checkOptions('retryingSink', options, RETRYING_KEYS);
+    super({ objectMode: true, highWaterMark: numberOption('retryingSink', 'highWaterMark', o.highWaterMark, 16, { min: 1, integer: true }) });
     this.#factory = factory;
     this.#retry = resolveRetry('retryingSink', o.retry);
     this.#what = o.what ?? 'sink';
@@ -468,6 +473,18 @@ export class RetryingSink extends Writable {
 
   #settledWaiters: Array<() => void> = [];
 
+  #whenSettled(timeoutMs: number): Promise<void> {
+    if (this.#pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#settledWaiters.push(done);
+    });
+  }
+
   #maybeSettled(): void {
     if (this.#pending.size === 0 && this.#settledWaiters.length > 0) {
       const waiters = this.#settledWaiters;
@@ -507,7 +524,7 @@ export class RetryingSink extends Writable {
     }
     const delayMs = backoffDelay(this.#retry, this.#failures);
     this.emit('reconnect', { attempt: this.#failures, delayMs, error } satisfies RetryEvent);
-    this.#recovering = (async () => {
+    const recovering: Promise<void> = (async () => {
       try {
         await sleep(delayMs, undefined, { signal: this.#abort.signal });
       } catch {
@@ -519,8 +536,10 @@ export class RetryingSink extends Writable {
         if (this.#pending.has(id)) await this.#send(id, entry);
       }
     })().finally(() => {
-      this.#recovering = undefined;
+      // A failure during the re-send has already started the next recovery: keep that one.
+      if (this.#recovering === recovering) this.#recovering = undefined;
     });
+    this.#recovering = recovering;
   }
 
   #fail(error: Error): void {
@@ -591,6 +610,8 @@ export class RetryingSink extends Writable {
           inner.once('close', onFail);
           inner.end();
         });
+        // Acks may trail the inner 'finish' by a moment (confirms in flight); give them a bounded grace.
+        if (outcome === 'finished' && this.#pending.size > 0) await this.#whenSettled(SETTLE_GRACE_MS);
         if (outcome === 'finished' && this.#pending.size === 0) return;
         if (outcome === 'finished') {
           // Flushed, yet messages were nacked as retryable: give them to a fresh sink.
