@@ -1,0 +1,638 @@
+/**
+ * The crash-safe half of the S3 sink: a Transform that appends messages to a
+ * local buffer file and commits it (fsync, atomic rename into a per-day folder,
+ * fsync of the folders) by size or by time, emitting each committed file.
+ *
+ * On disk, under `bufferPath` (created with mode 0700):
+ *
+ * ```
+ * .lock                                   pid and token of the process that owns the folder
+ * .active/<writerId>                      the open buffer file; never uploaded as is
+ * YYYY-MM-DD/HHmmss.nnnnnnnnn-<writerId>  committed files (UTC), uploaded then deleted
+ * ```
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, addAbortSignal, type TransformCallback } from 'node:stream';
+import { ErrorCodes, ManifoldError, describe } from '../core/errors.js';
+import { toMessage, type Message, type MessageLike } from '../core/message.js';
+import {
+  bytesOption,
+  checkOptions,
+  delimiterOption,
+  durationOption,
+  enumOption,
+  invalidOption,
+  numberOption,
+  signalOption,
+  stringOption,
+} from '../core/options.js';
+
+/** The settle functions of one message. Kept instead of the message so its bytes can be collected once written. */
+export interface AckPair {
+  ack(): void;
+  nack(error?: Error): void;
+}
+
+/** What the collector emits downstream for each committed buffer file. */
+export interface CommittedFile {
+  /** Absolute path of the committed file. */
+  path: string;
+  /** Path under `bufferPath`, with `/` separators: `2026-11-28/041500.123456789-4711-9f2c1a0b`. The S3 key is `prefix` + this. */
+  relativePath: string;
+  /** Size of the file in bytes. */
+  bytes: number;
+  /** Records in the file (delimiter-terminated). */
+  records: number;
+  /** With `ackOn: 'upload'`: the acks of the messages in the file, for the uploader to settle. */
+  acks?: AckPair[];
+}
+
+/** Why a buffer file was closed, as carried by `'rotate'` and `'commit'` events. */
+export type CommitReason = 'size' | 'time' | 'end' | 'quota' | 'recovery';
+
+/** Payload of the collector's `'rotate'` event: the open buffer file is being closed. */
+export interface RotateEvent {
+  reason: CommitReason;
+  /** The buffer file being closed. */
+  path: string;
+  bytes: number;
+  records: number;
+}
+
+/** Payload of the `'commit'` event: a buffer file is durable under its committed name. */
+export interface CommitEvent extends Omit<CommittedFile, 'acks'> {
+  reason: CommitReason;
+}
+
+/** Payload of the `'quota'` event: writes are held because the buffer folder is full. */
+export interface QuotaEvent {
+  /** Bytes in the buffer folder when writes were held. */
+  diskBytes: number;
+  maxBufferBytes: number;
+}
+
+/** Options of {@link s3Collector}. */
+export interface S3CollectorOptions {
+  /** The buffer folder (created with mode 0700). Required for the collector; s3Sink defaults it per bucket. */
+  bufferPath?: string;
+  /** Commit the buffer file once it holds this many bytes. Default 8 MiB (8,388,608). */
+  commitSizeBytes?: number;
+  /** Commit the buffer file this long after its first record, so an idle stream still commits. Default 60,000 ms. */
+  commitIntervalMs?: number;
+  /** Written after each message. Default `'\n'`. A payload should not contain it: recovery cuts files at the last delimiter. */
+  delimiter?: string | Buffer;
+  /** `'disk'` (default): ack after the group-commit fsync; `'upload'`: attach the acks to the committed file for the uploader. */
+  ackOn?: 'disk' | 'upload';
+  /** Group commit: fsync the buffer file at most this often and ack everything written before it. 0 fsyncs after every write. Default 100 ms. */
+  syncIntervalMs?: number;
+  /** Disk quota for the whole buffer folder (committed and open files). When reached, writes wait (backpressure). Default 1 GiB. */
+  maxBufferBytes?: number;
+  /** Names this process's files. Letters, digits, `_` and `-`. Default `<pid>-<8 random hex>`. */
+  writerId?: string;
+  /** Destroys the collector when aborted. */
+  signal?: AbortSignal;
+  /** Object-mode high-water mark of the writable side. Default 256 messages. */
+  highWaterMark?: number;
+}
+
+/** The collector's options after validation, with defaults filled in. */
+export interface ResolvedCollectorOptions {
+  bufferPath: string;
+  commitSizeBytes: number;
+  commitIntervalMs: number;
+  delimiter: Buffer;
+  ackOn: 'disk' | 'upload';
+  syncIntervalMs: number;
+  maxBufferBytes: number;
+  writerId: string;
+  signal: AbortSignal | undefined;
+  highWaterMark: number;
+}
+
+/** The option names the collector takes. */
+export const COLLECTOR_KEYS = [
+  'bufferPath',
+  'commitSizeBytes',
+  'commitIntervalMs',
+  'delimiter',
+  'ackOn',
+  'syncIntervalMs',
+  'maxBufferBytes',
+  'writerId',
+  'signal',
+  'highWaterMark',
+] as const;
+
+const DAY_FOLDER = /^\d{4}-\d{2}-\d{2}$/;
+const ACTIVE_FOLDER = '.active';
+const LOCK_FILE = '.lock';
+// Unsynced messages beyond which a write waits for an fsync, so the window of unacked messages stays bounded.
+const MAX_UNSYNCED = 1000;
+// How often a write held by the disk quota looks again at the folder.
+const QUOTA_POLL_MS = 100;
+
+/**
+ * Validates collector options (`where` names the factory in messages). Throws
+ * a ManifoldError naming the option; does no I/O.
+ */
+export function resolveCollectorOptions(where: string, options: S3CollectorOptions, defaultBufferPath?: string): ResolvedCollectorOptions {
+  const bufferPath = stringOption(where, 'bufferPath', options.bufferPath) ?? defaultBufferPath;
+  if (bufferPath === undefined) invalidOption(where, 'bufferPath', 'a non-empty string (the buffer folder)', options.bufferPath);
+  const writerId = stringOption(where, 'writerId', options.writerId) ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(writerId)) invalidOption(where, 'writerId', 'up to 64 letters, digits, "_" or "-"', writerId);
+  const commitSizeBytes = bytesOption(where, 'commitSizeBytes', options.commitSizeBytes, 8 * 1024 * 1024);
+  return {
+    bufferPath,
+    commitSizeBytes,
+    commitIntervalMs: durationOption(where, 'commitIntervalMs', options.commitIntervalMs, 60_000),
+    delimiter: delimiterOption(where, 'delimiter', options.delimiter, '\n'),
+    ackOn: enumOption(where, 'ackOn', options.ackOn, ['disk', 'upload'] as const, 'disk'),
+    syncIntervalMs: durationOption(where, 'syncIntervalMs', options.syncIntervalMs, 100, 0),
+    maxBufferBytes: bytesOption(where, 'maxBufferBytes', options.maxBufferBytes, 1024 * 1024 * 1024),
+    writerId,
+    signal: signalOption(where, 'signal', options.signal),
+    highWaterMark: numberOption(where, 'highWaterMark', options.highWaterMark, 256, { min: 1, integer: true }),
+  };
+}
+
+/**
+ * A Transform from messages to committed buffer files. Each message and the
+ * `delimiter` are appended to the open buffer file; the file is committed when
+ * it reaches `commitSizeBytes` or `commitIntervalMs` after its first record.
+ * Commit = fsync, atomic rename to `YYYY-MM-DD/HHmmss.nnnnnnnnn-<writerId>`
+ * (UTC), fsync of both folders; a file is never visible under its committed
+ * name half-written.
+ *
+ * At start it takes `bufferPath/.lock` (a live process holding it is an error),
+ * cuts any open buffer left by a crash back to its last complete record and
+ * commits it (those files are emitted first).
+ *
+ * Events: `'rotate'` ({@link RotateEvent}), `'commit'` ({@link CommitEvent}),
+ * `'quota'` ({@link QuotaEvent}). Acks: see `ackOn`.
+ *
+ * @example
+ * ```ts
+ * const collector = s3Collector({ bufferPath: '/var/spool/orders', commitSizeBytes: 1 << 20 });
+ * collector.on('data', (file: CommittedFile) => console.log('committed', file.relativePath));
+ * ```
+ */
+export function s3Collector(options: S3CollectorOptions): S3Collector {
+  return new S3Collector(options);
+}
+
+/** Formats the committed name parts for a time given in nanoseconds since the epoch (UTC). */
+function committedName(ns: bigint, writerId: string): { day: string; name: string } {
+  const ms = Number(ns / 1_000_000n);
+  const iso = new Date(ms).toISOString(); // 2026-11-28T04:15:00.123Z
+  const fraction = String(ns % 1_000_000_000n).padStart(9, '0');
+  return { day: iso.slice(0, 10), name: `${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}.${fraction}-${writerId}` };
+}
+
+function ioError(what: string, error: unknown): ManifoldError {
+  return new ManifoldError(`s3Collector: ${what} failed: ${describe(error)}`, { code: ErrorCodes.IO, cause: error });
+}
+
+/** Fsyncs a folder so a rename or create inside it survives a power loss. */
+async function syncFolder(path: string): Promise<void> {
+  const handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The byte length of `handle`'s content up to and including the last
+ * `delimiter`, reading backwards in blocks so a large file is not read whole.
+ */
+async function lastCompleteLength(handle: FileHandle, size: number, delimiter: Buffer): Promise<number> {
+  const block = 64 * 1024;
+  let end = size;
+  while (end > 0) {
+    // Overlap by delimiter.length - 1 so a delimiter across two blocks is found.
+    const start = Math.max(0, end - block);
+    const length = Math.min(size, end + delimiter.length - 1) - start;
+    const buffer = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, start);
+    const at = buffer.subarray(0, bytesRead).lastIndexOf(delimiter);
+    if (at >= 0) return start + at + delimiter.length;
+    end = start;
+  }
+  return 0;
+}
+
+function countDelimited(data: Buffer, delimiter: Buffer): number {
+  let count = 0;
+  let at = data.indexOf(delimiter);
+  while (at >= 0) {
+    count += 1;
+    at = data.indexOf(delimiter, at + delimiter.length);
+  }
+  return count;
+}
+
+/** Sums the bytes of committed and open buffer files under `bufferPath`. */
+export async function bufferedBytes(bufferPath: string): Promise<number> {
+  let total = 0;
+  const entries = await readdir(bufferPath, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    if (!entry.isDirectory() || (!DAY_FOLDER.test(entry.name) && entry.name !== ACTIVE_FOLDER)) continue;
+    const folder = join(bufferPath, entry.name);
+    for (const name of await readdir(folder).catch(() => [] as string[])) {
+      // A file may be uploaded and deleted between readdir and stat.
+      const info = await stat(join(folder, name)).catch(() => undefined);
+      if (info?.isFile()) total += info.size;
+    }
+  }
+  return total;
+}
+
+interface ActiveFile {
+  handle: FileHandle;
+  path: string;
+  generation: number;
+  bytes: number;
+  records: number;
+  /** With ackOn 'upload': acks of every message in the file. */
+  acks: AckPair[];
+}
+
+export class S3Collector extends Transform {
+  readonly #o: ResolvedCollectorOptions;
+  readonly #activeFolder: string;
+  readonly #lockPath: string;
+  readonly #lockToken = `${process.pid}:${randomUUID()}`;
+  #lockHeld = false;
+  #active: ActiveFile | undefined;
+  #generation = 0;
+  /** Acks of messages written but not yet fsynced (ackOn 'disk'). */
+  #unsynced: AckPair[] = [];
+  #syncTimer: NodeJS.Timeout | undefined;
+  #commitTimer: NodeJS.Timeout | undefined;
+  /** Every file operation runs on this chain, so a timer's commit never interleaves with a write. */
+  #chain: Promise<void> = Promise.resolve();
+  #diskBytes = 0;
+  #lastNs = 0n;
+  #quotaWake: (() => void) | undefined;
+  #stopped = false;
+
+  constructor(options: S3CollectorOptions, where = 's3Collector', defaultBufferPath?: string) {
+    const o = resolveCollectorOptions(where, checkOptions(where, options, COLLECTOR_KEYS), defaultBufferPath);
+    super({ writableObjectMode: true, readableObjectMode: true, writableHighWaterMark: o.highWaterMark, readableHighWaterMark: 64 });
+    this.#o = o;
+    this.#activeFolder = join(o.bufferPath, ACTIVE_FOLDER);
+    this.#lockPath = join(o.bufferPath, LOCK_FILE);
+    if (o.signal) addAbortSignal(o.signal, this);
+  }
+
+  /** The buffer folder. */
+  get bufferPath(): string {
+    return this.#o.bufferPath;
+  }
+
+  /** This process's writer id, the suffix of its committed file names. */
+  get writerId(): string {
+    return this.#o.writerId;
+  }
+
+  /** Bytes the collector believes are in the buffer folder (exact after each quota check). */
+  get diskBytes(): number {
+    return this.#diskBytes;
+  }
+
+  /** Asks a write held by the disk quota to look at the folder again now (the uploader just freed space). */
+  recheckQuota(): void {
+    const wake = this.#quotaWake;
+    this.#quotaWake = undefined;
+    wake?.();
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    this.#start().then(
+      () => callback(),
+      (error: unknown) => callback(error instanceof ManifoldError ? error : ioError(`opening the buffer folder ${this.#o.bufferPath}`, error)),
+    );
+  }
+
+  async #start(): Promise<void> {
+    await mkdir(this.#o.bufferPath, { recursive: true, mode: 0o700 });
+    await this.#takeLock();
+    await mkdir(this.#activeFolder, { recursive: true, mode: 0o700 });
+    // Buffers left by a crash: cut back to the last complete record (a torn record was never acked), commit.
+    for (const name of await readdir(this.#activeFolder)) {
+      await this.#recover(join(this.#activeFolder, name));
+    }
+    this.#diskBytes = await bufferedBytes(this.#o.bufferPath);
+  }
+
+  async #takeLock(): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await writeFile(this.#lockPath, this.#lockToken, { flag: 'wx', mode: 0o600 });
+        this.#lockHeld = true;
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const owner = await readFile(this.#lockPath, 'utf8').catch(() => '');
+      const pid = Number(owner.split(':')[0]);
+      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+        throw new ManifoldError(
+          `s3Collector: the buffer folder ${this.#o.bufferPath} is in use by process ${pid}${pid === process.pid ? ' (another collector in this process)' : ''}; give each sink its own bufferPath`,
+          { code: ErrorCodes.IO, details: { bufferPath: this.#o.bufferPath, pid } },
+        );
+      }
+      // The owner died (kill -9, power loss): its lock is stale.
+      await unlink(this.#lockPath).catch(() => undefined);
+    }
+    /* c8 ignore next 2 -- only when other processes keep re-creating the lock in between */
+    throw new ManifoldError(`s3Collector: could not take the lock ${this.#lockPath}`, { code: ErrorCodes.IO });
+  }
+
+  async #releaseLock(): Promise<void> {
+    if (!this.#lockHeld) return;
+    this.#lockHeld = false;
+    const owner = await readFile(this.#lockPath, 'utf8').catch(() => '');
+    if (owner === this.#lockToken) await unlink(this.#lockPath).catch(() => undefined);
+  }
+
+  async #recover(path: string): Promise<void> {
+    const handle = await open(path, 'r+');
+    let size: number;
+    let records: number;
+    try {
+      const info = await handle.stat();
+      size = await lastCompleteLength(handle, info.size, this.#o.delimiter);
+      if (size < info.size) await handle.truncate(size);
+      records = 0;
+      if (size > 0) {
+        // Count records block by block, carrying the tail after the last delimiter into the next block.
+        let position = 0;
+        let carry = Buffer.alloc(0);
+        while (position < size) {
+          const chunk = Buffer.alloc(Math.min(1024 * 1024, size - position));
+          const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
+          position += bytesRead;
+          const data = Buffer.concat([carry, chunk.subarray(0, bytesRead)]);
+          const last = data.lastIndexOf(this.#o.delimiter);
+          records += countDelimited(last >= 0 ? data.subarray(0, last + this.#o.delimiter.length) : Buffer.alloc(0), this.#o.delimiter);
+          carry = last >= 0 ? data.subarray(last + this.#o.delimiter.length) : data;
+        }
+      }
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    if (size === 0) {
+      await unlink(path);
+      await syncFolder(this.#activeFolder);
+      return;
+    }
+    this.emit('rotate', { reason: 'recovery', path, bytes: size, records } satisfies RotateEvent);
+    await this.#publish(path, size, records, [], 'recovery');
+  }
+
+  /** Renames a synced, closed buffer file to its committed name, makes that durable, and emits it. */
+  async #publish(path: string, bytes: number, records: number, acks: AckPair[], reason: CommitReason): Promise<void> {
+    // Strictly increasing per process, so two commits in the same nanosecond still get two names.
+    const nowNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+    this.#lastNs = nowNs > this.#lastNs ? nowNs : this.#lastNs + 1n;
+    const { day, name } = committedName(this.#lastNs, this.#o.writerId);
+    const folder = join(this.#o.bufferPath, day);
+    const created = await mkdir(folder, { recursive: true, mode: 0o700 });
+    if (created !== undefined) await syncFolder(this.#o.bufferPath);
+    const target = join(folder, name);
+    await rename(path, target);
+    // Both folders: the new name must survive a power loss, and the old one must not come back as a second copy.
+    await syncFolder(folder);
+    await syncFolder(this.#activeFolder);
+    const file: CommittedFile = { path: target, relativePath: `${day}/${name}`, bytes, records };
+    if (this.#o.ackOn === 'upload') file.acks = acks;
+    const { acks: _acks, ...event } = file;
+    this.emit('commit', { ...event, reason } satisfies CommitEvent);
+    this.push(file);
+  }
+
+  /** Runs `op` after every earlier file operation; failures destroy the stream. */
+  #enqueue(op: () => Promise<void>): Promise<void> {
+    const run = this.#chain.then(async () => {
+      if (this.#stopped) return;
+      await op();
+    });
+    this.#chain = run.catch((error: unknown) => {
+      this.destroy(error instanceof ManifoldError ? error : ioError(`writing the buffer in ${this.#o.bufferPath}`, error));
+    });
+    return run;
+  }
+
+  override _transform(chunk: MessageLike, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#writeBatch([chunk], callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: MessageLike }>, callback: (error?: Error | null) => void): void {
+    this.#writeBatch(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
+  }
+
+  #writeBatch(chunks: MessageLike[], callback: (error?: Error | null) => void): void {
+    let messages: Message[];
+    try {
+      messages = chunks.map((chunk) => toMessage(chunk));
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    this.#enqueue(() => this.#append(messages)).then(
+      () => callback(),
+      (error: unknown) => callback(error as Error),
+    );
+  }
+
+  async #append(messages: Message[]): Promise<void> {
+    const delimiter = this.#o.delimiter;
+    let i = 0;
+    while (i < messages.length && !this.#stopped) {
+      // Fill the open file up to commitSizeBytes (at least one record per file), write once, rotate.
+      const first = messages[i]!.data.length + delimiter.length;
+      await this.#roomFor(first);
+      if (this.#stopped) return;
+      if (this.#active && this.#active.bytes > 0 && this.#active.bytes + first > this.#o.commitSizeBytes) {
+        // Records are never split: a file goes over commitSizeBytes only when a single record is larger.
+        await this.#commit('size');
+      }
+      const active = this.#active ?? (await this.#openActive());
+      const room = this.#o.commitSizeBytes - active.bytes;
+      const parts: Buffer[] = [];
+      const batch: Message[] = [];
+      let bytes = 0;
+      while (i < messages.length) {
+        const size = messages[i]!.data.length + delimiter.length;
+        if (batch.length > 0 && bytes + size > room) break;
+        // The quota is checked for the first record; later ones in the batch are bounded by commitSizeBytes.
+        parts.push(messages[i]!.data, delimiter);
+        batch.push(messages[i]!);
+        bytes += size;
+        i += 1;
+      }
+      const buffer = Buffer.concat(parts, bytes);
+      let written = 0;
+      while (written < buffer.length) {
+        const { bytesWritten } = await active.handle.write(buffer, written, buffer.length - written, active.bytes + written);
+        written += bytesWritten;
+      }
+      active.bytes += bytes;
+      active.records += batch.length;
+      this.#diskBytes += bytes;
+      for (const m of batch) {
+        const pair: AckPair = { ack: m.ack, nack: m.nack };
+        if (this.#o.ackOn === 'upload') active.acks.push(pair);
+        else this.#unsynced.push(pair);
+      }
+      if (active.bytes >= this.#o.commitSizeBytes) {
+        await this.#commit('size');
+      } else if (this.#o.syncIntervalMs === 0 || this.#unsynced.length >= MAX_UNSYNCED) {
+        await this.#sync();
+      } else {
+        this.#armSync();
+      }
+    }
+  }
+
+  /** Waits while the buffer folder is at its quota (the write callback is held: backpressure). */
+  async #roomFor(bytes: number): Promise<void> {
+    const max = this.#o.maxBufferBytes;
+    if (this.#diskBytes + bytes <= max) return;
+    let announced = false;
+    for (;;) {
+      this.#diskBytes = await bufferedBytes(this.#o.bufferPath);
+      // An empty folder takes any record, however large, or a big record would wait for ever.
+      if (this.#diskBytes === 0 || this.#diskBytes + bytes <= max || this.#stopped) return;
+      // The open file itself may be what fills the quota: commit it so the uploader can free the space.
+      if (this.#active && this.#active.bytes > 0) {
+        await this.#commit('quota');
+        continue;
+      }
+      if (!announced) {
+        announced = true;
+        this.emit('quota', { diskBytes: this.#diskBytes, maxBufferBytes: max } satisfies QuotaEvent);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.#quotaWake = undefined;
+          resolve();
+        }, QUOTA_POLL_MS);
+        this.#quotaWake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  async #openActive(): Promise<ActiveFile> {
+    const path = join(this.#activeFolder, this.#o.writerId);
+    // 'wx': a leftover under our own name would be a bug (writerIds are per process); never append to it blindly.
+    const handle = await open(path, 'wx', 0o600);
+    this.#generation += 1;
+    const active: ActiveFile = { handle, path, generation: this.#generation, bytes: 0, records: 0, acks: [] };
+    this.#active = active;
+    const generation = this.#generation;
+    this.#commitTimer = setTimeout(() => {
+      this.#commitTimer = undefined;
+      void this.#enqueue(async () => {
+        if (this.#active?.generation === generation) await this.#commit('time');
+      }).catch(() => undefined);
+    }, this.#o.commitIntervalMs);
+    return active;
+  }
+
+  #armSync(): void {
+    if (this.#syncTimer !== undefined || this.#unsynced.length === 0) return;
+    this.#syncTimer = setTimeout(() => {
+      this.#syncTimer = undefined;
+      void this.#enqueue(() => this.#sync()).catch(() => undefined);
+    }, this.#o.syncIntervalMs);
+  }
+
+  /** Group commit: one fsync, then ack everything written before it. */
+  async #sync(): Promise<void> {
+    clearTimeout(this.#syncTimer);
+    this.#syncTimer = undefined;
+    const active = this.#active;
+    if (!active || this.#unsynced.length === 0) return;
+    const synced = this.#unsynced;
+    this.#unsynced = [];
+    await active.handle.datasync();
+    for (const pair of synced) pair.ack();
+  }
+
+  async #commit(reason: CommitReason): Promise<void> {
+    const active = this.#active;
+    if (!active) return;
+    clearTimeout(this.#commitTimer);
+    this.#commitTimer = undefined;
+    this.emit('rotate', { reason, path: active.path, bytes: active.bytes, records: active.records } satisfies RotateEvent);
+    // fsync (not fdatasync): the rename must never expose a name whose size is not yet durable.
+    await active.handle.sync();
+    const synced = this.#unsynced;
+    this.#unsynced = [];
+    clearTimeout(this.#syncTimer);
+    this.#syncTimer = undefined;
+    for (const pair of synced) pair.ack();
+    await active.handle.close();
+    this.#active = undefined;
+    await this.#publish(active.path, active.bytes, active.records, active.acks, reason);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.#enqueue(async () => {
+      await this.#commit('end');
+      await this.#releaseLock();
+    }).then(
+      () => callback(),
+      (error: unknown) => callback(error as Error),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#stopped = true;
+    clearTimeout(this.#syncTimer);
+    clearTimeout(this.#commitTimer);
+    this.recheckQuota();
+    const reason = error ?? new ManifoldError('s3Collector: destroyed before the write was synced to disk', { code: ErrorCodes.ABORTED });
+    const active = this.#active;
+    this.#active = undefined;
+    // Wait for the operation in progress (a write or fsync) before closing its handle under it.
+    this.#chain
+      .then(async () => {
+        // Not synced, so not acked: the next start recovers the bytes, the source redelivers (at-least-once).
+        for (const pair of this.#unsynced) pair.nack(reason);
+        this.#unsynced = [];
+        if (active) {
+          for (const pair of active.acks) pair.nack(reason);
+          await active.handle.close().catch(() => undefined);
+        }
+        await this.#releaseLock();
+      })
+      .then(
+        () => callback(error),
+        (closeError: unknown) => callback(error ?? (closeError as Error)),
+      );
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

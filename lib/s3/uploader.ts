@@ -1,0 +1,555 @@
+/**
+ * The delivery half of the S3 sink: a Writable of committed buffer files that
+ * uploads each to a deterministic key, deletes it only after S3 confirmed,
+ * retries with backoff, and rescans the buffer folder for files an earlier run
+ * or a failed upload left behind.
+ */
+import { createReadStream } from 'node:fs';
+import { readdir, rmdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable, addAbortSignal } from 'node:stream';
+import { createGzip } from 'node:zlib';
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
+import {
+  bytesOption,
+  checkOptions,
+  conflictingOptions,
+  durationOption,
+  enumOption,
+  invalidOption,
+  numberOption,
+  signalOption,
+  stringOption,
+  booleanOption,
+} from '../core/options.js';
+import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
+import type { AckPair, CommittedFile } from './collector.js';
+
+/** AWS credentials, as the SDK takes them (or a provider function). */
+export type S3Credentials = S3ClientConfig['credentials'];
+
+/** Options of {@link s3Uploader}. */
+export interface S3UploaderOptions {
+  /** The bucket. Required. */
+  bucket?: string;
+  /** Key prefix, a "folder": `'logs'` and `'logs/'` both give `logs/2026-11-28/...`. Default none. */
+  prefix?: string;
+  /** An S3Client to use (not destroyed by the uploader). Excludes region, endpoint, credentials, forcePathStyle. */
+  client?: S3Client;
+  /** AWS region for the client the uploader makes. Default: the SDK's (AWS_REGION...). */
+  region?: string;
+  /** Endpoint URL for S3-compatible servers (s3rver, MinIO). */
+  endpoint?: string;
+  /** Credentials for the client the uploader makes. Default: the SDK's provider chain. */
+  credentials?: S3Credentials;
+  /** Path-style URLs (`http://host/bucket/key`), needed by most S3-compatible servers. Default false. */
+  forcePathStyle?: boolean;
+  /** The buffer folder to rescan for committed files. Required. */
+  bufferPath?: string;
+  /** Rescan `bufferPath` this often for files left by an earlier run or a failed upload. Default 30,000 ms. */
+  uploadIntervalMs?: number;
+  /** Uploads at the same time. Default 4. */
+  uploadConcurrency?: number;
+  /** `'gzip'` compresses while streaming (the key gets `.gz`). Default `'none'`. */
+  compression?: 'none' | 'gzip';
+  /** Multipart part size; each upload holds at most about two parts in memory. Default 8 MiB, at least 5 MiB. */
+  partSizeBytes?: number;
+  /** On `end()`, how long uploads may continue; what is left stays on disk for the next start. Default 30,000 ms. */
+  closeTimeoutMs?: number;
+  /** Retries of one upload. Default: 10 retries from 200 ms to 30 s. A file whose retries run out is tried again at the next rescan. */
+  retry?: RetryOptions | false;
+  /** Destroys the uploader when aborted. */
+  signal?: AbortSignal;
+}
+
+/** The uploader's options after validation. */
+export interface ResolvedUploaderOptions {
+  bucket: string;
+  prefix: string;
+  client: S3Client | undefined;
+  clientConfig: S3ClientConfig;
+  bufferPath: string;
+  uploadIntervalMs: number;
+  uploadConcurrency: number;
+  compression: 'none' | 'gzip';
+  partSizeBytes: number;
+  closeTimeoutMs: number;
+  retry: ResolvedRetry;
+  signal: AbortSignal | undefined;
+}
+
+/** Payload of the `'upload'` event. */
+export interface UploadEvent {
+  bucket: string;
+  key: string;
+  /** The local file, now deleted. */
+  path: string;
+  relativePath: string;
+  /** Size of the local file. */
+  bytes: number;
+  /** ETag S3 returned. */
+  etag: string | undefined;
+  /** Attempts it took (1 = first try). */
+  attempts: number;
+  durationMs: number;
+}
+
+/** Payload of the `'uploaderror'` event: retries ran out on a transient failure; the file stays for the next rescan. */
+export interface UploadErrorEvent {
+  key: string;
+  path: string;
+  error: Error;
+}
+
+/** Payload of the `'closetimeout'` event: files still on disk when `closeTimeoutMs` ran out. */
+export interface CloseTimeoutEvent {
+  files: number;
+  bytes: number;
+}
+
+/** The option names the uploader takes. */
+export const UPLOADER_KEYS = [
+  'bucket',
+  'prefix',
+  'client',
+  'region',
+  'endpoint',
+  'credentials',
+  'forcePathStyle',
+  'bufferPath',
+  'uploadIntervalMs',
+  'uploadConcurrency',
+  'compression',
+  'partSizeBytes',
+  'closeTimeoutMs',
+  'retry',
+  'signal',
+] as const;
+
+const DAY_FOLDER = /^\d{4}-\d{2}-\d{2}$/;
+const MIN_PART = 5 * 1024 * 1024;
+// How many uploaded keys to remember, so a file the rescan already uploaded is not taken for lost when the collector hands it over.
+const REMEMBERED = 10_000;
+// Queued files beyond which the write callback waits (the collector's readable side then fills: backpressure).
+const MAX_QUEUED = 64;
+
+/** Validates uploader options (`where` names the factory). Throws naming the option; does no I/O. */
+export function resolveUploaderOptions(where: string, options: S3UploaderOptions, defaultBufferPath?: string): ResolvedUploaderOptions {
+  const bucket = stringOption(where, 'bucket', options.bucket, { required: true });
+  let prefix = options.prefix === undefined || options.prefix === '' ? '' : stringOption(where, 'prefix', options.prefix)!;
+  if (prefix.startsWith('/')) invalidOption(where, 'prefix', 'a key prefix without a leading "/"', options.prefix);
+  if (prefix !== '' && !prefix.endsWith('/')) prefix += '/';
+  const client = options.client;
+  if (client !== undefined && !(client instanceof S3Client) && typeof (client as { send?: unknown }).send !== 'function') {
+    invalidOption(where, 'client', 'an S3Client', client);
+  }
+  if (client !== undefined) {
+    for (const other of ['region', 'endpoint', 'credentials', 'forcePathStyle'] as const) {
+      if (options[other] !== undefined) conflictingOptions(where, 'client', other, 'cannot be used together: configure the client you pass');
+    }
+  }
+  const clientConfig: S3ClientConfig = {};
+  const region = stringOption(where, 'region', options.region);
+  if (region !== undefined) clientConfig.region = region;
+  const endpoint = stringOption(where, 'endpoint', options.endpoint);
+  if (endpoint !== undefined) {
+    try {
+      new URL(endpoint);
+    } catch {
+      invalidOption(where, 'endpoint', 'a URL such as "http://127.0.0.1:4569"', endpoint);
+    }
+    clientConfig.endpoint = endpoint;
+  }
+  if (options.credentials !== undefined) {
+    const c = options.credentials as unknown;
+    const ok = typeof c === 'function' || (typeof c === 'object' && c !== null && typeof (c as { accessKeyId?: unknown }).accessKeyId === 'string');
+    // Never show the value: it holds a secret.
+    if (!ok) invalidOption(where, 'credentials', '{ accessKeyId, secretAccessKey } or a provider function', '[hidden]');
+    clientConfig.credentials = options.credentials;
+  }
+  if (booleanOption(where, 'forcePathStyle', options.forcePathStyle, false)) clientConfig.forcePathStyle = true;
+  // One retry mechanism (ours): the SDK's own retries would multiply the attempts.
+  clientConfig.maxAttempts = 1;
+  const bufferPath = stringOption(where, 'bufferPath', options.bufferPath) ?? defaultBufferPath;
+  if (bufferPath === undefined) invalidOption(where, 'bufferPath', 'a non-empty string (the buffer folder)', options.bufferPath);
+  return {
+    bucket,
+    prefix,
+    client,
+    clientConfig,
+    bufferPath,
+    uploadIntervalMs: durationOption(where, 'uploadIntervalMs', options.uploadIntervalMs, 30_000),
+    uploadConcurrency: numberOption(where, 'uploadConcurrency', options.uploadConcurrency, 4, { min: 1, max: 64, integer: true }),
+    compression: enumOption(where, 'compression', options.compression, ['none', 'gzip'] as const, 'none'),
+    partSizeBytes: bytesOption(where, 'partSizeBytes', options.partSizeBytes, 8 * 1024 * 1024, MIN_PART),
+    closeTimeoutMs: durationOption(where, 'closeTimeoutMs', options.closeTimeoutMs, 30_000, 0),
+    retry: resolveRetry(where, options.retry),
+    signal: signalOption(where, 'signal', options.signal),
+  };
+}
+
+/**
+ * Uploads committed buffer files (from {@link s3Collector}) to
+ * `bucket`/`prefix` + the file's path under `bufferPath` (`.gz` added with
+ * gzip), `uploadConcurrency` at a time, as a multipart upload streamed from
+ * disk. The key is deterministic, so a re-upload after a crash overwrites the
+ * same object instead of duplicating it. The local file is deleted only after
+ * S3 confirmed; then the acks attached to it (`ackOn: 'upload'`) are acked.
+ *
+ * Transient failures are retried with backoff; when retries run out the file
+ * stays on disk and the rescan every `uploadIntervalMs` tries it again, so an
+ * S3 outage delays delivery without failing the stream. A fatal failure
+ * (missing bucket, access denied) destroys the stream.
+ *
+ * `end()` waits for uploads up to `closeTimeoutMs`, then finishes anyway:
+ * what is left stays on disk for the next start and its acks are nacked.
+ *
+ * Events: `'upload'` ({@link UploadEvent}), `'retry'` ({@link RetryEvent} plus `key`),
+ * `'uploaderror'` ({@link UploadErrorEvent}), `'closetimeout'` ({@link CloseTimeoutEvent}).
+ *
+ * @example
+ * ```ts
+ * await pipeline(source, s3Collector({ bufferPath }), s3Uploader({ bucket: 'logs', bufferPath, region: 'eu-west-1' }));
+ * ```
+ */
+export function s3Uploader(options: S3UploaderOptions): S3Uploader {
+  return new S3Uploader(options);
+}
+
+interface Entry {
+  relativePath: string;
+  path: string;
+  bytes: number;
+  acks: AckPair[];
+  state: 'queued' | 'uploading' | 'failed';
+}
+
+function isCommittedFile(value: unknown): value is CommittedFile {
+  const v = value as CommittedFile;
+  return typeof v === 'object' && v !== null && typeof v.path === 'string' && typeof v.relativePath === 'string' && typeof v.bytes === 'number';
+}
+
+/** A fatal S3 failure as the error the stream fails with. */
+function fatalError(what: string, error: unknown): ManifoldError {
+  if (error instanceof ManifoldError && error.code !== ErrorCodes.DELIVERY) return error;
+  const cause = error instanceof ManifoldError && error.cause !== undefined ? error.cause : error;
+  const name = (cause as { name?: unknown }).name;
+  const status = (cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  let code: (typeof ErrorCodes)[keyof typeof ErrorCodes] = ErrorCodes.DELIVERY;
+  let hint = '';
+  if (name === 'NoSuchBucket' || status === 404) {
+    code = ErrorCodes.NOT_FOUND;
+    hint = '; create the bucket or fix options.bucket';
+  } else if (name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || status === 403) {
+    code = ErrorCodes.AUTH;
+    hint = '; check the credentials and the bucket policy';
+  }
+  return new ManifoldError(`s3Uploader: ${what} failed: ${describe(cause)}${hint}`, { code, cause, details: { status } });
+}
+
+export class S3Uploader extends Writable {
+  readonly #o: ResolvedUploaderOptions;
+  readonly #client: S3Client;
+  readonly #ownClient: boolean;
+  readonly #files = new Map<string, Entry>();
+  readonly #queue: Entry[] = [];
+  readonly #uploaded = new Set<string>();
+  readonly #abort = new AbortController();
+  readonly #uploads = new Set<Upload>();
+  #active = 0;
+  #rescanTimer: NodeJS.Timeout | undefined;
+  #rescanning: Promise<void> | undefined;
+  #waiters: Array<() => void> = [];
+  #held: (() => void) | undefined;
+
+  constructor(options: S3UploaderOptions, where = 's3Uploader', defaultBufferPath?: string) {
+    const o = resolveUploaderOptions(where, checkOptions(where, options, UPLOADER_KEYS), defaultBufferPath);
+    super({ objectMode: true, highWaterMark: 16 });
+    this.#o = o;
+    this.#ownClient = o.client === undefined;
+    this.#client = o.client ?? new S3Client(o.clientConfig);
+    if (o.signal) addAbortSignal(o.signal, this);
+  }
+
+  /** The S3 key a committed file goes to. */
+  keyFor(relativePath: string): string {
+    return `${this.#o.prefix}${relativePath}${this.#o.compression === 'gzip' ? '.gz' : ''}`;
+  }
+
+  /** Files known and not yet uploaded (queued, uploading, or waiting for the next rescan). */
+  get pendingFiles(): number {
+    return this.#files.size;
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    // Housekeeping only: it must not keep a process alive whose work is done.
+    this.#rescanTimer = setInterval(() => void this.rescan(), this.#o.uploadIntervalMs).unref();
+    callback();
+    void this.rescan();
+  }
+
+  /**
+   * Looks for committed files in `bufferPath` that are not queued (left by an
+   * earlier run, or whose upload failed) and queues them. Runs every
+   * `uploadIntervalMs`; resolves when the scan is done (not the uploads).
+   */
+  rescan(): Promise<void> {
+    this.#rescanning ??= this.#scan().finally(() => {
+      this.#rescanning = undefined;
+    });
+    return this.#rescanning;
+  }
+
+  async #scan(): Promise<void> {
+    const root = this.#o.bufferPath;
+    const days = await readdir(root, { withFileTypes: true }).catch(() => []);
+    const today = new Date().toISOString().slice(0, 10);
+    for (const day of days.filter((d) => d.isDirectory() && DAY_FOLDER.test(d.name)).map((d) => d.name).sort()) {
+      if (this.destroyed) return;
+      const names = (await readdir(join(root, day)).catch(() => [] as string[])).filter((n) => !n.startsWith('.')).sort();
+      if (names.length === 0 && day < today) {
+        // An old, empty day folder: the collector only commits into today's (a race at midnight is covered by its mkdir).
+        await rmdir(join(root, day)).catch(() => undefined);
+        continue;
+      }
+      for (const name of names) {
+        const relativePath = `${day}/${name}`;
+        const known = this.#files.get(relativePath);
+        if (known?.state === 'failed') this.#requeue(known);
+        if (known || this.#uploaded.has(relativePath)) continue;
+        const info = await stat(join(root, day, name)).catch(() => undefined);
+        if (!info?.isFile()) continue;
+        this.#add(relativePath, join(root, day, name), info.size, []);
+      }
+    }
+    this.#pump();
+  }
+
+  #add(relativePath: string, path: string, bytes: number, acks: AckPair[]): void {
+    if (this.#uploaded.has(relativePath)) {
+      // The rescan found and uploaded it before the collector handed it over.
+      for (const pair of acks) pair.ack();
+      return;
+    }
+    const known = this.#files.get(relativePath);
+    if (known) {
+      known.acks.push(...acks);
+      if (known.state === 'failed') this.#requeue(known);
+      return;
+    }
+    const entry: Entry = { relativePath, path, bytes, acks, state: 'queued' };
+    this.#files.set(relativePath, entry);
+    this.#queue.push(entry);
+  }
+
+  #requeue(entry: Entry): void {
+    entry.state = 'queued';
+    this.#queue.push(entry);
+  }
+
+  override _write(file: CommittedFile, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (!isCommittedFile(file)) {
+      callback(new ManifoldError(`s3Uploader: expected a committed file ({ path, relativePath, bytes }) from s3Collector, got ${typeof file}`, { code: ErrorCodes.INVALID_MESSAGE }));
+      return;
+    }
+    this.#add(file.relativePath, file.path, file.bytes, file.acks ?? []);
+    this.#pump();
+    if (this.#queue.length < MAX_QUEUED) callback();
+    else this.#held = () => callback();
+  }
+
+  #pump(): void {
+    while (this.#active < this.#o.uploadConcurrency && this.#queue.length > 0 && !this.destroyed && !this.#abort.signal.aborted) {
+      const entry = this.#queue.shift()!;
+      if (entry.state !== 'queued') continue;
+      this.#active += 1;
+      entry.state = 'uploading';
+      void this.#upload(entry).finally(() => {
+        this.#active -= 1;
+        this.#pump();
+        this.#notify();
+      });
+    }
+    if (this.#held && this.#queue.length < MAX_QUEUED) {
+      const release = this.#held;
+      this.#held = undefined;
+      release();
+    }
+  }
+
+  #notify(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+
+  async #upload(entry: Entry): Promise<void> {
+    const key = this.keyFor(entry.relativePath);
+    const started = performance.now();
+    let attempts = 0;
+    try {
+      const result = await withRetry(
+        `uploading ${entry.path} to s3://${this.#o.bucket}/${key}`,
+        async (attempt) => {
+          attempts = attempt;
+          return this.#put(entry, key);
+        },
+        this.#o.retry,
+        (event: RetryEvent) => this.emit('retry', { ...event, key }),
+        this.#abort.signal,
+      );
+      // Only now, with S3's confirmation, may the local copy go.
+      await unlink(entry.path).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw error;
+      });
+      this.#files.delete(entry.relativePath);
+      this.#remember(entry.relativePath);
+      for (const pair of entry.acks) pair.ack();
+      entry.acks = [];
+      this.emit('upload', {
+        bucket: this.#o.bucket,
+        key,
+        path: entry.path,
+        relativePath: entry.relativePath,
+        bytes: entry.bytes,
+        etag: result.ETag,
+        attempts,
+        durationMs: performance.now() - started,
+      } satisfies UploadEvent);
+    } catch (error) {
+      entry.state = 'failed';
+      if (this.destroyed || this.#abort.signal.aborted) return;
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (toError(error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+        // Someone removed the file (another uploader on the same folder): nothing left to send from here.
+        this.#files.delete(entry.relativePath);
+        const gone = new ManifoldError(`s3Uploader: ${entry.path} disappeared before it was uploaded`, { code: ErrorCodes.IO, cause: error });
+        for (const pair of entry.acks) pair.nack(gone);
+        this.emit('uploaderror', { key, path: entry.path, error: gone } satisfies UploadErrorEvent);
+        return;
+      }
+      const cause = error instanceof ManifoldError && error.code === ErrorCodes.RETRIES_EXHAUSTED ? error.cause : error;
+      if (isRetryable(cause)) {
+        // An outage: keep the file; the next rescan tries again.
+        this.emit('uploaderror', { key, path: entry.path, error: toError(error) } satisfies UploadErrorEvent);
+        return;
+      }
+      this.destroy(fatalError(`uploading ${entry.path} to s3://${this.#o.bucket}/${key}`, error));
+    }
+  }
+
+  async #put(entry: Entry, key: string): Promise<{ ETag?: string | undefined }> {
+    const file = createReadStream(entry.path);
+    // Open first, so a missing file fails as ENOENT instead of inside the SDK.
+    await new Promise<void>((resolve, reject) => {
+      file.once('open', () => resolve());
+      file.once('error', reject);
+    });
+    const body = this.#o.compression === 'gzip' ? file.pipe(createGzip()) : file;
+    if (body !== file) file.once('error', (error) => body.destroy(error));
+    const upload = new Upload({
+      client: this.#client,
+      params: {
+        Bucket: this.#o.bucket,
+        Key: key,
+        Body: body,
+        ContentType: this.#o.compression === 'gzip' ? 'application/gzip' : 'application/octet-stream',
+      },
+      partSize: this.#o.partSizeBytes,
+      // One part in flight per upload: memory stays near uploadConcurrency x 2 parts whatever the file size.
+      queueSize: 1,
+      leavePartsOnError: false,
+    });
+    this.#uploads.add(upload);
+    try {
+      return await upload.done();
+    } finally {
+      this.#uploads.delete(upload);
+      file.destroy();
+      if (body !== file) body.destroy();
+    }
+  }
+
+  #remember(relativePath: string): void {
+    this.#uploaded.add(relativePath);
+    if (this.#uploaded.size > REMEMBERED) {
+      const oldest = this.#uploaded.values().next().value;
+      if (oldest !== undefined) this.#uploaded.delete(oldest);
+    }
+  }
+
+  /** Resolves when nothing is queued or uploading (failed files wait for a rescan). */
+  #whenIdle(): Promise<void> {
+    if (this.#active === 0 && !this.#queue.some((e) => e.state === 'queued')) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#waiters.push(resolve)).then(() => this.#whenIdle());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    const deadline = Date.now() + this.#o.closeTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.#o.closeTimeoutMs);
+    });
+    const drain = async (): Promise<'done'> => {
+      await this.rescan();
+      for (;;) {
+        await this.#whenIdle();
+        if (this.#files.size === 0 || this.destroyed) return 'done';
+        // Failed uploads (an outage): keep trying until the deadline, pausing like the retry would.
+        await new Promise((resolve) => setTimeout(resolve, Math.min(this.#o.retry.minTimeoutMs || 100, Math.max(0, deadline - Date.now()))));
+        for (const entry of this.#files.values()) if (entry.state === 'failed') this.#requeue(entry);
+        this.#pump();
+      }
+    };
+    Promise.race([drain(), timedOut])
+      .then(async (outcome) => {
+        clearTimeout(timer);
+        if (outcome === 'timeout') await this.#giveUp();
+        this.#stop();
+        callback();
+      })
+      .catch((error: unknown) => {
+        clearTimeout(timer);
+        callback(toError(error));
+      });
+  }
+
+  /** closeTimeoutMs ran out: stop uploading, leave the files for the next start, nack their acks. */
+  async #giveUp(): Promise<void> {
+    this.#abort.abort(new ManifoldError('s3Uploader: closeTimeoutMs ran out', { code: ErrorCodes.CLOSE_TIMEOUT }));
+    await Promise.allSettled([...this.#uploads].map((u) => u.abort()));
+    while (this.#active > 0) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    let bytes = 0;
+    const error = new ManifoldError(
+      `s3Uploader: not uploaded within closeTimeoutMs (${this.#o.closeTimeoutMs} ms); the file stays in ${this.#o.bufferPath} for the next start`,
+      { code: ErrorCodes.CLOSE_TIMEOUT, retryable: true },
+    );
+    for (const entry of this.#files.values()) {
+      bytes += entry.bytes;
+      for (const pair of entry.acks) pair.nack(error);
+      entry.acks = [];
+    }
+    this.emit('closetimeout', { files: this.#files.size, bytes } satisfies CloseTimeoutEvent);
+  }
+
+  #stop(): void {
+    clearInterval(this.#rescanTimer);
+    this.#rescanTimer = undefined;
+    if (this.#ownClient) this.#client.destroy();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#abort.abort(error ?? new ManifoldError('s3Uploader destroyed', { code: ErrorCodes.ABORTED }));
+    for (const upload of this.#uploads) void upload.abort().catch(() => undefined);
+    const reason = error ?? new ManifoldError('s3Uploader: destroyed before the file was uploaded; it stays on disk for the next start', { code: ErrorCodes.ABORTED });
+    for (const entry of this.#files.values()) {
+      for (const pair of entry.acks) pair.nack(reason);
+      entry.acks = [];
+    }
+    this.#held = undefined;
+    this.#notify();
+    this.#stop();
+    callback(error);
+  }
+}
