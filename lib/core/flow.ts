@@ -107,7 +107,7 @@ export function flow(options: FlowOptions): Flow {
   };
   head = new Readable({
     objectMode: true,
-    highWaterMark: 1,
+    highWaterMark: 16,
     read() {
       source.resume();
     },

@@ -3,6 +3,15 @@ import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { booleanOption, checkOptions, delimiterOption, invalidOption, signalOption } from '../core/options.js';
 
+/** The reader went away: `manifold ... | head`. */
+function isGone(error: NodeJS.ErrnoException): boolean {
+  return error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED';
+}
+
+function outputError(error: Error): ManifoldError {
+  return new ManifoldError(`stdoutSink: writing the output failed: ${error.message}`, { code: ErrorCodes.IO, cause: error });
+}
+
 /** Options of {@link stdoutSink}. */
 export interface StdoutSinkOptions {
   /** Where to write. Default `process.stdout`; any byte Writable works. */
@@ -42,20 +51,12 @@ export class StdoutSink extends Writable {
   #outputClosed: Error | undefined;
   /** Messages given to the output whose write callback has not fired. */
   #inFlight = new Set<Message[]>();
-  #drainWaiter: (() => void) | undefined;
+  /** Calls back the write waiting on the output, if any. */
+  #release: ((error?: Error) => void) | undefined;
 
   readonly #onOutputError = (error: NodeJS.ErrnoException): void => {
-    if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') {
-      this.#closeOutput(error);
-      return;
-    }
-    this.destroy(new ManifoldError(`stdoutSink: writing the output failed: ${error.message}`, { code: ErrorCodes.IO, cause: error }));
-  };
-
-  readonly #onDrain = (): void => {
-    const waiter = this.#drainWaiter;
-    this.#drainWaiter = undefined;
-    waiter?.();
+    if (isGone(error)) this.#closeOutput(error);
+    else this.destroy(outputError(error));
   };
 
   constructor(options: StdoutSinkOptions = {}) {
@@ -71,7 +72,6 @@ export class StdoutSink extends Writable {
     const fd = (output as { fd?: unknown }).fd;
     this.#end = booleanOption('stdoutSink', 'end', o.end, o.output !== undefined && fd !== 1 && fd !== 2);
     this.#output.on('error', this.#onOutputError);
-    this.#output.on('drain', this.#onDrain);
     this.#output.once('close', this.#onOutputClose);
     const signal = signalOption('stdoutSink', 'signal', o.signal);
     if (signal) addAbortSignal(signal, this);
@@ -95,7 +95,7 @@ export class StdoutSink extends Writable {
     for (const group of this.#inFlight) for (const m of group) m.nack(this.#outputClosed);
     this.#inFlight.clear();
     this.emit('outputclose', this.#outputClosed);
-    this.#onDrain();
+    this.#release?.();
   }
 
   #send(messages: Message[], callback: (error?: Error | null) => void): void {
@@ -107,15 +107,37 @@ export class StdoutSink extends Writable {
     const parts: Buffer[] = [];
     for (const m of messages) parts.push(m.data, this.#delimiter);
     this.#inFlight.add(messages);
-    const ok = this.#output.write(messages.length === 1 ? Buffer.concat(parts, messages[0]!.data.length + this.#delimiter.length) : Buffer.concat(parts), (error) => {
-      if (!this.#inFlight.delete(messages)) return;
-      for (const m of messages) {
-        if (error) m.nack(error);
-        else m.ack();
+    let called = false;
+    const release = (error?: Error): void => {
+      if (called) return;
+      called = true;
+      this.#release = undefined;
+      callback(error);
+    };
+    // If the output goes away with this write stuck in it, #closeOutput releases the write.
+    this.#release = release;
+    // One output write at a time, released by its callback: with _writev, whatever queues meanwhile goes out
+    // in the next write, and a synchronous output cannot pile up unbounded acks behind deferred callbacks.
+    this.#output.write(Buffer.concat(parts), (error) => {
+      if (!this.#inFlight.delete(messages)) {
+        release();
+        return;
       }
+      if (!error) {
+        for (const m of messages) m.ack();
+        release();
+        return;
+      }
+      if (isGone(error)) {
+        this.#inFlight.add(messages);
+        this.#closeOutput(error);
+        release();
+        return;
+      }
+      const failure = outputError(error);
+      for (const m of messages) m.nack(failure);
+      release(failure);
     });
-    if (ok) callback();
-    else this.#drainWaiter = () => callback();
   }
 
   override _write(chunk: MessageLike, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -135,25 +157,12 @@ export class StdoutSink extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    if (this.#outputClosed || !this.#end) {
-      // Acks come from the output's write callbacks; wait for those still pending.
-      this.#whenWritten(callback);
-      return;
-    }
-    this.#output.end(() => callback());
-  }
-
-  #whenWritten(callback: () => void): void {
-    if (this.#inFlight.size === 0 || this.#outputClosed) {
-      callback();
-      return;
-    }
-    // process.stdout may be a pipe written asynchronously: an empty write's callback follows all earlier ones.
-    this.#output.write(Buffer.alloc(0), () => callback());
+    // Every write has called back by now (one at a time), so every message is settled.
+    if (this.#outputClosed || !this.#end) callback();
+    else this.#output.end(() => callback());
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.#output.off('drain', this.#onDrain);
     this.#output.off('close', this.#onOutputClose);
     // Keep an error listener: a late EPIPE on an output we no longer watch must not crash the process.
     this.#output.off('error', this.#onOutputError);

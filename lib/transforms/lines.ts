@@ -43,10 +43,10 @@ export function lines(options: LinesOptions = {}): Transform {
   let skipping = false;
   let skippedBytes = 0;
 
-  const tooLong = (size: number): ManifoldError =>
+  const tooLong = (size: number, record: number): ManifoldError =>
     new ManifoldError(
-      `lines: record ${line + 1} of ${label} is longer than maxMessageBytes (${size} > ${maxMessageBytes} bytes); raise options.maxMessageBytes or set onOversize: 'skip'`,
-      { code: ErrorCodes.MESSAGE_TOO_LARGE, details: { line: line + 1, size, limit: maxMessageBytes } },
+      `lines: record ${record} of ${label} is longer than maxMessageBytes (${size} > ${maxMessageBytes} bytes); raise options.maxMessageBytes or set onOversize: 'skip'`,
+      { code: ErrorCodes.MESSAGE_TOO_LARGE, details: { line: record, size, limit: maxMessageBytes } },
     );
 
   function emitRecord(stream: Transform, record: Buffer): void {
@@ -60,7 +60,7 @@ export function lines(options: LinesOptions = {}): Transform {
     let end = record.length;
     if (stripCr && end > 0 && record[end - 1] === CR) end -= 1;
     if (end > maxMessageBytes) {
-      if (onOversize === 'error') throw tooLong(end);
+      if (onOversize === 'error') throw tooLong(end, line);
       stream.emit('skip', { line, bytes: end });
       return;
     }
@@ -86,7 +86,7 @@ export function lines(options: LinesOptions = {}): Transform {
         buf = buf.subarray(start);
         // Allow for a CR and a partial delimiter beyond the limit before calling the record too long.
         if (buf.length > maxMessageBytes + delimiter.length) {
-          if (onOversize === 'error') throw tooLong(buf.length);
+          if (onOversize === 'error') throw tooLong(buf.length, line + 1);
           skipping = true;
           skippedBytes += buf.length - (delimiter.length - 1);
           buf = buf.subarray(buf.length - (delimiter.length - 1));
