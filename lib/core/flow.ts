@@ -18,6 +18,8 @@ export interface FlowStats {
   bytes: number;
   /** Messages acked (delivered, or intentionally dropped by a filter). */
   acks: number;
+  /** Payload bytes (as read from the source) of the acked messages. */
+  bytesAcked: number;
   /** Messages nacked (not delivered; the source may redeliver). */
   nacks: number;
   /** Messages neither acked nor nacked when the flow ended. */
@@ -85,7 +87,7 @@ export function flow(options: FlowOptions): Flow {
 
   const events = new EventEmitter();
   const started = performance.now();
-  const stats: FlowStats = { messages: 0, bytes: 0, acks: 0, nacks: 0, unsettled: 0, durationMs: 0, stopped: false };
+  const stats: FlowStats = { messages: 0, bytes: 0, acks: 0, bytesAcked: 0, nacks: 0, unsettled: 0, durationMs: 0, stopped: false };
 
   // The head of the pipeline reads the source itself, so a graceful stop works for any Readable:
   // a manifold source is closed; a plain one is simply no longer read and the head ends.
@@ -135,6 +137,7 @@ export function flow(options: FlowOptions): Flow {
       meta: message.meta,
       onAck: () => {
         stats.acks += 1;
+        stats.bytesAcked += message.data.length;
         message.ack();
       },
       onNack: (error) => {

@@ -1,0 +1,19 @@
+/** The command line's own error: bad usage or configuration, exit code 2. */
+export class UsageError extends Error {
+  readonly exitCode = 2;
+  override get name(): string {
+    return 'UsageError';
+  }
+}
+
+/** Exit codes of the `manifold` command (also in --help and the README). */
+export const ExitCodes = {
+  /** The pipeline ended: the source ended, or a signal stopped it gracefully. */
+  OK: 0,
+  /** The pipeline failed at run time (a connection that could not be restored, a fatal error). */
+  FAILED: 1,
+  /** Bad usage or configuration: nothing was connected. */
+  USAGE: 2,
+  /** A second signal stopped it at once; messages in flight were not delivered. */
+  ABORTED: 130,
+} as const;

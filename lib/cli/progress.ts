@@ -1,0 +1,38 @@
+/** The progress line on stderr while the command runs (only when stderr is a terminal). */
+import type { Monitor } from './monitor.js';
+import { formatBytes } from './units.js';
+
+/** Renders one progress line from the monitor's counters; `rate` is messages/s since the last tick. */
+export function progressLine(monitor: Monitor, rate: number): string {
+  const s = monitor.flow.stats;
+  const parts = [
+    `${Math.round(rate).toLocaleString('en-US')} msg/s`,
+    `in ${s.messages.toLocaleString('en-US')} (${formatBytes(s.bytes)})`,
+    `acked ${s.acks.toLocaleString('en-US')}`,
+    `unacked ${(s.messages - s.acks - s.nacks).toLocaleString('en-US')}`,
+  ];
+  if (s.nacks > 0) parts.push(`nacked ${s.nacks.toLocaleString('en-US')}`);
+  if (monitor.counts.reconnects > 0) parts.push(`reconnects ${monitor.counts.reconnects}`);
+  const gauges = monitor.gauges();
+  const waiting = gauges.get('s3_buffer_files');
+  if (waiting !== undefined) parts.push(`S3 files waiting ${waiting}`);
+  return parts.join(' | ');
+}
+
+/** Redraws the progress line every `intervalMs` on a TTY; returns a stop function that clears it. */
+export function startProgress(monitor: Monitor, stream: NodeJS.WriteStream, intervalMs = 1000): () => void {
+  let last = monitor.flow.stats.messages;
+  let lastAt = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    const rate = ((monitor.flow.stats.messages - last) * 1000) / Math.max(1, now - lastAt);
+    last = monitor.flow.stats.messages;
+    lastAt = now;
+    stream.write(`\r\x1b[K${progressLine(monitor, rate)}`);
+  }, intervalMs);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    stream.write('\r\x1b[K');
+  };
+}
