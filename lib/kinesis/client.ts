@@ -1,0 +1,130 @@
+/**
+ * What the Kinesis source and sink share: the client (given or made), the
+ * stream reference (name or ARN), and the translation of SDK errors into
+ * ManifoldErrors that say what failed.
+ */
+import { KinesisClient, type KinesisClientConfig } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
+import { conflictingOptions, invalidOption, stringOption } from '../core/options.js';
+
+/** How a connector reaches Kinesis: a ready client, or what to build one from. */
+export interface KinesisConnectionOptions {
+  /** A client to use (it stays yours: it is not destroyed on close). Excludes region, endpoint and credentials. */
+  client?: KinesisClient;
+  /** AWS region of the client we build. Default: the SDK's (AWS_REGION, profile). */
+  region?: string;
+  /** Endpoint of the client we build, e.g. `http://127.0.0.1:4568` for a local server (HTTP/1.1 is used for `http:`). */
+  endpoint?: string;
+  /** Credentials of the client we build. Default: the SDK's provider chain. */
+  credentials?: KinesisClientConfig['credentials'];
+}
+
+/** Which stream the connector talks to, as Kinesis API parameters. */
+export interface StreamRef {
+  /** The stream name (from `streamName`, or the last part of `streamARN`). */
+  name: string;
+  /** Spread into every request: `{ StreamARN }` when an ARN was given, else `{ StreamName }`. */
+  params: { StreamName: string } | { StreamARN: string };
+  /** For messages: the name or ARN as given. */
+  label: string;
+}
+
+const ARN_PATTERN = /^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream\/([a-zA-Z0-9_.-]{1,128})$/;
+
+/** Validates `streamName` / `streamARN` (at least one; when both, they must name the same stream). */
+export function resolveStream(where: string, streamName: unknown, streamARN: unknown): StreamRef {
+  const name = stringOption(where, 'streamName', streamName);
+  const arn = stringOption(where, 'streamARN', streamARN);
+  if (name !== undefined && !/^[a-zA-Z0-9_.-]{1,128}$/.test(name)) {
+    invalidOption(where, 'streamName', 'a Kinesis stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)', name);
+  }
+  if (arn !== undefined) {
+    const match = ARN_PATTERN.exec(arn);
+    if (!match) invalidOption(where, 'streamARN', 'a Kinesis stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)', arn);
+    const arnName = match[1]!;
+    if (name !== undefined && name !== arnName) {
+      conflictingOptions(where, 'streamName', 'streamARN', `name different streams (${JSON.stringify(name)} and ${JSON.stringify(arnName)}); give one of them`);
+    }
+    return { name: arnName, params: { StreamARN: arn }, label: arn };
+  }
+  if (name === undefined) {
+    throw new ManifoldError(`${where}: options.streamName or options.streamARN is required`, { code: ErrorCodes.INVALID_OPTION, details: { option: 'streamName' } });
+  }
+  return { name, params: { StreamName: name }, label: name };
+}
+
+/** The client to use and whether we made it (and so destroy it on close). */
+export function resolveClient(where: string, o: KinesisConnectionOptions): { client: KinesisClient; owned: boolean } {
+  if (o.client !== undefined) {
+    if (typeof (o.client as Partial<KinesisClient>).send !== 'function') invalidOption(where, 'client', 'a KinesisClient', o.client);
+    for (const key of ['region', 'endpoint', 'credentials'] as const) {
+      if (o[key] !== undefined) conflictingOptions(where, 'client', key, 'cannot be combined: configure the client you pass instead');
+    }
+    return { client: o.client, owned: false };
+  }
+  const region = stringOption(where, 'region', o.region);
+  const endpoint = stringOption(where, 'endpoint', o.endpoint);
+  if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) invalidOption(where, 'endpoint', 'an http:// or https:// URL', endpoint);
+  if (o.credentials !== undefined && (o.credentials === null || (typeof o.credentials !== 'object' && typeof o.credentials !== 'function'))) {
+    invalidOption(where, 'credentials', 'AWS credentials ({ accessKeyId, secretAccessKey }) or a credential provider', '(hidden)');
+  }
+  const config: KinesisClientConfig = {
+    // Our own retry (options.retry) decides; SDK retries underneath would multiply the attempts.
+    maxAttempts: 1,
+  };
+  if (region !== undefined) config.region = region;
+  if (endpoint !== undefined) config.endpoint = endpoint;
+  if (o.credentials !== undefined) config.credentials = o.credentials;
+  // The SDK's default handler speaks HTTP/2 (for SubscribeToShard), which plain-http local servers do not.
+  if (endpoint?.startsWith('http://')) config.requestHandler = new NodeHttpHandler();
+  return { client: new KinesisClient(config), owned: true };
+}
+
+/** The SDK error's name (`ResourceNotFoundException`...), if any. */
+export function awsErrorName(error: unknown): string | undefined {
+  const name = (error as { name?: unknown } | null)?.name;
+  return typeof name === 'string' ? name : undefined;
+}
+
+/**
+ * An SDK failure as a ManifoldError naming the operation and the stream:
+ * a missing stream or consumer is NOT_FOUND, refused credentials AUTH,
+ * throttling THROTTLED (retryable), other transient faults CONNECTION.
+ */
+export function kinesisError(where: string, operation: string, stream: StreamRef, error: unknown, details: Record<string, unknown> = {}): Error {
+  if (error instanceof ManifoldError) return error;
+  const err = toError(error);
+  if (err.name === 'AbortError') return err;
+  const name = awsErrorName(err);
+  const facts = { stream: stream.label, operation, ...details };
+  if (name === 'ResourceNotFoundException') {
+    return new ManifoldError(`${where}: ${operation} failed: stream ${JSON.stringify(stream.label)} (or its consumer) does not exist: ${describe(err)}`, {
+      code: ErrorCodes.NOT_FOUND,
+      cause: err,
+      details: facts,
+    });
+  }
+  if (name === 'AccessDeniedException' || name === 'UnrecognizedClientException' || name === 'InvalidSignatureException' || name === 'ExpiredTokenException') {
+    return new ManifoldError(`${where}: ${operation} on ${JSON.stringify(stream.label)} was refused (${name}): check the credentials and IAM permissions`, {
+      code: ErrorCodes.AUTH,
+      cause: err,
+      details: facts,
+    });
+  }
+  if (name === 'ProvisionedThroughputExceededException' || name === 'LimitExceededException' || name === 'ThrottlingException') {
+    return new ManifoldError(`${where}: ${operation} on ${JSON.stringify(stream.label)} was throttled (${name})`, {
+      code: ErrorCodes.THROTTLED,
+      retryable: true,
+      cause: err,
+      details: facts,
+    });
+  }
+  const retryable = isRetryable(err);
+  return new ManifoldError(`${where}: ${operation} on ${JSON.stringify(stream.label)} failed: ${describe(err)}`, {
+    code: retryable ? ErrorCodes.CONNECTION : ErrorCodes.DELIVERY,
+    retryable,
+    cause: err,
+    details: facts,
+  });
+}
