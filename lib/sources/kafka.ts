@@ -1,0 +1,466 @@
+/**
+ * Apache Kafka source: a consumer-group member on @platformatic/kafka that commits, per
+ * partition, only the offset after the highest contiguous acked message.
+ */
+import { Readable } from 'node:stream';
+import { Consumer, type MessagesStream, type Message as KafkaMessage } from '@platformatic/kafka';
+import { AckTracker, closeTimeoutError } from '../core/acks.js';
+import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
+import { createMessage } from '../core/message.js';
+import { booleanOption, checkOptions, durationOption, enumOption, invalidOption, numberOption, signalOption, stringOption } from '../core/options.js';
+import { retryingSource, resolveRetry, type RetryOptions, type RetryingSource } from '../core/retry.js';
+import { kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from '../kafka/common.js';
+
+/** Options of {@link kafkaSource}. */
+export interface KafkaSourceOptions extends KafkaConnectionOptions {
+  /** Topic or topics to consume. Required. */
+  topics: string | readonly string[];
+  /** Consumer group. Processes with the same `groupId` share the partitions. Required. */
+  groupId: string;
+  /** Where a partition without a committed offset starts: `'latest'` (default) or `'earliest'`. */
+  startFrom?: 'latest' | 'earliest';
+  /** Most unacked messages per partition; fetching pauses at this many. Default 1,000. */
+  maxInFlightPerPartition?: number;
+  /** How often acked offsets are committed, in milliseconds. Default 5,000. */
+  commitIntervalMs?: number;
+  /** Longest `close()` waits for outstanding acks before committing what it has, in milliseconds. Default 30,000. */
+  closeTimeoutMs?: number;
+  /** Group session timeout, in milliseconds: how long until a dead member's partitions move. Default 30,000. */
+  sessionTimeoutMs?: number;
+  /** Group heartbeat interval, in milliseconds. Default 3,000 (at most a third of `sessionTimeoutMs` is sensible). */
+  heartbeatIntervalMs?: number;
+  /** Longest a fetch waits on the broker for new data, in milliseconds. Default 500. */
+  maxWaitMs?: number;
+  /** Most bytes one fetch returns (across partitions). Default 4 MiB. */
+  fetchMaxBytes?: number;
+  /** Let a missing topic be created by the broker (auto.create.topics.enable). Default false. */
+  autocreateTopics?: boolean;
+  /** Reconnects after a broker failure (the group resumes at the committed offsets); `false` fails at once. Default 10 retries. */
+  retry?: RetryOptions | false;
+  /** Destroys the source when aborted. */
+  signal?: AbortSignal;
+  /** Object-mode high-water mark (messages). Default 256. */
+  highWaterMark?: number;
+}
+
+const KEYS = [
+  'brokers',
+  'clientId',
+  'sasl',
+  'tls',
+  'connectTimeoutMs',
+  'topics',
+  'groupId',
+  'startFrom',
+  'maxInFlightPerPartition',
+  'commitIntervalMs',
+  'closeTimeoutMs',
+  'sessionTimeoutMs',
+  'heartbeatIntervalMs',
+  'maxWaitMs',
+  'fetchMaxBytes',
+  'autocreateTopics',
+  'retry',
+  'signal',
+  'highWaterMark',
+] as const;
+
+const TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
+
+interface Resolved {
+  connection: ResolvedConnection;
+  topics: string[];
+  groupId: string;
+  startFrom: 'latest' | 'earliest';
+  maxInFlightPerPartition: number;
+  commitIntervalMs: number;
+  closeTimeoutMs: number;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  maxWaitMs: number;
+  fetchMaxBytes: number;
+  autocreateTopics: boolean;
+  highWaterMark: number;
+}
+
+/** A committed position event (`'checkpoint'`). Offsets are the next offset to read, as Kafka stores them. */
+export interface KafkaCheckpointEvent {
+  reason: 'interval' | 'rebalance' | 'close';
+  offsets: Array<{ topic: string; partition: number; offset: string }>;
+}
+
+/** A nack seen by the source (`'nack'`): the partition's commits stop before it until it is redelivered. */
+export interface KafkaNackEvent {
+  topic: string;
+  partition: number;
+  offset: string;
+  error: Error | undefined;
+}
+
+function resolve(options: KafkaSourceOptions): Resolved {
+  const where = 'kafkaSource';
+  const o = checkOptions(where, options, KEYS);
+  const topics = typeof o.topics === 'string' ? [o.topics] : o.topics;
+  if (!Array.isArray(topics) || topics.length === 0) invalidOption(where, 'topics', 'a topic name or a non-empty array of them', o.topics);
+  for (const topic of topics) {
+    if (typeof topic !== 'string' || !TOPIC.test(topic)) invalidOption(where, 'topics', 'topic names of letters, digits, ".", "_" and "-" (at most 249)', topic);
+  }
+  const sessionTimeoutMs = durationOption(where, 'sessionTimeoutMs', o.sessionTimeoutMs, 30_000);
+  const heartbeatIntervalMs = durationOption(where, 'heartbeatIntervalMs', o.heartbeatIntervalMs, Math.min(3000, Math.floor(sessionTimeoutMs / 3)));
+  if (heartbeatIntervalMs >= sessionTimeoutMs) {
+    throw new ManifoldError(
+      `${where}: options.heartbeatIntervalMs (${heartbeatIntervalMs}) must be below options.sessionTimeoutMs (${sessionTimeoutMs}), or the group evicts a healthy member`,
+      { code: ErrorCodes.INVALID_OPTION, details: { option: 'heartbeatIntervalMs', conflictsWith: 'sessionTimeoutMs' } },
+    );
+  }
+  return {
+    connection: resolveConnection(where, o),
+    topics: [...new Set(topics as string[])],
+    groupId: stringOption(where, 'groupId', o.groupId, { required: true }),
+    startFrom: enumOption(where, 'startFrom', o.startFrom, ['latest', 'earliest'] as const, 'latest'),
+    maxInFlightPerPartition: numberOption(where, 'maxInFlightPerPartition', o.maxInFlightPerPartition, 1000, { min: 1, integer: true }),
+    commitIntervalMs: durationOption(where, 'commitIntervalMs', o.commitIntervalMs, 5000),
+    closeTimeoutMs: durationOption(where, 'closeTimeoutMs', o.closeTimeoutMs, 30_000, 0),
+    sessionTimeoutMs,
+    heartbeatIntervalMs,
+    maxWaitMs: durationOption(where, 'maxWaitMs', o.maxWaitMs, 500, 0),
+    fetchMaxBytes: numberOption(where, 'fetchMaxBytes', o.fetchMaxBytes, 4 * 1024 * 1024, { min: 1024, integer: true, unit: 'bytes' }),
+    autocreateTopics: booleanOption(where, 'autocreateTopics', o.autocreateTopics, false),
+    highWaterMark: numberOption(where, 'highWaterMark', o.highWaterMark, 256, { min: 1, integer: true }),
+  };
+}
+
+/**
+ * Consumes `topics` as a member of consumer group `groupId` and emits one
+ * Message per record, with `key`, `headers` (UTF-8), `timestamp` (ms) and
+ * `meta` `{ topic, partition, offset }` (offset as a decimal string: Kafka
+ * offsets are 64-bit).
+ *
+ * Delivery is at-least-once. Per partition, the source commits the offset
+ * after the highest *contiguous* acked message (acks may come in any order),
+ * every `commitIntervalMs`, when a rebalance starts (before partitions are
+ * revoked), and on `close()`. It never commits past an unacked or nacked
+ * message: a nack holds that partition's commits until the message is read
+ * again by a later consumer of the group (after a restart or a rebalance),
+ * and is reported as a `'nack'` event.
+ *
+ * Backpressure: fetching pauses while the stream's buffer is full or any
+ * partition has `maxInFlightPerPartition` unacked messages.
+ *
+ * A failure of the broker connection re-creates the consumer with backoff
+ * (`retry`); the group resumes at the committed offsets, so messages in
+ * flight may be delivered again. Events: `'ready'`, `'reconnect'`,
+ * `'checkpoint'` ({@link KafkaCheckpointEvent}), `'checkpointerror'`,
+ * `'rebalance'` (`{ assignments }`), `'nack'` ({@link KafkaNackEvent}).
+ *
+ * @example
+ * ```ts
+ * const source = kafkaSource({ brokers: 'localhost:9092', topics: 'orders', groupId: 'archiver', startFrom: 'earliest' });
+ * await pipeline(source, s3Sink({ bucket: 'archive' }));
+ * ```
+ */
+export function kafkaSource(options: KafkaSourceOptions): RetryingSource {
+  const resolved = resolve(options);
+  // Validated here so a bad value is reported against kafkaSource, not the wrapper.
+  resolveRetry('kafkaSource', options.retry);
+  const signal = signalOption('kafkaSource', 'signal', options.signal);
+  return retryingSource(() => new KafkaConsumerSource(resolved), {
+    ...(options.retry === undefined ? {} : { retry: options.retry }),
+    what: `kafkaSource: consuming ${resolved.topics.join(', ')} from ${resolved.connection.brokers.join(',')} as group ${resolved.groupId}`,
+    forwardEvents: ['checkpoint', 'checkpointerror', 'rebalance', 'nack'],
+    highWaterMark: resolved.highWaterMark,
+    ...(signal ? { signal } : {}),
+  });
+}
+
+/** Where a delivered record sits, for the AckTracker. */
+interface Position {
+  offset: bigint;
+  leaderEpoch: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function partitionKey(topic: string, partition: number): string {
+  // Topic names cannot contain ':' (letters, digits, '.', '_', '-').
+  return `${topic}:${partition}`;
+}
+
+function splitKey(key: string): { topic: string; partition: number } {
+  const at = key.lastIndexOf(':');
+  return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)) };
+}
+
+/**
+ * One consumer-group membership. Failures end it with an error; kafkaSource()
+ * wraps it in retryingSource() which makes a new one.
+ */
+export class KafkaConsumerSource extends Readable {
+  readonly #o: Resolved;
+  readonly #what: string;
+  readonly #consumer: Consumer;
+  readonly #tracker: AckTracker<Position>;
+  #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
+  /** Highest offset delivered in the current lane of each partition: what the library re-reads after a rejoin is skipped. */
+  readonly #lastOffset = new Map<string, bigint>();
+  /** Generation at which each partition was (re)assigned: records fetched under an older one are stale. */
+  readonly #assignedAt = new Map<string, number>();
+  /** Offsets the broker has from us, so an unchanged partition is not committed again. */
+  readonly #sent = new Map<string, bigint>();
+  #assigned = new Set<string>();
+  #generation = -1;
+  #commitTimer: NodeJS.Timeout | undefined;
+  #committing: Promise<void> | undefined;
+  #commitAgain = false;
+  #libraryPaused = false;
+  #closing: Promise<void> | undefined;
+  #shutdown: Promise<void> | undefined;
+
+  constructor(options: Resolved) {
+    super({ objectMode: true, highWaterMark: options.highWaterMark });
+    this.#o = options;
+    this.#what = `kafkaSource (group ${options.groupId}, topics ${options.topics.join(', ')})`;
+    this.#tracker = new AckTracker<Position>({
+      maxInFlight: options.maxInFlightPerPartition,
+      onNack: ({ partition, position, error }) => {
+        this.emit('nack', { ...splitKey(partition), offset: position.offset.toString(), error } satisfies KafkaNackEvent);
+      },
+    });
+    this.#consumer = new Consumer({
+      ...options.connection.base,
+      groupId: options.groupId,
+      // The library's retries cover one request's blips (a coordinator moving); the retry option covers outages.
+      retries: 3,
+      retryDelay: 250,
+      autocreateTopics: options.autocreateTopics,
+      autocommit: false,
+      sessionTimeout: options.sessionTimeoutMs,
+      rebalanceTimeout: Math.max(options.sessionTimeoutMs, 30_000),
+      heartbeatInterval: options.heartbeatIntervalMs,
+      maxWaitTime: options.maxWaitMs,
+      maxBytes: options.fetchMaxBytes,
+      // The library buffers whole fetch responses anyway; a small mark keeps what it holds near one fetch.
+      highWaterMark: 64,
+    });
+    // A client 'error' without a listener would throw; it ends this membership instead.
+    this.#consumer.on('error', (error: Error) => this.destroy(kafkaError(this.#what, error)));
+    this.#consumer.on('consumer:group:rebalance', this.#onRebalance);
+    this.#consumer.on('consumer:group:join', this.#onJoin);
+    void this.#start();
+  }
+
+  async #start(): Promise<void> {
+    let stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>;
+    try {
+      stream = await this.#consumer.consume({
+        topics: this.#o.topics,
+        mode: 'committed',
+        fallbackMode: this.#o.startFrom,
+        autocommit: false,
+        sessionTimeout: this.#o.sessionTimeoutMs,
+        heartbeatInterval: this.#o.heartbeatIntervalMs,
+        rebalanceTimeout: Math.max(this.#o.sessionTimeoutMs, 30_000),
+      });
+    } catch (error) {
+      if (!this.destroyed) this.destroy(kafkaError(`${this.#what}: joining the group`, error));
+      return;
+    }
+    if (this.destroyed || this.#closing) {
+      await stream.close().catch(() => undefined);
+      return;
+    }
+    this.#stream = stream;
+    this.#noteAssignments();
+    stream.on('data', this.#onRecord);
+    stream.on('error', (error: Error) => this.destroy(kafkaError(this.#what, error)));
+    stream.once('close', () => {
+      if (!this.#closing && !this.destroyed) {
+        this.destroy(new ManifoldError(`${this.#what}: the consumer stream closed unexpectedly`, { code: ErrorCodes.CONNECTION, retryable: true }));
+      }
+    });
+    this.#commitTimer = setInterval(() => void this.#commit('interval'), this.#o.commitIntervalMs);
+    if (this.readableLength >= this.readableHighWaterMark) this.#pauseLibrary();
+    this.emit('ready');
+  }
+
+  readonly #onRecord = (record: KafkaMessage<Buffer, Buffer, Buffer, Buffer>): void => {
+    // close() has ended the stream: what the library still hands over is read again by the group later.
+    if (this.#closing || this.destroyed) return;
+    const key = partitionKey(record.topic, record.partition);
+    // A record fetched before this partition was (re)assigned to us, or for one we no longer own, is stale:
+    // the current owner reads it again from the committed offset.
+    const fetchedIn = (record.metadata?.consumer as { generationId?: number } | undefined)?.generationId;
+    if (!this.#assigned.has(key) || (typeof fetchedIn === 'number' && fetchedIn < (this.#assignedAt.get(key) ?? 0))) return;
+    // After a rejoin the library rewinds to the committed offset; what we delivered already is still tracked.
+    const last = this.#lastOffset.get(key);
+    if (last !== undefined && record.offset <= last) return;
+    this.#lastOffset.set(key, record.offset);
+    const ticket = this.#tracker.track(key, { offset: record.offset, leaderEpoch: record.leaderEpoch });
+    let headers: Record<string, string> | undefined;
+    if (record.headers.size > 0) {
+      headers = {};
+      for (const [k, v] of record.headers) headers[k.toString()] = v === undefined || v === null ? '' : v.toString();
+    }
+    const message = createMessage({
+      data: record.value ?? EMPTY,
+      key: record.key === undefined || record.key === null ? undefined : record.key.toString(),
+      headers,
+      timestamp: Number(record.timestamp),
+      meta: { topic: record.topic, partition: record.partition, offset: record.offset.toString() },
+      onAck: ticket.ack,
+      onNack: ticket.nack,
+    });
+    const room = this.push(message);
+    if (!room) this.#pauseLibrary();
+    if (this.#tracker.isFull(key)) {
+      this.#pauseLibrary();
+      void this.#tracker.whenRoom(key).then(() => this.#maybeResume());
+    }
+  };
+
+  #pauseLibrary(): void {
+    if (this.#libraryPaused || !this.#stream) return;
+    this.#libraryPaused = true;
+    this.#stream.pause();
+  }
+
+  #maybeResume(): void {
+    if (!this.#libraryPaused || !this.#stream || this.#closing || this.destroyed) return;
+    if (this.readableLength >= this.readableHighWaterMark) return;
+    for (const key of this.#assigned) if (this.#tracker.isFull(key)) return;
+    this.#libraryPaused = false;
+    this.#stream.resume();
+  }
+
+  override _read(): void {
+    this.#maybeResume();
+  }
+
+  /** A rebalance is starting: every partition may be revoked, so what is acked is committed now. */
+  readonly #onRebalance = (): void => {
+    void this.#commit('rebalance');
+  };
+
+  /** A (re)join completed: forget revoked partitions, note new ones. */
+  readonly #onJoin = (): void => {
+    this.#noteAssignments();
+  };
+
+  #noteAssignments(): void {
+    const generation = this.#consumer.generationId;
+    const now = new Set<string>();
+    for (const { topic, partitions } of this.#consumer.assignments ?? []) {
+      for (const partition of partitions) now.add(partitionKey(topic, partition));
+    }
+    for (const key of this.#assigned) {
+      if (now.has(key)) continue;
+      // Revoked: its late acks must not commit over the new owner's progress.
+      this.#tracker.remove(key);
+      this.#lastOffset.delete(key);
+      this.#sent.delete(key);
+      this.#assignedAt.delete(key);
+    }
+    for (const key of now) if (!this.#assigned.has(key)) this.#assignedAt.set(key, generation);
+    const changed = now.size !== this.#assigned.size || [...now].some((k) => !this.#assigned.has(k));
+    this.#assigned = now;
+    this.#generation = generation;
+    if (changed) {
+      this.emit('rebalance', { generation, assignments: [...now].map(splitKey) });
+    }
+    this.#maybeResume();
+  }
+
+  /** Commits every partition's contiguous acked position that the broker does not have yet. One at a time. */
+  #commit(reason: KafkaCheckpointEvent['reason']): Promise<void> {
+    if (this.#committing) {
+      this.#commitAgain = true;
+      return this.#committing.then(() => (this.#commitAgain ? this.#commit(reason) : undefined));
+    }
+    const offsets: Array<{ topic: string; partition: number; offset: bigint; leaderEpoch: number }> = [];
+    for (const key of this.#tracker.partitions()) {
+      const position = this.#tracker.committed(key);
+      if (!position || !this.#assigned.has(key)) continue;
+      const next = position.offset + 1n;
+      if ((this.#sent.get(key) ?? -1n) >= next) continue;
+      offsets.push({ ...splitKey(key), offset: next, leaderEpoch: position.leaderEpoch });
+    }
+    this.#commitAgain = false;
+    if (offsets.length === 0) return Promise.resolve();
+    const generation = this.#generation;
+    this.#committing = this.#consumer
+      .commit({ offsets })
+      .then(
+        () => {
+          for (const { topic, partition, offset } of offsets) {
+            const key = partitionKey(topic, partition);
+            // A rebalance in between may have revoked it; the entry would be stale.
+            if (this.#assigned.has(key) && (this.#sent.get(key) ?? -1n) < offset) this.#sent.set(key, offset);
+          }
+          this.emit('checkpoint', {
+            reason,
+            offsets: offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset: offset.toString() })),
+          } satisfies KafkaCheckpointEvent);
+        },
+        (error: unknown) => {
+          // Not fatal: the offsets stay uncommitted and go with the next commit (after the rejoin, if that was it).
+          this.emit('checkpointerror', kafkaError(`${this.#what}: committing offsets (generation ${generation})`, error));
+        },
+      )
+      .finally(() => {
+        this.#committing = undefined;
+      });
+    return this.#committing;
+  }
+
+  /**
+   * Graceful stop: stops fetching, ends after what was already emitted, waits
+   * up to `closeTimeoutMs` for the outstanding acks, commits, and leaves the
+   * group. Rejects with a `MANIFOLD_ERR_CLOSE_TIMEOUT` error if acks were
+   * still missing (those messages are redelivered to the group).
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#pauseLibrary();
+      if (!this.readableEnded) this.push(null);
+      const idle = await this.#tracker.whenIdle(this.#o.closeTimeoutMs);
+      await this.#commit('close');
+      await this.#release(false);
+      if (!idle) throw closeTimeoutError(this.#what, this.#o.closeTimeoutMs, this.#tracker.inFlight());
+    })();
+    return this.#closing;
+  }
+
+  /** Closes the stream and the consumer (leaving the group) once. */
+  #release(force: boolean): Promise<void> {
+    this.#shutdown ??= (async () => {
+      clearInterval(this.#commitTimer);
+      this.#commitTimer = undefined;
+      this.#consumer.off('consumer:group:rebalance', this.#onRebalance);
+      this.#consumer.off('consumer:group:join', this.#onJoin);
+      const stream = this.#stream;
+      if (stream) {
+        stream.off('data', this.#onRecord);
+        await stream.close().catch(() => undefined);
+      }
+      await this.#consumer.close(force).catch(() => this.#consumer.close(true).catch(() => undefined));
+      this.#tracker.takeNacks();
+    })();
+    return this.#shutdown;
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // After a graceful close() the stream auto-destroys on 'end' while acks and the final commit may still be pending.
+    const closing = this.#closing;
+    if (closing && !error) {
+      closing.then(
+        () => callback(null),
+        () => callback(null),
+      );
+      return;
+    }
+    this.#release(true).then(
+      () => callback(error),
+      (releaseError: unknown) => callback(error ?? toError(releaseError)),
+    );
+  }
+}
