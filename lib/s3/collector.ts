@@ -473,8 +473,8 @@ export class S3Collector extends Transform {
       let bytes = 0;
       while (i < messages.length) {
         const size = messages[i]!.data.length + delimiter.length;
-        if (batch.length > 0 && bytes + size > room) break;
-        // The quota is checked for the first record; later ones in the batch are bounded by commitSizeBytes.
+        // The first record got room from #roomFor; later ones stop at the file size or the quota, and go round again.
+        if (batch.length > 0 && (bytes + size > room || this.#diskBytes + bytes + size > this.#o.maxBufferBytes)) break;
         parts.push(messages[i]!.data, delimiter);
         batch.push(messages[i]!);
         bytes += size;

@@ -406,7 +406,7 @@ export class S3Uploader extends Writable {
       });
       this.#files.delete(entry.relativePath);
       this.#remember(entry.relativePath);
-      for (const pair of entry.acks) pair.ack();
+      const acks = entry.acks;
       entry.acks = [];
       this.emit('upload', {
         bucket: this.#o.bucket,
@@ -418,6 +418,8 @@ export class S3Uploader extends Writable {
         attempts,
         durationMs: performance.now() - started,
       } satisfies UploadEvent);
+      // After the event, so a listener sees the object before the source hears of it.
+      for (const pair of acks) pair.ack();
     } catch (error) {
       entry.state = 'failed';
       if (this.destroyed || this.#abort.signal.aborted) return;

@@ -1,0 +1,334 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { S3Client } from '@aws-sdk/client-s3';
+import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
+import { createMessage } from '../../lib/core/message.js';
+import type { CommitEvent, RotateEvent } from '../../lib/s3/collector.js';
+import type { UploadEvent } from '../../lib/s3/uploader.js';
+import { s3Sink, type S3SinkOptions } from '../../lib/sinks/s3.js';
+import { sinkConformance } from '../conformance/suite.js';
+import { childRecord } from '../fixtures/s3-child.js';
+import { startS3, type S3Fixture } from '../fixtures/s3.js';
+
+const FAST = {
+  commitIntervalMs: 150,
+  syncIntervalMs: 10,
+  uploadIntervalMs: 100,
+  retry: { retries: 2, minTimeoutMs: 20, maxTimeoutMs: 60 },
+} satisfies Partial<S3SinkOptions>;
+
+/** Every file left under bufferPath (committed or open), relative to it. */
+async function filesLeft(bufferPath: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const dir of await readdir(bufferPath).catch(() => [] as string[])) {
+    if (dir === '.lock') continue;
+    for (const name of await readdir(join(bufferPath, dir)).catch(() => [] as string[])) out.push(`${dir}/${name}`);
+  }
+  return out;
+}
+
+function records(bodies: Buffer[]): string[] {
+  return bodies.flatMap((b) => b.toString().split('\n').slice(0, -1));
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('s3Sink options', () => {
+  it('throws synchronously, naming the option, before any I/O', () => {
+    assert.throws(() => s3Sink({} as S3SinkOptions), /s3Sink: options\.bucket must be a non-empty string, got undefined/);
+    assert.throws(() => s3Sink({ bucket: 'bkt', commitSizeBytes: -1 }), /^ManifoldError: s3Sink: options\.commitSizeBytes must be a positive integer \(bytes\), got -1$/m);
+    assert.throws(() => s3Sink({ bucket: 'bkt', client: new S3Client({}), region: 'eu-west-1' }), /s3Sink: options\.client and options\.region cannot be used together/);
+    assert.throws(() => s3Sink({ bucket: 'bkt', folder: 'x' } as never), /s3Sink: unknown option "folder"/);
+    assert.throws(() => s3Sink({ bucket: 'bkt', maxBufferBytes: 0 }), /options\.maxBufferBytes/);
+    assert.throws(() => s3Sink({ bucket: 'bkt', closeTimeoutMs: -1 }), /options\.closeTimeoutMs/);
+    assert.throws(() => s3Sink({ bucket: 'bkt', uploadIntervalMs: 0 }), /options\.uploadIntervalMs/);
+    try {
+      s3Sink({ bucket: 'bkt', compression: 'brotli' as 'gzip' });
+      assert.fail('expected a throw');
+    } catch (error) {
+      assert.ok(error instanceof ManifoldError && error.code === ErrorCodes.INVALID_OPTION);
+    }
+  });
+
+  it('defaults bufferPath to manifold/s3/<bucket> under the OS temp dir', async () => {
+    const bucket = `manifold-default-${process.pid}`;
+    const sink = s3Sink({ bucket, client: new S3Client({ region: 'us-east-1' }) });
+    assert.equal(sink.bufferPath, join(tmpdir(), 'manifold', 's3', bucket));
+    sink.destroy();
+    await new Promise((resolve) => sink.on('close', resolve));
+    await rm(sink.bufferPath, { recursive: true, force: true });
+  });
+});
+
+describe('s3Sink against s3rver', () => {
+  let s3: S3Fixture;
+  before(async () => {
+    s3 = await startS3();
+  });
+  after(async () => {
+    await s3.cleanup();
+  });
+
+  it('rotates by size, gzips, and writes keys as prefix/YYYY-MM-DD/HHmmss.nnnnnnnnn-writerId.gz; emits rotate, commit, upload', async () => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    const sink = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client, prefix: 'events/', compression: 'gzip', commitSizeBytes: 1000, commitIntervalMs: 60_000 });
+    const rotations: RotateEvent[] = [];
+    const commits: CommitEvent[] = [];
+    const uploads: UploadEvent[] = [];
+    sink.on('rotate', (e: RotateEvent) => rotations.push(e));
+    sink.on('commit', (e: CommitEvent) => commits.push(e));
+    sink.on('upload', (e: UploadEvent) => uploads.push(e));
+    const lines = Array.from({ length: 200 }, (_, i) => JSON.stringify({ i, at: `line-${i}` }));
+    await pipeline(Readable.from(lines), sink);
+
+    const objects = await s3.objects(bucket, { gunzip: true });
+    const today = new Date().toISOString().slice(0, 10);
+    const key = new RegExp(`^events/${today}/\\d{6}\\.\\d{9}-${sink.writerId}\\.gz$`);
+    for (const o of objects) assert.match(o.key, key);
+    assert.ok(objects.length >= 4, `200 lines of ~25 bytes in 1000-byte files, got ${objects.length} objects`);
+    assert.deepEqual(records(objects.map((o) => o.body)), lines);
+    assert.equal(commits.length, objects.length);
+    assert.equal(uploads.length, objects.length);
+    assert.ok(rotations.filter((r) => r.reason === 'size').length >= 3);
+    assert.equal(rotations.at(-1)!.reason, 'end');
+    assert.deepEqual(uploads.map((u) => u.key).sort(), objects.map((o) => o.key));
+    assert.deepEqual(await filesLeft(bufferPath), [], 'nothing is left on disk');
+  });
+
+  it('rotates by time and uploads while the stream stays open', async () => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    const sink = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client, commitIntervalMs: 100 });
+    sink.write('first');
+    const upload = await new Promise<UploadEvent>((resolve) => sink.once('upload', resolve));
+    assert.equal((await s3.objects(bucket)).map((o) => o.body.toString()).join(''), 'first\n');
+    assert.equal(upload.bytes, 6);
+    sink.end('second');
+    await new Promise((resolve) => sink.on('finish', resolve));
+    assert.deepEqual(records((await s3.objects(bucket)).map((o) => o.body)), ['first', 'second']);
+  });
+
+  it("acks with ackOn 'upload' only once the file holding the message is in S3", async () => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    const sink = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client, ackOn: 'upload', commitSizeBytes: 200 });
+    const inS3 = new Set<string>();
+    sink.on('upload', (e: UploadEvent) => inS3.add(e.relativePath));
+    const early: number[] = [];
+    let acked = 0;
+    const messages = Array.from({ length: 50 }, (_, i) =>
+      createMessage({
+        data: `upload-ack-${i}`,
+        onAck: () => {
+          acked += 1;
+          if (inS3.size === 0) early.push(i);
+        },
+      }),
+    );
+    await pipeline(Readable.from(messages), sink);
+    assert.equal(acked, 50);
+    assert.deepEqual(early, [], 'no ack came before the first upload');
+    assert.equal(records((await s3.objects(bucket)).map((o) => o.body)).length, 50);
+  });
+
+  it('after a crash (destroyed, S3 down), the next sink on the same bufferPath uploads everything that was acked', async (t) => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    await s3.stop();
+    t.after(() => s3.start());
+    const first = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client, commitSizeBytes: 300 });
+    first.on('error', () => {});
+    const acked = new Set<string>();
+    for (let i = 0; i < 60; i++) {
+      const data = `restart-${i}`;
+      first.write(createMessage({ data, onAck: () => acked.add(data) }));
+    }
+    await until('the acks', () => acked.size === 60);
+    first.destroy();
+    await new Promise((resolve) => first.on('close', resolve));
+    assert.ok((await filesLeft(bufferPath)).length > 1, 'committed files and an open buffer were left');
+    await s3.start();
+
+    const second = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client });
+    const commits: CommitEvent[] = [];
+    second.on('commit', (e: CommitEvent) => commits.push(e));
+    await pipeline(Readable.from([]), second);
+    assert.ok(commits.some((c) => c.reason === 'recovery'), 'the open buffer of the first sink was recovered');
+    const got = records((await s3.objects(bucket)).map((o) => o.body));
+    assert.deepEqual([...acked].filter((a) => !got.includes(a)), [], 'every acked message is in the bucket');
+    assert.equal(got.length, 60);
+    assert.deepEqual(await filesLeft(bufferPath), []);
+  });
+
+  it('survives an S3 outage: everything arrives, nothing is lost, no key is written twice with different content', async (t) => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    t.after(() => s3.start());
+    const sink = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client, commitSizeBytes: 400, closeTimeoutMs: 20_000 });
+    const etags = new Map<string, Set<string | undefined>>();
+    sink.on('upload', (e: UploadEvent) => etags.set(e.key, (etags.get(e.key) ?? new Set()).add(e.etag)));
+    let uploadErrors = 0;
+    sink.on('uploaderror', () => (uploadErrors += 1));
+    const sent: string[] = [];
+    const write = async (from: number, to: number): Promise<void> => {
+      for (let i = from; i < to; i++) {
+        const data = `outage-${String(i).padStart(4, '0')}`;
+        sent.push(data);
+        if (!sink.write(data)) await new Promise((resolve) => sink.once('drain', resolve));
+        if (i % 20 === 0) await sleep(5);
+      }
+    };
+    await write(0, 100);
+    await until('a first upload', () => etags.size > 0);
+    await s3.stop();
+    await write(100, 300);
+    await until('uploads failing during the outage', () => uploadErrors > 0);
+    const pendingDuringOutage = (await filesLeft(bufferPath)).length;
+    assert.ok(pendingDuringOutage > 1, `files wait on disk during the outage (${pendingDuringOutage})`);
+    await s3.start();
+    await write(300, 400);
+    sink.end();
+    await new Promise((resolve) => sink.on('finish', resolve));
+
+    const objects = await s3.objects(bucket);
+    assert.deepEqual(records(objects.map((o) => o.body)), sent, 'every record arrived exactly once, in order');
+    for (const [key, tags] of etags) assert.equal(tags.size, 1, `${key} was written with one content`);
+    assert.deepEqual(await filesLeft(bufferPath), []);
+  });
+
+  it('applies backpressure at maxBufferBytes while S3 is down instead of growing the disk or memory, then delivers all', async (t) => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    await s3.stop();
+    t.after(() => s3.start());
+    const sink = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client, maxBufferBytes: 2000, commitSizeBytes: 500, highWaterMark: 16 });
+    let quota = 0;
+    sink.on('quota', () => (quota += 1));
+    const total = 1000;
+    let pulled = 0;
+    let maxQueued = 0;
+    const source = new Readable({
+      objectMode: true,
+      highWaterMark: 16,
+      read() {
+        maxQueued = Math.max(maxQueued, sink.writableLength);
+        this.push(pulled < total ? `quota-record-${String(pulled++).padStart(5, '0')}` : null); // 18 bytes + '\n'
+      },
+    });
+    const done = pipeline(source, sink);
+    await sleep(1500);
+    const held = pulled;
+    let onDisk = 0;
+    for (const f of await filesLeft(bufferPath)) onDisk += (await stat(join(bufferPath, f))).size;
+    assert.ok(quota >= 1, 'the quota event fired');
+    assert.ok(onDisk <= 2000 + 19, `the buffer stayed within maxBufferBytes, saw ${onDisk} bytes`);
+    // 2000 bytes is ~105 records; plus the sink's and the source's buffers (16 each) and one batch in the collector.
+    assert.ok(held < 105 + 16 + 16 + 256 + 10, `the source was held back, pulled ${held}`);
+    assert.ok(maxQueued <= 16 + 1, `the sink queued at most its highWaterMark, saw ${maxQueued}`);
+    await s3.start();
+    await done;
+    assert.equal(pulled, total);
+    const got = records((await s3.objects(bucket)).map((o) => o.body));
+    assert.equal(got.length, total);
+    assert.deepEqual(got, Array.from({ length: total }, (_, i) => `quota-record-${String(i).padStart(5, '0')}`));
+  });
+
+  it('kill -9 at a random moment, five times: every acked record is in the bucket and no object holds a torn record', async () => {
+    const script = fileURLToPath(new URL('../fixtures/s3-child.ts', import.meta.url));
+    const run = (mode: string, bucket: string, bufferPath: string) =>
+      spawn(process.execPath, ['--import', 'tsx', script, mode, s3.endpoint, bucket, bufferPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+
+    for (let round = 0; round < 5; round++) {
+      const bucket = await s3.createBucket();
+      const bufferPath = await s3.tempDir(`kill-${round}`);
+      const acked = new Set<number>();
+      const child = run('write', bucket, bufferPath);
+      let out = '';
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const lines = out.split('\n');
+        out = lines.pop()!;
+        for (const line of lines) {
+          const m = /^ack (\d+)$/.exec(line);
+          if (m) acked.add(Number(m[1]));
+        }
+      });
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+      await until('the child to ack its first records', () => acked.size > 0 || child.exitCode !== null, 30_000);
+      assert.equal(child.exitCode, null, `the writer is running: ${err}`);
+      await sleep(200 + Math.floor(Math.random() * 1300));
+      child.kill('SIGKILL');
+      assert.equal(await exited, 'SIGKILL');
+      assert.ok(acked.size > 0);
+
+      const drain = run('drain', bucket, bufferPath);
+      let drainErr = '';
+      drain.stderr.on('data', (d: Buffer) => (drainErr += d.toString()));
+      const code = await new Promise<number | null>((resolve) => drain.on('exit', (c) => resolve(c)));
+      assert.equal(code, 0, `the next process uploaded everything: ${drainErr}`);
+
+      const objects = await s3.objects(bucket);
+      const seen = new Set<number>();
+      for (const o of objects) {
+        const text = o.body.toString();
+        assert.ok(text.endsWith('\n'), `${o.key} ends on a record boundary`);
+        for (const rec of text.split('\n').slice(0, -1)) {
+          const n = Number(rec.split(':')[0]);
+          assert.equal(rec, childRecord(n), `${o.key} holds a whole record, not ${JSON.stringify(rec.slice(0, 80))}`);
+          seen.add(n);
+        }
+      }
+      const missing = [...acked].filter((n) => !seen.has(n));
+      assert.deepEqual(missing, [], `round ${round}: every acked record is in the bucket (${acked.size} acked, ${seen.size} stored)`);
+      assert.deepEqual(await filesLeft(bufferPath), [], 'the buffer folder is empty');
+    }
+  });
+});
+
+// The shared conformance suite, with ackOn 'disk': an acked message is on the local disk, so
+// readBack() first runs the documented recovery — a new sink on the same bufferPath, ended at once —
+// and then reads the bucket (objects in key order, split into records).
+sinkConformance({
+  name: 's3',
+  timeoutMs: 30_000,
+  async setup() {
+    const s3 = await startS3();
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    const sinks: Writable[] = [];
+    return {
+      sink(options) {
+        const sink = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client, commitSizeBytes: 64 * 1024, ...(options?.signal ? { signal: options.signal } : {}) });
+        sinks.push(sink);
+        return sink;
+      },
+      async readBack() {
+        for (const sink of sinks) if (!sink.closed) await new Promise((resolve) => sink.once('close', resolve));
+        if ((await filesLeft(bufferPath)).length > 0) await pipeline(Readable.from([]), s3Sink({ ...FAST, bucket, bufferPath, client: s3.client }));
+        return records((await s3.objects(bucket)).map((o) => o.body)).map((r) => Buffer.from(r));
+      },
+      async cleanup() {
+        for (const sink of sinks) sink.destroy();
+        await s3.cleanup();
+      },
+    };
+  },
+});
+
