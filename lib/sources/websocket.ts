@@ -1,0 +1,460 @@
+import { Readable, addAbortSignal } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import WebSocket from 'ws';
+import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
+import { createMessage } from '../core/message.js';
+import { bytesOption, checkOptions, durationOption, functionOption, numberOption, signalOption } from '../core/options.js';
+import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
+import {
+  Heartbeat,
+  closeSocket,
+  connect,
+  headersOption,
+  heartbeatOptions,
+  lostError,
+  namedError,
+  protocolsOption,
+  urlOption,
+  type ConnectTarget,
+} from '../websocket/connect.js';
+
+/** Why a connection was opened, as passed to `onOpen` and in `'open'` events. */
+export type OpenReason = 'connect' | 'reconnect' | 'swap';
+
+/** What `onOpen` and the `'open'` event are told about a new connection. */
+export interface WebSocketOpenInfo {
+  /** Counts connections of this source from 1; also in every message's `meta.connectionId`. */
+  connectionId: number;
+  /** The first connection, one after a loss, or a periodic make-before-break swap. */
+  reason: OpenReason;
+  /** The URL with any password hidden. */
+  url: string;
+  /** The subprotocol the server chose ('' when none). */
+  protocol: string;
+}
+
+/** Options of {@link websocketSource}. */
+export interface WebSocketSourceOptions {
+  /** The feed, `ws://` or `wss://`. Credentials in it are sent as Basic auth and hidden in errors and events. Required. */
+  url: string | URL;
+  /** Extra HTTP headers of the upgrade request (an `Authorization` token, for instance). */
+  headers?: Record<string, string>;
+  /** Subprotocols offered to the server. */
+  protocols?: string | string[];
+  /**
+   * Runs on every new connection (first, after a loss, on a swap) before the source relies on it:
+   * send subscriptions here, since a new connection knows nothing of the old one's. Messages
+   * arriving meanwhile are already read. A rejection fails that connection attempt (retried when
+   * the error is transient, fatal otherwise).
+   */
+  onOpen?: (socket: WebSocket, info: WebSocketOpenInfo) => void | Promise<void>;
+  /**
+   * Replace the connection every so many milliseconds, make-before-break: the new one is opened
+   * and its `onOpen` has run before the old one is closed, and both are read meanwhile, so a feed
+   * that sends to every open connection has no gap. Default: never.
+   */
+  reconnectEveryMs?: number;
+  /** Ping the server this often (milliseconds). Default 30,000; `0` turns heartbeats off. */
+  heartbeatIntervalMs?: number;
+  /** With no pong (nor any other frame) this long after a ping (milliseconds), the connection is dropped and re-made. Default 10,000. */
+  heartbeatTimeoutMs?: number;
+  /** Longest wait for one connection's opening handshake (milliseconds). Default 10,000. */
+  connectTimeoutMs?: number;
+  /** Longest wait for the server's close frame in `close()` or after a swap (milliseconds); then the socket is terminated. Default 5,000. */
+  closeTimeoutMs?: number;
+  /** Largest message accepted (bytes); a larger one drops the connection (close code 1009) and reconnects. Default 100 MiB. */
+  maxPayloadBytes?: number;
+  /** Reconnect settings (core retry); `false` fails the stream at the first lost connection. Default 10 retries per outage. */
+  retry?: RetryOptions | false;
+  /** Destroys the source when aborted. */
+  signal?: AbortSignal;
+  /** Messages buffered before the socket is paused. Default 1024. */
+  highWaterMark?: number;
+}
+
+const KEYS = [
+  'url',
+  'headers',
+  'protocols',
+  'onOpen',
+  'reconnectEveryMs',
+  'heartbeatIntervalMs',
+  'heartbeatTimeoutMs',
+  'connectTimeoutMs',
+  'closeTimeoutMs',
+  'maxPayloadBytes',
+  'retry',
+  'signal',
+  'highWaterMark',
+] as const;
+
+const WHERE = 'websocketSource';
+
+/**
+ * Reads a WebSocket feed: one Message per WebSocket message (text or binary,
+ * as bytes), with `meta.connectionId`, `meta.receivedAt` (ms since the epoch,
+ * also `timestamp`) and `meta.binary`. Acks are no-ops: a WebSocket server
+ * cannot redeliver, which is why the source works hard not to miss anything.
+ *
+ * - A connection that closes or errors, for any reason, is re-made with
+ *   jittered backoff (core retry); `onOpen` runs on each new connection. When
+ *   no connection can be made within the retry budget, the stream fails with
+ *   `MANIFOLD_ERR_RETRIES_EXHAUSTED` naming the URL (password hidden) and the
+ *   last cause. HTTP 401/403/404 on the upgrade are fatal at once.
+ * - `reconnectEveryMs` swaps connections make-before-break.
+ * - Heartbeats detect a peer that stopped answering without closing.
+ * - Backpressure: when the stream's buffer is full the sockets are paused
+ *   (TCP flow control then slows the server) and resumed when it drains.
+ * - `close()` closes the sockets gracefully, emits what they delivered until
+ *   then, and ends. `destroy()` terminates them.
+ *
+ * Events: `'open'` ({@link WebSocketOpenInfo}), `'reconnect'` (core
+ * `RetryEvent`: attempt, delayMs, error), `'swap'` (`{ from, to }`
+ * connection ids), `'disconnect'` (`{ connectionId, code, reason, expected }`).
+ *
+ * @example
+ * ```ts
+ * const source = websocketSource({
+ *   url: 'wss://feed.example.com/v1',
+ *   onOpen: (ws) => ws.send(JSON.stringify({ subscribe: ['BTC-USD'] })),
+ *   reconnectEveryMs: 3_600_000,
+ * });
+ * await pipeline(source, s3Sink({ bucket: 'ticks' }));
+ * ```
+ */
+export function websocketSource(options: WebSocketSourceOptions): WebSocketSource {
+  return new WebSocketSource(options);
+}
+
+type ConnState = 'connecting' | 'current' | 'retiring' | 'closed';
+
+interface Conn {
+  id: number;
+  ws: WebSocket;
+  state: ConnState;
+  /** The first error the socket reported, or why we terminated it. */
+  error: Error | undefined;
+  heartbeat: Heartbeat | undefined;
+  swapTimer: NodeJS.Timeout | undefined;
+  retireTimer: NodeJS.Timeout | undefined;
+  /** Set on 'open': only then does the socket exist, so only then can it be paused or resumed. */
+  opened: boolean;
+}
+
+function pauseSocket(conn: Conn): void {
+  if (conn.opened && conn.ws.readyState !== WebSocket.CLOSED) conn.ws.pause();
+}
+
+function resumeSocket(conn: Conn): void {
+  if (conn.opened && conn.ws.isPaused && conn.ws.readyState !== WebSocket.CLOSED) conn.ws.resume();
+}
+
+export class WebSocketSource extends Readable {
+  readonly #target: ConnectTarget;
+  readonly #onOpen: WebSocketSourceOptions['onOpen'];
+  readonly #reconnectEveryMs: number;
+  readonly #heartbeat: { intervalMs: number; timeoutMs: number };
+  readonly #closeTimeoutMs: number;
+  readonly #retry: ResolvedRetry;
+  readonly #what: string;
+  readonly #abort = new AbortController();
+  readonly #conns = new Set<Conn>();
+  #current: Conn | undefined;
+  #nextId = 0;
+  #started = false;
+  #paused = false;
+  #closing = false;
+  /** No message is pushed once set: push(null) was called or the stream is destroyed. */
+  #ended = false;
+  #closed: Promise<void> | undefined;
+  /** Resolves the run loop's wait for the current connection to be lost. */
+  #onLoss: ((error: Error | undefined) => void) | undefined;
+  #swapping = false;
+  /** The current connection died while a swap was under way: the swap takes over, or reports this loss. */
+  #lossDuringSwap: Error | undefined;
+
+  constructor(options: WebSocketSourceOptions) {
+    const o = checkOptions(WHERE, options, KEYS);
+    super({ objectMode: true, highWaterMark: numberOption(WHERE, 'highWaterMark', o.highWaterMark, 1024, { min: 1, integer: true }) });
+    const url = urlOption(WHERE, o.url);
+    this.#target = {
+      url,
+      label: redactUrl(url),
+      headers: headersOption(WHERE, o.headers),
+      protocols: protocolsOption(WHERE, o.protocols),
+      connectTimeoutMs: durationOption(WHERE, 'connectTimeoutMs', o.connectTimeoutMs, 10_000),
+      maxPayloadBytes: bytesOption(WHERE, 'maxPayloadBytes', o.maxPayloadBytes, 100 * 1024 * 1024),
+    };
+    this.#onOpen = functionOption(WHERE, 'onOpen', o.onOpen);
+    this.#reconnectEveryMs = durationOption(WHERE, 'reconnectEveryMs', o.reconnectEveryMs, 0, 1);
+    this.#heartbeat = heartbeatOptions(WHERE, o.heartbeatIntervalMs, o.heartbeatTimeoutMs);
+    this.#closeTimeoutMs = durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 5_000);
+    this.#retry = resolveRetry(WHERE, o.retry);
+    this.#what = `${WHERE}: connecting to ${this.#target.label}`;
+    const signal = signalOption(WHERE, 'signal', o.signal);
+    if (signal) addAbortSignal(signal, this);
+  }
+
+  /** The URL read, with any password hidden. */
+  get url(): string {
+    return this.#target.label;
+  }
+
+  /** Open sockets (2 during a swap). */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /** Whether the sockets are paused because the stream's buffer is full. */
+  get socketsPaused(): boolean {
+    return this.#paused;
+  }
+
+  override _read(): void {
+    if (!this.#started) {
+      this.#started = true;
+      this.#run().then(
+        () => {},
+        (error: unknown) => {
+          // Aborting the connect or the backoff wait is how close() and destroy() stop the loop: not a failure.
+          if (!this.#closing && !this.destroyed) this.destroy(toError(error));
+        },
+      );
+      return;
+    }
+    if (this.#paused) {
+      this.#paused = false;
+      for (const conn of this.#conns) {
+        resumeSocket(conn);
+        conn.heartbeat?.resume();
+      }
+    }
+  }
+
+  #pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    for (const conn of this.#conns) {
+      pauseSocket(conn);
+      // A paused socket cannot read the pong: not hearing it would prove nothing.
+      conn.heartbeat?.suspend();
+    }
+  }
+
+  async #run(): Promise<void> {
+    let reason: OpenReason = 'connect';
+    let lost: Error | undefined;
+    for (;;) {
+      if (lost) {
+        if (this.#retry.retries === 0) throw lost;
+        // A healthy connection was lost: a new outage with a fresh budget, after one short jittered wait
+        // so a server that accepts and drops at once cannot make us spin.
+        const delayMs = backoffDelay(this.#retry, 1);
+        this.emit('reconnect', { attempt: 1, delayMs, error: lost } satisfies RetryEvent);
+        await sleep(delayMs, undefined, { signal: this.#abort.signal });
+      }
+      const offset = lost ? 1 : 0;
+      let conn: Conn;
+      try {
+        conn = await withRetry(this.#what, () => this.#open(reason), this.#retry, (event) => {
+          this.emit('reconnect', { ...event, attempt: event.attempt + offset } satisfies RetryEvent);
+        }, this.#abort.signal);
+      } catch (error) {
+        throw namedError(WHERE, this.#target.label, toError(error));
+      }
+      const loss = new Promise<Error | undefined>((resolve) => {
+        this.#onLoss = resolve;
+      });
+      this.#adopt(conn);
+      lost = await loss;
+      this.#onLoss = undefined;
+      if (this.#closing || this.destroyed) return;
+      reason = 'reconnect';
+    }
+  }
+
+  /** One attempt: connect, run onOpen, and return the connection (still 'connecting' until adopted). */
+  async #open(reason: OpenReason): Promise<Conn> {
+    if (this.#closing || this.destroyed) throw new ManifoldError(`${WHERE}: closed`, { code: ErrorCodes.ABORTED });
+    const attempt = connect(this.#target, this.#abort.signal);
+    const { ws } = attempt;
+    const conn: Conn = {
+      id: ++this.#nextId,
+      ws,
+      state: 'connecting',
+      error: undefined,
+      heartbeat: undefined,
+      swapTimer: undefined,
+      retireTimer: undefined,
+      opened: false,
+    };
+    this.#conns.add(conn);
+    ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => this.#onMessage(conn, data, isBinary));
+    ws.on('error', (error: Error) => {
+      conn.error ??= error;
+    });
+    ws.once('close', (code: number, reason: Buffer) => {
+      this.#onClose(conn, code, reason.toString());
+    });
+    try {
+      await attempt.opened;
+      conn.opened = true;
+      // A connection opened while the stream is full starts paused (ws cannot pause a connecting socket).
+      if (this.#paused) pauseSocket(conn);
+      const info: WebSocketOpenInfo = { connectionId: conn.id, reason, url: this.#target.label, protocol: ws.protocol };
+      if (this.#onOpen) {
+        try {
+          await this.#onOpen(ws, info);
+        } catch (error) {
+          // A send on a socket that died meanwhile is the connection's failure, not the callback's.
+          if (ws.readyState !== WebSocket.OPEN) throw lostError(WHERE, this.#target.label, 1006, '', toError(error));
+          const err = toError(error);
+          throw new ManifoldError(`${WHERE}: options.onOpen failed on connection ${conn.id}: ${describe(err)}`, {
+            code: err instanceof ManifoldError ? err.code : ErrorCodes.CONNECTION,
+            retryable: isRetryable(err),
+            cause: err,
+          });
+        }
+      }
+      if (ws.readyState !== WebSocket.OPEN) {
+        throw lostError(WHERE, this.#target.label, 1006, 'closed while onOpen ran', conn.error);
+      }
+      if (this.#closing || this.destroyed) throw new ManifoldError(`${WHERE}: closed`, { code: ErrorCodes.ABORTED });
+      this.emit('open', info);
+      return conn;
+    } catch (error) {
+      ws.terminate();
+      throw error;
+    }
+  }
+
+  #onMessage(conn: Conn, data: WebSocket.RawData, isBinary: boolean): void {
+    if (this.#ended) return;
+    if (conn.heartbeat) conn.heartbeat.seenSincePing = true;
+    const receivedAt = Date.now();
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    const message = createMessage({ data: bytes, timestamp: receivedAt, meta: { connectionId: conn.id, receivedAt, binary: isBinary } });
+    if (!this.push(message)) this.#pause();
+  }
+
+  /** Makes `conn` the current connection, and retires the one it replaces. */
+  #adopt(conn: Conn): void {
+    const previous = this.#current;
+    conn.state = 'current';
+    this.#current = conn;
+    if (this.#heartbeat.intervalMs > 0) {
+      conn.heartbeat = new Heartbeat(conn.ws, this.#heartbeat.intervalMs, this.#heartbeat.timeoutMs, (error) => {
+        conn.error = error;
+        conn.ws.terminate();
+      });
+      if (this.#paused) conn.heartbeat.suspend();
+    }
+    if (this.#reconnectEveryMs > 0) conn.swapTimer = setTimeout(() => void this.#swap(), this.#reconnectEveryMs);
+    if (previous && previous !== conn && previous.state === 'current') this.#retire(previous);
+  }
+
+  /** Closes a replaced connection gracefully, still reading what it delivers until the server's close frame. */
+  #retire(conn: Conn): void {
+    conn.state = 'retiring';
+    conn.heartbeat?.stop();
+    clearTimeout(conn.swapTimer);
+    if (conn.ws.readyState === WebSocket.OPEN) conn.ws.close(1000, 'swap');
+    const arm = (): void => {
+      conn.retireTimer = setTimeout(() => {
+        // A paused socket cannot read the rest of its data nor the close frame; terminating it would drop that data.
+        if (this.#paused) arm();
+        else conn.ws.terminate();
+      }, this.#closeTimeoutMs);
+    };
+    arm();
+  }
+
+  async #swap(): Promise<void> {
+    const from = this.#current;
+    if (this.#swapping || this.#closing || this.destroyed || !from) return;
+    this.#swapping = true;
+    try {
+      const conn = await withRetry(this.#what, () => this.#open('swap'), this.#retry, (event) => this.emit('reconnect', event), this.#abort.signal);
+      this.#lossDuringSwap = undefined;
+      this.#adopt(conn);
+      this.emit('swap', { from: from.id, to: conn.id });
+    } catch (error) {
+      if (this.#closing || this.destroyed) return;
+      const loss = this.#lossDuringSwap;
+      this.#lossDuringSwap = undefined;
+      if (loss) {
+        this.#onLoss?.(loss);
+      } else if (this.#current === from) {
+        // The old connection still works: keep it, report why the swap failed, and try again later.
+        this.emit('swapfailed', { connectionId: from.id, error: toError(error) });
+        from.swapTimer = setTimeout(() => void this.#swap(), this.#reconnectEveryMs);
+      }
+    } finally {
+      this.#swapping = false;
+    }
+  }
+
+  #onClose(conn: Conn, code: number, reason: string): void {
+    const previous = conn.state;
+    conn.state = 'closed';
+    this.#conns.delete(conn);
+    conn.heartbeat?.stop();
+    clearTimeout(conn.swapTimer);
+    clearTimeout(conn.retireTimer);
+    if (previous === 'connecting') return;
+    const expected = previous === 'retiring' || this.#closing || this.destroyed;
+    this.emit('disconnect', { connectionId: conn.id, code, reason, expected });
+    if (previous !== 'current' || this.#current !== conn) return;
+    this.#current = undefined;
+    if (this.#closing || this.destroyed) {
+      this.#onLoss?.(undefined);
+      return;
+    }
+    const error = lostError(WHERE, this.#target.label, code, reason, conn.error);
+    if (this.#swapping) this.#lossDuringSwap = error;
+    else this.#onLoss?.(error);
+  }
+
+  /**
+   * Graceful stop: no new connection is made, every socket is closed with a
+   * close frame (terminated after `closeTimeoutMs`), the messages they
+   * delivered until then are emitted, and the stream ends. Idempotent.
+   * Resolves once every socket is closed and the end is queued; `'end'`
+   * follows when the consumer has read what was buffered (there are no acks
+   * to wait for: a WebSocket server cannot redeliver).
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      if (this.destroyed) return;
+      this.#closing = true;
+      this.#abort.abort(new ManifoldError(`${WHERE}: closed`, { code: ErrorCodes.ABORTED }));
+      const conns = [...this.#conns];
+      for (const conn of conns) {
+        conn.heartbeat?.stop();
+        clearTimeout(conn.swapTimer);
+        clearTimeout(conn.retireTimer);
+        // The close handshake has to be read: resume even when the consumer is behind (bounded by what the server sent before our close frame).
+        resumeSocket(conn);
+      }
+      await Promise.all(conns.map((conn) => closeSocket(conn.ws, this.#closeTimeoutMs)));
+      if (!this.#ended && !this.destroyed) {
+        this.#ended = true;
+        this.push(null);
+      }
+    })();
+    return this.#closed;
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#ended = true;
+    this.#abort.abort(error ?? new ManifoldError(`${WHERE}: destroyed`, { code: ErrorCodes.ABORTED }));
+    for (const conn of this.#conns) {
+      conn.heartbeat?.stop();
+      clearTimeout(conn.swapTimer);
+      clearTimeout(conn.retireTimer);
+      conn.ws.terminate();
+    }
+    this.#onLoss?.(undefined);
+    callback(error);
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * What the WebSocket source and sink share: option checks for the target,
+ * one connection attempt whose failure is classified (transient or fatal) for
+ * the core retry, a heartbeat, and a bounded graceful close. Not API: only
+ * lib/sources/websocket.ts and lib/sinks/websocket.ts use it.
+ */
+import WebSocket from 'ws';
+import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl } from '../core/errors.js';
+import { conflictingOptions, durationOption, invalidOption } from '../core/options.js';
+
+/** Where and how to connect, validated. */
+export interface ConnectTarget {
+  /** The URL as given (credentials included: ws sends them as Basic auth). Never printed. */
+  url: string;
+  /** The URL with credentials hidden, for messages and events. */
+  label: string;
+  headers: Record<string, string> | undefined;
+  protocols: string[] | undefined;
+  connectTimeoutMs: number;
+  maxPayloadBytes: number;
+}
+
+/** A `ws://` or `wss://` URL, as a string. */
+export function urlOption(where: string, value: unknown): string {
+  let parsed: URL | undefined;
+  if (typeof value === 'string' || value instanceof URL) {
+    try {
+      parsed = new URL(String(value));
+    } catch {
+      parsed = undefined;
+    }
+  }
+  if (!parsed || !['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
+    // The value may hold a password: show it redacted.
+    invalidOption(where, 'url', 'a ws:// or wss:// URL', typeof value === 'string' || value instanceof URL ? redactUrl(String(value)) : value);
+  }
+  if (parsed.hash) invalidOption(where, 'url', 'a URL without a #fragment (WebSocket URLs cannot have one)', redactUrl(parsed));
+  return parsed.toString();
+}
+
+/** Extra HTTP headers of the upgrade request: an object of strings. */
+export function headersOption(where: string, value: unknown): Record<string, string> | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) invalidOption(where, 'headers', 'an object of header names to strings', value);
+  const out: Record<string, string> = {};
+  for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
+    // Header values are often secrets (Authorization): name the header, not the value.
+    if (typeof v !== 'string') invalidOption(where, `headers[${JSON.stringify(name)}]`, 'a string', typeof v);
+    out[name] = v;
+  }
+  return out;
+}
+
+const SUBPROTOCOL = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/;
+
+/** Subprotocols as ws requires them: tokens, no duplicates. */
+export function protocolsOption(where: string, value: unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || list.some((p) => typeof p !== 'string' || !SUBPROTOCOL.test(p)) || new Set(list).size !== list.length) {
+    invalidOption(where, 'protocols', 'a subprotocol name or an array of distinct names (HTTP tokens)', value);
+  }
+  return [...(list as string[])];
+}
+
+/** The error of a failed upgrade: 401/403 are AUTH, 404 NOT_FOUND, 5xx/429/408 retryable. */
+function statusError(status: number, statusText: string | undefined): ManifoldError {
+  const code = status === 401 || status === 403 ? ErrorCodes.AUTH : status === 404 ? ErrorCodes.NOT_FOUND : ErrorCodes.CONNECTION;
+  return new ManifoldError(`the server refused the WebSocket upgrade with HTTP ${status}${statusText ? ` ${statusText}` : ''}`, {
+    code,
+    retryable: status >= 500 || status === 429 || status === 408,
+    details: { status },
+  });
+}
+
+/** An error of the socket, as a ManifoldError that says whether a reconnect can help. */
+function connectError(error: Error): ManifoldError {
+  if (error instanceof ManifoldError) return error;
+  // Errors without a system code come from the handshake (bad Sec-WebSocket-Accept, a subprotocol we did not offer):
+  // a misconfigured server, which retrying will not fix.
+  return new ManifoldError(describe(error), { code: ErrorCodes.CONNECTION, retryable: isRetryable(error), cause: error });
+}
+
+/**
+ * The error a lost, once healthy connection is reported with. Always retryable:
+ * whatever the server did (closed, reset, broke the protocol), a new connection may work.
+ */
+export function lostError(where: string, label: string, code: number, reason: string, cause: Error | undefined): ManifoldError {
+  const why = cause ? describe(cause) : `closed with code ${code}${reason ? ` (${reason})` : ''}`;
+  return new ManifoldError(`${where}: the connection to ${label} was lost: ${why}`, {
+    code: ErrorCodes.CONNECTION,
+    retryable: true,
+    cause,
+    details: { closeCode: code },
+  });
+}
+
+/**
+ * `error` with a message that names the target, for errors that reach the
+ * user as they are (fatal ones, or with retries off); errors the core retry
+ * wraps ("connecting to ws://... failed after 3 attempts: ...") already do.
+ */
+export function namedError(where: string, label: string, error: Error): Error {
+  if (error.message.includes(label) || error.name === 'AbortError' || (error instanceof ManifoldError && error.code === ErrorCodes.ABORTED)) return error;
+  const status = (error as { status?: unknown }).status;
+  return new ManifoldError(`${where}: ${label}: ${describe(error)}`, {
+    code: error instanceof ManifoldError ? error.code : ErrorCodes.CONNECTION,
+    retryable: isRetryable(error),
+    cause: error,
+    details: status === undefined ? undefined : { status },
+  });
+}
+
+/** One attempt: a socket that is connecting, and a promise of its opening. */
+export interface Attempt {
+  ws: WebSocket;
+  /** Resolves on `'open'`; rejects with a classified ManifoldError when the attempt fails. */
+  opened: Promise<void>;
+}
+
+/**
+ * Starts one connection attempt. The caller attaches its own listeners to
+ * `ws` at once (messages may follow `'open'` in the same tick) and awaits
+ * `opened`. The socket always has an `'error'` listener, so a late error never
+ * crashes the process.
+ */
+export function connect(target: ConnectTarget, signal?: AbortSignal): Attempt {
+  const ws = new WebSocket(target.url, target.protocols, {
+    headers: target.headers,
+    maxPayload: target.maxPayloadBytes,
+    followRedirects: false,
+  });
+  let failure: ManifoldError | undefined;
+  const fail = (error: ManifoldError): void => {
+    failure ??= error;
+    ws.terminate();
+  };
+  ws.on('error', (error: Error) => {
+    failure ??= connectError(error);
+  });
+  const opened = new Promise<void>((resolve, reject) => {
+    // Our own timer rather than ws's handshakeTimeout, so a timeout is known to be retryable without reading error text.
+    const timer = setTimeout(() => {
+      fail(new ManifoldError(`no WebSocket handshake within ${target.connectTimeoutMs} ms`, { code: ErrorCodes.CONNECTION, retryable: true }));
+    }, target.connectTimeoutMs);
+    const onAbort = (): void => {
+      fail(new ManifoldError('connecting was aborted', { code: ErrorCodes.ABORTED }));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      ws.off('open', onOpen);
+      ws.off('close', onClose);
+    };
+    const onOpen = (): void => {
+      cleanup();
+      resolve();
+    };
+    const onClose = (code: number): void => {
+      cleanup();
+      reject(failure ?? new ManifoldError(`the connection closed during the handshake (code ${code})`, { code: ErrorCodes.CONNECTION, retryable: true }));
+    };
+    ws.once('open', onOpen);
+    ws.once('close', onClose);
+    // With this listener ws leaves the failed response to us; it gives the status, which ws's own error only has as text.
+    ws.once('unexpected-response', (_req, res) => {
+      res.resume();
+      fail(statusError(res.statusCode ?? 0, res.statusMessage));
+    });
+    if (signal?.aborted) onAbort();
+  });
+  return { ws, opened };
+}
+
+/**
+ * Closes a socket gracefully (close frame, wait for the peer's) and
+ * terminates it when the peer does not answer within `timeoutMs`, as ws's own
+ * close timer would after 30 s. Resolves once the socket is closed.
+ */
+export function closeSocket(ws: WebSocket, timeoutMs: number, code = 1000, reason = ''): Promise<void> {
+  if (ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => ws.terminate(), timeoutMs);
+    ws.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
+    else if (ws.readyState === WebSocket.OPEN) ws.close(code, reason);
+  });
+}
+
+/**
+ * Pings every `intervalMs`; when neither a pong nor any other frame arrives
+ * within `timeoutMs` of a ping, the peer is taken for dead and `onDead` runs.
+ * A peer busy sending us data is alive even if its pong is queued behind it,
+ * so incoming data counts too (`seen()`). While suspended (our socket is
+ * paused, so a pong could not be read) nothing is pinged or timed.
+ */
+export class Heartbeat {
+  readonly #ws: WebSocket;
+  readonly #intervalMs: number;
+  readonly #timeoutMs: number;
+  readonly #onDead: (error: ManifoldError) => void;
+  #pingTimer: NodeJS.Timeout | undefined;
+  #pongTimer: NodeJS.Timeout | undefined;
+  #suspended = false;
+  #stopped = false;
+  /** Set by incoming data; checked when the pong is late. */
+  seenSincePing = false;
+  readonly #onPong = (): void => {
+    if (this.#pongTimer === undefined) return;
+    clearTimeout(this.#pongTimer);
+    this.#pongTimer = undefined;
+    this.#schedule();
+  };
+
+  constructor(ws: WebSocket, intervalMs: number, timeoutMs: number, onDead: (error: ManifoldError) => void) {
+    this.#ws = ws;
+    this.#intervalMs = intervalMs;
+    this.#timeoutMs = timeoutMs;
+    this.#onDead = onDead;
+    ws.on('pong', this.#onPong);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#stopped || this.#suspended) return;
+    this.#pingTimer = setTimeout(() => this.#ping(), this.#intervalMs);
+  }
+
+  #ping(): void {
+    this.#pingTimer = undefined;
+    if (this.#stopped || this.#suspended || this.#ws.readyState !== WebSocket.OPEN) return;
+    this.seenSincePing = false;
+    // The callback keeps a ping on a socket that just closed from throwing or erroring.
+    this.#ws.ping(undefined, undefined, () => {});
+    this.#pongTimer = setTimeout(() => {
+      this.#pongTimer = undefined;
+      if (this.seenSincePing) {
+        this.#schedule();
+        return;
+      }
+      this.stop();
+      this.#onDead(
+        new ManifoldError(`no pong within ${this.#timeoutMs} ms of a ping: the peer is unresponsive`, {
+          code: ErrorCodes.CONNECTION,
+          retryable: true,
+        }),
+      );
+    }, this.#timeoutMs);
+  }
+
+  #clear(): void {
+    clearTimeout(this.#pingTimer);
+    clearTimeout(this.#pongTimer);
+    this.#pingTimer = undefined;
+    this.#pongTimer = undefined;
+  }
+
+  suspend(): void {
+    if (this.#suspended || this.#stopped) return;
+    this.#suspended = true;
+    this.#clear();
+  }
+
+  resume(): void {
+    if (!this.#suspended || this.#stopped) return;
+    this.#suspended = false;
+    this.#schedule();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#clear();
+    this.#ws.off('pong', this.#onPong);
+  }
+}
+
+/** Validates the heartbeat pair (milliseconds): an interval of `0` turns heartbeats off. */
+export function heartbeatOptions(where: string, interval: unknown, timeout: unknown): { intervalMs: number; timeoutMs: number } {
+  const intervalMs = durationOption(where, 'heartbeatIntervalMs', interval, 30_000, 0);
+  const timeoutMs = durationOption(where, 'heartbeatTimeoutMs', timeout, 10_000);
+  if (intervalMs === 0 && timeout !== undefined) {
+    conflictingOptions(where, 'heartbeatTimeoutMs', 'heartbeatIntervalMs', 'cannot be combined: an interval of 0 turns heartbeats off');
+  }
+  return { intervalMs, timeoutMs };
+}
