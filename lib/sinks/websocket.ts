@@ -1,0 +1,312 @@
+import { Writable } from 'node:stream';
+import WebSocket from 'ws';
+import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
+import { toMessage, type Message, type MessageLike } from '../core/message.js';
+import { bytesOption, checkOptions, durationOption, enumOption, functionOption, numberOption, signalOption } from '../core/options.js';
+import { RetryingSink, resolveRetry, type FactoryContext, type RetryOptions } from '../core/retry.js';
+import {
+  Heartbeat,
+  closeSocket,
+  connect,
+  headersOption,
+  heartbeatOptions,
+  lostError,
+  namedError,
+  protocolsOption,
+  urlOption,
+  type ConnectTarget,
+} from '../websocket/connect.js';
+
+/** What `onOpen` and the `'open'` event of the sink are told about a connection. */
+export interface WebSocketSinkOpenInfo {
+  /** Counts connections of this sink from 1. */
+  connectionId: number;
+  /** The URL with any password hidden. */
+  url: string;
+  /** The subprotocol the server chose ('' when none). */
+  protocol: string;
+}
+
+/** Options of {@link websocketSink}. */
+export interface WebSocketSinkOptions {
+  /** Where to send, `ws://` or `wss://`. Credentials in it are sent as Basic auth and hidden in errors and events. Required. */
+  url: string | URL;
+  /** Extra HTTP headers of the upgrade request. */
+  headers?: Record<string, string>;
+  /** Subprotocols offered to the server. */
+  protocols?: string | string[];
+  /** Runs on every (re)connection before any message is sent on it (to authenticate, say). */
+  onOpen?: (socket: WebSocket, info: WebSocketSinkOpenInfo) => void | Promise<void>;
+  /** Send each message as a `'binary'` (default) or `'text'` frame. Text frames must hold UTF-8. */
+  messageType?: 'binary' | 'text';
+  /** Bytes queued in the socket (`ws.bufferedAmount`) above which the sink stops taking writes until they drain. Default 1 MiB. */
+  maxBufferedBytes?: number;
+  /** Ping the server this often (milliseconds). Default 30,000; `0` turns heartbeats off. */
+  heartbeatIntervalMs?: number;
+  /** With no pong this long after a ping (milliseconds) the connection is dropped and re-made. Default 10,000. */
+  heartbeatTimeoutMs?: number;
+  /** Longest wait for one connection's opening handshake (milliseconds). Default 10,000. */
+  connectTimeoutMs?: number;
+  /** Longest wait for the server's close frame when the sink ends (milliseconds). Default 5,000. */
+  closeTimeoutMs?: number;
+  /** Reconnect settings (core retry); `false` fails the sink at the first lost connection. Default 10 retries per outage. */
+  retry?: RetryOptions | false;
+  /** Destroys the sink when aborted. */
+  signal?: AbortSignal;
+  /** Messages the sink buffers before `write()` returns false. Default 16. */
+  highWaterMark?: number;
+}
+
+const KEYS = [
+  'url',
+  'headers',
+  'protocols',
+  'onOpen',
+  'messageType',
+  'maxBufferedBytes',
+  'heartbeatIntervalMs',
+  'heartbeatTimeoutMs',
+  'connectTimeoutMs',
+  'closeTimeoutMs',
+  'retry',
+  'signal',
+  'highWaterMark',
+] as const;
+
+const WHERE = 'websocketSink';
+
+interface Settings {
+  target: ConnectTarget;
+  onOpen: WebSocketSinkOptions['onOpen'];
+  binary: boolean;
+  maxBufferedBytes: number;
+  heartbeat: { intervalMs: number; timeoutMs: number };
+  closeTimeoutMs: number;
+  /** With retries off, every error reaches the user as it is: it must name the URL itself. */
+  retriesOff: boolean;
+}
+
+/**
+ * Sends each message as one WebSocket message and acks it when `ws.send`'s
+ * callback fires (the frame was handed to the operating system). Honours
+ * `bufferedAmount` for backpressure: above `maxBufferedBytes` the sink holds
+ * its write callback until the socket drains.
+ *
+ * Built on the core `retryingSink`: when the connection is lost it reconnects
+ * with jittered backoff and re-sends, in order, every message that had not
+ * been acked, so at-least-once holds for what was not yet handed to the
+ * kernel. (Bytes the kernel had accepted when the peer vanished are gone:
+ * WebSocket has no delivery receipts.) After the retry budget the sink fails
+ * with an error naming the URL (password hidden) and the last cause, and nacks
+ * what it could not send. `end()` waits for every send, then closes with code 1000.
+ *
+ * Events: `'open'` ({@link WebSocketSinkOpenInfo}), `'reconnect'` (core
+ * `RetryEvent`), `'disconnect'` (`{ connectionId, code, reason }`).
+ *
+ * @example
+ * ```ts
+ * await pipeline(kafkaSource({ topic: 'orders' }), websocketSink({ url: 'wss://hooks.example.com/in', messageType: 'text' }));
+ * ```
+ */
+export function websocketSink(options: WebSocketSinkOptions): WebSocketSink {
+  return new WebSocketSink(options);
+}
+
+export class WebSocketSink extends RetryingSink {
+  readonly #label: string;
+
+  constructor(options: WebSocketSinkOptions) {
+    const o = checkOptions(WHERE, options, KEYS);
+    const url = urlOption(WHERE, o.url);
+    const label = redactUrl(url);
+    const retry = resolveRetry(WHERE, o.retry);
+    const settings: Settings = {
+      target: {
+        url,
+        label,
+        headers: headersOption(WHERE, o.headers),
+        protocols: protocolsOption(WHERE, o.protocols),
+        connectTimeoutMs: durationOption(WHERE, 'connectTimeoutMs', o.connectTimeoutMs, 10_000),
+        maxPayloadBytes: 100 * 1024 * 1024,
+      },
+      onOpen: functionOption(WHERE, 'onOpen', o.onOpen),
+      binary: enumOption(WHERE, 'messageType', o.messageType, ['binary', 'text'], 'binary') === 'binary',
+      maxBufferedBytes: bytesOption(WHERE, 'maxBufferedBytes', o.maxBufferedBytes, 1024 * 1024),
+      heartbeat: heartbeatOptions(WHERE, o.heartbeatIntervalMs, o.heartbeatTimeoutMs),
+      closeTimeoutMs: durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 5_000),
+      retriesOff: retry.retries === 0,
+    };
+    const highWaterMark = numberOption(WHERE, 'highWaterMark', o.highWaterMark, 16, { min: 1, integer: true });
+    const signal = signalOption(WHERE, 'signal', o.signal);
+    super((context) => new WebSocketConnectionSink(settings, context), {
+      retry: o.retry === false ? false : { ...o.retry },
+      what: `${WHERE}: sending to ${label}`,
+      forwardEvents: ['open', 'disconnect'],
+      highWaterMark,
+      ...(signal ? { signal } : {}),
+    });
+    this.#label = label;
+  }
+
+  /** The URL written to, with any password hidden. */
+  get url(): string {
+    return this.#label;
+  }
+
+  /** Bytes queued in the current socket and not yet handed to the kernel (0 while reconnecting). */
+  get bufferedAmount(): number {
+    const inner = this.inner;
+    return inner instanceof WebSocketConnectionSink ? inner.bufferedAmount : 0;
+  }
+}
+
+/**
+ * One connection's worth of sink: connects in `_construct`, fails (for the
+ * retrying outer sink to replace it) when the connection is lost. Not exported
+ * from the package.
+ */
+export class WebSocketConnectionSink extends Writable {
+  readonly #s: Settings;
+  readonly #id: number;
+  readonly #signal: AbortSignal;
+  #ws: WebSocket | undefined;
+  #heartbeat: Heartbeat | undefined;
+  /** Messages given to ws whose send callback has not fired. */
+  readonly #inFlight = new Set<Message>();
+  /** A write callback held back while the socket's buffer is above the limit. */
+  #held: (() => void) | undefined;
+  /** Called when the last in-flight send completes (for _final). */
+  #idle: (() => void) | undefined;
+  #ending = false;
+
+  constructor(settings: Settings, context: FactoryContext) {
+    // The outer sink buffers; this one holds a single write while the socket drains.
+    super({ objectMode: true, highWaterMark: 1 });
+    this.#s = settings;
+    this.#id = context.attempt;
+    this.#signal = context.signal;
+  }
+
+  /** Bytes queued in the socket and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.#ws?.bufferedAmount ?? 0;
+  }
+
+  #named(error: Error): Error {
+    return !isRetryable(error) || this.#s.retriesOff ? namedError(WHERE, this.#s.target.label, error) : error;
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    const attempt = connect(this.#s.target, this.#signal);
+    const ws = attempt.ws;
+    this.#ws = ws;
+    let cause: Error | undefined;
+    let established = false;
+    ws.on('error', (error: Error) => {
+      cause ??= error;
+    });
+    ws.once('close', (code: number, reason: Buffer) => {
+      this.#heartbeat?.stop();
+      // Before it is established, a failure is reported once, through the attempt's promise.
+      if (!established || this.#ending || this.destroyed) return;
+      this.emit('disconnect', { connectionId: this.#id, code, reason: reason.toString() });
+      const error = lostError(WHERE, this.#s.target.label, code, reason.toString(), cause);
+      this.#failInFlight(error);
+      this.destroy(this.#named(error));
+    });
+    const open = async (): Promise<void> => {
+      await attempt.opened;
+      const info: WebSocketSinkOpenInfo = { connectionId: this.#id, url: this.#s.target.label, protocol: ws.protocol };
+      if (this.#s.onOpen) {
+        try {
+          await this.#s.onOpen(ws, info);
+        } catch (error) {
+          const err = toError(error);
+          if (ws.readyState !== WebSocket.OPEN) throw lostError(WHERE, this.#s.target.label, 1006, '', err);
+          throw new ManifoldError(`${WHERE}: options.onOpen failed on connection ${this.#id}: ${describe(err)}`, {
+            code: err instanceof ManifoldError ? err.code : ErrorCodes.CONNECTION,
+            retryable: isRetryable(err),
+            cause: err,
+          });
+        }
+      }
+      if (ws.readyState !== WebSocket.OPEN) throw lostError(WHERE, this.#s.target.label, 1006, 'closed while onOpen ran', cause);
+      if (this.#s.heartbeat.intervalMs > 0) {
+        this.#heartbeat = new Heartbeat(ws, this.#s.heartbeat.intervalMs, this.#s.heartbeat.timeoutMs, (error) => {
+          cause = error;
+          ws.terminate();
+        });
+      }
+      established = true;
+      this.emit('open', info);
+      // Tells the retrying sink this connection is healthy: its retry budget starts afresh.
+      this.emit('ready');
+    };
+    open().then(
+      () => callback(),
+      (error: unknown) => {
+        ws.terminate();
+        callback(this.#named(toError(error)));
+      },
+    );
+  }
+
+  override _write(chunk: MessageLike, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    let message: Message;
+    try {
+      message = toMessage(chunk);
+    } catch (error) {
+      callback(toError(error));
+      return;
+    }
+    const ws = this.#ws!;
+    this.#inFlight.add(message);
+    ws.send(message.data, { binary: this.#s.binary }, (error?: Error) => {
+      if (!this.#inFlight.delete(message)) return;
+      if (error) message.nack(new ManifoldError(`${WHERE}: send failed: ${describe(error)}`, { code: ErrorCodes.CONNECTION, retryable: true, cause: error }));
+      else message.ack();
+      // bufferedAmount has shrunk by this frame before its callback runs: the right moment to let writes in again.
+      this.#release();
+      if (this.#inFlight.size === 0) this.#idle?.();
+    });
+    if (ws.bufferedAmount > this.#s.maxBufferedBytes) this.#held = () => callback();
+    else callback();
+  }
+
+  #release(): void {
+    const held = this.#held;
+    if (held && (this.#ws?.bufferedAmount ?? 0) <= this.#s.maxBufferedBytes) {
+      this.#held = undefined;
+      held();
+    }
+  }
+
+  /** Nacks (retryably) what the lost connection had not sent: the retrying sink re-sends it on the next one. */
+  #failInFlight(error: Error): void {
+    for (const message of this.#inFlight) message.nack(error);
+    this.#inFlight.clear();
+    const held = this.#held;
+    this.#held = undefined;
+    held?.();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    const ws = this.#ws!;
+    const finish = (): void => {
+      this.#ending = true;
+      this.#heartbeat?.stop();
+      closeSocket(ws, this.#s.closeTimeoutMs).then(() => callback());
+    };
+    if (this.#inFlight.size === 0) finish();
+    else this.#idle = finish;
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#heartbeat?.stop();
+    this.#ws?.terminate();
+    this.#failInFlight(
+      error ?? new ManifoldError(`${WHERE}: the connection was replaced before the send completed`, { code: ErrorCodes.CONNECTION, retryable: true }),
+    );
+    callback(error);
+  }
+}
