@@ -1,0 +1,400 @@
+/**
+ * kafkaSource against a real single-node Apache Kafka (test/fixtures/kafka.ts):
+ * round trip, commits of contiguous acked offsets, backpressure, a consumer
+ * killed with -9, two consumers sharing a group, kcat interop, bad input, and
+ * the shared conformance suite.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
+import { createMessage, type Message } from '../../lib/core/message.js';
+import { kafkaSink } from '../../lib/sinks/kafka.js';
+import { kafkaSource, type KafkaCheckpointEvent, type KafkaSourceOptions } from '../../lib/sources/kafka.js';
+import { sourceConformance } from '../conformance/suite.js';
+import { startKafka, type KafkaBroker } from '../fixtures/kafka.js';
+
+const run = promisify(execFile);
+let broker: KafkaBroker;
+
+before(async () => {
+  broker = await startKafka();
+});
+after(async () => {
+  await broker?.stop();
+});
+
+/** Options that make a test consumer quick: short sessions, frequent commits, short fetch waits. */
+function fast(extra: Partial<KafkaSourceOptions> & Pick<KafkaSourceOptions, 'topics' | 'groupId'>): KafkaSourceOptions {
+  return {
+    brokers: broker.bootstrap,
+    startFrom: 'earliest',
+    commitIntervalMs: 100,
+    sessionTimeoutMs: 6000,
+    heartbeatIntervalMs: 500,
+    maxWaitMs: 100,
+    closeTimeoutMs: 5000,
+    ...extra,
+  };
+}
+
+/** Collects messages until `done(received)` or the timeout, settling each with `settle`. */
+function collect(
+  source: Readable,
+  done: (received: Message[]) => boolean,
+  settle: (m: Message) => void = (m) => m.ack(),
+  timeoutMs = 60_000,
+): Promise<Message[]> {
+  return new Promise((resolve, reject) => {
+    const received: Message[] = [];
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`timed out after ${timeoutMs} ms with ${received.length} message(s)`));
+    }, timeoutMs);
+    const onData = (m: Message): void => {
+      received.push(m);
+      settle(m);
+      if (done(received)) {
+        cleanup();
+        resolve(received);
+      }
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(error);
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      source.off('data', onData);
+      source.off('error', onError);
+    };
+    source.on('data', onData);
+    source.on('error', onError);
+  });
+}
+
+async function closeSource(source: Readable & { close(): Promise<void> }): Promise<void> {
+  source.resume();
+  await source.close();
+}
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('kafkaSource', () => {
+  it('round-trips 20,000 keyed messages over 6 partitions with per-key order (our sink to our source)', async () => {
+    const topic = await broker.createTopic({ partitions: 6 });
+    const keys = 50;
+    const count = 20_000;
+    const sent = Array.from({ length: count }, (_, i) => ({ data: `m-${i}`, key: `key-${i % keys}`, headers: { seq: String(i) } }));
+    await pipeline(Readable.from(sent.map((m) => createMessage(m))), kafkaSink({ brokers: broker.bootstrap, topic }));
+
+    const source = kafkaSource(fast({ topics: topic, groupId: `g-${randomUUID()}` }));
+    const seen = new Set<string>();
+    const received = await collect(source, (r) => {
+      for (let i = seen.size; i < r.length; i++) seen.add(r[i]!.data.toString());
+      return seen.size >= count;
+    });
+    await closeSource(source);
+
+    assert.equal(seen.size, count, 'every message arrived');
+    assert.equal(received.length, count, 'and none twice');
+    const lastByKey = new Map<string, number>();
+    const partitionsByKey = new Map<string, Set<number>>();
+    for (const m of received) {
+      const seq = Number(m.headers?.seq);
+      assert.equal(m.data.toString(), `m-${seq}`, 'headers came with their message');
+      const key = m.key!;
+      assert.ok((lastByKey.get(key) ?? -1) < seq, `key ${key}: ${seq} arrived after ${lastByKey.get(key)}`);
+      lastByKey.set(key, seq);
+      const parts = partitionsByKey.get(key) ?? new Set<number>();
+      parts.add(m.meta!.partition as number);
+      partitionsByKey.set(key, parts);
+      assert.equal(m.meta!.topic, topic);
+      assert.equal(typeof m.meta!.offset, 'string');
+      assert.ok(typeof m.timestamp === 'number' && m.timestamp > Date.now() - 600_000, 'timestamp is in ms since the epoch');
+    }
+    assert.equal(lastByKey.size, keys);
+    for (const [key, parts] of partitionsByKey) assert.equal(parts.size, 1, `key ${key} stayed on one partition`);
+    assert.equal(new Set(received.map((m) => m.meta!.partition)).size, 6, 'all 6 partitions were used');
+  });
+
+  it('commits only the offset after the highest contiguous acked message, never past an unacked or nacked one', async () => {
+    const topic = await broker.createTopic({ partitions: 2 });
+    const groupId = `g-${randomUUID()}`;
+    await broker.produce(topic, Array.from({ length: 40 }, (_, i) => ({ value: `c-${i}`, partition: i % 2 })));
+    const source = kafkaSource(fast({ topics: topic, groupId }));
+    const checkpoints: KafkaCheckpointEvent[] = [];
+    source.on('checkpoint', (e: KafkaCheckpointEvent) => checkpoints.push(e));
+    const nacks: unknown[] = [];
+    source.on('nack', (e) => nacks.push(e));
+    const held: Message[] = [];
+    // Partition 0: offset 5 is left unacked (acked later); partition 1: offset 7 is nacked. Acks arrive out of order.
+    const late: Message[] = [];
+    await collect(source, (r) => r.length >= 40, (m) => {
+      const { partition, offset } = m.meta as { partition: number; offset: string };
+      if (partition === 0 && offset === '5') held.push(m);
+      else if (partition === 1 && offset === '7') m.nack(new Error('nacked on purpose'));
+      else if (Number(offset) % 3 === 0) late.push(m);
+      else m.ack();
+    });
+    for (const m of late.reverse()) m.ack();
+    await waitFor('commits of both partitions', async () => {
+      const [p0, p1] = await broker.committed(groupId, topic, 2);
+      return p0 === 5n && p1 === 7n;
+    });
+    await sleep(400); // several commit intervals: nothing moves past the gaps
+    assert.deepEqual(await broker.committed(groupId, topic, 2), [5n, 7n]);
+    assert.equal(nacks.length, 1);
+    assert.deepEqual({ ...(nacks[0] as object), error: undefined }, { topic, partition: 1, offset: '7', error: undefined });
+
+    held[0]!.ack();
+    await waitFor('partition 0 committed to the end', async () => (await broker.committed(groupId, topic, 2))[0] === 20n);
+    await closeSource(source);
+    assert.deepEqual(await broker.committed(groupId, topic, 2), [20n, 7n], 'close committed what was acked; the nack still holds partition 1');
+    assert.ok(checkpoints.some((c) => c.reason === 'interval'));
+
+    // A new member of the group starts at the nacked message.
+    const again = kafkaSource(fast({ topics: topic, groupId }));
+    const redelivered = await collect(again, (r) => r.length >= 13);
+    assert.deepEqual(
+      redelivered.map((m) => `${m.meta!.partition}:${m.meta!.offset}`),
+      Array.from({ length: 13 }, (_, i) => `1:${i + 7}`),
+    );
+    await closeSource(again);
+    assert.deepEqual(await broker.committed(groupId, topic, 2), [20n, 20n]);
+  });
+
+  it('pauses fetching at maxInFlightPerPartition unacked messages and resumes as they are acked', async () => {
+    const topic = await broker.createTopic({ partitions: 1 });
+    await broker.produce(topic, Array.from({ length: 100 }, (_, i) => ({ value: `p-${i}` })));
+    const source = kafkaSource(fast({ topics: topic, groupId: `g-${randomUUID()}`, maxInFlightPerPartition: 10 }));
+    const first = await collect(source, (r) => r.length >= 10, () => undefined);
+    await sleep(700);
+    assert.equal(first.length, 10);
+    let extra = 0;
+    const count = (): void => {
+      extra += 1;
+    };
+    source.on('data', count);
+    await sleep(300);
+    assert.equal(extra, 0, 'nothing more while 10 are unacked');
+    source.off('data', count);
+    const reading = collect(source, (r) => r.length >= 5, () => undefined);
+    for (const m of first.slice(0, 5)) m.ack();
+    const more = await reading;
+    assert.deepEqual(
+      more.map((m) => m.data.toString()),
+      Array.from({ length: 5 }, (_, i) => `p-${i + 10}`),
+    );
+    for (const m of [...first, ...more]) m.ack();
+    await closeSource(source);
+  });
+
+  it('is at-least-once through kill -9: a new member gets every message the dead one had not acked', async () => {
+    const topic = await broker.createTopic({ partitions: 3 });
+    const groupId = `g-${randomUUID()}`;
+    const total = 3000;
+    const hold = [700, 701, 1500, 2999];
+    await broker.produce(topic, Array.from({ length: total }, (_, i) => ({ value: `k9-${i}`, partition: i % 3 })));
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../fixtures/kafka-consumer-child.ts', import.meta.url))], {
+      env: { ...process.env, MANIFOLD_KAFKA_CHILD: JSON.stringify({ brokers: broker.bootstrap, topic, groupId, hold, pace: 10 }) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const processed = new Set<string>();
+    const heldSeen = new Set<string>();
+    let checkpoints = 0;
+    let stderr = '';
+    let rest = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      const lines = (rest + chunk.toString()).split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line.startsWith('processed ')) processed.add(line.slice(10));
+        else if (line.startsWith('held ')) heldSeen.add(line.slice(5));
+        else if (line === 'checkpoint') checkpoints += 1;
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    try {
+      await waitFor('the child to process 1200 messages and commit twice', () => processed.size >= 1200 && checkpoints >= 2, 60_000);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; processed ${processed.size}, checkpoints ${checkpoints}, stderr: ${stderr}`);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    assert.equal(await exited, 'SIGKILL');
+    const committed = await broker.committed(groupId, topic, 3);
+    assert.ok(committed.some((o) => o > 0n), `the child committed something: ${committed}`);
+
+    const source = kafkaSource(fast({ topics: topic, groupId }));
+    const expected = Array.from({ length: total }, (_, i) => `k9-${i}`).filter((p) => !processed.has(p));
+    const got = new Set<string>();
+    await collect(source, (r) => {
+      got.add(r[r.length - 1]!.data.toString());
+      return expected.every((p) => got.has(p));
+    });
+    await closeSource(source);
+    const missing = expected.filter((p) => !got.has(p));
+    assert.deepEqual(missing, [], 'every message the dead consumer had not acked was delivered again');
+    for (const h of hold.filter((i) => heldSeen.has(`k9-${i}`))) assert.ok(got.has(`k9-${h}`), `held message ${h} came back`);
+    assert.ok(got.size < total, `committed offsets were honoured: ${got.size} of ${total} redelivered`);
+    assert.ok(processed.size < total - hold.length, `the child was killed mid-stream (${processed.size} processed)`);
+  });
+
+  it('splits partitions between two members of a group; when one closes, the other takes over without loss', async () => {
+    const topic = await broker.createTopic({ partitions: 6 });
+    const groupId = `g-${randomUUID()}`;
+    const a = kafkaSource(fast({ topics: topic, groupId }));
+    const b = kafkaSource(fast({ topics: topic, groupId }));
+    const assignments = new Map<Readable, number>();
+    a.on('rebalance', (e: { assignments: unknown[] }) => assignments.set(a, e.assignments.length));
+    b.on('rebalance', (e: { assignments: unknown[] }) => assignments.set(b, e.assignments.length));
+    const fromA: Message[] = [];
+    const fromB: Message[] = [];
+    a.on('data', (m: Message) => {
+      fromA.push(m);
+      m.ack();
+    });
+    await waitFor('a to own every partition', () => assignments.get(a) === 6);
+    b.on('data', (m: Message) => {
+      fromB.push(m);
+      m.ack();
+    });
+    await waitFor('the partitions to be split 3 and 3', () => assignments.get(a) === 3 && assignments.get(b) === 3);
+
+    const total = 3000;
+    await broker.produce(topic, Array.from({ length: 1500 }, (_, i) => ({ value: `s-${i}`, partition: i % 6 })));
+    await waitFor('both members to read the first half', () => new Set([...fromA, ...fromB].map((m) => m.data.toString())).size >= 1500);
+    const partsA = new Set(fromA.map((m) => m.meta!.partition));
+    const partsB = new Set(fromB.map((m) => m.meta!.partition));
+    assert.equal(partsA.size, 3);
+    assert.equal(partsB.size, 3);
+    assert.deepEqual([...partsA].filter((p) => partsB.has(p)), [], 'no partition was read by both');
+
+    await closeSource(a);
+    const aCount = fromA.length;
+    await waitFor('b to own every partition', () => assignments.get(b) === 6);
+    await broker.produce(topic, Array.from({ length: 1500 }, (_, i) => ({ value: `s-${1500 + i}`, partition: i % 6 })));
+    const all = (): Set<string> => new Set([...fromA, ...fromB].map((m) => m.data.toString()));
+    await waitFor('every message to arrive', () => all().size >= total);
+    await closeSource(b);
+    assert.equal(fromA.length, aCount, 'a read nothing after it closed');
+    assert.equal(all().size, total, 'nothing was lost');
+    assert.ok(fromB.filter((m) => partsA.has(m.meta!.partition)).length >= 750, 'b read the partitions a had');
+  });
+
+  it('reads keys and headers produced by kcat', async () => {
+    const topic = await broker.createTopic({ partitions: 1 });
+    const child = spawn('kcat', ['-b', broker.bootstrap, '-P', '-t', topic, '-K', '|', '-H', 'origin=kcat', '-H', 'trace=abc-123'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    child.stdin.end(['user-1|{"n":1}', 'user-2|{"n":2}', 'user-1|{"n":3}', ''].join('\n'));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 0);
+    const source = kafkaSource(fast({ topics: topic, groupId: `g-${randomUUID()}` }));
+    const got = await collect(source, (r) => r.length >= 3);
+    await closeSource(source);
+    assert.deepEqual(
+      got.map((m) => [m.key, m.data.toString(), m.headers]),
+      [
+        ['user-1', '{"n":1}', { origin: 'kcat', trace: 'abc-123' }],
+        ['user-2', '{"n":2}', { origin: 'kcat', trace: 'abc-123' }],
+        ['user-1', '{"n":3}', { origin: 'kcat', trace: 'abc-123' }],
+      ],
+    );
+  });
+
+  it('fails with a clear error after the retry budget when no broker answers', async () => {
+    const source = kafkaSource({
+      brokers: '127.0.0.1:1',
+      topics: 'nowhere',
+      groupId: 'g',
+      retry: { retries: 2, minTimeoutMs: 10, maxTimeoutMs: 20 },
+    });
+    const reconnects: unknown[] = [];
+    source.on('reconnect', (e) => reconnects.push(e));
+    source.resume();
+    const error = await new Promise<Error>((resolve) => source.once('error', resolve));
+    assert.ok(error instanceof ManifoldError);
+    assert.equal(error.code, ErrorCodes.RETRIES_EXHAUSTED);
+    assert.match(error.message, /kafkaSource: consuming nowhere from 127\.0\.0\.1:1 as group g failed after 3 attempts/);
+    assert.equal(reconnects.length, 2);
+  });
+
+  it('fails at once naming the topic when it does not exist', async () => {
+    const source = kafkaSource(fast({ topics: `missing-${randomUUID()}`, groupId: 'g' }));
+    source.resume();
+    const error = await new Promise<Error>((resolve) => source.once('error', resolve));
+    assert.ok(error instanceof ManifoldError);
+    assert.equal(error.code, ErrorCodes.NOT_FOUND);
+    assert.match(error.message, /Unknown topic missing-/);
+  });
+
+  it('rejects bad options at construction, naming the option', () => {
+    const ok = { brokers: '127.0.0.1:9092', topics: 't', groupId: 'g' };
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ ...ok, brokers: 'no-port' }, /options\.brokers must be a list of "host:port" strings, got "no-port"/],
+      [{ ...ok, brokers: [] }, /options\.brokers must be/],
+      [{ ...ok, topics: [] }, /options\.topics must be a topic name or a non-empty array/],
+      [{ ...ok, topics: 'bad topic' }, /options\.topics must be topic names/],
+      [{ ...ok, groupId: '' }, /options\.groupId must be a non-empty string/],
+      [{ ...ok, startFrom: 'beginning' }, /options\.startFrom must be one of "latest", "earliest", got "beginning"/],
+      [{ ...ok, maxInFlightPerPartition: 0 }, /options\.maxInFlightPerPartition must be a positive integer, got 0/],
+      [{ ...ok, commitIntervalMs: -5 }, /options\.commitIntervalMs must be/],
+      [{ ...ok, sessionTimeoutMs: 1000, heartbeatIntervalMs: 2000 }, /heartbeatIntervalMs \(2000\) must be below options\.sessionTimeoutMs \(1000\)/],
+      [{ ...ok, sasl: { mechanism: 'PLAIN', username: 'u', password: '' } }, /options\.sasl\.password must be a non-empty string, got "<hidden>"/],
+      [{ ...ok, sasl: { mechanism: 'MD5', username: 'u', password: 'secret' } }, /options\.sasl\.mechanism must be one of/],
+      [{ ...ok, tls: 'yes' }, /options\.tls must be true, false or tls\.connect options/],
+      [{ ...ok, retry: { retries: -1 } }, /kafkaSource: options\.retry\.retries must be a non-negative integer, got -1/],
+      [{ ...ok, groupID: 'x' }, /unknown option "groupID" \(did you mean "groupId"\?\)/],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(
+        () => kafkaSource(options as unknown as KafkaSourceOptions),
+        (error: unknown) => error instanceof ManifoldError && error.code === ErrorCodes.INVALID_OPTION && message.test(error.message),
+        `expected ${message} for ${JSON.stringify(options)}`,
+      );
+    }
+  });
+
+  it('never shows the SASL password in its errors', async () => {
+    const source = kafkaSource({
+      brokers: '127.0.0.1:1',
+      topics: 't',
+      groupId: 'g',
+      sasl: { mechanism: 'PLAIN', username: 'u', password: 'hunter2-secret' },
+      retry: false,
+    });
+    source.resume();
+    const error = await new Promise<Error>((resolve) => source.once('error', resolve));
+    assert.doesNotMatch(`${error.message} ${String(error.cause)}`, /hunter2/);
+  });
+});
+
+sourceConformance({
+  name: 'kafka',
+  redelivers: true,
+  timeoutMs: 30_000,
+  async setup() {
+    const topic = await broker.createTopic({ partitions: 3 });
+    const groupId = `g-${randomUUID()}`;
+    return {
+      source: (options) => kafkaSource(fast({ topics: topic, groupId, ...(options?.signal ? { signal: options.signal } : {}) })),
+      produce: (payloads) => broker.produce(topic, payloads.map((value) => ({ value }))),
+      async cleanup() {},
+    };
+  },
+});
