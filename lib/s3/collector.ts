@@ -16,7 +16,7 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, addAbortSignal, type TransformCallback } from 'node:stream';
-import { ErrorCodes, ManifoldError, describe } from '../core/errors.js';
+import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import {
   bytesOption,
@@ -129,8 +129,9 @@ export const COLLECTOR_KEYS = [
 const DAY_FOLDER = /^\d{4}-\d{2}-\d{2}$/;
 const ACTIVE_FOLDER = '.active';
 const LOCK_FILE = '.lock';
-// Unsynced messages beyond which a write waits for an fsync, so the window of unacked messages stays bounded.
-const MAX_UNSYNCED = 1000;
+// Unsynced messages beyond which a write waits for the fsync in flight: a memory bound on the ack closures
+// held, reached only when a disk's fsync takes far longer than syncIntervalMs.
+const MAX_UNSYNCED = 50_000;
 // How often a write held by the disk quota looks again at the folder.
 const QUOTA_POLL_MS = 100;
 
@@ -271,6 +272,8 @@ export class S3Collector extends Transform {
   #generation = 0;
   /** Acks of messages written but not yet fsynced (ackOn 'disk'). */
   #unsynced: AckPair[] = [];
+  /** The group-commit fsync in flight. */
+  #syncing: Promise<void> | undefined;
   #syncTimer: NodeJS.Timeout | undefined;
   #commitTimer: NodeJS.Timeout | undefined;
   /** Every file operation runs on this chain, so a timer's commit never interleaves with a write. */
@@ -468,36 +471,38 @@ export class S3Collector extends Transform {
       }
       const active = this.#active ?? (await this.#openActive());
       const room = this.#o.commitSizeBytes - active.bytes;
-      const parts: Buffer[] = [];
-      const batch: Message[] = [];
+      const from = i;
       let bytes = 0;
       while (i < messages.length) {
         const size = messages[i]!.data.length + delimiter.length;
         // The first record got room from #roomFor; later ones stop at the file size or the quota, and go round again.
-        if (batch.length > 0 && (bytes + size > room || this.#diskBytes + bytes + size > this.#o.maxBufferBytes)) break;
-        parts.push(messages[i]!.data, delimiter);
-        batch.push(messages[i]!);
+        if (i > from && (bytes + size > room || this.#diskBytes + bytes + size > this.#o.maxBufferBytes)) break;
         bytes += size;
         i += 1;
       }
-      const buffer = Buffer.concat(parts, bytes);
+      // One copy into one buffer, one write: small records are the common case and the syscall is the cost.
+      const buffer = Buffer.allocUnsafe(bytes);
+      let offset = 0;
+      for (let k = from; k < i; k++) {
+        offset += messages[k]!.data.copy(buffer, offset);
+        offset += delimiter.copy(buffer, offset);
+      }
       let written = 0;
       while (written < buffer.length) {
         const { bytesWritten } = await active.handle.write(buffer, written, buffer.length - written, active.bytes + written);
         written += bytesWritten;
       }
       active.bytes += bytes;
-      active.records += batch.length;
+      active.records += i - from;
       this.#diskBytes += bytes;
-      for (const m of batch) {
-        const pair: AckPair = { ack: m.ack, nack: m.nack };
-        if (this.#o.ackOn === 'upload') active.acks.push(pair);
-        else this.#unsynced.push(pair);
-      }
+      const acks = this.#o.ackOn === 'upload' ? active.acks : this.#unsynced;
+      for (let k = from; k < i; k++) acks.push({ ack: messages[k]!.ack, nack: messages[k]!.nack });
       if (active.bytes >= this.#o.commitSizeBytes) {
         await this.#commit('size');
-      } else if (this.#o.syncIntervalMs === 0 || this.#unsynced.length >= MAX_UNSYNCED) {
-        await this.#sync();
+      } else if (this.#o.syncIntervalMs === 0) {
+        await this.#startSync();
+      } else if (this.#unsynced.length >= MAX_UNSYNCED && this.#syncing) {
+        await this.#syncing;
       } else {
         this.#armSync();
       }
@@ -553,23 +558,39 @@ export class S3Collector extends Transform {
   }
 
   #armSync(): void {
-    if (this.#syncTimer !== undefined || this.#unsynced.length === 0) return;
+    if (this.#syncTimer !== undefined || this.#syncing !== undefined || this.#unsynced.length === 0) return;
     this.#syncTimer = setTimeout(() => {
       this.#syncTimer = undefined;
-      void this.#enqueue(() => this.#sync()).catch(() => undefined);
+      void this.#startSync();
     }, this.#o.syncIntervalMs);
   }
 
-  /** Group commit: one fsync, then ack everything written before it. */
-  async #sync(): Promise<void> {
+  /**
+   * Group commit: one fdatasync, then ack everything written before it. It runs
+   * beside the writes (not on the chain): writes go on while the disk syncs, and
+   * only #commit, which closes the handle, waits for it.
+   */
+  #startSync(): Promise<void> {
     clearTimeout(this.#syncTimer);
     this.#syncTimer = undefined;
     const active = this.#active;
-    if (!active || this.#unsynced.length === 0) return;
+    if (this.#syncing || !active || this.#unsynced.length === 0 || this.#stopped) return this.#syncing ?? Promise.resolve();
     const synced = this.#unsynced;
     this.#unsynced = [];
-    await active.handle.datasync();
-    for (const pair of synced) pair.ack();
+    this.#syncing = active.handle.datasync().then(
+      () => {
+        this.#syncing = undefined;
+        for (const pair of synced) pair.ack();
+        this.#armSync();
+      },
+      (error: unknown) => {
+        this.#syncing = undefined;
+        // Not durable, so not acked; the stream fails and the next start recovers what reached the disk.
+        for (const pair of synced) pair.nack(toError(error));
+        this.destroy(ioError(`fsync of ${active.path}`, error));
+      },
+    );
+    return this.#syncing;
   }
 
   async #commit(reason: CommitReason): Promise<void> {
@@ -578,12 +599,14 @@ export class S3Collector extends Transform {
     clearTimeout(this.#commitTimer);
     this.#commitTimer = undefined;
     this.emit('rotate', { reason, path: active.path, bytes: active.bytes, records: active.records } satisfies RotateEvent);
-    // fsync (not fdatasync): the rename must never expose a name whose size is not yet durable.
-    await active.handle.sync();
-    const synced = this.#unsynced;
-    this.#unsynced = [];
+    // Taken before waiting, so no timer starts another sync on the handle we are about to close.
     clearTimeout(this.#syncTimer);
     this.#syncTimer = undefined;
+    const synced = this.#unsynced;
+    this.#unsynced = [];
+    await this.#syncing;
+    // fsync (not fdatasync): the rename must never expose a name whose size is not yet durable.
+    await active.handle.sync();
     for (const pair of synced) pair.ack();
     await active.handle.close();
     this.#active = undefined;
@@ -609,7 +632,7 @@ export class S3Collector extends Transform {
     const active = this.#active;
     this.#active = undefined;
     // Wait for the operation in progress (a write or fsync) before closing its handle under it.
-    this.#chain
+    Promise.all([this.#chain, this.#syncing])
       .then(async () => {
         // Not synced, so not acked: the next start recovers the bytes, the source redelivers (at-least-once).
         for (const pair of this.#unsynced) pair.nack(reason);
