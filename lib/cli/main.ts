@@ -48,9 +48,9 @@ Options:
   --help, -h               this text
   --version                the version
 
-A pipeline file holds the same settings:
-  from: amqp://user:pass@host/vhost?queue=orders      # or { uri: ..., <option>: <value> }
-  to: s3://bucket/prefix?commitSize=1MiB&commitInterval=5m
+A pipeline file holds the same settings (quote URIs: YAML reads a trailing colon as a mapping):
+  from: "amqp://user:pass@host/vhost?queue=orders"    # or { uri: "...", <option>: <value> }
+  to: "s3://bucket/prefix?commitSize=1MiB&commitInterval=5m"
   transforms: [ "json-append:receivedAt=$now" ]
   quiet: false
   logFormat: json
