@@ -89,7 +89,11 @@ function resolve(options: KafkaSinkOptions): Resolved {
   const acks = enumOption(where, 'acks', o.acks, ['all', 'leader', 'none'] as const, 'all');
   const idempotent = booleanOption(where, 'idempotent', o.idempotent, acks === 'all');
   if (idempotent && acks !== 'all') conflictingOptions(where, 'idempotent', 'acks', `cannot be combined: an idempotent producer needs acks "all" (got ${JSON.stringify(acks)}); set idempotent: false`);
-  const maxInFlightRequests = numberOption(where, 'maxInFlightRequests', o.maxInFlightRequests, 1, { min: 1, max: 5, integer: true });
+  const maxInFlightRequests = o.maxInFlightRequests ?? 1;
+  // Kafka keeps an idempotent producer's order for at most 5 requests in flight per connection.
+  if (!Number.isInteger(maxInFlightRequests) || maxInFlightRequests < 1 || maxInFlightRequests > 5) {
+    invalidOption(where, 'maxInFlightRequests', 'an integer from 1 to 5', o.maxInFlightRequests);
+  }
   return {
     connection: resolveConnection(where, o),
     topic: o.topic,
