@@ -265,9 +265,9 @@ interface ActiveFile {
 export class S3Collector extends Transform {
   readonly #o: ResolvedCollectorOptions;
   readonly #activeFolder: string;
-  readonly #lockPath: string;
-  readonly #lockToken = `${process.pid}:${randomUUID()}`;
-  #lockHeld = false;
+  readonly #lock: BufferLock;
+  /** Whether this collector made the lock (standalone) and so releases it; s3Sink holds its own until uploads end. */
+  readonly #ownLock: boolean;
   #active: ActiveFile | undefined;
   #generation = 0;
   /** Acks of messages written but not yet fsynced (ackOn 'disk'). */
@@ -283,12 +283,13 @@ export class S3Collector extends Transform {
   #quotaWake: (() => void) | undefined;
   #stopped = false;
 
-  constructor(options: S3CollectorOptions, where = 's3Collector', defaultBufferPath?: string) {
+  constructor(options: S3CollectorOptions, where = 's3Collector', defaultBufferPath?: string, lock?: BufferLock) {
     const o = resolveCollectorOptions(where, checkOptions(where, options, COLLECTOR_KEYS), defaultBufferPath);
     super({ writableObjectMode: true, readableObjectMode: true, writableHighWaterMark: o.highWaterMark, readableHighWaterMark: 64 });
     this.#o = o;
     this.#activeFolder = join(o.bufferPath, ACTIVE_FOLDER);
-    this.#lockPath = join(o.bufferPath, LOCK_FILE);
+    this.#ownLock = lock === undefined;
+    this.#lock = lock ?? new BufferLock(o.bufferPath);
     if (o.signal) addAbortSignal(o.signal, this);
   }
 
@@ -323,44 +324,13 @@ export class S3Collector extends Transform {
 
   async #start(): Promise<void> {
     await mkdir(this.#o.bufferPath, { recursive: true, mode: 0o700 });
-    await this.#takeLock();
+    await this.#lock.take();
     await mkdir(this.#activeFolder, { recursive: true, mode: 0o700 });
     // Buffers left by a crash: cut back to the last complete record (a torn record was never acked), commit.
     for (const name of await readdir(this.#activeFolder)) {
       await this.#recover(join(this.#activeFolder, name));
     }
     this.#diskBytes = await bufferedBytes(this.#o.bufferPath);
-  }
-
-  async #takeLock(): Promise<void> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await writeFile(this.#lockPath, this.#lockToken, { flag: 'wx', mode: 0o600 });
-        this.#lockHeld = true;
-        return;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      }
-      const owner = await readFile(this.#lockPath, 'utf8').catch(() => '');
-      const pid = Number(owner.split(':')[0]);
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
-        throw new ManifoldError(
-          `s3Collector: the buffer folder ${this.#o.bufferPath} is in use by process ${pid}${pid === process.pid ? ' (another collector in this process)' : ''}; give each sink its own bufferPath`,
-          { code: ErrorCodes.IO, details: { bufferPath: this.#o.bufferPath, pid } },
-        );
-      }
-      // The owner died (kill -9, power loss): its lock is stale.
-      await unlink(this.#lockPath).catch(() => undefined);
-    }
-    /* c8 ignore next 2 -- only when other processes keep re-creating the lock in between */
-    throw new ManifoldError(`s3Collector: could not take the lock ${this.#lockPath}`, { code: ErrorCodes.IO });
-  }
-
-  async #releaseLock(): Promise<void> {
-    if (!this.#lockHeld) return;
-    this.#lockHeld = false;
-    const owner = await readFile(this.#lockPath, 'utf8').catch(() => '');
-    if (owner === this.#lockToken) await unlink(this.#lockPath).catch(() => undefined);
   }
 
   async #recover(path: string): Promise<void> {
@@ -616,7 +586,7 @@ export class S3Collector extends Transform {
   override _flush(callback: TransformCallback): void {
     this.#enqueue(async () => {
       await this.#commit('end');
-      await this.#releaseLock();
+      if (this.#ownLock) await this.#lock.release();
     }).then(
       () => callback(),
       (error: unknown) => callback(error as Error),
@@ -641,12 +611,68 @@ export class S3Collector extends Transform {
           for (const pair of active.acks) pair.nack(reason);
           await active.handle.close().catch(() => undefined);
         }
-        await this.#releaseLock();
+        if (this.#ownLock) await this.#lock.release();
       })
       .then(
         () => callback(error),
         (closeError: unknown) => callback(error ?? (closeError as Error)),
       );
+  }
+}
+
+/**
+ * The lock file that gives one live process a buffer folder: `bufferPath/.lock`
+ * holds `<pid>:<token>`. A lock whose pid is not alive (kill -9, power loss) is
+ * stale and taken over. `take()` is idempotent.
+ */
+export class BufferLock {
+  readonly #path: string;
+  readonly #bufferPath: string;
+  readonly #token = `${process.pid}:${randomUUID()}`;
+  #taking: Promise<void> | undefined;
+  #held = false;
+
+  constructor(bufferPath: string) {
+    this.#bufferPath = bufferPath;
+    this.#path = join(bufferPath, LOCK_FILE);
+  }
+
+  /** Takes the lock (the folder must exist); rejects with an IO ManifoldError naming the live owner. */
+  take(): Promise<void> {
+    this.#taking ??= this.#take();
+    return this.#taking;
+  }
+
+  async #take(): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await writeFile(this.#path, this.#token, { flag: 'wx', mode: 0o600 });
+        this.#held = true;
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const owner = await readFile(this.#path, 'utf8').catch(() => '');
+      const pid = Number(owner.split(':')[0]);
+      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+        throw new ManifoldError(
+          `s3Collector: the buffer folder ${this.#bufferPath} is in use by process ${pid}${pid === process.pid ? ' (another sink in this process)' : ''}; give each sink its own bufferPath`,
+          { code: ErrorCodes.IO, details: { bufferPath: this.#bufferPath, pid } },
+        );
+      }
+      // The owner died (kill -9, power loss): its lock is stale.
+      await unlink(this.#path).catch(() => undefined);
+    }
+    /* c8 ignore next 2 -- only when other processes keep re-creating the lock in between */
+    throw new ManifoldError(`s3Collector: could not take the lock ${this.#path}`, { code: ErrorCodes.IO });
+  }
+
+  /** Releases the lock if this instance holds it. Idempotent. */
+  async release(): Promise<void> {
+    if (!this.#held) return;
+    this.#held = false;
+    const owner = await readFile(this.#path, 'utf8').catch(() => '');
+    if (owner === this.#token) await unlink(this.#path).catch(() => undefined);
   }
 }
 

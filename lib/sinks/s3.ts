@@ -9,7 +9,7 @@ import { Writable, addAbortSignal } from 'node:stream';
 import { toError } from '../core/errors.js';
 import type { MessageLike } from '../core/message.js';
 import { checkOptions, numberOption, signalOption, stringOption } from '../core/options.js';
-import { COLLECTOR_KEYS, S3Collector, resolveCollectorOptions, type S3CollectorOptions } from '../s3/collector.js';
+import { BufferLock, COLLECTOR_KEYS, S3Collector, resolveCollectorOptions, type S3CollectorOptions } from '../s3/collector.js';
 import { S3Uploader, UPLOADER_KEYS, resolveUploaderOptions, type S3UploaderOptions } from '../s3/uploader.js';
 
 /**
@@ -70,6 +70,8 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
 export class S3Sink extends Writable {
   readonly #collector: S3Collector;
   readonly #uploader: S3Uploader;
+  /** Held from the collector's start until the uploader is done, so no second sink uploads the same files meanwhile. */
+  readonly #lock: BufferLock;
   #finishing: ((error?: Error | null) => void) | undefined;
 
   constructor(options: S3SinkOptions) {
@@ -85,7 +87,8 @@ export class S3Sink extends Writable {
     resolveCollectorOptions(where, collectorOptions, defaultBufferPath);
     resolveUploaderOptions(where, uploaderOptions, defaultBufferPath);
     super({ objectMode: true, highWaterMark });
-    this.#collector = new S3Collector(collectorOptions, where, defaultBufferPath);
+    this.#lock = new BufferLock(collectorOptions.bufferPath ?? defaultBufferPath);
+    this.#collector = new S3Collector(collectorOptions, where, defaultBufferPath, this.#lock);
     this.#uploader = new S3Uploader({ ...uploaderOptions, bufferPath: this.#collector.bufferPath }, where);
     this.#collector.pipe(this.#uploader);
     for (const name of COLLECTOR_EVENTS) this.#collector.on(name, (event: unknown) => this.emit(name, event));
@@ -98,9 +101,12 @@ export class S3Sink extends Writable {
     this.#collector.on('error', onError);
     this.#uploader.on('error', onError);
     this.#uploader.once('finish', () => {
-      const done = this.#finishing;
-      this.#finishing = undefined;
-      done?.();
+      // Released before 'finish', so a sink made right after `await pipeline(...)` can take the folder.
+      void this.#lock.release().then(() => {
+        const done = this.#finishing;
+        this.#finishing = undefined;
+        done?.();
+      });
     });
     if (signal) addAbortSignal(signal, this);
   }
@@ -151,7 +157,7 @@ export class S3Sink extends Writable {
     let open = 2;
     const done = (): void => {
       open -= 1;
-      if (open === 0) callback(error);
+      if (open === 0) void this.#lock.release().then(() => callback(error));
     };
     for (const part of [this.#collector, this.#uploader]) {
       if (part.closed) done();

@@ -123,6 +123,23 @@ describe('s3Sink against s3rver', () => {
     assert.deepEqual(records((await s3.objects(bucket)).map((o) => o.body)), ['first', 'second']);
   });
 
+  it('gives a buffer folder to one sink at a time, and frees it as soon as the sink finished', async () => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    const first = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client });
+    first.write('held');
+    await new Promise((resolve) => first.once('commit', resolve).write('x', resolve));
+    const second = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client });
+    const error = await new Promise<Error>((resolve) => second.on('error', resolve));
+    assert.equal((error as ManifoldError).code, ErrorCodes.IO);
+    assert.match(error.message, /in use by process \d+ \(another sink in this process\)/);
+    first.end();
+    await new Promise((resolve) => first.on('finish', resolve));
+    // Right after 'finish' (before 'close'), the folder is free.
+    await pipeline(Readable.from(['third']), s3Sink({ ...FAST, bucket, bufferPath, client: s3.client }));
+    assert.deepEqual(records((await s3.objects(bucket)).map((o) => o.body)).sort(), ['held', 'third', 'x']);
+  });
+
   it("acks with ackOn 'upload' only once the file holding the message is in S3", async () => {
     const bucket = await s3.createBucket();
     const bufferPath = await s3.tempDir();
