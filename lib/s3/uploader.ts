@@ -305,12 +305,12 @@ export class S3Uploader extends Writable {
   async #scan(): Promise<void> {
     const root = this.#o.bufferPath;
     const days = await readdir(root, { withFileTypes: true }).catch(() => []);
-    const today = new Date().toISOString().slice(0, 10);
+    // Only folders before yesterday: the collector may be committing into yesterday's around midnight.
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
     for (const day of days.filter((d) => d.isDirectory() && DAY_FOLDER.test(d.name)).map((d) => d.name).sort()) {
       if (this.destroyed) return;
       const names = (await readdir(join(root, day)).catch(() => [] as string[])).filter((n) => !n.startsWith('.')).sort();
-      if (names.length === 0 && day < today) {
-        // An old, empty day folder: the collector only commits into today's (a race at midnight is covered by its mkdir).
+      if (names.length === 0 && day < yesterday) {
         await rmdir(join(root, day)).catch(() => undefined);
         continue;
       }
