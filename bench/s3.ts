@@ -66,13 +66,13 @@ async function oursCollector(bufferPath: string, { msgs, acked }: { msgs: Messag
 async function collectorCase(dir: string, count: number, size: number, label: string): Promise<BenchRow> {
   const data = payloads(count, size);
   const mb = (count * (size + 1)) / 1e6;
-  // A small warm-up of both, then two interleaved runs each, best kept: the machine is shared and noisy.
+  // A small warm-up of both, then three interleaved runs each, best kept: the machine is shared and noisy.
   await rawFile(join(dir, 'warm-raw'), data.slice(0, Math.ceil(count / 10)));
   await oursCollector(join(dir, 'warm-ours'), tracked(data.slice(0, Math.ceil(count / 10))));
   let rawRate = 0;
   let oursRate = 0;
   let peak = 0;
-  for (let run = 0; run < 2; run++) {
+  for (let run = 0; run < 3; run++) {
     rawRate = Math.max(rawRate, await rate(count, () => rawFile(join(dir, `raw-${size}-${run}`), data)));
     const input = tracked(data);
     const { result, peakRssMiB } = await withPeakRss(() => rate(count, () => oursCollector(join(dir, `ours-${size}-${run}`), input)));
@@ -88,7 +88,7 @@ async function collectorCase(dir: string, count: number, size: number, label: st
     raw: Math.round(rawRate),
     ours: Math.round(oursRate),
     peakRssMiB: Math.round(peak),
-    note: 'raw: fs.createWriteStream + one fsync at the end; ours: group-commit fsync every 100 ms, every message acked; best of 2',
+    note: 'raw: fs.createWriteStream + one fsync at the end; ours: group-commit fsync every 100 ms, every message acked; best of 3',
   };
   if (size <= 100) row.goal = 0.7;
   return row;

@@ -407,16 +407,15 @@ export class S3Collector extends Transform {
   }
 
   override _writev(chunks: Array<{ chunk: MessageLike }>, callback: (error?: Error | null) => void): void {
-    this.#writeBatch(
-      chunks.map((c) => c.chunk),
-      callback,
-    );
+    const batch: MessageLike[] = new Array(chunks.length);
+    for (let k = 0; k < chunks.length; k++) batch[k] = chunks[k]!.chunk;
+    this.#writeBatch(batch, callback);
   }
 
   #writeBatch(chunks: MessageLike[], callback: (error?: Error | null) => void): void {
-    let messages: Message[];
+    const messages: Message[] = new Array(chunks.length);
     try {
-      messages = chunks.map((chunk) => toMessage(chunk));
+      for (let k = 0; k < chunks.length; k++) messages[k] = toMessage(chunks[k]!);
     } catch (error) {
       callback(error as Error);
       return;
@@ -465,8 +464,13 @@ export class S3Collector extends Transform {
       active.bytes += bytes;
       active.records += i - from;
       this.#diskBytes += bytes;
-      const acks = this.#o.ackOn === 'upload' ? active.acks : this.#unsynced;
-      for (let k = from; k < i; k++) acks.push({ ack: messages[k]!.ack, nack: messages[k]!.nack });
+      if (this.#o.ackOn === 'upload') {
+        // Held until the upload: keep only the settle functions, so the payloads can be collected.
+        for (let k = from; k < i; k++) active.acks.push({ ack: messages[k]!.ack, nack: messages[k]!.nack });
+      } else {
+        // Held for at most syncIntervalMs: the message itself is its AckPair, no allocation per record.
+        for (let k = from; k < i; k++) this.#unsynced.push(messages[k]!);
+      }
       if (active.bytes >= this.#o.commitSizeBytes) {
         await this.#commit('size');
       } else if (this.#o.syncIntervalMs === 0) {
