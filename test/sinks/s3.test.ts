@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -64,13 +64,23 @@ describe('s3Sink options', () => {
     }
   });
 
-  it('defaults bufferPath to manifold/s3/<bucket> under the OS temp dir', async () => {
+  it('defaults bufferPath to manifold/s3/<bucket> under the OS temp dir, created with mode 0700', async (t) => {
+    // os.tmpdir() follows TMPDIR: point it at a folder of our own so nothing is left in the real one.
+    const scratch = await mkdtemp(join(tmpdir(), 'manifold-s3-tmpdir-'));
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = scratch;
+    t.after(async () => {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+      await rm(scratch, { recursive: true, force: true });
+    });
     const bucket = `manifold-default-${process.pid}`;
     const sink = s3Sink({ bucket, client: new S3Client({ region: 'us-east-1' }) });
-    assert.equal(sink.bufferPath, join(tmpdir(), 'manifold', 's3', bucket));
+    assert.equal(sink.bufferPath, join(scratch, 'manifold', 's3', bucket));
+    await new Promise((resolve) => sink.write('x', resolve));
+    assert.equal((await stat(sink.bufferPath)).mode & 0o777, 0o700);
     sink.destroy();
     await new Promise((resolve) => sink.on('close', resolve));
-    await rm(sink.bufferPath, { recursive: true, force: true });
   });
 });
 
