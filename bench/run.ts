@@ -54,8 +54,39 @@ Produced by \`${command}\` on ${new Date().toISOString().slice(0, 10)}; machine:
 Raw and ours ran in the same process, one after the other, so compare the ratio, not the absolute
 figures: the machines here are shared and noisy. Higher is better for every unit.
 
+![ours / raw per case](ratios.svg)
+
 ${table}
 ${failures.length ? `\nAreas that failed in this run:\n\n${failures.map((f) => `- ${f}`).join('\n')}\n` : ''}`;
 // Compiled runs live under .cache/bench/bench; the report belongs next to the sources.
-if (wanted.length === 0 && !args.includes('--no-write')) writeFileSync(join(process.cwd(), 'bench', 'README.md'), report);
+if (wanted.length === 0 && !args.includes('--no-write')) {
+  writeFileSync(join(process.cwd(), 'bench', 'README.md'), report);
+  writeFileSync(join(process.cwd(), 'bench', 'ratios.svg'), chart(rows));
+}
 process.stdout.write(`${report}\n`);
+
+/** A horizontal bar chart of ours / raw per row, with the goal marked, as a standalone SVG. */
+function chart(data: BenchRow[]): string {
+  const escape = (t: string): string => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const barHeight = 22;
+  const labelWidth = 520;
+  const plotWidth = 360;
+  const maxRatio = Math.max(1.25, ...data.map((r) => r.ours / r.raw), ...data.map((r) => r.goal ?? 0));
+  const x = (ratio: number): number => labelWidth + (Math.min(ratio, maxRatio) / maxRatio) * plotWidth;
+  const height = 40 + data.length * (barHeight + 8);
+  const bars = data.map((r, i) => {
+    const y = 30 + i * (barHeight + 8);
+    const ratio = r.ours / r.raw;
+    const met = r.goal === undefined || ratio >= r.goal;
+    const goal = r.goal === undefined ? '' : `<line x1="${x(r.goal)}" x2="${x(r.goal)}" y1="${y - 2}" y2="${y + barHeight + 2}" stroke="#000" stroke-dasharray="3,2"/>`;
+    return `<text x="${labelWidth - 8}" y="${y + 15}" text-anchor="end" font-size="12">${escape(`${r.area}: ${r.case}`.slice(0, 80))}</text>
+<rect x="${labelWidth}" y="${y}" width="${x(ratio) - labelWidth}" height="${barHeight}" fill="${met ? '#3a7d44' : '#c0392b'}"/>
+<text x="${x(ratio) + 4}" y="${y + 15}" font-size="12">${ratio.toFixed(2)}</text>${goal}`;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${labelWidth + plotWidth + 60}" height="${height}" font-family="sans-serif">
+<text x="${labelWidth}" y="18" font-size="13" font-weight="bold">ours / raw (dashed: goal; green: goal met)</text>
+<line x1="${x(1)}" x2="${x(1)}" y1="24" y2="${height - 6}" stroke="#888"/>
+${bars.join('\n')}
+</svg>
+`;
+}

@@ -89,9 +89,11 @@ function finalError(what: string, error: unknown, attempts: number): Error {
     });
   }
   if (err instanceof ManifoldError) return err;
+  // With retries off, a transient failure stays marked retryable: a caller with its own loop (a rescan) may try later.
+  const transient = isRetryable(err);
   return new ManifoldError(`${what} failed: ${describe(err)}`, {
-    code: isRetryable(err) ? ErrorCodes.CONNECTION : ErrorCodes.DELIVERY,
-    retryable: false,
+    code: transient ? ErrorCodes.CONNECTION : ErrorCodes.DELIVERY,
+    retryable: transient,
     cause: err,
   });
 }

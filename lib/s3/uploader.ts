@@ -283,6 +283,19 @@ export class S3Uploader extends Writable {
     return this.#files.size;
   }
 
+  /**
+   * Age in milliseconds of the oldest file not yet uploaded, from the commit time its
+   * name carries (`YYYY-MM-DD/HHmmss.nnnnnnnnn-<writer>`, UTC); 0 when nothing waits.
+   */
+  oldestPendingAgeMs(now = Date.now()): number {
+    let oldest: string | undefined;
+    for (const name of this.#files.keys()) if (oldest === undefined || name < oldest) oldest = name;
+    const m = oldest === undefined ? null : /^(\d{4})-(\d{2})-(\d{2})\/(\d{2})(\d{2})(\d{2})\./.exec(oldest);
+    if (!m) return 0;
+    const committed = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
+    return Math.max(0, now - committed);
+  }
+
   override _construct(callback: (error?: Error | null) => void): void {
     // Housekeeping only: it must not keep a process alive whose work is done.
     this.#rescanTimer = setInterval(() => void this.rescan(), this.#o.uploadIntervalMs).unref();

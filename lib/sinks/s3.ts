@@ -126,6 +126,18 @@ export class S3Sink extends Writable {
     return this.#uploader.keyFor(relativePath);
   }
 
+  /**
+   * Buffer figures for monitoring (the CLI's /metrics): committed files waiting for
+   * upload, bytes in the buffer folder, and the age of the oldest waiting file.
+   */
+  gauges(): Record<string, number> {
+    return {
+      s3_buffer_files: this.#uploader.pendingFiles,
+      s3_buffer_bytes: this.#collector.diskBytes,
+      s3_buffer_oldest_age_seconds: this.#uploader.oldestPendingAgeMs() / 1000,
+    };
+  }
+
   /** Looks for leftover committed files now rather than at the next `uploadIntervalMs`. */
   rescan(): Promise<void> {
     return this.#uploader.rescan();

@@ -359,3 +359,26 @@ sinkConformance({
   },
 });
 
+
+describe('s3Sink gauges', () => {
+  it('reports files waiting, buffer bytes and the oldest waiting file\'s age while S3 is down', async (t) => {
+    const { startS3 } = await import('../fixtures/s3.js');
+    const { s3Sink } = await import('../../lib/sinks/s3.js');
+    const { Readable } = await import('node:stream');
+    const { pipeline } = await import('node:stream/promises');
+    const s3 = await startS3();
+    t.after(() => s3.cleanup());
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir('gauges');
+    await s3.stop();
+    const sink = s3Sink({ bucket, client: s3.client, bufferPath, commitSizeBytes: 100, uploadIntervalMs: 60_000, closeTimeoutMs: 200, retry: { retries: 0 } });
+    const idle = sink.gauges();
+    assert.equal(idle.s3_buffer_files, 0);
+    assert.equal(idle.s3_buffer_oldest_age_seconds, 0);
+    await pipeline(Readable.from(Array.from({ length: 10 }, (_, i) => `record-${i}-${'x'.repeat(40)}`)), sink);
+    const g = sink.gauges();
+    assert.ok(g.s3_buffer_files! >= 1, JSON.stringify(g));
+    assert.ok(g.s3_buffer_bytes! > 0, JSON.stringify(g));
+    assert.ok(g.s3_buffer_oldest_age_seconds! >= 0 && g.s3_buffer_oldest_age_seconds! < 60, JSON.stringify(g));
+  });
+});
