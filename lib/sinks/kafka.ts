@@ -37,7 +37,7 @@ export interface KafkaSinkOptions extends KafkaConnectionOptions {
   retry?: RetryOptions | false;
   /** Destroys the sink when aborted. */
   signal?: AbortSignal;
-  /** Object-mode high-water mark (messages queued before `write()` returns false). Default 256. */
+  /** Object-mode high-water mark (messages queued before `write()` returns false). Default 1,024. */
   highWaterMark?: number;
 }
 
@@ -106,7 +106,7 @@ function resolve(options: KafkaSinkOptions): Resolved {
     compression: enumOption(where, 'compression', o.compression, ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const, 'none'),
     maxMessageBytes: bytesOption(where, 'maxMessageBytes', o.maxMessageBytes, 1_000_000),
     autocreateTopics: booleanOption(where, 'autocreateTopics', o.autocreateTopics, false),
-    highWaterMark: numberOption(where, 'highWaterMark', o.highWaterMark, 256, { min: 1, integer: true }),
+    highWaterMark: numberOption(where, 'highWaterMark', o.highWaterMark, 1024, { min: 1, integer: true }),
   };
 }
 

@@ -239,8 +239,8 @@ export class KafkaConsumerSource extends Readable {
       heartbeatInterval: options.heartbeatIntervalMs,
       maxWaitTime: options.maxWaitMs,
       maxBytes: options.fetchMaxBytes,
-      // The library buffers whole fetch responses anyway; a small mark keeps what it holds near one fetch.
-      highWaterMark: 64,
+      // The library fetches ahead only while its buffer is below this mark; its memory is bounded by fetchMaxBytes per fetch anyway.
+      highWaterMark: 1024,
     });
     // A client 'error' without a listener would throw; it ends this membership instead.
     this.#consumer.on('error', (error: Error) => this.destroy(kafkaError(this.#what, error)));

@@ -204,8 +204,8 @@ describe('kafkaSink', () => {
 
 sinkConformance({
   name: 'kafka',
-  // One batch in flight and one filling (batchSize 1000 each) plus both high-water marks (256 each).
-  maxUnacked: 2 * 1000 + 2 * 256,
+  // One batch in flight and one filling (batchSize 1,000 each) plus the outer and inner high-water marks (1,024 each).
+  maxUnacked: 2 * 1000 + 2 * 1024,
   timeoutMs: 30_000,
   async setup() {
     const topic = await broker.createTopic({ partitions: 1 });
