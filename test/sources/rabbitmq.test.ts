@@ -268,6 +268,7 @@ describe('rabbitmqSource', () => {
     await s.close();
     const deliveries = [...seen.values()].reduce((a, b) => a + b, 0);
     const duplicates = deliveries - total;
+    t.diagnostic(`duplicates after the kill: ${duplicates}`);
     assert.ok(duplicates >= 1, 'the unacked window was redelivered');
     assert.ok(duplicates <= prefetch, `duplicates ${duplicates} <= prefetch ${prefetch}`);
     assert.equal(await f.count(queue), 0, 'everything was acked in the end');

@@ -1,0 +1,484 @@
+/**
+ * rabbitmqSink: publishes on a confirm channel and acks each message when the
+ * broker confirms it; reconnects and re-publishes what was not confirmed.
+ */
+import { Writable } from 'node:stream';
+import type { ChannelModel, ConfirmChannel, Message as AmqpMessage, Options } from 'amqplib';
+import { ErrorCodes, ManifoldError, describe, redactUrl, toError } from '../core/errors.js';
+import { toMessage, type Message, type MessageLike } from '../core/message.js';
+import { booleanOption, checkOptions, durationOption, invalidOption, numberOption, stringOption } from '../core/options.js';
+import { RetryingSink, resolveRetry, type RetryOptions } from '../core/retry.js';
+import {
+  EXCHANGE_OPTION_KEYS,
+  QUEUE_OPTION_KEYS,
+  amqpError,
+  closeConnection,
+  connectionLostError,
+  exchangeTypeOption,
+  headersFromAmqp,
+  objectOption,
+  openConnection,
+  urlOption,
+  type ExchangeOptions,
+  type QueueOptions,
+} from '../rabbitmq/common.js';
+
+const WHERE = 'rabbitmqSink';
+
+/** A queue the sink declares and binds to its exchange (so that messages are routable). */
+export interface RabbitmqSinkQueue {
+  /** Queue name. */
+  name: string;
+  /** Declaration options. Default `{ durable: true }`. */
+  options?: QueueOptions;
+  /** Binding key. Default: the sink's `routingKey`, or `'#'` when it has none. Not used with the default exchange. */
+  routingKey?: string;
+}
+
+/** What `assert` declares on every (re)connect before publishing. */
+export interface RabbitmqSinkAssert {
+  /** Type of the sink's exchange. Default `'topic'`. */
+  exchangeType?: string;
+  /** Options of the exchange declaration. Default `{ durable: true }`. */
+  exchangeOptions?: ExchangeOptions;
+  /** Queues to declare and bind to the exchange. */
+  queues?: RabbitmqSinkQueue[];
+}
+
+/** AMQP properties set on every published message (headers, persistence and timestamp come from elsewhere). */
+export type RabbitmqPublishProperties = Pick<
+  Options.Publish,
+  'contentType' | 'contentEncoding' | 'expiration' | 'priority' | 'type' | 'appId' | 'userId' | 'replyTo'
+>;
+
+const PROPERTY_KEYS = ['contentType', 'contentEncoding', 'expiration', 'priority', 'type', 'appId', 'userId', 'replyTo'] as const;
+
+/** Options of {@link rabbitmqSink}. */
+export interface RabbitmqSinkOptions {
+  /** Broker URL, `amqp://user:password@host:5672/vhost` (or `amqps://`). Default `amqp://localhost:5672` (guest/guest). */
+  url?: string | URL;
+  /** Exchange to publish to. Default `''`, the default exchange (the routing key is then a queue name). */
+  exchange?: string;
+  /** Routing key for messages without a `key`. Default `''`. */
+  routingKey?: string;
+  /** Mark messages persistent (delivery mode 2) so a durable queue keeps them over a broker restart. Default true. */
+  persistent?: boolean;
+  /** Ask the broker to return messages no queue receives; they are nacked with `MANIFOLD_ERR_DELIVERY`. Default true. */
+  mandatory?: boolean;
+  /** Most published messages awaiting a broker confirm; writes wait beyond it. Default 1000. */
+  maxInFlight?: number;
+  /** AMQP properties for every message (`contentType`, `expiration`, ...). */
+  properties?: RabbitmqPublishProperties;
+  /** Declare the exchange (and queues bound to it) on every (re)connect. Default false. */
+  assert?: boolean | RabbitmqSinkAssert;
+  /** Reconnect settings, or `false` to fail on the first connection loss. Default: 10 retries per outage. */
+  retry?: RetryOptions | false;
+  /** Bound on opening the TCP connection. Default 10,000 ms. */
+  connectTimeoutMs?: number;
+  /** The connection name the broker shows. Default `manifold rabbitmqSink <exchange>`. */
+  connectionName?: string;
+  /** Destroys the sink when aborted. */
+  signal?: AbortSignal;
+  /** Object-mode high-water mark of the sink. Default 16. */
+  highWaterMark?: number;
+}
+
+/** Counters of a {@link RabbitmqSink}, over every connection it made. */
+export interface RabbitmqSinkStats {
+  /** Connections that got ready to publish. */
+  connections: number;
+  /** Publishes sent, re-publishes after a reconnect included. */
+  published: number;
+  /** Publishes the broker confirmed (and did not return). */
+  confirmed: number;
+  /** Publishes returned as unroutable (with `mandatory`). */
+  returned: number;
+  /** Publishes the broker nacked, or whose confirm was lost with the connection. */
+  unconfirmed: number;
+  /** Most publishes awaiting a confirm at one time. */
+  peakInFlight: number;
+  /** Times `publish()` returned false and writes waited for the channel's `'drain'`. */
+  drainWaits: number;
+}
+
+const SINK_KEYS = [
+  'url',
+  'exchange',
+  'routingKey',
+  'persistent',
+  'mandatory',
+  'maxInFlight',
+  'properties',
+  'assert',
+  'retry',
+  'connectTimeoutMs',
+  'connectionName',
+  'signal',
+  'highWaterMark',
+] as const;
+
+interface SinkConfig {
+  url: string;
+  exchange: string;
+  routingKey: string;
+  mandatory: boolean;
+  maxInFlight: number;
+  publishOptions: Options.Publish;
+  assert: { exchangeType: string; exchangeOptions: ExchangeOptions; queues: Required<RabbitmqSinkQueue>[] } | undefined;
+  connectTimeoutMs: number;
+  connectionName: string;
+}
+
+function plainString(where: string, name: string, value: unknown, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string') invalidOption(where, name, 'a string', value);
+  return value;
+}
+
+function resolveSinkOptions(options: RabbitmqSinkOptions): SinkConfig & { raw: RabbitmqSinkOptions } {
+  const o = checkOptions<RabbitmqSinkOptions>(WHERE, options, SINK_KEYS);
+  const exchange = plainString(WHERE, 'exchange', o.exchange, '');
+  const routingKey = plainString(WHERE, 'routingKey', o.routingKey, '');
+  let assert: SinkConfig['assert'];
+  if (o.assert === true) assert = { exchangeType: 'topic', exchangeOptions: { durable: true }, queues: [] };
+  else if (o.assert !== undefined && o.assert !== false) {
+    const a = objectOption<RabbitmqSinkAssert>(WHERE, 'assert', o.assert, ['exchangeType', 'exchangeOptions', 'queues']);
+    const queues = a?.queues;
+    if (queues !== undefined && !Array.isArray(queues)) invalidOption(WHERE, 'assert.queues', 'an array of { name, options, routingKey }', queues);
+    assert = {
+      exchangeType: exchangeTypeOption(WHERE, 'assert.exchangeType', a?.exchangeType, 'topic'),
+      exchangeOptions: objectOption<ExchangeOptions>(WHERE, 'assert.exchangeOptions', a?.exchangeOptions, EXCHANGE_OPTION_KEYS) ?? { durable: true },
+      queues: (queues ?? []).map((q: unknown, i) => {
+        const path = `assert.queues[${i}]`;
+        const spec = objectOption<RabbitmqSinkQueue>(WHERE, path, q, ['name', 'options', 'routingKey']);
+        if (!spec) return invalidOption(WHERE, path, 'an object { name, options, routingKey }', q);
+        return {
+          name: stringOption(WHERE, `${path}.name`, spec.name, { required: true }),
+          options: objectOption<QueueOptions>(WHERE, `${path}.options`, spec.options, QUEUE_OPTION_KEYS) ?? { durable: true },
+          routingKey: plainString(WHERE, `${path}.routingKey`, spec.routingKey, o.routingKey ?? '#'),
+        };
+      }),
+    };
+  }
+  const properties = objectOption<RabbitmqPublishProperties>(WHERE, 'properties', o.properties, PROPERTY_KEYS) ?? {};
+  const mandatory = booleanOption(WHERE, 'mandatory', o.mandatory, true);
+  resolveRetry(WHERE, o.retry);
+  return {
+    raw: o,
+    url: urlOption(WHERE, o.url),
+    exchange,
+    routingKey,
+    mandatory,
+    maxInFlight: numberOption(WHERE, 'maxInFlight', o.maxInFlight, 1000, { min: 1, integer: true }),
+    publishOptions: { ...properties, persistent: booleanOption(WHERE, 'persistent', o.persistent, true), mandatory },
+    assert,
+    connectTimeoutMs: durationOption(WHERE, 'connectTimeoutMs', o.connectTimeoutMs, 10_000),
+    connectionName: stringOption(WHERE, 'connectionName', o.connectionName) ?? `manifold ${WHERE} ${exchange || '(default exchange)'}`,
+  };
+}
+
+/**
+ * Publishes each message to `exchange` on a confirm channel, with routing key
+ * `message.key` when set, else `routingKey`; headers become AMQP headers and
+ * `timestamp` the AMQP timestamp (seconds). A message is acked when the broker
+ * confirms it.
+ *
+ * - Backpressure: a write waits while `maxInFlight` publishes await confirms,
+ *   and while the channel's buffer is full (`publish()` returned false) until `'drain'`.
+ * - With `mandatory` (default) a message no queue receives is returned by the
+ *   broker and nacked with a `MANIFOLD_ERR_DELIVERY` error naming the exchange
+ *   and routing key (also emitted as `'unroutable'`); the sink carries on.
+ * - A lost connection is re-made with backoff and every unconfirmed message is
+ *   re-published in order: at-least-once, so a message the broker received but
+ *   whose confirm was lost arrives twice (at most `maxInFlight` per loss).
+ * - `end()` waits for every confirm, then closes the connection.
+ * - Wrong credentials and a missing exchange fail the sink without retrying.
+ *
+ * @example
+ * ```ts
+ * const sink = rabbitmqSink({ url: 'amqp://guest:guest@localhost', exchange: 'events', routingKey: 'ticks' });
+ * await pipeline(stdinSource(), sink);
+ * ```
+ */
+export function rabbitmqSink(options: RabbitmqSinkOptions = {}): RabbitmqSink {
+  return new RabbitmqSink(options);
+}
+
+/** The stream {@link rabbitmqSink} returns. */
+export class RabbitmqSink extends RetryingSink {
+  /** The exchange published to (`''` is the default exchange). */
+  readonly exchange: string;
+  readonly #stats: RabbitmqSinkStats;
+
+  constructor(options: RabbitmqSinkOptions = {}) {
+    const config = resolveSinkOptions(options);
+    const stats: RabbitmqSinkStats = { connections: 0, published: 0, confirmed: 0, returned: 0, unconfirmed: 0, peakInFlight: 0, drainWaits: 0 };
+    const outer: ConstructorParameters<typeof RetryingSink>[1] = {
+      what: `${WHERE}: publishing to exchange "${config.exchange}" at ${redactUrl(config.url)}`,
+      forwardEvents: ['unroutable', 'blocked', 'unblocked'],
+    };
+    if (config.raw.retry !== undefined) outer.retry = config.raw.retry;
+    if (config.raw.signal !== undefined) outer.signal = config.raw.signal;
+    if (config.raw.highWaterMark !== undefined) outer.highWaterMark = config.raw.highWaterMark;
+    super(() => new AmqpPublisher(config, stats), outer);
+    this.exchange = config.exchange;
+    this.#stats = stats;
+  }
+
+  /** A snapshot of the counters, over every connection. */
+  get stats(): RabbitmqSinkStats {
+    return { ...this.#stats };
+  }
+}
+
+interface Flight {
+  message: Message;
+  routingKey: string;
+  returned: { replyCode: number; replyText: string } | undefined;
+}
+
+function sameHeaders(sent: Record<string, string> | undefined, back: Record<string, string> | undefined): boolean {
+  const a = Object.keys(sent ?? {});
+  const b = Object.keys(back ?? {});
+  if (a.length !== b.length) return false;
+  return a.every((k) => back?.[k] === sent?.[k]);
+}
+
+/**
+ * One connection, one confirm channel. Fails (destroys itself) on any loss;
+ * RetryingSink replaces it and re-writes what it did not confirm.
+ */
+class AmqpPublisher extends Writable {
+  readonly #config: SinkConfig;
+  readonly #stats: RabbitmqSinkStats;
+  #connection: ChannelModel | undefined;
+  #channel: ConfirmChannel | undefined;
+  #opened = false;
+  #released = false;
+  #channelError: Error | undefined;
+  /** Publishes awaiting a confirm, in publish order (Map keeps insertion order). */
+  readonly #inFlight = new Map<number, Flight>();
+  #nextId = 0;
+  #drained = true;
+  #waiters: Array<() => void> = [];
+
+  constructor(config: SinkConfig, stats: RabbitmqSinkStats) {
+    super({ objectMode: true, highWaterMark: 16 });
+    this.#config = config;
+    this.#stats = stats;
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    this.#open().then(
+      () => callback(),
+      (error: unknown) => callback(toError(error)),
+    );
+  }
+
+  async #open(): Promise<void> {
+    const c = this.#config;
+    const connection = await openConnection(WHERE, c);
+    this.#connection = connection;
+    connection.on('error', () => {});
+    connection.on('close', (error?: Error) => this.#lose(error));
+    // A broker under a resource alarm stops reading publishes; confirms (and so writes) wait meanwhile.
+    connection.on('blocked', (reason: string) => this.emit('blocked', { reason }));
+    connection.on('unblocked', () => this.emit('unblocked'));
+    try {
+      const channel = await connection.createConfirmChannel();
+      channel.on('error', (error: Error) => {
+        this.#channelError = error;
+      });
+      channel.on('close', () => this.#lose(this.#channelError));
+      channel.on('return', (raw: AmqpMessage) => this.#onReturn(raw));
+      channel.on('drain', () => {
+        this.#drained = true;
+        this.#wake();
+      });
+      if (c.assert) {
+        if (c.exchange !== '') await channel.assertExchange(c.exchange, c.assert.exchangeType, c.assert.exchangeOptions);
+        for (const q of c.assert.queues) {
+          await channel.assertQueue(q.name, q.options);
+          // Every queue is bound to the default exchange by its name already, and binding to it is refused.
+          if (c.exchange !== '') await channel.bindQueue(q.name, c.exchange, q.routingKey);
+        }
+      } else if (c.exchange !== '') {
+        await channel.checkExchange(c.exchange);
+      }
+      this.#channel = channel;
+    } catch (error) {
+      this.#connection = undefined;
+      await closeConnection(connection);
+      throw amqpError(WHERE, `publishing to exchange "${c.exchange}"`, error, { url: c.url, exchange: c.exchange });
+    }
+    if (this.destroyed) return;
+    this.#opened = true;
+    this.#stats.connections += 1;
+    this.emit('ready', { exchange: c.exchange });
+  }
+
+  /**
+   * basic.return arrives before the confirm of the same publish, but carries no
+   * publish sequence number: match it to the oldest unconfirmed publish with the
+   * same routing and content. Identical messages route identically, so which of
+   * two identical ones is marked does not change the outcome.
+   */
+  #onReturn(raw: AmqpMessage): void {
+    const { exchange, routingKey, replyCode, replyText } = raw.fields as unknown as { exchange: string; routingKey: string; replyCode: number; replyText: string };
+    const headers = headersFromAmqp(raw.properties.headers as Record<string, unknown> | undefined);
+    for (const flight of this.#inFlight.values()) {
+      if (
+        flight.returned === undefined &&
+        exchange === this.#config.exchange &&
+        flight.routingKey === routingKey &&
+        flight.message.data.equals(raw.content) &&
+        sameHeaders(flight.message.headers, headers)
+      ) {
+        flight.returned = { replyCode, replyText };
+        return;
+      }
+    }
+  }
+
+  #confirmed(id: number, error: unknown): void {
+    const flight = this.#inFlight.get(id);
+    if (!flight) return;
+    this.#inFlight.delete(id);
+    const { exchange } = this.#config;
+    if (error) {
+      this.#stats.unconfirmed += 1;
+      // A broker nack (or a confirm lost with the channel) says nothing about the message itself: publish it again.
+      flight.message.nack(
+        this.#released || /channel closed/i.test(describe(error))
+          ? connectionLostError(WHERE, this.#config.url, error)
+          : new ManifoldError(`${WHERE}: the broker nacked a publish to exchange "${exchange}" (routing key "${flight.routingKey}")`, {
+              code: ErrorCodes.DELIVERY,
+              retryable: true,
+              cause: error,
+              details: { exchange, routingKey: flight.routingKey },
+            }),
+      );
+    } else if (flight.returned) {
+      this.#stats.returned += 1;
+      const { replyCode, replyText } = flight.returned;
+      const target = exchange === '' ? 'the default exchange' : `exchange "${exchange}"`;
+      const unroutable = new ManifoldError(
+        `${WHERE}: ${target} returned a message with routing key "${flight.routingKey}" as unroutable (${replyCode} ${replyText}): no queue is bound for that key; bind one, or set mandatory: false to let the broker drop such messages`,
+        { code: ErrorCodes.DELIVERY, details: { exchange, routingKey: flight.routingKey, replyCode, replyText } },
+      );
+      this.emit('unroutable', unroutable);
+      flight.message.nack(unroutable);
+    } else {
+      this.#stats.confirmed += 1;
+      flight.message.ack();
+    }
+    this.#wake();
+  }
+
+  #wake(): void {
+    if (this.#waiters.length === 0) return;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+
+  #hasRoom(): boolean {
+    return this.#drained && this.#inFlight.size < this.#config.maxInFlight;
+  }
+
+  #nextWake(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  #publish(message: Message): void {
+    const channel = this.#channel;
+    if (!channel || this.#released) throw connectionLostError(WHERE, this.#config.url);
+    const routingKey = message.key ?? this.#config.routingKey;
+    const id = this.#nextId++;
+    this.#inFlight.set(id, { message, routingKey, returned: undefined });
+    const options: Options.Publish = { ...this.#config.publishOptions };
+    if (message.headers !== undefined) options.headers = message.headers;
+    if (message.timestamp !== undefined) options.timestamp = Math.floor(message.timestamp / 1000);
+    let ok: boolean;
+    try {
+      ok = channel.publish(this.#config.exchange, routingKey, message.data, options, (error: unknown) => this.#confirmed(id, error));
+    } catch (error) {
+      // The channel closed under us (IllegalOperationError): the message was not sent; RetryingSink sends it again.
+      this.#inFlight.delete(id);
+      throw amqpError(WHERE, `publishing to exchange "${this.#config.exchange}"`, error, { url: this.#config.url, exchange: this.#config.exchange });
+    }
+    this.#stats.published += 1;
+    if (this.#inFlight.size > this.#stats.peakInFlight) this.#stats.peakInFlight = this.#inFlight.size;
+    if (!ok) {
+      this.#drained = false;
+      this.#stats.drainWaits += 1;
+    }
+  }
+
+  async #publishAll(values: MessageLike[]): Promise<void> {
+    for (const value of values) {
+      while (!this.#hasRoom()) {
+        if (this.#released) throw connectionLostError(WHERE, this.#config.url);
+        await this.#nextWake();
+      }
+      if (this.#released) throw connectionLostError(WHERE, this.#config.url);
+      this.#publish(toMessage(value));
+    }
+    // Hold the write callback while the window is full, so the writer feels the backpressure.
+    while (!this.#hasRoom() && !this.#released) await this.#nextWake();
+  }
+
+  override _write(chunk: MessageLike, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#publishAll([chunk]).then(
+      () => callback(),
+      (error: unknown) => callback(toError(error)),
+    );
+  }
+
+  override _writev(chunks: Array<{ chunk: MessageLike }>, callback: (error?: Error | null) => void): void {
+    this.#publishAll(chunks.map((c) => c.chunk)).then(
+      () => callback(),
+      (error: unknown) => callback(toError(error)),
+    );
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    const finish = async (): Promise<void> => {
+      while (this.#inFlight.size > 0 && !this.#released) await this.#nextWake();
+      if (this.#released) throw connectionLostError(WHERE, this.#config.url);
+      this.#released = true;
+      const connection = this.#connection;
+      this.#connection = undefined;
+      await closeConnection(connection, this.#channel);
+    };
+    finish().then(
+      () => callback(),
+      (error: unknown) => callback(toError(error)),
+    );
+  }
+
+  /** The connection or channel went away. */
+  #lose(cause: Error | undefined): void {
+    if (!this.#opened || this.#released || this.destroyed) return;
+    this.destroy(
+      cause
+        ? amqpError(WHERE, `publishing to exchange "${this.#config.exchange}"`, cause, { url: this.#config.url, exchange: this.#config.exchange })
+        : connectionLostError(WHERE, this.#config.url),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#released = true;
+    const lost = connectionLostError(WHERE, this.#config.url, error ?? undefined);
+    // Unconfirmed publishes may or may not have reached the broker: report them as retryable.
+    for (const flight of this.#inFlight.values()) {
+      this.#stats.unconfirmed += 1;
+      flight.message.nack(lost);
+    }
+    this.#inFlight.clear();
+    this.#wake();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    closeConnection(connection, this.#channel).then(() => callback(error));
+  }
+}
