@@ -298,6 +298,42 @@ describe('kafkaSource', () => {
     assert.ok(fromB.filter((m) => partsA.has(m.meta!.partition)).length >= 750, 'b read the partitions a had');
   });
 
+  it('commits what is acked when a rebalance starts, so the next owner does not read it again', async () => {
+    const topic = await broker.createTopic({ partitions: 6 });
+    const groupId = `g-${randomUUID()}`;
+    await broker.produce(topic, Array.from({ length: 600 }, (_, i) => ({ value: `r-${i}`, partition: i % 6 })));
+    // A long interval: only the rebalance can commit within this test.
+    const a = kafkaSource(fast({ topics: topic, groupId, commitIntervalMs: 600_000 }));
+    const checkpoints: KafkaCheckpointEvent[] = [];
+    a.on('checkpoint', (e: KafkaCheckpointEvent) => checkpoints.push(e));
+    await collect(a, (r) => r.length >= 600);
+    a.on('data', (m: Message) => m.ack());
+    assert.deepEqual(await broker.committed(groupId, topic, 6), Array(6).fill(-1n), 'nothing committed before the rebalance');
+
+    const b = kafkaSource(fast({ topics: topic, groupId }));
+    let bPartitions = 0;
+    b.on('rebalance', (e: { assignments: unknown[] }) => {
+      bPartitions = e.assignments.length;
+    });
+    const fromB: Message[] = [];
+    b.on('data', (m: Message) => {
+      fromB.push(m);
+      m.ack();
+    });
+    await waitFor('a rebalance checkpoint', () => checkpoints.some((c) => c.reason === 'rebalance'));
+    assert.deepEqual(await broker.committed(groupId, topic, 6), Array(6).fill(100n));
+    const rebalance = checkpoints.find((c) => c.reason === 'rebalance')!;
+    assert.deepEqual(
+      rebalance.offsets.map((o) => o.offset),
+      Array(6).fill('100'),
+    );
+    await waitFor('b to be assigned partitions', () => bPartitions === 3);
+    await sleep(1000); // b fetches from the committed offsets: there is nothing left
+    await closeSource(a);
+    await closeSource(b);
+    assert.deepEqual(fromB.map((m) => m.data.toString()), [], 'b read nothing that a had acked');
+  });
+
   it('reads keys and headers produced by kcat', async () => {
     const topic = await broker.createTopic({ partitions: 1 });
     const child = spawn('kcat', ['-b', broker.bootstrap, '-P', '-t', topic, '-K', '|', '-H', 'origin=kcat', '-H', 'trace=abc-123'], { stdio: ['pipe', 'ignore', 'pipe'] });
