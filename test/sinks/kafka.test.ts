@@ -158,6 +158,33 @@ describe('kafkaSink', () => {
     }
   });
 
+  it('re-sends what was not acked when the broker crashes (kill -9) and comes back', async () => {
+    const topic = await broker.createTopic({ partitions: 1 });
+    const total = 3000;
+    const { messages, acked, nacked } = tracked(Array.from({ length: total }, (_, i) => ({ data: `r-${i}` })));
+    const sink = kafkaSink({ brokers: broker.bootstrap, topic, batchSize: 100, retry: { retries: 30, minTimeoutMs: 100, maxTimeoutMs: 1000 } });
+    const reconnects: unknown[] = [];
+    sink.on('reconnect', (e) => reconnects.push(e));
+    let restarted: Promise<void> | undefined;
+    const source = Readable.from(
+      (async function* () {
+        for (let i = 0; i < total; i++) {
+          if (i === 1000) restarted = broker.restart({ signal: 'SIGKILL', downMs: 1000 });
+          yield messages[i]!;
+          if (i % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      })(),
+    );
+    await pipeline(source, sink);
+    await restarted;
+    assert.equal(nacked.size, 0);
+    assert.equal(acked.size, total);
+    assert.ok(reconnects.length > 0, 'the crash happened while messages were in flight');
+    const arrived = new Set((await readWithKcat(topic)).map((a) => a.value));
+    const missing = Array.from({ length: total }, (_, i) => `r-${i}`).filter((p) => !arrived.has(p));
+    assert.deepEqual(missing, [], 'every acked message is in the topic');
+  });
+
   it('fails with a clear error after the retry budget when no broker answers, nacking what it held', async () => {
     const { messages, acked, nacked } = tracked([{ data: 'a' }, { data: 'b' }]);
     const sink = kafkaSink({ brokers: '127.0.0.1:1', topic: 't', retry: { retries: 2, minTimeoutMs: 10, maxTimeoutMs: 20 } });

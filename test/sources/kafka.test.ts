@@ -334,6 +334,28 @@ describe('kafkaSource', () => {
     assert.deepEqual(fromB.map((m) => m.data.toString()), [], 'b read nothing that a had acked');
   });
 
+  it('keeps reading across a broker crash (kill -9) and restart, losing nothing', async () => {
+    const topic = await broker.createTopic({ partitions: 2 });
+    await broker.produce(topic, Array.from({ length: 300 }, (_, i) => ({ value: `b-${i}`, partition: i % 2 })));
+    const source = kafkaSource(fast({ topics: topic, groupId: `g-${randomUUID()}`, retry: { retries: 30, minTimeoutMs: 100, maxTimeoutMs: 1000 } }));
+    const got = new Set<string>();
+    let errored: Error | undefined;
+    source.on('error', (error: Error) => {
+      errored = error;
+    });
+    source.on('data', (m: Message) => {
+      got.add(m.data.toString());
+      m.ack();
+    });
+    await waitFor('the first 300', () => got.size >= 300);
+    await broker.restart({ signal: 'SIGKILL', downMs: 1000 });
+    await broker.produce(topic, Array.from({ length: 300 }, (_, i) => ({ value: `b-${300 + i}`, partition: i % 2 })));
+    await waitFor('all 600 after the restart', () => got.size >= 600 || errored !== undefined, 90_000);
+    assert.equal(errored, undefined);
+    await closeSource(source);
+    assert.equal(got.size, 600);
+  });
+
   it('reads keys and headers produced by kcat', async () => {
     const topic = await broker.createTopic({ partitions: 1 });
     const child = spawn('kcat', ['-b', broker.bootstrap, '-P', '-t', topic, '-K', '|', '-H', 'origin=kcat', '-H', 'trace=abc-123'], { stdio: ['pipe', 'ignore', 'pipe'] });
