@@ -84,6 +84,26 @@ describe('kafkaSink', () => {
     }
   });
 
+  it('produces through a SASL/PLAIN listener; a wrong password fails at once with an auth error', async () => {
+    const topic = await broker.createTopic({ partitions: 1 });
+    await pipeline(Readable.from(['over-sasl']), kafkaSink({ brokers: broker.saslBootstrap, sasl: broker.sasl, topic }));
+    assert.deepEqual((await readWithKcat(topic)).map((a) => a.value), ['over-sasl']);
+
+    const { messages, nacked } = tracked([{ data: 'refused' }]);
+    const sink = kafkaSink({ brokers: broker.saslBootstrap, sasl: { ...broker.sasl, password: 'wrong-password-42' }, topic, retry: { retries: 5, minTimeoutMs: 10 } });
+    const reconnects: unknown[] = [];
+    sink.on('reconnect', (e) => reconnects.push(e));
+    const error = await pipeline(Readable.from(messages), sink).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof ManifoldError, String(error));
+    assert.equal(error.code, ErrorCodes.AUTH);
+    assert.equal(reconnects.length, 0, 'an auth failure is not retried');
+    assert.equal(nacked.size, 1);
+    assert.doesNotMatch(`${error.message} ${String(error.cause)}`, /wrong-password-42/);
+  });
+
   it('produces plain strings and Buffers without a key', async () => {
     const topic = await broker.createTopic({ partitions: 1 });
     await pipeline(Readable.from(['alpha', Buffer.from('beta'), new Uint8Array([0x67, 0x61, 0x6d, 0x6d, 0x61])]), kafkaSink({ brokers: broker.bootstrap, topic }));

@@ -356,6 +356,27 @@ describe('kafkaSource', () => {
     assert.equal(got.size, 600);
   });
 
+  it('reads through a SASL/PLAIN listener; a wrong password fails at once with an auth error that does not show it', async () => {
+    const topic = await broker.createTopic({ partitions: 1 });
+    await broker.produce(topic, [{ value: 'over-sasl' }]);
+    const source = kafkaSource(fast({ brokers: broker.saslBootstrap, sasl: broker.sasl, topics: topic, groupId: `g-${randomUUID()}` }));
+    const got = await collect(source, (r) => r.length >= 1);
+    await closeSource(source);
+    assert.equal(got[0]!.data.toString(), 'over-sasl');
+
+    const wrong = kafkaSource(
+      fast({ brokers: broker.saslBootstrap, sasl: { ...broker.sasl, password: 'not-the-password-42' }, topics: topic, groupId: `g-${randomUUID()}`, retry: { retries: 5, minTimeoutMs: 10 } }),
+    );
+    const reconnects: unknown[] = [];
+    wrong.on('reconnect', (e) => reconnects.push(e));
+    wrong.resume();
+    const error = await new Promise<Error>((resolve) => wrong.once('error', resolve));
+    assert.ok(error instanceof ManifoldError, String(error));
+    assert.equal(error.code, ErrorCodes.AUTH);
+    assert.equal(reconnects.length, 0, 'an auth failure is not retried');
+    assert.doesNotMatch(`${error.message} ${String(error.cause)}`, /not-the-password-42/);
+  });
+
   it('reads keys and headers produced by kcat', async () => {
     const topic = await broker.createTopic({ partitions: 1 });
     const child = spawn('kcat', ['-b', broker.bootstrap, '-P', '-t', topic, '-K', '|', '-H', 'origin=kcat', '-H', 'trace=abc-123'], { stdio: ['pipe', 'ignore', 'pipe'] });
