@@ -2,7 +2,7 @@ import { Readable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
-import { createMessage } from '../core/message.js';
+import { createMessage, type Message } from '../core/message.js';
 import { bytesOption, checkOptions, durationOption, functionOption, numberOption, signalOption } from '../core/options.js';
 import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
 import {
@@ -170,6 +170,13 @@ export class WebSocketSource extends Readable {
   /** Resolves the run loop's wait for the current connection to be lost. */
   #onLoss: ((error: Error | undefined) => void) | undefined;
   #swapping = false;
+  /** Messages delivered by the socket read now being handled (ws emits a read's messages synchronously). */
+  #burst = 0;
+  #maxBurst = 0;
+  readonly #endBurst = (): void => {
+    if (this.#burst > this.#maxBurst) this.#maxBurst = this.#burst;
+    this.#burst = 0;
+  };
   /** The current connection died while a swap was under way: the swap takes over, or reports this loss. */
   #lossDuringSwap: Error | undefined;
 
@@ -222,12 +229,28 @@ export class WebSocketSource extends Readable {
       );
       return;
     }
-    if (this.#paused) {
-      this.#paused = false;
-      for (const conn of this.#conns) {
-        resumeSocket(conn);
-        conn.heartbeat?.resume();
-      }
+    this.#maybeResume();
+  }
+
+  // Consumption is seen here as well as in _read: Node calls _read only once per push, and we resume at a
+  // low-water mark rather than at the first free slot (see #onMessage).
+  override read(size?: number): Message | null {
+    const message = super.read(size) as Message | null;
+    if (this.#paused) this.#maybeResume();
+    return message;
+  }
+
+  /** Messages that one socket read delivered at most, capped at half the high-water mark. */
+  get #burstAllowance(): number {
+    return Math.min(this.#maxBurst, Math.floor(this.readableHighWaterMark / 2));
+  }
+
+  #maybeResume(): void {
+    if (!this.#paused || this.readableLength > this.readableHighWaterMark - 2 * this.#burstAllowance) return;
+    this.#paused = false;
+    for (const conn of this.#conns) {
+      resumeSocket(conn);
+      conn.heartbeat?.resume();
     }
   }
 
@@ -334,7 +357,11 @@ export class WebSocketSource extends Readable {
     const receivedAt = Date.now();
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     const message = createMessage({ data: bytes, timestamp: receivedAt, meta: { connectionId: conn.id, receivedAt, binary: isBinary } });
-    if (!this.push(message)) this.#pause();
+    this.#burst += 1;
+    if (this.#burst === 1) queueMicrotask(this.#endBurst);
+    // Pausing stops the socket, not the frames ws already read: the rest of a 64 KiB read still arrives. Pausing
+    // a burst's worth early (and resuming two bursts below the mark) keeps the buffer within the high-water mark.
+    if (!this.push(message) || this.readableLength >= this.readableHighWaterMark - this.#burstAllowance) this.#pause();
   }
 
   /** Makes `conn` the current connection, and retires the one it replaces. */
@@ -419,9 +446,9 @@ export class WebSocketSource extends Readable {
    * Graceful stop: no new connection is made, every socket is closed with a
    * close frame (terminated after `closeTimeoutMs`), the messages they
    * delivered until then are emitted, and the stream ends. Idempotent.
-   * Resolves once every socket is closed and the end is queued; `'end'`
-   * follows when the consumer has read what was buffered (there are no acks
-   * to wait for: a WebSocket server cannot redeliver).
+   * Resolves once the stream has ended, i.e. the consumer has read what was
+   * buffered (there are no acks to wait for: a WebSocket server cannot
+   * redeliver), or when it is destroyed.
    */
   close(): Promise<void> {
     this.#closed ??= (async () => {
@@ -440,6 +467,14 @@ export class WebSocketSource extends Readable {
       if (!this.#ended && !this.destroyed) {
         this.#ended = true;
         this.push(null);
+      }
+      // Resolving before 'end' would let a caller destroy an ended-but-not-drained stream, which leaves a
+      // pipeline() over it unsettled for ever (Node 22). So, as the core sources do, wait for the end.
+      if (!this.readableEnded && !this.destroyed) {
+        await new Promise<void>((resolve) => {
+          this.once('end', resolve);
+          this.once('close', resolve);
+        });
       }
     })();
     return this.#closed;

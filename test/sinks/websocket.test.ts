@@ -9,6 +9,7 @@ import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import type { RetryEvent } from '../../lib/core/retry.js';
 import { websocketSink, type WebSocketSinkOpenInfo } from '../../lib/sinks/websocket.js';
+import { sinkConformance } from '../conformance/suite.js';
 import { deadUrl, startCollector, startWsServer } from '../fixtures/websocket.js';
 
 const fastRetry = { retries: 3, minTimeoutMs: 10, maxTimeoutMs: 50 };
@@ -45,7 +46,7 @@ describe('websocketSink options', () => {
   });
 });
 
-describe('websocketSink', () => {
+describe('websocketSink', { timeout: 60_000 }, () => {
   test('sends every message in order and acks each after its send callback', async (t) => {
     const collector = await startCollector();
     t.after(() => collector.server.close());
@@ -266,4 +267,16 @@ describe('websocketSink', () => {
     const [code] = await closed;
     assert.equal(code, 1006);
   });
+});
+
+sinkConformance({
+  name: 'websocket',
+  async setup() {
+    const collector = await startCollector();
+    return {
+      sink: (options) => websocketSink({ url: collector.server.url, ...(options?.signal ? { signal: options.signal } : {}) }),
+      readBack: async () => [...collector.received],
+      cleanup: () => collector.server.close(),
+    };
+  },
 });

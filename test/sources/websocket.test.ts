@@ -7,7 +7,8 @@ import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import type { Message } from '../../lib/core/message.js';
 import type { RetryEvent } from '../../lib/core/retry.js';
 import { websocketSource, type WebSocketOpenInfo, type WebSocketSource } from '../../lib/sources/websocket.js';
-import { deadUrl, startBroadcaster, startEchoServer, startFloodServer, startWsServer } from '../fixtures/websocket.js';
+import { sourceConformance } from '../conformance/suite.js';
+import { deadUrl, startBroadcaster, startEchoServer, startFeed, startFloodServer, startWsServer } from '../fixtures/websocket.js';
 
 const fastRetry = { retries: 3, minTimeoutMs: 10, maxTimeoutMs: 50 };
 
@@ -39,6 +40,12 @@ function collect(source: WebSocketSource, until: (got: Message[]) => boolean, ti
     source.on('data', onData);
     source.on('error', onError);
   });
+}
+
+/** close() resolves once the stream has ended, so whatever is still buffered has to be read. */
+async function stop(source: WebSocketSource): Promise<void> {
+  source.resume();
+  await source.close();
 }
 
 function texts(messages: Message[]): string[] {
@@ -77,7 +84,7 @@ describe('websocketSource options', () => {
   });
 });
 
-describe('websocketSource', () => {
+describe('websocketSource', { timeout: 60_000 }, () => {
   test('echo round trip: text and binary messages, in order, with meta', async (t) => {
     const server = await startEchoServer();
     t.after(() => server.close());
@@ -104,9 +111,8 @@ describe('websocketSource', () => {
     // Acks are harmless no-ops: a WebSocket server cannot redeliver.
     got[0]!.ack();
     got[1]!.nack(new Error('x'));
-    await source.close();
-    source.resume();
-    await once(source, 'end');
+    await stop(source);
+    assert.equal(source.readableEnded, true);
   });
 
   test('sends headers, credentials and subprotocols on the upgrade', async (t) => {
@@ -124,7 +130,7 @@ describe('websocketSource', () => {
     const { req } = server.accepted[0]!;
     assert.equal(req.headers['x-api-key'], 'k-123');
     assert.equal(req.headers.authorization, `Basic ${Buffer.from('alice:s3cret').toString('base64')}`);
-    await source.close();
+    await stop(source);
   });
 
   test('a server that closes at message 10: the source reconnects, resubscribes and carries on', async (t) => {
@@ -147,7 +153,7 @@ describe('websocketSource', () => {
     // Sequence numbers increase: nothing is replayed, and the source kept going through each restart.
     const seqs = texts(got).map(Number);
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
-    await source.close();
+    await stop(source);
   });
 
   test('a server that drops the TCP connection without a close frame: reconnected', async (t) => {
@@ -164,7 +170,7 @@ describe('websocketSource', () => {
     t.after(() => source.destroy());
     const got = await collect(source, (g) => g.length === 2);
     assert.deepEqual(texts(got), ['hello-1', 'hello-2']);
-    await source.close();
+    await stop(source);
   });
 
   test('reconnectEveryMs of 1 s over 150 messages: swaps, nothing missed', async (t) => {
@@ -185,7 +191,7 @@ describe('websocketSource', () => {
     for (let s = first; s < first + 150; s++) assert.ok(seen.has(s), `sequence ${s} missing`);
     assert.ok(swaps.length >= 1, `expected swaps, got ${JSON.stringify(swaps)}`);
     assert.deepEqual(swaps[0], { from: 1, to: 2 });
-    await source.close();
+    await stop(source);
   });
 
   test('swaps without gaps: every broadcast sequence number arrives at least once across several swaps', async (t) => {
@@ -208,7 +214,7 @@ describe('websocketSource', () => {
       seen.add(Number(g[g.length - 1]!.data.toString()));
       return swaps >= 4;
     }, 20_000);
-    await source.close();
+    await stop(source);
     const sorted = [...seen].sort((a, b) => a - b);
     const first = sorted[0]!;
     const last = sorted[sorted.length - 1]!;
@@ -237,7 +243,7 @@ describe('websocketSource', () => {
     await server.waitForConnections(2);
     const first = server.accepted[0]!.ws;
     if (first.readyState !== WebSocket.CLOSED) await once(first, 'close');
-    await source.close();
+    await stop(source);
   });
 
   test('a server that answers pings is not dropped', async (t) => {
@@ -254,7 +260,7 @@ describe('websocketSource', () => {
     await sleep(400);
     assert.ok(pings >= 3, `expected pings, got ${pings}`);
     assert.equal(server.accepted.length, 1);
-    await source.close();
+    await stop(source);
   });
 
   test('a server gone for good: fails after the retry budget naming the URL (no password) and the cause', async (t) => {
@@ -368,7 +374,7 @@ describe('websocketSource', () => {
     assert.ok(rssGrowthMiB < 150, `RSS grew ${rssGrowthMiB.toFixed(1)} MiB`);
     assert.ok(consumed > 100);
     t.diagnostic(`server stalls ${stats.stalls}, written ${stats.written}, consumed ${consumed}, max readableLength ${maxReadable}, RSS +${rssGrowthMiB.toFixed(1)} MiB`);
-    await source.close();
+    await stop(source);
   });
 
   test('close() while connecting, and before the first read, end the stream without a connection', async (t) => {
@@ -400,7 +406,7 @@ describe('websocketSource', () => {
     source.resume();
     await once(source, 'reconnect');
     const accepted = server.accepted.length;
-    await source.close();
+    await stop(source);
     await sleep(600);
     assert.equal(server.accepted.length, accepted);
     assert.equal(source.readableEnded, true);
@@ -411,15 +417,23 @@ describe('websocketSource', () => {
     t.after(() => server.close());
     const source = websocketSource({ url: server.url, onOpen: (ws) => ws.send('a') });
     await collect(source, (g) => g.length === 1);
-    const closed = once(server.accepted[0]!.ws, 'close');
+    const serverSide = server.accepted[0]!.ws;
+    const closed = once(serverSide, 'close');
+    // Sent by the server before it sees our close frame: still delivered.
+    serverSide.send('b');
+    serverSide.send('c');
+    const rest: string[] = [];
+    source.on('data', (m: Message) => rest.push(m.data.toString()));
+    source.resume();
     const p1 = source.close();
     const p2 = source.close();
     assert.equal(p1, p2);
-    source.resume();
     await p1;
     const [code] = await closed;
     assert.equal(code, 1000);
+    assert.deepEqual(rest, ['b', 'c']);
     assert.equal(source.connections, 0);
+    assert.equal(source.readableEnded, true);
   });
 
   test('destroy() and an aborted signal terminate the socket at once', async (t) => {
@@ -435,4 +449,19 @@ describe('websocketSource', () => {
     const [code] = await closed;
     assert.equal(code, 1006);
   });
+});
+
+sourceConformance({
+  name: 'websocket',
+  // A WebSocket server cannot redeliver, and a client sees only what is sent while it is connected.
+  redelivers: false,
+  liveOnly: true,
+  async setup() {
+    const feed = await startFeed();
+    return {
+      source: (options) => websocketSource({ url: feed.server.url, ...(options?.signal ? { signal: options.signal } : {}) }),
+      produce: (payloads) => feed.produce(payloads),
+      cleanup: () => feed.server.close(),
+    };
+  },
 });
