@@ -39,6 +39,8 @@ function collect(source: WebSocketSource, until: (got: Message[]) => boolean, ti
     };
     source.on('data', onData);
     source.on('error', onError);
+    // An earlier collect() paused the stream explicitly; a new 'data' listener alone would not restart it.
+    source.resume();
   });
 }
 
@@ -225,6 +227,78 @@ describe('websocketSource', { timeout: 60_000 }, () => {
     // Every connection the source opened was subscribed by onOpen and then closed by us, not the server.
     assert.ok(feed.server.accepted.length >= 5);
     assert.equal(feed.server.clients.size, 0);
+  });
+
+  test('a swap that cannot connect keeps the old connection, reports swapfailed, and swaps later', async (t) => {
+    const feed = await startBroadcaster({ intervalMs: 5 });
+    t.after(() => feed.server.close());
+    let refuse = false;
+    feed.server.wss.options.verifyClient = (_info: unknown, done: (ok: boolean, status?: number) => void) => (refuse ? done(false, 401) : done(true));
+    // The fixture's path check is replaced above; any path is accepted, which is fine here.
+    const source = websocketSource({ url: feed.server.url, reconnectEveryMs: 150, onOpen: (ws) => ws.send('subscribe'), retry: fastRetry });
+    t.after(() => source.destroy());
+    const failures: Array<{ connectionId: number; error: ManifoldError }> = [];
+    source.on('swapfailed', (f: { connectionId: number; error: ManifoldError }) => failures.push(f));
+    source.once('open', () => (refuse = true));
+    await collect(source, () => failures.length >= 1, 5000);
+    assert.equal(failures[0]!.connectionId, 1);
+    assert.equal(failures[0]!.error.code, ErrorCodes.AUTH);
+    // Still reading the first connection.
+    const more = await collect(source, (g) => g.length >= 5);
+    assert.ok(more.every((m) => m.meta?.connectionId === 1));
+    const swapped = once(source, 'swap');
+    refuse = false;
+    source.resume();
+    const [swap] = (await swapped) as [{ from: number; to: number }];
+    assert.equal(swap.from, 1);
+    await stop(source);
+  });
+
+  test('a retired connection whose server never answers the close frame is terminated after closeTimeoutMs', async (t) => {
+    let first = true;
+    const server = await startWsServer({
+      onConnection: (ws) => {
+        // The first connection stops reading: it will never see, nor answer, our close frame.
+        if (first) ws.pause();
+        first = false;
+      },
+    });
+    t.after(() => server.close());
+    const source = websocketSource({ url: server.url, reconnectEveryMs: 100, closeTimeoutMs: 150 });
+    t.after(() => source.destroy());
+    source.resume();
+    const disconnects: Array<{ connectionId: number; code: number; expected: boolean }> = [];
+    source.on('disconnect', (d: { connectionId: number; code: number; expected: boolean }) => disconnects.push(d));
+    await once(source, 'swap');
+    const start = Date.now();
+    while (!disconnects.some((d) => d.connectionId === 1) && Date.now() - start < 5000) await sleep(10);
+    const d = disconnects.find((x) => x.connectionId === 1);
+    assert.ok(d, 'connection 1 was closed');
+    assert.equal(d.code, 1006, 'terminated, not closed by a handshake');
+    assert.equal(d.expected, true);
+    await stop(source);
+  });
+
+  test('the current connection dying during a swap: the swap takes over without a reconnect', async (t) => {
+    const server = await startWsServer();
+    t.after(() => server.close());
+    const source = websocketSource({
+      url: server.url,
+      reconnectEveryMs: 100,
+      onOpen: async (_ws, info) => {
+        if (info.reason !== 'swap') return;
+        // While the new connection is being set up, the old one is dropped by the server.
+        server.accepted[0]!.ws.terminate();
+        await sleep(100);
+      },
+      retry: fastRetry,
+    });
+    t.after(() => source.destroy());
+    source.on('reconnect', () => assert.fail('the swap should take over'));
+    source.resume();
+    const [swap] = (await once(source, 'swap')) as [{ from: number; to: number }];
+    assert.deepEqual(swap, { from: 1, to: 2 });
+    await stop(source);
   });
 
   test('a server that stops answering pings without closing is detected and reconnected', async (t) => {
