@@ -495,24 +495,26 @@ export class RetryingSink extends Writable {
     }
   }
 
-  /** Writes `entry` to the current inner sink; resolves when the inner accepts more. */
-  async #send(id: number, entry: Pending): Promise<void> {
+  /**
+   * Writes `entry` to the current inner sink. Returns nothing when the inner
+   * accepts more at once, or a promise that resolves when it drains (or fails).
+   */
+  #send(id: number, entry: Pending): Promise<void> | undefined {
     const inner = this.#inner;
-    if (!inner || inner.destroyed) return;
+    if (!inner || inner.destroyed) return undefined;
     entry.attempt = this.#attempt;
-    if (!inner.write(this.#wrap(id, entry))) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          inner.off('drain', done);
-          inner.off('close', done);
-          inner.off('error', done);
-          resolve();
-        };
-        inner.on('drain', done);
-        inner.on('close', done);
-        inner.on('error', done);
-      });
-    }
+    if (inner.write(this.#wrap(id, entry))) return undefined;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        inner.off('drain', done);
+        inner.off('close', done);
+        inner.off('error', done);
+        resolve();
+      };
+      inner.on('drain', done);
+      inner.on('close', done);
+      inner.on('error', done);
+    });
   }
 
   #onFailure(inner: Writable, error: Error): void {
@@ -566,22 +568,62 @@ export class RetryingSink extends Writable {
   }
 
   override _write(chunk: MessageLike, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    let message: Message;
-    try {
-      message = toMessage(chunk);
-    } catch (error) {
-      callback(toError(error));
+    this.#accept([chunk], callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: MessageLike }>, callback: (error?: Error | null) => void): void {
+    this.#accept(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
+  }
+
+  /** Registers `chunks` as pending and writes them in order; calls back when the inner sink takes more. */
+  #accept(chunks: MessageLike[], callback: (error?: Error | null) => void): void {
+    const entries: Array<[number, Pending]> = [];
+    for (const chunk of chunks) {
+      let message: Message;
+      try {
+        message = toMessage(chunk);
+      } catch (error) {
+        callback(toError(error));
+        return;
+      }
+      const id = this.#nextId++;
+      const entry: Pending = { message, attempt: 0 };
+      this.#pending.set(id, entry);
+      entries.push([id, entry]);
+    }
+    // Fast path, the common case: a healthy inner sink taking writes without backpressure; no promise per message.
+    let i = 0;
+    if (!this.#recovering && !this.#fatal && this.#inner) {
+      for (; i < entries.length; i++) {
+        const [id, entry] = entries[i]!;
+        const wait = this.#send(id, entry);
+        if (wait) {
+          i += 1;
+          this.#slowPath(entries.slice(i), wait, callback);
+          return;
+        }
+      }
+      callback();
       return;
     }
-    const id = this.#nextId++;
-    const entry: Pending = { message, attempt: 0 };
-    this.#pending.set(id, entry);
+    this.#slowPath(entries, undefined, callback);
+  }
+
+  #slowPath(entries: Array<[number, Pending]>, first: Promise<void> | undefined, callback: (error?: Error | null) => void): void {
     const go = async (): Promise<void> => {
+      if (first) await first;
+      for (const [id, entry] of entries) {
+        await this.#waitRecovered();
+        if (this.#fatal) throw this.#fatal;
+        // If a recovery re-sent this message already, it is not written twice.
+        if (entry.attempt !== this.#attempt && this.#pending.has(id)) await this.#send(id, entry);
+      }
+      // Hold the callback while a replacement is being made: that is the outer backpressure during an outage.
       await this.#waitRecovered();
       if (this.#fatal) throw this.#fatal;
-      // If a recovery re-sent this message already, it is not written twice.
-      if (entry.attempt !== this.#attempt && this.#pending.has(id)) await this.#send(id, entry);
-      await this.#waitRecovered();
     };
     go().then(() => callback(), (error: unknown) => callback(toError(error)));
   }
