@@ -2,7 +2,7 @@ import { Readable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
-import { createMessage, type Message } from '../core/message.js';
+import type { Message } from '../core/message.js';
 import { bytesOption, checkOptions, durationOption, functionOption, numberOption, signalOption } from '../core/options.js';
 import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
 import {
@@ -90,6 +90,8 @@ const KEYS = [
 
 const WHERE = 'websocketSource';
 
+const noop = (): void => {};
+
 /**
  * Reads a WebSocket feed: one Message per WebSocket message (text or binary,
  * as bytes), with `meta.connectionId`, `meta.receivedAt` (ms since the epoch,
@@ -173,8 +175,19 @@ export class WebSocketSource extends Readable {
   /** Messages delivered by the socket read now being handled (ws emits a read's messages synchronously). */
   #burst = 0;
   #maxBurst = 0;
+  /** Arrival time of the current read's messages (ms since the epoch). */
+  #burstAt = 0;
+  #meta: Readonly<{ connectionId: number; receivedAt: number; binary: boolean }> | undefined;
+  /** Pause at this many buffered messages, resume at that many: a burst (capped at half the mark) and two below the mark. */
+  #pauseAt = 0;
+  #resumeAt = 0;
   readonly #endBurst = (): void => {
-    if (this.#burst > this.#maxBurst) this.#maxBurst = this.#burst;
+    if (this.#burst > this.#maxBurst) {
+      this.#maxBurst = this.#burst;
+      const allowance = Math.min(this.#maxBurst, Math.floor(this.readableHighWaterMark / 2));
+      this.#pauseAt = this.readableHighWaterMark - allowance;
+      this.#resumeAt = Math.max(0, this.readableHighWaterMark - 2 * allowance);
+    }
     this.#burst = 0;
   };
   /** The current connection died while a swap was under way: the swap takes over, or reports this loss. */
@@ -197,6 +210,8 @@ export class WebSocketSource extends Readable {
     this.#heartbeat = heartbeatOptions(WHERE, o.heartbeatIntervalMs, o.heartbeatTimeoutMs);
     this.#closeTimeoutMs = durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 5_000);
     this.#retry = resolveRetry(WHERE, o.retry);
+    this.#pauseAt = this.readableHighWaterMark;
+    this.#resumeAt = this.readableHighWaterMark - 1;
     this.#what = `${WHERE}: connecting to ${this.#target.label}`;
     const signal = signalOption(WHERE, 'signal', o.signal);
     if (signal) addAbortSignal(signal, this);
@@ -240,13 +255,8 @@ export class WebSocketSource extends Readable {
     return message;
   }
 
-  /** Messages that one socket read delivered at most, capped at half the high-water mark. */
-  get #burstAllowance(): number {
-    return Math.min(this.#maxBurst, Math.floor(this.readableHighWaterMark / 2));
-  }
-
   #maybeResume(): void {
-    if (!this.#paused || this.readableLength > this.readableHighWaterMark - 2 * this.#burstAllowance) return;
+    if (!this.#paused || this.readableLength > this.#resumeAt) return;
     this.#paused = false;
     for (const conn of this.#conns) {
       resumeSocket(conn);
@@ -354,15 +364,26 @@ export class WebSocketSource extends Readable {
   #onMessage(conn: Conn, data: WebSocket.RawData, isBinary: boolean): void {
     if (this.#ended) return;
     if (conn.heartbeat) conn.heartbeat.seenSincePing = true;
-    const receivedAt = Date.now();
-    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-    const message = createMessage({ data: bytes, timestamp: receivedAt, meta: { connectionId: conn.id, receivedAt, binary: isBinary } });
+    if (this.#burst === 0) {
+      // One clock read per socket read: its messages arrived together, and Date.now() costs as much as the rest.
+      this.#burstAt = Date.now();
+      this.#meta = undefined;
+      queueMicrotask(this.#endBurst);
+    }
     this.#burst += 1;
-    if (this.#burst === 1) queueMicrotask(this.#endBurst);
+    let meta = this.#meta;
+    if (meta === undefined || meta.connectionId !== conn.id || meta.binary !== isBinary) {
+      // Shared by the messages of one read (meta is read-only): one allocation per read, not per message.
+      meta = this.#meta = Object.freeze({ connectionId: conn.id, receivedAt: this.#burstAt, binary: isBinary });
+    }
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    // A WebSocket server cannot redeliver, so acks are no-ops; a literal of fixed shape is the cheapest Message.
+    const message: Message = { data: bytes, timestamp: this.#burstAt, meta, ack: noop, nack: noop };
     // Pausing stops the socket, not the frames ws already read: the rest of a 64 KiB read still arrives. Pausing
     // a burst's worth early (and resuming two bursts below the mark) keeps the buffer within the high-water mark.
-    if (!this.push(message) || this.readableLength >= this.readableHighWaterMark - this.#burstAllowance) this.#pause();
+    if (!this.push(message) || this.readableLength >= this.#pauseAt) this.#pause();
   }
+
 
   /** Makes `conn` the current connection, and retires the one it replaces. */
   #adopt(conn: Conn): void {
