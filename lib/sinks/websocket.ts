@@ -41,6 +41,12 @@ export interface WebSocketSinkOptions {
   messageType?: 'binary' | 'text';
   /** Bytes queued in the socket (`ws.bufferedAmount`) above which the sink stops taking writes until they drain. Default 1 MiB. */
   maxBufferedBytes?: number;
+  /**
+   * Messages sent and not yet acked above which the sink stops taking writes. Send callbacks of
+   * writes the kernel took at once still come a tick later, so this bounds the unacked count when
+   * bufferedAmount alone would not. Default 1000.
+   */
+  maxInFlight?: number;
   /** Ping the server this often (milliseconds). Default 30,000; `0` turns heartbeats off. */
   heartbeatIntervalMs?: number;
   /** With no pong this long after a ping (milliseconds) the connection is dropped and re-made. Default 10,000. */
@@ -64,6 +70,7 @@ const KEYS = [
   'onOpen',
   'messageType',
   'maxBufferedBytes',
+  'maxInFlight',
   'heartbeatIntervalMs',
   'heartbeatTimeoutMs',
   'connectTimeoutMs',
@@ -80,6 +87,7 @@ interface Settings {
   onOpen: WebSocketSinkOptions['onOpen'];
   binary: boolean;
   maxBufferedBytes: number;
+  maxInFlight: number;
   heartbeat: { intervalMs: number; timeoutMs: number };
   closeTimeoutMs: number;
   /** With retries off, every error reaches the user as it is: it must name the URL itself. */
@@ -132,6 +140,7 @@ export class WebSocketSink extends RetryingSink {
       onOpen: functionOption(WHERE, 'onOpen', o.onOpen),
       binary: enumOption(WHERE, 'messageType', o.messageType, ['binary', 'text'], 'binary') === 'binary',
       maxBufferedBytes: bytesOption(WHERE, 'maxBufferedBytes', o.maxBufferedBytes, 1024 * 1024),
+      maxInFlight: numberOption(WHERE, 'maxInFlight', o.maxInFlight, 1000, { min: 1, integer: true }),
       heartbeat: heartbeatOptions(WHERE, o.heartbeatIntervalMs, o.heartbeatTimeoutMs),
       closeTimeoutMs: durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 5_000),
       retriesOff: retry.retries === 0,
@@ -269,13 +278,17 @@ export class WebSocketConnectionSink extends Writable {
       this.#release();
       if (this.#inFlight.size === 0) this.#idle?.();
     });
-    if (ws.bufferedAmount > this.#s.maxBufferedBytes) this.#held = () => callback();
+    if (this.#full()) this.#held = () => callback();
     else callback();
+  }
+
+  #full(): boolean {
+    return this.#inFlight.size >= this.#s.maxInFlight || (this.#ws?.bufferedAmount ?? 0) > this.#s.maxBufferedBytes;
   }
 
   #release(): void {
     const held = this.#held;
-    if (held && (this.#ws?.bufferedAmount ?? 0) <= this.#s.maxBufferedBytes) {
+    if (held && !this.#full()) {
       this.#held = undefined;
       held();
     }

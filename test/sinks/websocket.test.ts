@@ -30,6 +30,7 @@ describe('websocketSink options', () => {
       [{}, /websocketSink: options\.url must be a ws:\/\/ or wss:\/\/ URL, got undefined/],
       [{ url: 'ws://x', messageType: 'json' }, /options\.messageType must be one of "binary", "text", got "json"/],
       [{ url: 'ws://x', maxBufferedBytes: 0 }, /options\.maxBufferedBytes must be a positive integer \(bytes\), got 0/],
+      [{ url: 'ws://x', maxInFlight: 0 }, /options\.maxInFlight must be a positive integer, got 0/],
       [{ url: 'ws://x', closeTimeoutMs: -5 }, /options\.closeTimeoutMs must be a number of at least 1 \(milliseconds\), got -5/],
       [{ url: 'ws://x', retry: { retries: 1.5 } }, /websocketSink: options\.retry\.retries must be a non-negative integer/],
       [{ url: 'ws://x', onOpen: 1 }, /options\.onOpen must be a function/],
@@ -217,8 +218,8 @@ describe('websocketSink', { timeout: 60_000 }, () => {
     assert.match(error.message, /websocketSink: sending to ws:\/\/me:\*\*\*@127\.0\.0\.1:\d+\/.* failed after 3 attempts: .*ECONNREFUSED/);
     assert.ok(!error.message.includes('hush'));
     assert.equal(reconnects.length, 2);
-    // The message being sent is nacked; the one still queued in the Writable is neither acked nor nacked (so never committed).
-    assert.deepEqual([...nacked.keys()], [0]);
+    // What the sink had taken is nacked (a message still queued in the Writable would be neither acked nor nacked).
+    assert.ok(nacked.has(0));
     assert.equal(acked.size, 0);
   });
 
