@@ -39,5 +39,14 @@ export { KafkaProducerSink, kafkaSink, type KafkaSinkOptions } from './sinks/kaf
 export { KinesisSink, kinesisSink, type KinesisSinkOptions } from './sinks/kinesis.js';
 export { memoryCheckpointer, type Checkpoint, type Checkpointer, type MemoryCheckpointer } from './checkpoint/memory.js';
 export { fileCheckpointer, type FileCheckpointer } from './checkpoint/file.js';
-export { RabbitmqSource, rabbitmqSource, type RabbitmqSourceOptions } from './sources/rabbitmq.js';
-export { RabbitmqSink, rabbitmqSink, type RabbitmqSinkOptions } from './sinks/rabbitmq.js';
+export { RabbitmqSource, rabbitmqSource, type RabbitmqSourceOptions, type RabbitmqSourceAssert, type RabbitmqSourceStats } from './sources/rabbitmq.js';
+export {
+  RabbitmqSink,
+  rabbitmqSink,
+  type RabbitmqSinkOptions,
+  type RabbitmqSinkAssert,
+  type RabbitmqSinkQueue,
+  type RabbitmqPublishProperties,
+  type RabbitmqSinkStats,
+} from './sinks/rabbitmq.js';
+export type { BindingSpec } from './rabbitmq/common.js';

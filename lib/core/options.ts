@@ -72,8 +72,8 @@ export function numberOption(where: string, name: string, value: unknown, fallba
     (max === undefined || value <= max);
   if (!ok) {
     let expected = integer ? 'an integer' : 'a number';
-    if (min === 1 && integer) expected = 'a positive integer';
-    else if (min === 0 && integer) expected = 'a non-negative integer';
+    if (min === 1 && integer) expected = max === undefined ? 'a positive integer' : `a positive integer of at most ${max}`;
+    else if (min === 0 && integer) expected = max === undefined ? 'a non-negative integer' : `a non-negative integer of at most ${max}`;
     else if (min !== undefined && max !== undefined) expected += ` from ${min} to ${max}`;
     else if (min !== undefined) expected += ` of at least ${min}`;
     else if (max !== undefined) expected += ` of at most ${max}`;

@@ -353,7 +353,10 @@ export class RetryingSource extends Readable implements Closable {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#abort.abort(error ?? new ManifoldError('source destroyed', { code: ErrorCodes.ABORTED }));
-    this.#inner?.destroy();
+    // After a normal end the outer stream is auto-destroyed once read, but the inner source may still be
+    // settling acks of what it delivered (a graceful close): it finishes on its own. Anything else is cut now.
+    const inner = this.#inner;
+    if (inner && (error || !inner.readableEnded)) inner.destroy();
     this.#inner = undefined;
     callback(error);
   }

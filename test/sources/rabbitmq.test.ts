@@ -56,7 +56,7 @@ describe('rabbitmqSource options', () => {
   test('each bad option names itself, the value and what is allowed', () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{}, /options\.queue must be a non-empty string, got undefined/],
-      [{ queue: 'q', prefetch: 0 }, /options\.prefetch must be a positive integer, got 0/],
+      [{ queue: 'q', prefetch: 0 }, /options\.prefetch must be a positive integer of at most 65535, got 0/],
       [{ queue: 'q', nackRequeue: 'no' }, /options\.nackRequeue must be true or false, got "no"/],
       [{ queue: 'q', closeTimeoutMs: -1 }, /options\.closeTimeoutMs must be a number of at least 0 \(milliseconds\), got -1/],
       [{ queue: 'q', prefetchCount: 5 }, /unknown option "prefetchCount" \(did you mean "prefetch"\?\)/],
