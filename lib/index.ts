@@ -3,7 +3,7 @@
  * and stdio as native Node streams, with at-least-once delivery.
  */
 export { ErrorCodes, ManifoldError, isRetryable, redactUrl, type ErrorCode, type ManifoldErrorInit } from './core/errors.js';
-export { createMessage, derive, isMessage, settleAll, toMessage, type Message, type MessageInit, type MessageLike } from './core/message.js';
+export { createMessage, derive, isMessage, relay, settleAll, toMessage, type Message, type MessageInit, type MessageLike } from './core/message.js';
 export { AckTracker, type AckTrackerOptions, type NackRecord, type Ticket } from './core/acks.js';
 export {
   RetryingSink,

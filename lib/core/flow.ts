@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { Readable, type Duplex, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ErrorCodes, ManifoldError, toError } from './errors.js';
-import { createMessage, toMessage, type Message, type MessageLike } from './message.js';
+import { relay, toMessage, type Message, type MessageLike } from './message.js';
 import { booleanOption, checkOptions, durationOption, invalidOption, signalOption } from './options.js';
 
 /** What {@link flow} resolves with. */
@@ -129,23 +129,19 @@ export function flow(options: FlowOptions): Flow {
     }
     stats.messages += 1;
     stats.bytes += message.data.length;
-    const counted = createMessage({
-      data: message.data,
-      key: message.key,
-      headers: message.headers,
-      timestamp: message.timestamp,
-      meta: message.meta,
-      onAck: () => {
+    const counted = relay(
+      message,
+      () => {
         stats.acks += 1;
         stats.bytesAcked += message.data.length;
         message.ack();
       },
-      onNack: (error) => {
+      (error) => {
         stats.nacks += 1;
         events.emit('nack', message, error);
         message.nack(error);
       },
-    });
+    );
     if (!head.push(counted)) source.pause();
   };
   source.on('data', onData);

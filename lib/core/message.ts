@@ -160,6 +160,23 @@ export function derive(parent: Message, children: ReadonlyArray<Omit<MessageInit
   );
 }
 
+/**
+ * A new Message with `message`'s data, key, headers, timestamp and meta, whose
+ * settle goes to `onAck`/`onNack` instead: for stages that must see every
+ * settle (counting, re-sending) before passing it on to the original.
+ */
+export function relay(message: Message, onAck: () => void, onNack: (error: Error) => void): Message {
+  return createMessage({
+    data: message.data,
+    key: message.key,
+    headers: message.headers,
+    timestamp: message.timestamp,
+    meta: message.meta,
+    onAck,
+    onNack,
+  });
+}
+
 /** Settles a group of messages together (a batch): acks them all, or nacks them all. */
 export function settleAll(messages: readonly Message[], error?: Error): void {
   for (const m of messages) {

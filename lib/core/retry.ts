@@ -9,7 +9,7 @@ import { Readable, Writable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry, { AbortError } from 'p-retry';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from './errors.js';
-import { createMessage, toMessage, type Message, type MessageLike } from './message.js';
+import { relay, toMessage, type Message, type MessageLike } from './message.js';
 import { checkOptions, durationOption, numberOption, signalOption } from './options.js';
 
 /** How a connector retries. `retry: false` turns retrying off. */
@@ -452,20 +452,16 @@ export class RetryingSink extends Writable {
   #wrap(id: number, entry: Pending): Message {
     const { message } = entry;
     const attempt = this.#attempt;
-    return createMessage({
-      data: message.data,
-      key: message.key,
-      headers: message.headers,
-      timestamp: message.timestamp,
-      meta: message.meta,
-      onAck: () => {
+    return relay(
+      message,
+      () => {
         // An ack from any attempt is the truth: the message is delivered.
         if (!this.#pending.delete(id)) return;
         if (this.#attempt === attempt) this.#failures = 0;
         message.ack();
         this.#maybeSettled();
       },
-      onNack: (error) => {
+      (error) => {
         // A nack from a replaced sink is its shutdown speaking: the message is re-sent by the new one.
         if (entry.attempt !== attempt || this.#attempt !== attempt || !this.#pending.has(id)) return;
         if (isRetryable(error)) return;
@@ -473,7 +469,7 @@ export class RetryingSink extends Writable {
         message.nack(error);
         this.#maybeSettled();
       },
-    });
+    );
   }
 
   #settledWaiters: Array<() => void> = [];
