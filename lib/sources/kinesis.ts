@@ -1,0 +1,715 @@
+import { Readable, addAbortSignal } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  DescribeStreamSummaryCommand,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  type GetShardIteratorCommandInput,
+  type KinesisClient,
+  type _Record as KinesisRecord,
+} from '@aws-sdk/client-kinesis';
+import { memoryCheckpointer, SHARD_END, type Checkpoint, type Checkpointer } from '../checkpoint/memory.js';
+import { AckTracker, closeTimeoutError } from '../core/acks.js';
+import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
+import { createMessage, type Message } from '../core/message.js';
+import {
+  booleanOption,
+  checkOptions,
+  conflictingOptions,
+  durationOption,
+  invalidOption,
+  numberOption,
+  signalOption,
+  stringOption,
+} from '../core/options.js';
+import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
+import { awsErrorName, kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from '../kinesis/client.js';
+import { deaggregate } from '../kinesis/deaggregate.js';
+import { deregisterConsumer, ensureConsumer, subscribeShard, type StartingPositionParam } from '../kinesis/fan-out.js';
+import { listShards, parentsDone, type ShardInfo } from '../kinesis/shards.js';
+
+/**
+ * Where reading starts in a shard that has no checkpoint:
+ * - `'LATEST'`: records put after the source starts (closed shards are skipped);
+ * - `'TRIM_HORIZON'`: the oldest record kept;
+ * - `{ timestamp }`: records arriving at or after that time (a Date or ms since the epoch);
+ * - `{ afterSequenceNumber }`: after that record (sequence numbers belong to one shard, so this needs exactly one `shardIds` entry).
+ *
+ * Shards discovered later (children of a split or merge) are always read from their start.
+ */
+export type StartingPosition = 'LATEST' | 'TRIM_HORIZON' | { timestamp: Date | number } | { afterSequenceNumber: string };
+
+/** Options of {@link kinesisSource}. */
+export interface KinesisSourceOptions extends KinesisConnectionOptions {
+  /** The stream's name. Give this or `streamARN` (or both, naming the same stream). */
+  streamName?: string;
+  /** The stream's ARN. */
+  streamARN?: string;
+  /** Where shards without a checkpoint start. Default `'LATEST'`. */
+  startingPosition?: StartingPosition;
+  /** Read only these shards (their children are not read). Default: every shard. */
+  shardIds?: readonly string[];
+  /** Where per-shard checkpoints are loaded from and stored. Default: a new {@link memoryCheckpointer}. */
+  checkpointer?: Checkpointer;
+  /** How often acked progress is stored. Default 5,000 ms. It is also stored on `close()`. */
+  checkpointIntervalMs?: number;
+  /** Most unacked messages per shard; a shard stops fetching when it has this many. Default 1,000. */
+  maxInFlightPerShard?: number;
+  /** Use enhanced fan-out as this registered stream consumer (registered if missing). Default: polling. */
+  consumerName?: string;
+  /** Deregister the consumer on `close()` (enhanced fan-out only). Default false. */
+  deregisterOnClose?: boolean;
+  /** Retry of each Kinesis call on throttling and transient faults, or `false`. Default: 10 retries, 200 ms to 30 s. */
+  retry?: RetryOptions | false;
+  /** Wait between GetRecords calls of a shard that is caught up (polling). Default 1,000 ms; at least 200 ms (Kinesis allows 5 calls per second per shard). */
+  pollIntervalMs?: number;
+  /** Most records per GetRecords call (polling). Default 10,000, the Kinesis maximum. */
+  maxRecordsPerCall?: number;
+  /** How often the shard list is refreshed to find new shards. Default 10,000 ms (it is also refreshed when a shard ends). */
+  shardDiscoveryIntervalMs?: number;
+  /** Renew each enhanced fan-out subscription after this long; Kinesis ends them at 5 minutes. Default 290,000 ms. */
+  resubscribeAfterMs?: number;
+  /** Longest `close()` waits for outstanding acks before storing the final checkpoints. Default 30,000 ms. */
+  closeTimeoutMs?: number;
+  /** Destroys the source when aborted. */
+  signal?: AbortSignal;
+  /** Object-mode high-water mark. Default 256. */
+  highWaterMark?: number;
+}
+
+/** The `'checkpoint'` event: a shard's progress was stored. `sequenceNumber` is {@link SHARD_END} for a finished shard. */
+export interface CheckpointEvent extends Checkpoint {
+  shardId: string;
+}
+
+/** The `'lag'` event: how far a shard's reading is behind its newest record. */
+export interface LagEvent {
+  shardId: string;
+  millisBehindLatest: number;
+}
+
+/** The `'shard'` event: a shard started or finished being read. */
+export interface ShardEvent {
+  shardId: string;
+  state: 'reading' | 'ended';
+  parents: string[];
+}
+
+const KNOWN_OPTIONS = [
+  'streamName',
+  'streamARN',
+  'client',
+  'region',
+  'endpoint',
+  'credentials',
+  'startingPosition',
+  'shardIds',
+  'checkpointer',
+  'checkpointIntervalMs',
+  'maxInFlightPerShard',
+  'consumerName',
+  'deregisterOnClose',
+  'retry',
+  'pollIntervalMs',
+  'maxRecordsPerCall',
+  'shardDiscoveryIntervalMs',
+  'resubscribeAfterMs',
+  'closeTimeoutMs',
+  'signal',
+  'highWaterMark',
+] as const;
+
+const WHERE = 'kinesisSource';
+// Kinesis allows 5 GetRecords calls per second per shard.
+const MIN_CALL_GAP_MS = 200;
+
+/**
+ * Reads a Kinesis stream as an object-mode Readable of Messages, every shard
+ * at once, by polling (GetRecords) or, with `consumerName`, by enhanced
+ * fan-out (SubscribeToShard).
+ *
+ * - A child shard is read only after its parents are read to their end, so
+ *   per-key order survives splits and merges.
+ * - Progress is checkpointed per shard at the highest contiguous acked record,
+ *   every `checkpointIntervalMs` and on `close()`; a new source over the same
+ *   checkpointer resumes after it (at-least-once: unacked messages come again).
+ * - KPL aggregated records are split into their user records.
+ * - Each Message has `data`, `key` (partition key), `timestamp` (approximate
+ *   arrival, ms) and `meta` `{ shardId, sequenceNumber, subSequenceNumber }`.
+ *
+ * Events: `'ready'` (shards found, reading), `'lag'` ({@link LagEvent}),
+ * `'checkpoint'` ({@link CheckpointEvent}), `'shard'` ({@link ShardEvent}),
+ * `'retry'` ({@link RetryEvent} plus `operation`), `'subscribe'` (enhanced fan-out: a
+ * subscription started, `{ shardId, position, sequenceNumber }`), `'nack'` (a nacked message holds its shard's
+ * checkpoint back until a restart redelivers it), `'warning'` (close timed out).
+ *
+ * @example
+ * ```ts
+ * const source = kinesisSource({
+ *   streamName: 'orders',
+ *   startingPosition: 'TRIM_HORIZON',
+ *   checkpointer: fileCheckpointer('./orders.checkpoints.json'),
+ * });
+ * await pipeline(source, map((m) => m.data.toString().toUpperCase()), stdoutSink());
+ * ```
+ */
+export function kinesisSource(options: KinesisSourceOptions): KinesisSource {
+  return new KinesisSource(options);
+}
+
+interface ShardState extends ShardInfo {
+  status: 'waiting' | 'reading' | 'ended' | 'finished';
+  /** Where to start when the shard is first opened. */
+  start: StartingPositionParam;
+  /** Resuming inside an aggregated record: skip its user records up to this one. */
+  skipThrough: Checkpoint | undefined;
+  /** The last record (or user record) handed out: an iterator refresh resumes after it. */
+  lastDelivered: Checkpoint | undefined;
+  /** Key of the checkpoint last stored, to store only changes. */
+  storedKey: string | undefined;
+}
+
+function checkpointKey(checkpoint: Checkpoint | undefined): string | undefined {
+  if (checkpoint === undefined) return undefined;
+  return checkpoint.subSequenceNumber === undefined ? checkpoint.sequenceNumber : `${checkpoint.sequenceNumber}/${checkpoint.subSequenceNumber}`;
+}
+
+function resumeFrom(checkpoint: Checkpoint): { start: StartingPositionParam; skipThrough: Checkpoint | undefined } {
+  if (checkpoint.subSequenceNumber === undefined) {
+    return { start: { Type: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: checkpoint.sequenceNumber }, skipThrough: undefined };
+  }
+  // Inside an aggregate: read it again and skip the user records already processed.
+  return { start: { Type: 'AT_SEQUENCE_NUMBER', SequenceNumber: checkpoint.sequenceNumber }, skipThrough: checkpoint };
+}
+
+export class KinesisSource extends Readable {
+  readonly #stream: StreamRef;
+  readonly #client: KinesisClient;
+  readonly #ownsClient: boolean;
+  readonly #startingPosition: StartingPosition;
+  readonly #shardIds: ReadonlySet<string> | undefined;
+  readonly #checkpointer: Checkpointer;
+  readonly #checkpointIntervalMs: number;
+  readonly #consumerName: string | undefined;
+  readonly #deregisterOnClose: boolean;
+  readonly #retry: ResolvedRetry;
+  readonly #pollIntervalMs: number;
+  readonly #maxRecordsPerCall: number;
+  readonly #discoveryIntervalMs: number;
+  readonly #resubscribeAfterMs: number;
+  readonly #closeTimeoutMs: number;
+  readonly #tracker: AckTracker<Checkpoint>;
+  /** Aborted to stop every reader (close or destroy); in-flight requests are cancelled with it. */
+  readonly #stop = new AbortController();
+  readonly #stopped = new Promise<void>((resolve) => this.#stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+  readonly #shards = new Map<string, ShardState>();
+  readonly #readers = new Set<Promise<void>>();
+  #started = false;
+  /** Messages fetched and not yet pushed: pushing only while push() says yes keeps the Readable's buffer within its highWaterMark. */
+  #backlog: Message[] = [];
+  #flowing = true;
+  #ending = false;
+  #flowWaiters: Array<() => void> = [];
+  #discoveryTimer: NodeJS.Timeout | undefined;
+  #checkpointTimer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+  #discovering: Promise<void> | undefined;
+  #rediscover = false;
+  #consumerARN: string | undefined;
+  #closed: Promise<void> | undefined;
+  #clientReleased = false;
+
+  constructor(options: KinesisSourceOptions) {
+    const o = checkOptions(WHERE, options, KNOWN_OPTIONS);
+    super({ objectMode: true, highWaterMark: numberOption(WHERE, 'highWaterMark', o.highWaterMark, 256, { min: 1, integer: true }) });
+    this.#stream = resolveStream(WHERE, o.streamName, o.streamARN);
+    this.#startingPosition = checkStartingPosition(o.startingPosition);
+    if (o.shardIds !== undefined) {
+      if (!Array.isArray(o.shardIds) || o.shardIds.length === 0 || !o.shardIds.every((s) => typeof s === 'string' && s.length > 0)) {
+        invalidOption(WHERE, 'shardIds', 'a non-empty array of shard ids', o.shardIds);
+      }
+      this.#shardIds = new Set(o.shardIds);
+    }
+    if (typeof this.#startingPosition === 'object' && 'afterSequenceNumber' in this.#startingPosition && this.#shardIds?.size !== 1) {
+      conflictingOptions(WHERE, 'startingPosition', 'shardIds', 'must go together: a sequence number belongs to one shard, so afterSequenceNumber needs exactly one shardIds entry');
+    }
+    if (o.checkpointer !== undefined && (typeof o.checkpointer?.load !== 'function' || typeof o.checkpointer?.store !== 'function')) {
+      invalidOption(WHERE, 'checkpointer', 'a Checkpointer (an object with load(scope) and store(scope, checkpoints))', o.checkpointer);
+    }
+    this.#checkpointer = o.checkpointer ?? memoryCheckpointer();
+    this.#checkpointIntervalMs = durationOption(WHERE, 'checkpointIntervalMs', o.checkpointIntervalMs, 5_000);
+    this.#tracker = new AckTracker<Checkpoint>({
+      maxInFlight: numberOption(WHERE, 'maxInFlightPerShard', o.maxInFlightPerShard, 1_000, { min: 1, integer: true }),
+      onNack: (record) => this.emit('nack', { shardId: record.partition, ...record.position, error: record.error }),
+    });
+    this.#consumerName = stringOption(WHERE, 'consumerName', o.consumerName);
+    this.#deregisterOnClose = booleanOption(WHERE, 'deregisterOnClose', o.deregisterOnClose, false);
+    if (this.#deregisterOnClose && this.#consumerName === undefined) {
+      conflictingOptions(WHERE, 'deregisterOnClose', 'consumerName', 'go together: only an enhanced fan-out consumer can be deregistered');
+    }
+    this.#retry = resolveRetry(WHERE, o.retry);
+    this.#pollIntervalMs = durationOption(WHERE, 'pollIntervalMs', o.pollIntervalMs, 1_000, MIN_CALL_GAP_MS);
+    if (o.maxRecordsPerCall !== undefined && !(Number.isInteger(o.maxRecordsPerCall) && o.maxRecordsPerCall >= 1 && o.maxRecordsPerCall <= 10_000)) {
+      invalidOption(WHERE, 'maxRecordsPerCall', 'an integer from 1 to 10000 (the GetRecords limit)', o.maxRecordsPerCall);
+    }
+    this.#maxRecordsPerCall = o.maxRecordsPerCall ?? 10_000;
+    this.#discoveryIntervalMs = durationOption(WHERE, 'shardDiscoveryIntervalMs', o.shardDiscoveryIntervalMs, 10_000);
+    this.#resubscribeAfterMs = durationOption(WHERE, 'resubscribeAfterMs', o.resubscribeAfterMs, 290_000, 100);
+    this.#closeTimeoutMs = durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 30_000, 0);
+    const signal = signalOption(WHERE, 'signal', o.signal);
+    // The client comes last: nothing may throw after we built one, or it would leak.
+    const { client, owned } = resolveClient(WHERE, o);
+    this.#client = client;
+    this.#ownsClient = owned;
+    if (signal) addAbortSignal(signal, this);
+  }
+
+  /** The checkpointer scope: checkpoints of a stream are kept under its name. */
+  get scope(): string {
+    return this.#stream.name;
+  }
+
+  /** Unacked messages, per shard or in total. */
+  inFlight(shardId?: string): number {
+    return this.#tracker.inFlight(shardId);
+  }
+
+  override _read(): void {
+    this.#flowing = true;
+    this.#drain();
+    if (this.#flowing) this.#wakeFlow();
+    if (!this.#started) {
+      this.#started = true;
+      this.#start().catch((error: unknown) => this.#fail(error));
+    }
+  }
+
+  #wakeFlow(): void {
+    const waiters = this.#flowWaiters;
+    this.#flowWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Pushes from the backlog while the consumer wants more; ends the stream once closing and empty. */
+  #drain(): void {
+    while (this.#flowing && this.#backlog.length > 0) {
+      if (!this.push(this.#backlog.shift())) this.#flowing = false;
+    }
+    if (this.#ending && this.#backlog.length === 0 && !this.destroyed && !this.readableEnded) this.push(null);
+  }
+
+  #fail(error: unknown): void {
+    if (this.#stop.signal.aborted && !this.destroyed && this.#closed) return;
+    if (!this.destroyed) this.destroy(toError(error));
+  }
+
+  get #stopping(): boolean {
+    return this.#stop.signal.aborted;
+  }
+
+  async #call<T>(operation: string, fn: () => Promise<T>, details: Record<string, unknown> = {}): Promise<T> {
+    return withRetry(
+      `${WHERE}: ${operation} on ${JSON.stringify(this.#stream.label)}`,
+      async () => {
+        try {
+          return await fn();
+        } catch (error) {
+          throw kinesisError(WHERE, operation, this.#stream, error, details);
+        }
+      },
+      this.#retry,
+      (event: RetryEvent) => this.emit('retry', { ...event, operation, ...details }),
+      this.#stop.signal,
+    );
+  }
+
+  async #start(): Promise<void> {
+    const summary = await this.#call('DescribeStreamSummary', () =>
+      this.#client.send(new DescribeStreamSummaryCommand({ ...this.#stream.params }), { abortSignal: this.#stop.signal }),
+    );
+    const streamARN = summary.StreamDescriptionSummary?.StreamARN;
+    const loaded = await this.#checkpointer.load(this.scope).catch((error: unknown) => {
+      throw new ManifoldError(`${WHERE}: loading checkpoints of ${JSON.stringify(this.scope)} failed: ${describe(error)}`, {
+        code: ErrorCodes.IO,
+        cause: error,
+      });
+    });
+    if (this.#stopping) return;
+    if (this.#consumerName !== undefined) {
+      if (!streamARN) throw new ManifoldError(`${WHERE}: DescribeStreamSummary gave no StreamARN for ${JSON.stringify(this.#stream.label)}`, { code: ErrorCodes.DELIVERY });
+      this.#consumerARN = await ensureConsumer({
+        client: this.#client,
+        streamARN,
+        consumerName: this.#consumerName,
+        call: (operation, fn) => this.#call(operation, fn),
+        signal: this.#stop.signal,
+      });
+    }
+    await this.#discover(loaded, true);
+    if (this.#stopping) return;
+    this.#discoveryTimer = setInterval(() => this.#requestDiscovery(), this.#discoveryIntervalMs);
+    this.#checkpointTimer = setInterval(() => {
+      this.#flush().catch((error: unknown) => this.#fail(error));
+    }, this.#checkpointIntervalMs);
+    this.emit('ready', { shards: [...this.#shards.values()].filter((s) => s.status === 'reading').map((s) => s.shardId) });
+    this.#maybeEndRestricted();
+  }
+
+  #requestDiscovery(): void {
+    if (this.#stopping) return;
+    if (this.#discovering) {
+      this.#rediscover = true;
+      return;
+    }
+    this.#discovering = this.#discover(undefined, false)
+      .catch((error: unknown) => this.#fail(error))
+      .finally(() => {
+        this.#discovering = undefined;
+        if (this.#rediscover) {
+          this.#rediscover = false;
+          this.#requestDiscovery();
+        }
+      });
+  }
+
+  /** Lists the shards, adds the new ones, and starts every shard whose parents are done. */
+  async #discover(loaded: Record<string, Checkpoint> | undefined, initial: boolean): Promise<void> {
+    const listed = await this.#call('ListShards', () => listShards(this.#client, this.#stream, this.#stop.signal));
+    if (this.#stopping) return;
+    if (initial && this.#shardIds) {
+      const missing = [...this.#shardIds].filter((id) => !listed.some((s) => s.shardId === id));
+      if (missing.length > 0) {
+        throw new ManifoldError(`${WHERE}: options.shardIds names shard(s) ${missing.join(', ')} that stream ${JSON.stringify(this.#stream.label)} does not have`, {
+          code: ErrorCodes.NOT_FOUND,
+          details: { option: 'shardIds', shardIds: missing },
+        });
+      }
+    }
+    for (const info of listed) {
+      const known = this.#shards.get(info.shardId);
+      if (known) {
+        // A split or merge closes a shard we are reading: enhanced fan-out needs to know to find its end.
+        known.closed = info.closed;
+        continue;
+      }
+      if (this.#shardIds && !this.#shardIds.has(info.shardId)) continue;
+      const checkpoint = loaded?.[info.shardId];
+      const state: ShardState = {
+        ...info,
+        status: 'waiting',
+        start: { Type: 'TRIM_HORIZON' },
+        skipThrough: undefined,
+        lastDelivered: undefined,
+        storedKey: checkpointKey(checkpoint),
+      };
+      if (checkpoint?.sequenceNumber === SHARD_END) state.status = 'finished';
+      else if (checkpoint) {
+        Object.assign(state, resumeFrom(checkpoint));
+        this.#tracker.setCommitted(info.shardId, checkpoint);
+      } else if (initial) {
+        const position = this.#startingPosition;
+        if (position === 'LATEST') {
+          // A closed shard gets no new records: under LATEST there is nothing in it to read.
+          if (info.closed) state.status = 'finished';
+          else state.start = { Type: 'LATEST' };
+        } else if (position === 'TRIM_HORIZON') state.start = { Type: 'TRIM_HORIZON' };
+        else if ('timestamp' in position) state.start = { Type: 'AT_TIMESTAMP', Timestamp: new Date(position.timestamp) };
+        else state.start = { Type: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: position.afterSequenceNumber };
+      }
+      this.#shards.set(info.shardId, state);
+    }
+    this.#startReady();
+  }
+
+  #startReady(): void {
+    if (this.#stopping) return;
+    const isKnown = (id: string): boolean => this.#shards.has(id);
+    const isDone = (id: string): boolean => {
+      const status = this.#shards.get(id)?.status;
+      return status === 'ended' || status === 'finished';
+    };
+    for (const shard of this.#shards.values()) {
+      if (shard.status !== 'waiting' || !parentsDone(shard, isKnown, isDone)) continue;
+      shard.status = 'reading';
+      this.emit('shard', { shardId: shard.shardId, state: 'reading', parents: shard.parents } satisfies ShardEvent);
+      const reader = (this.#consumerARN === undefined ? this.#poll(shard) : this.#subscribe(shard)).then(
+        () => {
+          if (this.#stopping) return;
+          shard.status = 'ended';
+          this.emit('shard', { shardId: shard.shardId, state: 'ended', parents: shard.parents } satisfies ShardEvent);
+          // Its children may exist already (start them) or be about to be listed.
+          this.#startReady();
+          this.#requestDiscovery();
+          this.#maybeEndRestricted();
+        },
+        (error: unknown) => {
+          if (!this.#stopping) this.#fail(error);
+        },
+      );
+      this.#readers.add(reader);
+      reader.finally(() => this.#readers.delete(reader)).catch(() => {});
+    }
+  }
+
+  /** With `shardIds`, the source ends once each of its shards is read to its end. */
+  #maybeEndRestricted(): void {
+    if (!this.#shardIds || this.#stopping) return;
+    for (const shard of this.#shards.values()) if (shard.status === 'waiting' || shard.status === 'reading') return;
+    this.close().catch((error: unknown) => this.#fail(error));
+  }
+
+  /** Resolves when the consumer wants more and the shard is below maxInFlightPerShard, or on stop. */
+  async #gate(shardId: string): Promise<void> {
+    while (!this.#stopping && (!this.#flowing || this.#backlog.length > 0 || this.#tracker.isFull(shardId))) {
+      const stopped = this.#stopped;
+      if (!this.#flowing || this.#backlog.length > 0) await Promise.race([new Promise<void>((resolve) => this.#flowWaiters.push(resolve)), stopped]);
+      else await Promise.race([this.#tracker.whenRoom(shardId), stopped]);
+    }
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    try {
+      await sleep(ms, undefined, { signal: this.#stop.signal });
+    } catch {
+      // Stopped: the caller checks #stopping.
+    }
+  }
+
+  /** Pushes the records of one GetRecords page or fan-out event, de-aggregated, in order. */
+  #deliver(shard: ShardState, records: readonly KinesisRecord[]): void {
+    for (const record of records) {
+      const sequenceNumber = record.SequenceNumber!;
+      const data = Buffer.from(record.Data ?? new Uint8Array(0));
+      const timestamp = record.ApproximateArrivalTimestamp?.getTime();
+      const users = deaggregate(data);
+      if (users === undefined) {
+        this.#emitMessage(shard, { sequenceNumber }, data, record.PartitionKey, timestamp, 0);
+        continue;
+      }
+      const skip = shard.skipThrough;
+      users.forEach((user, index) => {
+        if (skip && skip.sequenceNumber === sequenceNumber && index <= skip.subSequenceNumber!) return;
+        // The last user record completes the aggregate: its checkpoint resumes after the whole record.
+        const checkpoint: Checkpoint = index === users.length - 1 ? { sequenceNumber } : { sequenceNumber, subSequenceNumber: index };
+        this.#emitMessage(shard, checkpoint, user.data, user.partitionKey, timestamp, index);
+      });
+      if (users.length === 0) shard.lastDelivered = { sequenceNumber };
+      shard.skipThrough = undefined;
+    }
+  }
+
+  #emitMessage(shard: ShardState, checkpoint: Checkpoint, data: Buffer, key: string | undefined, timestamp: number | undefined, subSequenceNumber: number): void {
+    const ticket = this.#tracker.track(shard.shardId, checkpoint);
+    shard.lastDelivered = checkpoint;
+    const message = createMessage({
+      data,
+      key,
+      timestamp,
+      meta: { shardId: shard.shardId, sequenceNumber: checkpoint.sequenceNumber, subSequenceNumber },
+      onAck: ticket.ack,
+      onNack: ticket.nack,
+    });
+    this.#backlog.push(message);
+    this.#drain();
+  }
+
+  /** Where a reader picks up after an interruption (expired iterator, ended subscription). */
+  #resumePosition(shard: ShardState): StartingPositionParam {
+    const last = shard.lastDelivered;
+    if (last === undefined) return shard.start;
+    // Whole records are delivered at once, so the last one handed out is complete.
+    return { Type: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: last.sequenceNumber };
+  }
+
+  async #iterator(shard: ShardState, position: StartingPositionParam): Promise<string | undefined> {
+    const input: GetShardIteratorCommandInput = {
+      ...this.#stream.params,
+      ShardId: shard.shardId,
+      ShardIteratorType: position.Type,
+    };
+    if (position.SequenceNumber !== undefined) input.StartingSequenceNumber = position.SequenceNumber;
+    if (position.Timestamp !== undefined) input.Timestamp = position.Timestamp;
+    const out = await this.#call('GetShardIterator', () => this.#client.send(new GetShardIteratorCommand(input), { abortSignal: this.#stop.signal }), {
+      shardId: shard.shardId,
+    });
+    return out.ShardIterator;
+  }
+
+  /** Polling: GetRecords in a loop, paced, until the shard ends or the source stops. */
+  async #poll(shard: ShardState): Promise<void> {
+    let iterator = await this.#iterator(shard, shard.start);
+    let lastCall = 0;
+    while (iterator !== undefined && !this.#stopping) {
+      await this.#gate(shard.shardId);
+      if (this.#stopping) return;
+      const gap = lastCall + MIN_CALL_GAP_MS - Date.now();
+      if (gap > 0) await this.#sleep(gap);
+      if (this.#stopping) return;
+      // Never fetch far past maxInFlightPerShard: that is what bounds memory under a slow consumer.
+      const room = Math.max(1, this.#tracker.maxInFlight - this.#tracker.inFlight(shard.shardId));
+      const limit = Math.min(this.#maxRecordsPerCall, room);
+      const out = await this.#call(
+        'GetRecords',
+        async () => {
+          lastCall = Date.now();
+          try {
+            return await this.#client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: limit }), { abortSignal: this.#stop.signal });
+          } catch (error) {
+            // Iterators live 5 minutes (a slow consumer can outlast one): get a new one where we are, and try again.
+            if (awsErrorName(error) !== 'ExpiredIteratorException') throw error;
+            iterator = await this.#iterator(shard, this.#resumePosition(shard));
+            throw new ManifoldError(`${WHERE}: the shard iterator of ${shard.shardId} expired; reading on with a new one`, {
+              code: ErrorCodes.CONNECTION,
+              retryable: true,
+              cause: error,
+              details: { shardId: shard.shardId },
+            });
+          }
+        },
+        { shardId: shard.shardId },
+      );
+      if (this.#stopping) return;
+      const records = out.Records ?? [];
+      this.#deliver(shard, records);
+      if (out.MillisBehindLatest !== undefined) this.emit('lag', { shardId: shard.shardId, millisBehindLatest: out.MillisBehindLatest } satisfies LagEvent);
+      iterator = out.NextShardIterator ?? undefined;
+      if (iterator !== undefined && records.length === 0 && (out.MillisBehindLatest ?? 0) === 0) await this.#sleep(this.#pollIntervalMs);
+    }
+  }
+
+  /** Enhanced fan-out: one subscription after another until the shard ends or the source stops. */
+  async #subscribe(shard: ShardState): Promise<void> {
+    await subscribeShard({
+      client: this.#client,
+      consumerARN: this.#consumerARN!,
+      shardId: shard.shardId,
+      start: shard.start,
+      resumePosition: () => this.#resumePosition(shard),
+      retry: this.#retry,
+      resubscribeAfterMs: this.#resubscribeAfterMs,
+      signal: this.#stop.signal,
+      gate: () => this.#gate(shard.shardId),
+      isClosed: () => shard.closed,
+      onEvent: (records, millisBehindLatest) => {
+        this.#deliver(shard, records);
+        if (millisBehindLatest !== undefined) this.emit('lag', { shardId: shard.shardId, millisBehindLatest } satisfies LagEvent);
+      },
+      onRetry: (event) => this.emit('retry', { ...event, operation: 'SubscribeToShard', shardId: shard.shardId }),
+      onSubscribe: (position) => this.emit('subscribe', { shardId: shard.shardId, position: position.Type, sequenceNumber: position.SequenceNumber }),
+      toError: (error) => kinesisError(WHERE, 'SubscribeToShard', this.#stream, error, { shardId: shard.shardId }),
+    });
+  }
+
+  /** Stores every shard's checkpoint that moved since the last store (one at a time). */
+  #flush(): Promise<void> {
+    if (this.#flushing) return this.#flushing.then(() => this.#flush());
+    const updates: Record<string, Checkpoint> = {};
+    for (const shard of this.#shards.values()) {
+      let checkpoint = this.#tracker.committed(shard.shardId);
+      // A shard read to its end, everything acked: mark it so a restart goes straight to its children.
+      if (shard.status === 'ended' && this.#tracker.inFlight(shard.shardId) === 0 && !this.#tracker.isBlocked(shard.shardId)) {
+        checkpoint = { sequenceNumber: SHARD_END };
+      }
+      const key = checkpointKey(checkpoint);
+      if (checkpoint !== undefined && key !== shard.storedKey) updates[shard.shardId] = checkpoint;
+    }
+    const entries = Object.entries(updates);
+    if (entries.length === 0) return Promise.resolve();
+    this.#flushing = this.#checkpointer
+      .store(this.scope, updates)
+      .then(
+        () => {
+          for (const [shardId, checkpoint] of entries) {
+            const shard = this.#shards.get(shardId)!;
+            shard.storedKey = checkpointKey(checkpoint);
+            if (checkpoint.sequenceNumber === SHARD_END) shard.status = 'finished';
+            this.emit('checkpoint', { shardId, ...checkpoint } satisfies CheckpointEvent);
+          }
+        },
+        (error: unknown) => {
+          throw new ManifoldError(`${WHERE}: storing checkpoints of ${JSON.stringify(this.scope)} failed: ${describe(error)}`, {
+            code: ErrorCodes.IO,
+            cause: error,
+          });
+        },
+      )
+      .finally(() => {
+        this.#flushing = undefined;
+      });
+    return this.#flushing;
+  }
+
+  #clearTimers(): void {
+    clearInterval(this.#discoveryTimer);
+    clearInterval(this.#checkpointTimer);
+    this.#discoveryTimer = undefined;
+    this.#checkpointTimer = undefined;
+  }
+
+  #releaseClient(): void {
+    if (this.#clientReleased) return;
+    this.#clientReleased = true;
+    if (this.#ownsClient) this.#client.destroy();
+  }
+
+  /**
+   * Graceful stop: stops fetching, ends the stream after what was fetched,
+   * waits up to `closeTimeoutMs` for outstanding acks, stores the final
+   * checkpoints, deregisters the consumer when `deregisterOnClose`, and
+   * releases the client we made. Idempotent. A close that times out emits
+   * `'warning'` with a CLOSE_TIMEOUT error; the unacked messages come again
+   * after a restart.
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#stop.abort(new ManifoldError(`${WHERE}: closed`, { code: ErrorCodes.ABORTED }));
+      this.#clearTimers();
+      this.#wakeFlow();
+      await Promise.allSettled([...this.#readers, this.#discovering]);
+      // The stream ends once what was fetched has been read.
+      this.#ending = true;
+      this.#drain();
+      try {
+        const idle = await this.#tracker.whenIdle(this.#closeTimeoutMs);
+        if (!idle) this.emit('warning', closeTimeoutError(WHERE, this.#closeTimeoutMs, this.#tracker.inFlight()));
+        if (this.#started) await this.#flush();
+        if (this.#deregisterOnClose && this.#consumerARN !== undefined) {
+          await deregisterConsumer(this.#client, this.#consumerARN);
+        }
+      } finally {
+        this.#releaseClient();
+      }
+    })();
+    return this.#closed;
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#stop.abort(error ?? new ManifoldError(`${WHERE}: destroyed`, { code: ErrorCodes.ABORTED }));
+    this.#clearTimers();
+    this.#wakeFlow();
+    this.#backlog = [];
+    // What is acked is safe to store even now; a failure here must not hide the error that destroyed us.
+    const final = this.#started && !this.#closed ? this.#flush().catch(() => {}) : Promise.resolve();
+    final.finally(() => {
+      if (!this.#closed) this.#releaseClient();
+      callback(error);
+    });
+  }
+}
+
+function checkStartingPosition(value: unknown): StartingPosition {
+  if (value === undefined) return 'LATEST';
+  if (value === 'LATEST' || value === 'TRIM_HORIZON') return value;
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const keys = Object.keys(value);
+    const v = value as Record<string, unknown>;
+    if (keys.length === 1 && keys[0] === 'timestamp') {
+      const ms = v.timestamp instanceof Date ? v.timestamp.getTime() : v.timestamp;
+      if (typeof ms === 'number' && Number.isFinite(ms)) return { timestamp: ms };
+    }
+    if (keys.length === 1 && keys[0] === 'afterSequenceNumber' && typeof v.afterSequenceNumber === 'string' && /^\d+$/.test(v.afterSequenceNumber)) {
+      return { afterSequenceNumber: v.afterSequenceNumber };
+    }
+  }
+  invalidOption(WHERE, 'startingPosition', "'LATEST', 'TRIM_HORIZON', { timestamp: Date | ms } or { afterSequenceNumber: '<digits>' }", value);
+}
