@@ -36,8 +36,17 @@ export { WebSocketSink, websocketSink, type WebSocketSinkOptions, type WebSocket
 export { KafkaConsumerSource, kafkaSource, type KafkaSourceOptions, type KafkaCheckpointEvent, type KafkaNackEvent } from './sources/kafka.js';
 export type { KafkaSaslOptions } from './kafka/common.js';
 export { KafkaProducerSink, kafkaSink, type KafkaSinkOptions } from './sinks/kafka.js';
-export { KinesisSink, kinesisSink, type KinesisSinkOptions } from './sinks/kinesis.js';
-export { memoryCheckpointer, type Checkpoint, type Checkpointer, type MemoryCheckpointer } from './checkpoint/memory.js';
+export { KinesisSink, kinesisSink, type KinesisSinkOptions, type PartialRetryEvent, type RejectEvent } from './sinks/kinesis.js';
+export {
+  KinesisSource,
+  kinesisSource,
+  type KinesisSourceOptions,
+  type StartingPosition,
+  type CheckpointEvent,
+  type LagEvent,
+  type ShardEvent,
+} from './sources/kinesis.js';
+export { SHARD_END, memoryCheckpointer, type Checkpoint, type Checkpointer, type MemoryCheckpointer } from './checkpoint/memory.js';
 export { fileCheckpointer, type FileCheckpointer } from './checkpoint/file.js';
 export { RabbitmqSource, rabbitmqSource, type RabbitmqSourceOptions, type RabbitmqSourceAssert, type RabbitmqSourceStats } from './sources/rabbitmq.js';
 export {

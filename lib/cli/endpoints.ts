@@ -133,7 +133,9 @@ export function validate<S extends z.ZodType>(display: string, schema: S, params
     const known = schema instanceof z.ZodObject ? Object.keys(schema.shape).join(', ') : '';
     throw new UsageError(`${display}: unknown option ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}${known ? `; known options are ${known}` : ''}`);
   }
-  const got = key in params ? ` (got ${JSON.stringify(String(params[key]).replace(/./g, (c, i) => (/pass|secret|token/i.test(key) ? '*' : c)))})` : '';
-  const message = issue.code === 'custom' ? issue.message : `${issue.message.replace(/^Invalid input: /, '')}${issue.code === 'invalid_type' && issue.input === undefined ? ' (required)' : got}`;
+  if (issue.code === 'invalid_type' && issue.input === undefined) throw new UsageError(`${display}: ${key} is required`);
+  // Values of secret-looking keys are never shown.
+  const got = key in params ? ` (got ${/pass|secret|token/i.test(key) ? '[hidden]' : JSON.stringify(params[key])})` : '';
+  const message = issue.code === 'custom' ? issue.message : `${issue.message.replace(/^Invalid (input|option): /, '')}${got}`;
   throw new UsageError(`${display}: ${key || 'options'} ${message}`);
 }

@@ -1,14 +1,40 @@
-/** The schemes the command knows, each mapping URI query keys to a connector's options. */
+/**
+ * The schemes the command knows, each mapping URI parts and query keys to a
+ * connector's options. Keys are the connectors' option names without their unit
+ * suffix (`commitSize` for commitSizeBytes, `commitInterval` for commitIntervalMs),
+ * and take units (`1MiB`, `5m`).
+ */
+import { S3Client } from '@aws-sdk/client-s3';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { z } from 'zod';
-import { stdinSource } from '../sources/stdin.js';
+import { fileCheckpointer } from '../checkpoint/file.js';
+import { kafkaSink } from '../sinks/kafka.js';
+import { rabbitmqSink } from '../sinks/rabbitmq.js';
+import { rabbitmqSource } from '../sources/rabbitmq.js';
+import { kinesisSink } from '../sinks/kinesis.js';
+import { s3Sink } from '../sinks/s3.js';
 import { stdoutSink } from '../sinks/stdout.js';
-import { registerScheme, validate, zBytes } from './endpoints.js';
+import { websocketSink } from '../sinks/websocket.js';
+import { kafkaSource } from '../sources/kafka.js';
+import { kinesisSource } from '../sources/kinesis.js';
+import { stdinSource } from '../sources/stdin.js';
+import { websocketSource } from '../sources/websocket.js';
+import { UsageError } from './errors.js';
+import { registerScheme, validate, zBool, zBytes, zCount, zDuration, type EndpointInput } from './endpoints.js';
+
+/** Copies the defined entries of `o`, so connectors fill their own defaults. */
+function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+// ---- stdio ----
 
 registerScheme(['stdin'], {
-  help: 'stdin:                       lines of standard input (?maxMessageBytes=1MiB&delimiter=%0A)',
+  help: 'stdin:                       lines of standard input (?maxMessageBytes=1MiB)',
   source: ({ display, params }) => {
     const o = validate(display, z.strictObject({ maxMessageBytes: zBytes.optional(), delimiter: z.string().min(1).optional() }), params);
-    return () => stdinSource({ ...(o.maxMessageBytes ? { maxMessageBytes: o.maxMessageBytes } : {}), ...(o.delimiter ? { delimiter: o.delimiter } : {}) });
+    return () => stdinSource(defined(o));
   },
 });
 
@@ -16,6 +42,365 @@ registerScheme(['stdout'], {
   help: 'stdout:                      one line per message on standard output (?delimiter=%0A)',
   sink: ({ display, params }) => {
     const o = validate(display, z.strictObject({ delimiter: z.string().min(1).optional() }), params);
-    return () => stdoutSink(o.delimiter ? { delimiter: o.delimiter } : {});
+    return () => stdoutSink(defined(o));
+  },
+});
+
+// ---- WebSocket: our keys are taken out of the query; the rest stays in the URL for the server ----
+
+const WS_SOURCE_KEYS = ['reconnectEvery', 'heartbeatInterval', 'heartbeatTimeout', 'connectTimeout', 'subscribe', 'maxPayload'];
+const WS_SINK_KEYS = ['heartbeatInterval', 'heartbeatTimeout', 'connectTimeout', 'messageType', 'maxBuffered'];
+
+/**
+ * Takes our option keys out of a URI whose other query keys belong to the server (WebSocket
+ * feeds, amqplib's heartbeat/frameMax). Options from a pipeline file that are not ours are kept
+ * with ours, so they are reported as unknown rather than sent to the server.
+ */
+function splitUrl({ url, params }: EndpointInput, keys: string[]): { target: string; ours: Record<string, unknown> } {
+  const target = new URL(url);
+  const ours: Record<string, unknown> = {};
+  for (const key of keys) target.searchParams.delete(key);
+  for (const [key, value] of Object.entries(params)) if (keys.includes(key) || !url.searchParams.has(key)) ours[key] = value;
+  return { target: target.toString(), ours };
+}
+
+/** Every `subscribe` value, from the URI (repeatable) and a pipeline file (a string or a list). */
+function subscriptions({ url, params }: EndpointInput): string[] {
+  const fromFile = params['subscribe'];
+  if (Array.isArray(fromFile)) return fromFile.map(String);
+  return url.searchParams.getAll('subscribe');
+}
+
+registerScheme(['ws', 'wss'], {
+  help: 'ws://host/feed?reconnectEvery=12h&subscribe=<text>   WebSocket feed (other query keys go to the server)',
+  source: (input) => {
+    const { target, ours } = splitUrl(input, WS_SOURCE_KEYS);
+    const subscribe = subscriptions(input);
+    const o = validate(
+      input.display,
+      z.strictObject({
+        reconnectEvery: zDuration.optional(),
+        heartbeatInterval: zDuration.optional(),
+        heartbeatTimeout: zDuration.optional(),
+        connectTimeout: zDuration.optional(),
+        maxPayload: zBytes.optional(),
+        subscribe: z.unknown().optional(),
+      }),
+      ours,
+    );
+    return () =>
+      websocketSource(
+        defined({
+          url: target,
+          reconnectEveryMs: o.reconnectEvery,
+          heartbeatIntervalMs: o.heartbeatInterval,
+          heartbeatTimeoutMs: o.heartbeatTimeout,
+          connectTimeoutMs: o.connectTimeout,
+          maxPayloadBytes: o.maxPayload,
+          // Subscriptions are re-sent on every (re)connect: a new connection knows nothing of the old one's.
+          onOpen: subscribe.length ? (socket: { send(data: string): void }) => subscribe.forEach((s) => socket.send(s)) : undefined,
+        }) as Parameters<typeof websocketSource>[0],
+      );
+  },
+  sink: (input) => {
+    const { target, ours } = splitUrl(input, WS_SINK_KEYS);
+    const o = validate(
+      input.display,
+      z.strictObject({
+        heartbeatInterval: zDuration.optional(),
+        heartbeatTimeout: zDuration.optional(),
+        connectTimeout: zDuration.optional(),
+        messageType: z.enum(['binary', 'text']).optional(),
+        maxBuffered: zBytes.optional(),
+      }),
+      ours,
+    );
+    return () =>
+      websocketSink(
+        defined({
+          url: target,
+          heartbeatIntervalMs: o.heartbeatInterval,
+          heartbeatTimeoutMs: o.heartbeatTimeout,
+          connectTimeoutMs: o.connectTimeout,
+          messageType: o.messageType,
+          maxBufferedBytes: o.maxBuffered,
+        }) as Parameters<typeof websocketSink>[0],
+      );
+  },
+});
+
+// ---- S3 ----
+
+registerScheme(['s3'], {
+  help: 's3://bucket/prefix?commitSize=1MiB&commitInterval=5m&bufferPath=./buffer   S3 sink buffered on local disk',
+  sink: ({ url, display, params }) => {
+    const o = validate(
+      display,
+      z.strictObject({
+        commitSize: zBytes.optional(),
+        commitInterval: zDuration.optional(),
+        uploadInterval: zDuration.optional(),
+        syncInterval: zDuration.optional(),
+        maxBuffer: zBytes.optional(),
+        bufferPath: z.string().min(1).optional(),
+        delimiter: z.string().min(1).optional(),
+        compression: z.enum(['none', 'gzip']).optional(),
+        ackOn: z.enum(['disk', 'upload']).optional(),
+        uploadConcurrency: zCount.optional(),
+        closeTimeout: zDuration.optional(),
+        region: z.string().min(1).optional(),
+        endpoint: z.url().optional(),
+        forcePathStyle: zBool.optional(),
+      }),
+      params,
+    );
+    const bucket = url.hostname;
+    if (!bucket) throw new UsageError(`${display}: give the bucket as s3://<bucket>/<prefix>`);
+    const prefix = decodeURIComponent(url.pathname.replace(/^\//, ''));
+    return () => {
+      // A local S3 API (s3rver, MinIO) wants path-style URLs and no streaming checksums.
+      const client = o.endpoint
+        ? new S3Client({
+            endpoint: o.endpoint,
+            region: o.region ?? 'us-east-1',
+            forcePathStyle: o.forcePathStyle ?? true,
+            requestChecksumCalculation: 'WHEN_REQUIRED',
+            responseChecksumValidation: 'WHEN_REQUIRED',
+            maxAttempts: 1,
+          })
+        : undefined;
+      return s3Sink(
+        defined({
+          bucket,
+          prefix,
+          client,
+          region: client ? undefined : o.region,
+          forcePathStyle: client ? undefined : o.forcePathStyle,
+          bufferPath: o.bufferPath,
+          commitSizeBytes: o.commitSize,
+          commitIntervalMs: o.commitInterval,
+          uploadIntervalMs: o.uploadInterval,
+          syncIntervalMs: o.syncInterval,
+          maxBufferBytes: o.maxBuffer,
+          delimiter: o.delimiter,
+          compression: o.compression,
+          ackOn: o.ackOn,
+          uploadConcurrency: o.uploadConcurrency,
+          closeTimeoutMs: o.closeTimeout,
+        }) as Parameters<typeof s3Sink>[0],
+      );
+    };
+  },
+});
+
+// ---- Kinesis: kinesis:<stream> ----
+
+function kinesisClient(o: { region?: string | undefined; endpoint?: string | undefined }): KinesisClient | undefined {
+  if (!o.endpoint) return undefined;
+  // Local Kinesis API servers speak HTTP/1.1 only.
+  return new KinesisClient({ endpoint: o.endpoint, region: o.region ?? 'us-east-1', requestHandler: new NodeHttpHandler() });
+}
+
+function streamOf({ url, display }: EndpointInput): string {
+  const stream = decodeURIComponent(url.pathname || url.hostname);
+  if (!stream) throw new UsageError(`${display}: give the stream as kinesis:<stream>`);
+  return stream;
+}
+
+const STARTS: Record<string, 'LATEST' | 'TRIM_HORIZON'> = { latest: 'LATEST', 'trim-horizon': 'TRIM_HORIZON', earliest: 'TRIM_HORIZON' };
+
+registerScheme(['kinesis'], {
+  help: 'kinesis:<stream>?region=us-east-1&from=trim-horizon&checkpoint=./c.json   Kinesis (endpoint= for a local server)',
+  source: (input) => {
+    const stream = streamOf(input);
+    const o = validate(
+      input.display,
+      z.strictObject({
+        region: z.string().min(1).optional(),
+        endpoint: z.url().optional(),
+        from: z.union([z.enum(['latest', 'trim-horizon', 'earliest']), z.iso.datetime()]).optional(),
+        checkpoint: z.string().min(1).optional(),
+        checkpointInterval: zDuration.optional(),
+        shards: z.string().min(1).optional(),
+        consumerName: z.string().min(1).optional(),
+        maxInFlightPerShard: zCount.optional(),
+      }),
+      input.params,
+    );
+    return () => {
+      const client = kinesisClient(o);
+      const from = o.from === undefined ? undefined : STARTS[o.from] ?? { timestamp: new Date(o.from) };
+      return kinesisSource(
+        defined({
+          streamName: stream,
+          client,
+          region: client ? undefined : o.region,
+          startingPosition: from,
+          checkpointer: o.checkpoint ? fileCheckpointer(o.checkpoint) : undefined,
+          checkpointIntervalMs: o.checkpointInterval,
+          shardIds: o.shards?.split(','),
+          consumerName: o.consumerName,
+          maxInFlightPerShard: o.maxInFlightPerShard,
+        }) as Parameters<typeof kinesisSource>[0],
+      );
+    };
+  },
+  sink: (input) => {
+    const stream = streamOf(input);
+    const o = validate(
+      input.display,
+      z.strictObject({
+        region: z.string().min(1).optional(),
+        endpoint: z.url().optional(),
+        partitionKey: z.string().min(1).optional(),
+        linger: zDuration.optional(),
+        maxBatchRecords: zCount.optional(),
+        maxInFlightRequests: zCount.optional(),
+      }),
+      input.params,
+    );
+    return () => {
+      const client = kinesisClient(o);
+      return kinesisSink(
+        defined({
+          streamName: stream,
+          client,
+          region: client ? undefined : o.region,
+          partitionKey: o.partitionKey,
+          lingerMs: o.linger,
+          maxBatchRecords: o.maxBatchRecords,
+          maxInFlightRequests: o.maxInFlightRequests,
+        }) as Parameters<typeof kinesisSink>[0],
+      );
+    };
+  },
+});
+
+// ---- Kafka: kafka://host:9092[,host2:9092]/topic ----
+
+function kafkaTarget({ url, display }: EndpointInput): { brokers: string[]; topic: string } {
+  const topic = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!url.host || !topic) throw new UsageError(`${display}: give brokers and topic as kafka://host:9092/topic`);
+  return { brokers: url.host.split(','), topic };
+}
+
+registerScheme(['kafka'], {
+  help: 'kafka://host:9092/topic?group=archiver&from=earliest   Apache Kafka (consumer group for sources)',
+  source: (input) => {
+    const { brokers, topic } = kafkaTarget(input);
+    const o = validate(
+      input.display,
+      z.strictObject({
+        group: z.string().min(1),
+        from: z.enum(['latest', 'earliest']).optional(),
+        clientId: z.string().min(1).optional(),
+        commitInterval: zDuration.optional(),
+        maxInFlightPerPartition: zCount.optional(),
+      }),
+      input.params,
+    );
+    return () =>
+      kafkaSource(
+        defined({
+          brokers,
+          topics: topic.split(','),
+          groupId: o.group,
+          startFrom: o.from,
+          clientId: o.clientId,
+          commitIntervalMs: o.commitInterval,
+          maxInFlightPerPartition: o.maxInFlightPerPartition,
+        }) as Parameters<typeof kafkaSource>[0],
+      );
+  },
+  sink: (input) => {
+    const { brokers, topic } = kafkaTarget(input);
+    const o = validate(
+      input.display,
+      z.strictObject({
+        clientId: z.string().min(1).optional(),
+        acks: z.enum(['all', 'leader', 'none']).optional(),
+        idempotent: zBool.optional(),
+        compression: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).optional(),
+        linger: zDuration.optional(),
+        batchSize: zCount.optional(),
+      }),
+      input.params,
+    );
+    return () =>
+      kafkaSink(
+        defined({
+          brokers,
+          topic,
+          clientId: o.clientId,
+          acks: o.acks,
+          idempotent: o.idempotent,
+          compression: o.compression,
+          lingerMs: o.linger,
+          batchSize: o.batchSize,
+        }) as Parameters<typeof kafkaSink>[0],
+      );
+  },
+});
+
+// ---- RabbitMQ: amqp://user:pass@host/vhost?queue=q (source), ?exchange=x&routingKey=k (sink) ----
+
+const AMQP_SOURCE_KEYS = ['queue', 'prefetch', 'assert', 'nackRequeue', 'consumerTag', 'closeTimeout'];
+const AMQP_SINK_KEYS = ['exchange', 'routingKey', 'persistent', 'mandatory', 'maxInFlight', 'assert'];
+
+registerScheme(['amqp', 'amqps'], {
+  help: 'amqp://user:pass@host/vhost?queue=q | ?exchange=logs&routingKey=errors   RabbitMQ consume (queue) or publish (exchange)',
+  source: (input) => {
+    const { target, ours } = splitUrl(input, AMQP_SOURCE_KEYS);
+    const o = validate(
+      input.display,
+      z.strictObject({
+        queue: z.string().min(1),
+        prefetch: zCount.optional(),
+        assert: zBool.optional(),
+        nackRequeue: zBool.optional(),
+        consumerTag: z.string().min(1).optional(),
+        closeTimeout: zDuration.optional(),
+      }),
+      ours,
+    );
+    return () =>
+      rabbitmqSource(
+        defined({
+          url: target,
+          queue: o.queue,
+          prefetch: o.prefetch,
+          assert: o.assert,
+          nackRequeue: o.nackRequeue,
+          consumerTag: o.consumerTag,
+          closeTimeoutMs: o.closeTimeout,
+        }) as Parameters<typeof rabbitmqSource>[0],
+      );
+  },
+  sink: (input) => {
+    const { target, ours } = splitUrl(input, AMQP_SINK_KEYS);
+    const o = validate(
+      input.display,
+      z.strictObject({
+        exchange: z.string().optional(),
+        routingKey: z.string().optional(),
+        persistent: zBool.optional(),
+        mandatory: zBool.optional(),
+        maxInFlight: zCount.optional(),
+        assert: zBool.optional(),
+      }),
+      ours,
+    );
+    return () =>
+      rabbitmqSink(
+        defined({
+          url: target,
+          exchange: o.exchange,
+          routingKey: o.routingKey,
+          persistent: o.persistent,
+          mandatory: o.mandatory,
+          maxInFlight: o.maxInFlight,
+          assert: o.assert,
+        }) as Parameters<typeof rabbitmqSink>[0],
+      );
   },
 });
