@@ -139,10 +139,10 @@ export function kafkaSink(options: KafkaSinkOptions): RetryingSink {
   resolveRetry('kafkaSink', options.retry);
   const signal = signalOption('kafkaSink', 'signal', options.signal);
   return retryingSink(() => new KafkaProducerSink(resolved), {
-    ...(options.retry === undefined ? {} : { retry: options.retry }),
+    retry: options.retry,
     what: `kafkaSink: producing to ${resolved.topic} on ${resolved.connection.brokers.join(',')}`,
     highWaterMark: resolved.highWaterMark,
-    ...(signal ? { signal } : {}),
+    signal,
   });
 }
 

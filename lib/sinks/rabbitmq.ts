@@ -213,13 +213,14 @@ export class RabbitmqSink extends RetryingSink {
   constructor(options: RabbitmqSinkOptions = {}) {
     const config = resolveSinkOptions(options);
     const stats: RabbitmqSinkStats = { connections: 0, published: 0, confirmed: 0, returned: 0, unconfirmed: 0, peakInFlight: 0, drainWaits: 0 };
+    // The wrapper fills its own defaults for what is undefined.
     const outer: ConstructorParameters<typeof RetryingSink>[1] = {
       what: `${WHERE}: publishing to exchange "${config.exchange}" at ${redactUrl(config.url)}`,
       forwardEvents: ['unroutable', 'blocked', 'unblocked'],
+      retry: config.raw.retry,
+      signal: config.raw.signal,
+      highWaterMark: config.raw.highWaterMark,
     };
-    if (config.raw.retry !== undefined) outer.retry = config.raw.retry;
-    if (config.raw.signal !== undefined) outer.signal = config.raw.signal;
-    if (config.raw.highWaterMark !== undefined) outer.highWaterMark = config.raw.highWaterMark;
     super(() => new AmqpPublisher(config, stats), outer);
     this.exchange = config.exchange;
     this.#stats = stats;

@@ -165,11 +165,11 @@ export function kafkaSource(options: KafkaSourceOptions): RetryingSource {
   resolveRetry('kafkaSource', options.retry);
   const signal = signalOption('kafkaSource', 'signal', options.signal);
   return retryingSource(() => new KafkaConsumerSource(resolved), {
-    ...(options.retry === undefined ? {} : { retry: options.retry }),
+    retry: options.retry,
     what: `kafkaSource: consuming ${resolved.topics.join(', ')} from ${resolved.connection.brokers.join(',')} as group ${resolved.groupId}`,
     forwardEvents: ['checkpoint', 'checkpointerror', 'rebalance', 'nack'],
     highWaterMark: resolved.highWaterMark,
-    ...(signal ? { signal } : {}),
+    signal,
   });
 }
 

@@ -177,13 +177,14 @@ export class RabbitmqSource extends RetryingSource {
   constructor(options: RabbitmqSourceOptions) {
     const config = resolveSourceOptions(options);
     const stats: RabbitmqSourceStats = { connections: 0, delivered: 0, redelivered: 0, acked: 0, nacked: 0, lateSettles: 0 };
+    // The wrapper fills its own defaults for what is undefined.
     const outer: ConstructorParameters<typeof RetryingSource>[1] = {
       what: `${WHERE}: consuming queue "${config.queue}" at ${redactUrl(config.url)}`,
       forwardEvents: ['closetimeout'],
+      retry: config.raw.retry,
+      signal: config.raw.signal,
+      highWaterMark: config.raw.highWaterMark,
     };
-    if (config.raw.retry !== undefined) outer.retry = config.raw.retry;
-    if (config.raw.signal !== undefined) outer.signal = config.raw.signal;
-    if (config.raw.highWaterMark !== undefined) outer.highWaterMark = config.raw.highWaterMark;
     super(() => new AmqpConsumer(config, stats), outer);
     this.queue = config.queue;
     this.#stats = stats;
