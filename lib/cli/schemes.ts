@@ -48,15 +48,30 @@ registerScheme(['stdout'], {
 
 // ---- WebSocket: our keys are taken out of the query; the rest stays in the URL for the server ----
 
-const WS_SOURCE_KEYS = ['reconnectEvery', 'heartbeatInterval', 'heartbeatTimeout', 'connectTimeout', 'subscribe', 'maxPayload'];
-const WS_SINK_KEYS = ['heartbeatInterval', 'heartbeatTimeout', 'connectTimeout', 'messageType', 'maxBuffered'];
+const WS_SOURCE = z.strictObject({
+  reconnectEvery: zDuration.optional(),
+  heartbeatInterval: zDuration.optional(),
+  heartbeatTimeout: zDuration.optional(),
+  connectTimeout: zDuration.optional(),
+  maxPayload: zBytes.optional(),
+  subscribe: z.unknown().optional(),
+});
+const WS_SINK = z.strictObject({
+  heartbeatInterval: zDuration.optional(),
+  heartbeatTimeout: zDuration.optional(),
+  connectTimeout: zDuration.optional(),
+  messageType: z.enum(['binary', 'text']).optional(),
+  maxBuffered: zBytes.optional(),
+});
 
 /**
  * Takes our option keys out of a URI whose other query keys belong to the server (WebSocket
  * feeds, amqplib's heartbeat/frameMax). Options from a pipeline file that are not ours are kept
  * with ours, so they are reported as unknown rather than sent to the server.
  */
-function splitUrl({ url, params }: EndpointInput, keys: string[]): { target: string; ours: Record<string, unknown> } {
+function splitUrl({ url, params }: EndpointInput, schema: z.ZodObject): { target: string; ours: Record<string, unknown> } {
+  // Our keys are the schema's: one list, so a new option cannot be validated yet sent to the server.
+  const keys = Object.keys(schema.shape);
   const target = new URL(url);
   const ours: Record<string, unknown> = {};
   for (const key of keys) target.searchParams.delete(key);
@@ -74,20 +89,9 @@ function subscriptions({ url, params }: EndpointInput): string[] {
 registerScheme(['ws', 'wss'], {
   help: 'ws://host/feed?reconnectEvery=12h&subscribe=<text>   WebSocket feed (other query keys go to the server)',
   source: (input) => {
-    const { target, ours } = splitUrl(input, WS_SOURCE_KEYS);
+    const { target, ours } = splitUrl(input, WS_SOURCE);
     const subscribe = subscriptions(input);
-    const o = validate(
-      input.display,
-      z.strictObject({
-        reconnectEvery: zDuration.optional(),
-        heartbeatInterval: zDuration.optional(),
-        heartbeatTimeout: zDuration.optional(),
-        connectTimeout: zDuration.optional(),
-        maxPayload: zBytes.optional(),
-        subscribe: z.unknown().optional(),
-      }),
-      ours,
-    );
+    const o = validate(input.display, WS_SOURCE, ours);
     return () =>
       websocketSource(
         defined({
@@ -103,18 +107,8 @@ registerScheme(['ws', 'wss'], {
       );
   },
   sink: (input) => {
-    const { target, ours } = splitUrl(input, WS_SINK_KEYS);
-    const o = validate(
-      input.display,
-      z.strictObject({
-        heartbeatInterval: zDuration.optional(),
-        heartbeatTimeout: zDuration.optional(),
-        connectTimeout: zDuration.optional(),
-        messageType: z.enum(['binary', 'text']).optional(),
-        maxBuffered: zBytes.optional(),
-      }),
-      ours,
-    );
+    const { target, ours } = splitUrl(input, WS_SINK);
+    const o = validate(input.display, WS_SINK, ours);
     return () =>
       websocketSink(
         defined({
@@ -344,25 +338,28 @@ registerScheme(['kafka'], {
 
 // ---- RabbitMQ: amqp://user:pass@host/vhost?queue=q (source), ?exchange=x&routingKey=k (sink) ----
 
-const AMQP_SOURCE_KEYS = ['queue', 'prefetch', 'assert', 'nackRequeue', 'consumerTag', 'closeTimeout'];
-const AMQP_SINK_KEYS = ['exchange', 'routingKey', 'persistent', 'mandatory', 'maxInFlight', 'assert'];
+const AMQP_SOURCE = z.strictObject({
+  queue: z.string().min(1),
+  prefetch: zCount.optional(),
+  assert: zBool.optional(),
+  nackRequeue: zBool.optional(),
+  consumerTag: z.string().min(1).optional(),
+  closeTimeout: zDuration.optional(),
+});
+const AMQP_SINK = z.strictObject({
+  exchange: z.string().optional(),
+  routingKey: z.string().optional(),
+  persistent: zBool.optional(),
+  mandatory: zBool.optional(),
+  maxInFlight: zCount.optional(),
+  assert: zBool.optional(),
+});
 
 registerScheme(['amqp', 'amqps'], {
   help: 'amqp://user:pass@host/vhost?queue=q | ?exchange=logs&routingKey=errors   RabbitMQ consume (queue) or publish (exchange)',
   source: (input) => {
-    const { target, ours } = splitUrl(input, AMQP_SOURCE_KEYS);
-    const o = validate(
-      input.display,
-      z.strictObject({
-        queue: z.string().min(1),
-        prefetch: zCount.optional(),
-        assert: zBool.optional(),
-        nackRequeue: zBool.optional(),
-        consumerTag: z.string().min(1).optional(),
-        closeTimeout: zDuration.optional(),
-      }),
-      ours,
-    );
+    const { target, ours } = splitUrl(input, AMQP_SOURCE);
+    const o = validate(input.display, AMQP_SOURCE, ours);
     return () =>
       rabbitmqSource(
         defined({
@@ -377,19 +374,8 @@ registerScheme(['amqp', 'amqps'], {
       );
   },
   sink: (input) => {
-    const { target, ours } = splitUrl(input, AMQP_SINK_KEYS);
-    const o = validate(
-      input.display,
-      z.strictObject({
-        exchange: z.string().optional(),
-        routingKey: z.string().optional(),
-        persistent: zBool.optional(),
-        mandatory: zBool.optional(),
-        maxInFlight: zCount.optional(),
-        assert: zBool.optional(),
-      }),
-      ours,
-    );
+    const { target, ours } = splitUrl(input, AMQP_SINK);
+    const o = validate(input.display, AMQP_SINK, ours);
     return () =>
       rabbitmqSink(
         defined({
