@@ -69,7 +69,7 @@ class Lane<P> {
 export class AckTracker<P = string> {
   readonly maxInFlight: number;
   #lanes = new Map<string, Lane<P>>();
-  #idleWaiters: Array<() => void> = [];
+  #idleWaiters: Array<{ partition: string | undefined; done: () => void }> = [];
   #nacks: NackRecord<P>[] = [];
   #onNack: ((record: NackRecord<P>) => void) | undefined;
 
@@ -139,10 +139,12 @@ export class AckTracker<P = string> {
       lane.waiters = [];
       for (const w of waiters) w();
     }
-    if (this.#idleWaiters.length > 0 && this.inFlight() === 0) {
-      const waiters = this.#idleWaiters;
-      this.#idleWaiters = [];
-      for (const w of waiters) w();
+    if (this.#idleWaiters.length > 0) {
+      const total = this.inFlight();
+      const ready = this.#idleWaiters.filter((w) => (w.partition === undefined ? total : this.inFlight(w.partition)) === 0);
+      if (ready.length === 0) return;
+      this.#idleWaiters = this.#idleWaiters.filter((w) => !ready.includes(w));
+      for (const w of ready) w.done();
     }
   }
 
@@ -183,21 +185,24 @@ export class AckTracker<P = string> {
   }
 
   /**
-   * Resolves true when nothing is in flight on any partition, or false after
-   * `timeoutMs` (the graceful-close bound).
+   * Resolves true when nothing is in flight on `partition` (on any partition
+   * when omitted), or false after `timeoutMs` (the graceful-close bound).
    */
-  whenIdle(timeoutMs = Infinity): Promise<boolean> {
-    if (this.inFlight() === 0) return Promise.resolve(true);
+  whenIdle(timeoutMs = Infinity, partition?: string): Promise<boolean> {
+    if (this.inFlight(partition) === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
-      const done = (): void => {
-        if (timer) clearTimeout(timer);
-        resolve(true);
+      const waiter = {
+        partition,
+        done: (): void => {
+          if (timer) clearTimeout(timer);
+          resolve(true);
+        },
       };
-      this.#idleWaiters.push(done);
+      this.#idleWaiters.push(waiter);
       if (Number.isFinite(timeoutMs)) {
         timer = setTimeout(() => {
-          this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
+          this.#idleWaiters = this.#idleWaiters.filter((w) => w !== waiter);
           resolve(false);
         }, timeoutMs);
       }
