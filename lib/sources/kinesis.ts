@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-kinesis';
 import { memoryCheckpointer, SHARD_END, type Checkpoint, type Checkpointer } from '../checkpoint/memory.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
-import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
+import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { createMessage, type Message } from '../core/message.js';
 import {
   booleanOption,
@@ -27,6 +27,7 @@ import { awsErrorName, kinesisError, resolveClient, resolveStream, type KinesisC
 import { deaggregate } from '../kinesis/deaggregate.js';
 import { deregisterConsumer, ensureConsumer, subscribeShard, type StartingPositionParam } from '../kinesis/fan-out.js';
 import { listShards, parentsDone, type ShardInfo } from '../kinesis/shards.js';
+import type { CoordinatedSource, GrantedShard, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from '../kinesis/coordinator.js';
 
 /**
  * Where reading starts in a shard that has no checkpoint:
@@ -51,6 +52,12 @@ export interface KinesisSourceOptions extends KinesisConnectionOptions {
   shardIds?: readonly string[];
   /** Where per-shard checkpoints are loaded from and stored. Default: a new {@link memoryCheckpointer}. */
   checkpointer?: Checkpointer;
+  /**
+   * Share the stream's shards with other processes: this source reads only the
+   * shards the coordinator leases to it, and stores checkpoints in the leases
+   * (e.g. {@link dynamoLeases}). Excludes `checkpointer` and `shardIds`.
+   */
+  coordinator?: ShardCoordinator;
   /** How often acked progress is stored. Default 5,000 ms. It is also stored on `close()`. */
   checkpointIntervalMs?: number;
   /** Most unacked messages per shard; a shard stops fetching when it has this many. Default 1,000. */
@@ -91,7 +98,8 @@ export interface LagEvent {
 /** The `'shard'` event: a shard started or finished being read. */
 export interface ShardEvent {
   shardId: string;
-  state: 'reading' | 'ended';
+  /** `'stopped'`: no longer read here (its lease was lost or handed over). */
+  state: 'reading' | 'ended' | 'stopped';
   parents: string[];
 }
 
@@ -105,6 +113,7 @@ const KNOWN_OPTIONS = [
   'startingPosition',
   'shardIds',
   'checkpointer',
+  'coordinator',
   'checkpointIntervalMs',
   'maxInFlightPerShard',
   'consumerName',
@@ -141,7 +150,12 @@ const MIN_CALL_GAP_MS = 200;
  * `'checkpoint'` ({@link CheckpointEvent}), `'shard'` ({@link ShardEvent}),
  * `'retry'` ({@link RetryEvent} plus `operation`), `'subscribe'` (enhanced fan-out: a
  * subscription started, `{ shardId, position, sequenceNumber }`), `'nack'` (a nacked message holds its shard's
- * checkpoint back until a restart redelivers it), `'warning'` (close timed out).
+ * checkpoint back until a restart redelivers it), `'warning'` (close timed out; with a coordinator, also a
+ * lease table briefly unreachable), `'lease'` ({@link LeaseEvent}, with a coordinator).
+ *
+ * With `coordinator` (e.g. {@link dynamoLeases}), several processes share the
+ * stream: each reads the shards leased to it and checkpoints into the leases;
+ * `close()` stores the final checkpoints and then releases the leases.
  *
  * @example
  * ```ts
@@ -158,7 +172,16 @@ export function kinesisSource(options: KinesisSourceOptions): KinesisSource {
 }
 
 interface ShardState extends ShardInfo {
-  status: 'waiting' | 'reading' | 'ended' | 'finished';
+  /** `'idle'`: known, not leased to us (coordinated); `'draining'`: being handed over. */
+  status: 'idle' | 'waiting' | 'reading' | 'draining' | 'ended' | 'finished';
+  /** Aborted to stop this shard's reader (the source stopping aborts every one). */
+  abort: AbortController;
+  /** The running reader, if any. */
+  reader: Promise<void> | undefined;
+  /** Aborted when this shard's reader or the whole source stops. */
+  signal: AbortSignal;
+  /** Resolves when `signal` aborts. */
+  stopped: Promise<void>;
   /** Where to start when the shard is first opened. */
   start: StartingPositionParam;
   /** Resuming inside an aggregated record: skip its user records up to this one. */
@@ -189,6 +212,7 @@ export class KinesisSource extends Readable {
   readonly #startingPosition: StartingPosition;
   readonly #shardIds: ReadonlySet<string> | undefined;
   readonly #checkpointer: Checkpointer;
+  readonly #coordinator: ShardCoordinator | undefined;
   readonly #checkpointIntervalMs: number;
   readonly #consumerName: string | undefined;
   readonly #deregisterOnClose: boolean;
@@ -237,6 +261,15 @@ export class KinesisSource extends Readable {
       invalidOption(WHERE, 'checkpointer', 'a Checkpointer (an object with load(scope) and store(scope, checkpoints))', o.checkpointer);
     }
     this.#checkpointer = o.checkpointer ?? memoryCheckpointer();
+    if (o.coordinator !== undefined) {
+      const c = o.coordinator as Partial<ShardCoordinator> | null;
+      if (typeof c?.start !== 'function' || typeof c.sync !== 'function' || typeof c.checkpoint !== 'function' || typeof c.stop !== 'function') {
+        invalidOption(WHERE, 'coordinator', 'a ShardCoordinator such as dynamoLeases({ tableName })', o.coordinator);
+      }
+      if (o.checkpointer !== undefined) conflictingOptions(WHERE, 'coordinator', 'checkpointer', 'cannot be combined: the coordinator stores the checkpoints (in its leases)');
+      if (o.shardIds !== undefined) conflictingOptions(WHERE, 'coordinator', 'shardIds', 'cannot be combined: the coordinator decides which shards this source reads');
+      this.#coordinator = o.coordinator;
+    }
     this.#checkpointIntervalMs = durationOption(WHERE, 'checkpointIntervalMs', o.checkpointIntervalMs, 5_000);
     this.#tracker = new AckTracker<Checkpoint>({
       maxInFlight: numberOption(WHERE, 'maxInFlightPerShard', o.maxInFlightPerShard, 1_000, { min: 1, integer: true }),
@@ -307,7 +340,7 @@ export class KinesisSource extends Readable {
     return this.#stop.signal.aborted;
   }
 
-  async #call<T>(operation: string, fn: () => Promise<T>, details: Record<string, unknown> = {}): Promise<T> {
+  async #call<T>(operation: string, fn: () => Promise<T>, details: Record<string, unknown> = {}, signal = this.#stop.signal): Promise<T> {
     return withRetry(
       `${WHERE}: ${operation} on ${JSON.stringify(this.#stream.label)}`,
       async () => {
@@ -319,7 +352,7 @@ export class KinesisSource extends Readable {
       },
       this.#retry,
       (event: RetryEvent) => this.emit('retry', { ...event, operation, ...details }),
-      this.#stop.signal,
+      signal,
     );
   }
 
@@ -328,7 +361,8 @@ export class KinesisSource extends Readable {
       this.#client.send(new DescribeStreamSummaryCommand({ ...this.#stream.params }), { abortSignal: this.#stop.signal }),
     );
     const streamARN = summary.StreamDescriptionSummary?.StreamARN;
-    const loaded = await this.#checkpointer.load(this.scope).catch((error: unknown) => {
+    if (this.#coordinator) await this.#coordinator.start(this.#coordinated());
+    const loaded = this.#coordinator ? {} : await this.#checkpointer.load(this.scope).catch((error: unknown) => {
       throw new ManifoldError(`${WHERE}: loading checkpoints of ${JSON.stringify(this.scope)} failed: ${describe(error)}`, {
         code: ErrorCodes.IO,
         cause: error,
@@ -348,9 +382,7 @@ export class KinesisSource extends Readable {
     await this.#discover(loaded, true);
     if (this.#stopping) return;
     this.#discoveryTimer = setInterval(() => this.#requestDiscovery(), this.#discoveryIntervalMs);
-    this.#checkpointTimer = setInterval(() => {
-      this.#flush().catch((error: unknown) => this.#fail(error));
-    }, this.#checkpointIntervalMs);
+    this.#checkpointTimer = setInterval(() => this.#flushInBackground(), this.#checkpointIntervalMs);
     this.emit('ready', { shards: [...this.#shards.values()].filter((s) => s.status === 'reading').map((s) => s.shardId) });
     this.#maybeEndRestricted();
   }
@@ -385,6 +417,8 @@ export class KinesisSource extends Readable {
         });
       }
     }
+    const fresh: NewShard[] = [];
+    const listedIds = new Set(listed.map((s) => s.shardId));
     for (const info of listed) {
       const known = this.#shards.get(info.shardId);
       if (known) {
@@ -393,15 +427,13 @@ export class KinesisSource extends Readable {
         continue;
       }
       if (this.#shardIds && !this.#shardIds.has(info.shardId)) continue;
+      if (this.#coordinator) {
+        this.#shards.set(info.shardId, { ...this.#newState(info), status: 'idle' });
+        fresh.push(this.#leaseStart(info, listedIds.size > 0 && info.parents.some((p) => listedIds.has(p))));
+        continue;
+      }
       const checkpoint = loaded?.[info.shardId];
-      const state: ShardState = {
-        ...info,
-        status: 'waiting',
-        start: { Type: 'TRIM_HORIZON' },
-        skipThrough: undefined,
-        lastDelivered: undefined,
-        storedKey: checkpointKey(checkpoint),
-      };
+      const state: ShardState = { ...this.#newState(info), storedKey: checkpointKey(checkpoint) };
       if (checkpoint?.sequenceNumber === SHARD_END) state.status = 'finished';
       else if (checkpoint) {
         Object.assign(state, resumeFrom(checkpoint));
@@ -418,37 +450,173 @@ export class KinesisSource extends Readable {
       }
       this.#shards.set(info.shardId, state);
     }
-    this.#startReady();
+    if (this.#coordinator) await this.#coordinator.sync(fresh);
+    else this.#startReady();
+  }
+
+  #newState(info: ShardInfo): ShardState {
+    return {
+      ...info,
+      status: 'waiting',
+      abort: new AbortController(),
+      reader: undefined,
+      signal: this.#stop.signal,
+      stopped: this.#stopped,
+      start: { Type: 'TRIM_HORIZON' },
+      skipThrough: undefined,
+      lastDelivered: undefined,
+      storedKey: undefined,
+    };
+  }
+
+  /**
+   * Where a shard leased for the first time starts, fixed in its lease: a child
+   * of a listed shard at its start; others by startingPosition, with 'LATEST'
+   * pinned to now so a lease changing hands skips nothing.
+   */
+  #leaseStart(info: ShardInfo, isChild: boolean): NewShard {
+    const position = this.#startingPosition;
+    if (isChild || position === 'TRIM_HORIZON') return { ...info, start: { type: 'TRIM_HORIZON' }, finished: false };
+    if (position === 'LATEST') return { ...info, start: { type: 'AT_TIMESTAMP', timestamp: Date.now() }, finished: info.closed };
+    // afterSequenceNumber needs shardIds, which a coordinator excludes.
+    return { ...info, start: { type: 'AT_TIMESTAMP', timestamp: (position as { timestamp: number }).timestamp }, finished: false };
   }
 
   #startReady(): void {
-    if (this.#stopping) return;
+    if (this.#stopping || this.#coordinator) return;
     const isKnown = (id: string): boolean => this.#shards.has(id);
     const isDone = (id: string): boolean => {
       const status = this.#shards.get(id)?.status;
       return status === 'ended' || status === 'finished';
     };
     for (const shard of this.#shards.values()) {
-      if (shard.status !== 'waiting' || !parentsDone(shard, isKnown, isDone)) continue;
-      shard.status = 'reading';
-      this.emit('shard', { shardId: shard.shardId, state: 'reading', parents: shard.parents } satisfies ShardEvent);
-      const reader = (this.#consumerARN === undefined ? this.#poll(shard) : this.#subscribe(shard)).then(
-        () => {
-          if (this.#stopping) return;
-          shard.status = 'ended';
-          this.emit('shard', { shardId: shard.shardId, state: 'ended', parents: shard.parents } satisfies ShardEvent);
-          // Its children may exist already (start them) or be about to be listed.
-          this.#startReady();
-          this.#requestDiscovery();
-          this.#maybeEndRestricted();
-        },
-        (error: unknown) => {
-          if (!this.#stopping) this.#fail(error);
-        },
-      );
-      this.#readers.add(reader);
-      reader.finally(() => this.#readers.delete(reader)).catch(() => {});
+      if (shard.status === 'waiting' && parentsDone(shard, isKnown, isDone)) this.#startReader(shard);
     }
+  }
+
+  #startReader(shard: ShardState): void {
+    shard.status = 'reading';
+    shard.abort = new AbortController();
+    const stopped = AbortSignal.any([this.#stop.signal, shard.abort.signal]);
+    shard.signal = stopped;
+    shard.stopped = new Promise<void>((resolve) => stopped.addEventListener('abort', () => resolve(), { once: true }));
+    this.emit('shard', { shardId: shard.shardId, state: 'reading', parents: shard.parents } satisfies ShardEvent);
+    const reader = (this.#consumerARN === undefined ? this.#poll(shard) : this.#subscribe(shard)).then(
+      () => {
+        if (stopped.aborted) return;
+        shard.status = 'ended';
+        this.emit('shard', { shardId: shard.shardId, state: 'ended', parents: shard.parents } satisfies ShardEvent);
+        // Its children may exist already (start them) or be about to be listed.
+        this.#startReady();
+        this.#requestDiscovery();
+        this.#maybeEndRestricted();
+        // Coordinated: the SHARD_END checkpoint is what lets any worker take the children.
+        if (this.#coordinator) this.#flushInBackground();
+      },
+      (error: unknown) => {
+        if (!stopped.aborted) this.#fail(error);
+      },
+    );
+    shard.reader = reader;
+    this.#readers.add(reader);
+    reader.finally(() => this.#readers.delete(reader)).catch(() => {});
+  }
+
+  #flushInBackground(): void {
+    this.#flush().catch((error: unknown) => {
+      // Coordinated, a lease table that is briefly unreachable is not fatal: the next flush tries again.
+      if (this.#coordinator && isRetryable(error)) this.emit('warning', toError(error));
+      else this.#fail(error);
+    });
+  }
+
+  /** The face this source shows its coordinator. */
+  #coordinated(): CoordinatedSource {
+    const isActive = (): boolean => !this.#stopping && !this.destroyed;
+    return {
+      streamName: this.#stream.name,
+      get active() {
+        return isActive();
+      },
+      acquire: (shard) => this.#acquire(shard),
+      revoke: (shardId) => this.#revoke(shardId),
+      drain: (shardId, timeoutMs) => this.#drainShard(shardId, timeoutMs),
+      lease: (event: LeaseEvent) => this.emit('lease', event),
+      warn: (error) => this.emit('warning', error),
+      fail: (error) => this.#fail(error),
+    };
+  }
+
+  /** Coordinated: a lease was gained; read the shard from its checkpoint (or its lease's start). */
+  #acquire(granted: GrantedShard): void {
+    if (this.#stopping) return;
+    let shard = this.#shards.get(granted.shardId);
+    if (!shard) {
+      // Leased before this worker listed it (a child another worker found first).
+      shard = { ...this.#newState({ shardId: granted.shardId, parents: granted.parents, closed: false }), status: 'idle' };
+      this.#shards.set(granted.shardId, shard);
+    }
+    if (shard.status === 'reading' || shard.status === 'draining') return;
+    // Whatever this worker tracked of the shard before is stale: the lease row holds the truth.
+    this.#tracker.remove(shard.shardId);
+    shard.lastDelivered = undefined;
+    shard.skipThrough = undefined;
+    shard.storedKey = checkpointKey(granted.checkpoint);
+    if (granted.checkpoint?.sequenceNumber === SHARD_END) {
+      shard.status = 'finished';
+      return;
+    }
+    if (granted.checkpoint) {
+      Object.assign(shard, resumeFrom(granted.checkpoint));
+      this.#tracker.setCommitted(shard.shardId, granted.checkpoint);
+    } else {
+      shard.start = leaseStartParam(granted.start);
+    }
+    this.#startReader(shard);
+  }
+
+  /** Stops reading a shard: what was fetched of it and not yet pushed is dropped, its unacked messages forgotten. */
+  #stopShard(shard: ShardState): void {
+    shard.abort.abort(new ManifoldError(`${WHERE}: stopped reading ${shard.shardId}`, { code: ErrorCodes.ABORTED }));
+    shard.status = 'idle';
+    this.emit('shard', { shardId: shard.shardId, state: 'stopped', parents: shard.parents } satisfies ShardEvent);
+  }
+
+  /** Coordinated: the lease is gone; stop at once (another worker reads the shard from its checkpoint). */
+  #revoke(shardId: string): void {
+    const shard = this.#shards.get(shardId);
+    if (!shard || shard.status === 'idle' || shard.status === 'finished') return;
+    this.#stopShard(shard);
+    this.#tracker.remove(shardId);
+    // Not pushed yet: nobody has seen these, and the next owner reads them again.
+    this.#backlog = this.#backlog.filter((m) => m.meta?.shardId !== shardId);
+  }
+
+  /** Coordinated handoff: stop reading, let what was delivered be acked, return the checkpoint to hand over. */
+  async #drainShard(shardId: string, timeoutMs: number): Promise<Checkpoint | undefined> {
+    const shard = this.#shards.get(shardId);
+    if (!shard) return undefined;
+    if (shard.status === 'reading' || shard.status === 'ended') {
+      shard.abort.abort(new ManifoldError(`${WHERE}: handing ${shardId} over`, { code: ErrorCodes.ABORTED }));
+      shard.status = 'draining';
+      await shard.reader?.catch(() => {});
+      // Fetched but not pushed: drop them and let the next owner read them, rather than wait for the consumer to get to them.
+      // They are the newest of the shard, so the checkpoint can still reach every message pushed before them.
+      const before = this.#backlog.length;
+      this.#backlog = this.#backlog.filter((m) => m.meta?.shardId !== shardId);
+      const dropped = before - this.#backlog.length;
+      const deadline = Date.now() + timeoutMs;
+      const settled = (): boolean => this.#tracker.inFlight(shardId) <= dropped;
+      if (dropped === 0) await this.#tracker.whenIdle(timeoutMs, shardId);
+      else while (!settled() && Date.now() < deadline && !this.destroyed) await sleep(20);
+      if (!settled()) this.emit('warning', closeTimeoutError(`${WHERE}: handing ${shardId} over`, timeoutMs, this.#tracker.inFlight(shardId) - dropped));
+    }
+    const checkpoint = this.#tracker.remove(shardId);
+    if (shard.status === 'draining') {
+      shard.status = 'idle';
+      this.emit('shard', { shardId, state: 'stopped', parents: shard.parents } satisfies ShardEvent);
+    }
+    return checkpoint;
   }
 
   /** With `shardIds`, the source ends once each of its shards is read to its end. */
@@ -459,17 +627,17 @@ export class KinesisSource extends Readable {
   }
 
   /** Resolves when the consumer wants more and the shard is below maxInFlightPerShard, or on stop. */
-  async #gate(shardId: string): Promise<void> {
-    while (!this.#stopping && (!this.#flowing || this.#backlog.length > 0 || this.#tracker.isFull(shardId))) {
-      const stopped = this.#stopped;
+  async #gate(shard: ShardState): Promise<void> {
+    const { shardId, stopped } = shard;
+    while (!shard.signal.aborted && (!this.#flowing || this.#backlog.length > 0 || this.#tracker.isFull(shardId))) {
       if (!this.#flowing || this.#backlog.length > 0) await Promise.race([new Promise<void>((resolve) => this.#flowWaiters.push(resolve)), stopped]);
       else await Promise.race([this.#tracker.whenRoom(shardId), stopped]);
     }
   }
 
-  async #sleep(ms: number): Promise<void> {
+  async #sleep(ms: number, signal: AbortSignal): Promise<void> {
     try {
-      await sleep(ms, undefined, { signal: this.#stop.signal });
+      await sleep(ms, undefined, { signal });
     } catch {
       // Stopped: the caller checks #stopping.
     }
@@ -477,6 +645,7 @@ export class KinesisSource extends Readable {
 
   /** Pushes the records of one GetRecords page or fan-out event, de-aggregated, in order. */
   #deliver(shard: ShardState, records: readonly KinesisRecord[]): void {
+    if (shard.signal.aborted) return;
     for (const record of records) {
       const sequenceNumber = record.SequenceNumber!;
       const data = Buffer.from(record.Data ?? new Uint8Array(0));
@@ -529,9 +698,7 @@ export class KinesisSource extends Readable {
     };
     if (position.SequenceNumber !== undefined) input.StartingSequenceNumber = position.SequenceNumber;
     if (position.Timestamp !== undefined) input.Timestamp = position.Timestamp;
-    const out = await this.#call('GetShardIterator', () => this.#client.send(new GetShardIteratorCommand(input), { abortSignal: this.#stop.signal }), {
-      shardId: shard.shardId,
-    });
+    const out = await this.#call('GetShardIterator', () => this.#client.send(new GetShardIteratorCommand(input), { abortSignal: shard.signal }), { shardId: shard.shardId }, shard.signal);
     return out.ShardIterator;
   }
 
@@ -539,12 +706,13 @@ export class KinesisSource extends Readable {
   async #poll(shard: ShardState): Promise<void> {
     let iterator = await this.#iterator(shard, shard.start);
     let lastCall = 0;
-    while (iterator !== undefined && !this.#stopping) {
-      await this.#gate(shard.shardId);
-      if (this.#stopping) return;
+    const { signal } = shard;
+    while (iterator !== undefined && !signal.aborted) {
+      await this.#gate(shard);
+      if (signal.aborted) return;
       const gap = lastCall + MIN_CALL_GAP_MS - Date.now();
-      if (gap > 0) await this.#sleep(gap);
-      if (this.#stopping) return;
+      if (gap > 0) await this.#sleep(gap, signal);
+      if (signal.aborted) return;
       // Never fetch far past maxInFlightPerShard: that is what bounds memory under a slow consumer.
       const room = Math.max(1, this.#tracker.maxInFlight - this.#tracker.inFlight(shard.shardId));
       const limit = Math.min(this.#maxRecordsPerCall, room);
@@ -553,7 +721,7 @@ export class KinesisSource extends Readable {
         async () => {
           lastCall = Date.now();
           try {
-            return await this.#client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: limit }), { abortSignal: this.#stop.signal });
+            return await this.#client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: limit }), { abortSignal: signal });
           } catch (error) {
             // Iterators live 5 minutes (a slow consumer can outlast one): get a new one where we are, and try again.
             if (awsErrorName(error) !== 'ExpiredIteratorException') throw error;
@@ -567,13 +735,14 @@ export class KinesisSource extends Readable {
           }
         },
         { shardId: shard.shardId },
+        signal,
       );
-      if (this.#stopping) return;
+      if (signal.aborted) return;
       const records = out.Records ?? [];
       this.#deliver(shard, records);
       if (out.MillisBehindLatest !== undefined) this.emit('lag', { shardId: shard.shardId, millisBehindLatest: out.MillisBehindLatest } satisfies LagEvent);
       iterator = out.NextShardIterator ?? undefined;
-      if (iterator !== undefined && records.length === 0 && (out.MillisBehindLatest ?? 0) === 0) await this.#sleep(this.#pollIntervalMs);
+      if (iterator !== undefined && records.length === 0 && (out.MillisBehindLatest ?? 0) === 0) await this.#sleep(this.#pollIntervalMs, signal);
     }
   }
 
@@ -587,8 +756,8 @@ export class KinesisSource extends Readable {
       resumePosition: () => this.#resumePosition(shard),
       retry: this.#retry,
       resubscribeAfterMs: this.#resubscribeAfterMs,
-      signal: this.#stop.signal,
-      gate: () => this.#gate(shard.shardId),
+      signal: shard.signal,
+      gate: () => this.#gate(shard),
       isClosed: () => shard.closed,
       onEvent: (records, millisBehindLatest) => {
         this.#deliver(shard, records);
@@ -605,6 +774,8 @@ export class KinesisSource extends Readable {
     if (this.#flushing) return this.#flushing.then(() => this.#flush());
     const updates: Record<string, Checkpoint> = {};
     for (const shard of this.#shards.values()) {
+      // Coordinated, only shards held here are ours to checkpoint (a draining one goes over with its handoff).
+      if (this.#coordinator && shard.status !== 'reading' && shard.status !== 'ended') continue;
       let checkpoint = this.#tracker.committed(shard.shardId);
       // A shard read to its end, everything acked: mark it so a restart goes straight to its children.
       if (shard.status === 'ended' && this.#tracker.inFlight(shard.shardId) === 0 && !this.#tracker.isBlocked(shard.shardId)) {
@@ -615,11 +786,11 @@ export class KinesisSource extends Readable {
     }
     const entries = Object.entries(updates);
     if (entries.length === 0) return Promise.resolve();
-    this.#flushing = this.#checkpointer
-      .store(this.scope, updates)
+    this.#flushing = this.#store(updates)
       .then(
-        () => {
+        (stored) => {
           for (const [shardId, checkpoint] of entries) {
+            if (!stored.has(shardId)) continue;
             const shard = this.#shards.get(shardId)!;
             shard.storedKey = checkpointKey(checkpoint);
             if (checkpoint.sequenceNumber === SHARD_END) shard.status = 'finished';
@@ -629,6 +800,7 @@ export class KinesisSource extends Readable {
         (error: unknown) => {
           throw new ManifoldError(`${WHERE}: storing checkpoints of ${JSON.stringify(this.scope)} failed: ${describe(error)}`, {
             code: ErrorCodes.IO,
+            retryable: isRetryable(error),
             cause: error,
           });
         },
@@ -637,6 +809,25 @@ export class KinesisSource extends Readable {
         this.#flushing = undefined;
       });
     return this.#flushing;
+  }
+
+  /** Stores checkpoints through the checkpointer, or the coordinator's leases; resolves the shards stored. */
+  async #store(updates: Record<string, Checkpoint>): Promise<Set<string>> {
+    const coordinator = this.#coordinator;
+    if (!coordinator) {
+      await this.#checkpointer.store(this.scope, updates);
+      return new Set(Object.keys(updates));
+    }
+    const stored = new Set<string>();
+    const results = await Promise.allSettled(
+      Object.entries(updates).map(async ([shardId, checkpoint]) => {
+        // False: the lease is gone (the coordinator revoked the shard); its next owner carries on.
+        if (await coordinator.checkpoint(shardId, checkpoint)) stored.add(shardId);
+      }),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return stored;
   }
 
   #clearTimers(): void {
@@ -673,6 +864,8 @@ export class KinesisSource extends Readable {
         const idle = await this.#tracker.whenIdle(this.#closeTimeoutMs);
         if (!idle) this.emit('warning', closeTimeoutError(WHERE, this.#closeTimeoutMs, this.#tracker.inFlight()));
         if (this.#started) await this.#flush();
+        // Released only after the final checkpoints, so the next owner starts where we stopped.
+        await this.#coordinator?.stop();
         if (this.#deregisterOnClose && this.#consumerARN !== undefined) {
           await deregisterConsumer(this.#client, this.#consumerARN);
         }
@@ -689,7 +882,13 @@ export class KinesisSource extends Readable {
     this.#wakeFlow();
     this.#backlog = [];
     // What is acked is safe to store even now; a failure here must not hide the error that destroyed us.
-    const final = this.#started && !this.#closed ? this.#flush().catch(() => {}) : Promise.resolve();
+    const final =
+      this.#started && !this.#closed
+        ? this.#flush()
+            .catch(() => {})
+            .then(() => this.#coordinator?.stop())
+            .catch(() => {})
+        : Promise.resolve();
     final.finally(() => {
       if (!this.#closed) this.#releaseClient();
       callback(error);
@@ -712,4 +911,8 @@ function checkStartingPosition(value: unknown): StartingPosition {
     }
   }
   invalidOption(WHERE, 'startingPosition', "'LATEST', 'TRIM_HORIZON', { timestamp: Date | ms } or { afterSequenceNumber: '<digits>' }", value);
+}
+
+function leaseStartParam(start: LeaseStart): StartingPositionParam {
+  return start.type === 'AT_TIMESTAMP' ? { Type: 'AT_TIMESTAMP', Timestamp: new Date(start.timestamp) } : { Type: 'TRIM_HORIZON' };
 }

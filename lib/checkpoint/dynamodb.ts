@@ -1,0 +1,762 @@
+/**
+ * Shard leases in a DynamoDB table, so several processes share a Kinesis
+ * stream: each shard is read by one worker at a time, dead workers' shards
+ * move to live ones, load is balanced, and the checkpoint lives in the lease
+ * row, written only by the lease's current owner.
+ *
+ * The lease table (one item per shard):
+ *
+ * | attribute | type | meaning |
+ * |---|---|---|
+ * | `streamName` | S, hash key | the stream (one table can serve several) |
+ * | `shardId` | S, range key | the shard |
+ * | `leaseOwner` | S | the worker holding the lease; absent: free |
+ * | `leaseCounter` | N | bumped by every write of the owner (renew, checkpoint) and every change of owner |
+ * | `checkpoint` | S | last processed sequence number, or `SHARD_END`; absent: nothing processed yet |
+ * | `checkpointSubSequenceNumber` | N | inside a KPL aggregate: the last user record processed |
+ * | `startingPosition` | S | where a shard without checkpoint starts: `TRIM_HORIZON` or `AT_TIMESTAMP` |
+ * | `startingTimestamp` | N | ms since the epoch, for `AT_TIMESTAMP` |
+ * | `parentShardIds` | L of S | parents (a split has one, a merge two) |
+ * | `pendingOwner` | S | a worker that asked for the lease to balance the load |
+ * | `ownerSwitches` | N | how many times the lease changed hands |
+ * | `updatedAt` | N | ms since the epoch of the last write (for people; expiry never reads clocks) |
+ *
+ * Every write is conditional on `leaseOwner` and `leaseCounter` being what
+ * the writer last saw, so a worker that lost a lease can neither renew it nor
+ * move its checkpoint. Expiry does not compare clocks: a worker counts a
+ * lease as expired once its counter has not moved for `leaseDurationMs` of
+ * its own time.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  PutItemCommand,
+  QueryCommand,
+  UpdateItemCommand,
+  type AttributeValue,
+  type DynamoDBClientConfig,
+  type UpdateItemCommandInput,
+} from '@aws-sdk/client-dynamodb';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { SHARD_END, type Checkpoint } from './memory.js';
+import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
+import { booleanOption, checkOptions, conflictingOptions, durationOption, invalidOption, stringOption } from '../core/options.js';
+import type { CoordinatedSource, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from '../kinesis/coordinator.js';
+
+/** Options of {@link dynamoLeases}. */
+export interface DynamoLeasesOptions {
+  /** The lease table (created when missing and `createTable` is true). */
+  tableName: string;
+  /** A DynamoDB client (it stays yours). Excludes region, endpoint and credentials. */
+  client?: DynamoDBClient;
+  /** AWS region of the client we build. */
+  region?: string;
+  /** Endpoint of the client we build, e.g. `http://127.0.0.1:8000` for a local server. */
+  endpoint?: string;
+  /** Credentials of the client we build. Default: the SDK's provider chain. */
+  credentials?: DynamoDBClientConfig['credentials'];
+  /** This worker's name in the table; unique per process. Default `<hostname>-<pid>-<random>`. */
+  workerId?: string;
+  /** A lease whose counter has not moved for this long is expired and may be taken. Default 10,000 ms. */
+  leaseDurationMs?: number;
+  /** How often leases are renewed and the table is read to take or balance leases. Default a third of `leaseDurationMs`. */
+  renewIntervalMs?: number;
+  /** Create the table (on-demand billing) when it does not exist. Default true. */
+  createTable?: boolean;
+}
+
+/** A lease row as read from the table. */
+export interface LeaseRow {
+  streamName: string;
+  shardId: string;
+  owner: string | undefined;
+  counter: number;
+  checkpoint: Checkpoint | undefined;
+  start: LeaseStart;
+  parents: string[];
+  pendingOwner: string | undefined;
+  ownerSwitches: number;
+}
+
+/** The coordinator returned by {@link dynamoLeases}. */
+export interface DynamoLeases extends ShardCoordinator {
+  readonly workerId: string;
+  readonly tableName: string;
+  /** Every lease row of `streamName` (default: the stream being coordinated), read consistently. */
+  leases(streamName?: string): Promise<LeaseRow[]>;
+  /** Shards this worker holds now. */
+  held(): string[];
+  /**
+   * Takes `shardId` if it is still as `seen` (same owner and counter): the
+   * conditional write every take goes through. Resolves whether it was won.
+   */
+  tryTake(seen: LeaseRow, reason?: string): Promise<boolean>;
+}
+
+const WHERE = 'dynamoLeases';
+const KNOWN_OPTIONS = ['tableName', 'client', 'region', 'endpoint', 'credentials', 'workerId', 'leaseDurationMs', 'renewIntervalMs', 'createTable'] as const;
+
+/**
+ * A {@link ShardCoordinator} keeping shard leases and checkpoints in a
+ * DynamoDB table, for several processes reading one Kinesis stream: pass it
+ * as `kinesisSource({ coordinator })`, one per process, all with the same
+ * `tableName`.
+ *
+ * - Each worker renews its leases every `renewIntervalMs`; a lease not renewed
+ *   for `leaseDurationMs` is taken by a live worker, from its last checkpoint.
+ * - Balancing: a worker holding fewer than its fair share takes free or
+ *   expired leases; when there are none and some worker holds two or more
+ *   leases more than it, it asks that worker for one. The owner stops reading
+ *   the shard, waits for its messages to be acked (up to `leaseDurationMs`),
+ *   and hands the lease over with its final checkpoint: no duplicates.
+ * - A child shard is leased only once its parents' checkpoints are `SHARD_END`.
+ * - On `close()` of the source: final checkpoints, then the leases are
+ *   released, so the other workers take them at their next renew.
+ *
+ * @example
+ * ```ts
+ * const coordinator = dynamoLeases({ tableName: 'orders-leases', region: 'eu-west-1' });
+ * const source = kinesisSource({ streamName: 'orders', startingPosition: 'TRIM_HORIZON', coordinator });
+ * source.on('lease', (e) => console.error(e.type, e.shardId));
+ * ```
+ */
+export function dynamoLeases(options: DynamoLeasesOptions): DynamoLeases {
+  return new DynamoLeaseCoordinator(options);
+}
+
+interface Held {
+  shardId: string;
+  counter: number;
+  /** Local time at which the last successful write was sent: the lease is ours until this plus leaseDurationMs. */
+  renewedAt: number;
+  /** Writes of one lease run one at a time, so each knows the counter. */
+  chain: Promise<unknown>;
+  handingOff: boolean;
+}
+
+interface Seen {
+  counter: number;
+  owner: string | undefined;
+  /** Local time at which this worker first saw this counter. */
+  changedAt: number;
+}
+
+class ConditionFailed extends Error {}
+
+class DynamoLeaseCoordinator implements DynamoLeases {
+  readonly workerId: string;
+  readonly tableName: string;
+  readonly #client: DynamoDBClient;
+  readonly #ownsClient: boolean;
+  readonly #leaseDurationMs: number;
+  readonly #renewIntervalMs: number;
+  readonly #createTable: boolean;
+  #source: CoordinatedSource | undefined;
+  #streamName = '';
+  readonly #held = new Map<string, Held>();
+  readonly #seen = new Map<string, Seen>();
+  readonly #known = new Set<string>();
+  /** An outstanding request for another worker's lease. */
+  #request: { shardId: string; owner: string; since: number } | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+  #again = false;
+  #stopped = false;
+  #stopping: Promise<void> | undefined;
+
+  constructor(options: DynamoLeasesOptions) {
+    const o = checkOptions(WHERE, options, KNOWN_OPTIONS);
+    const tableName = stringOption(WHERE, 'tableName', o.tableName, { required: true });
+    if (!/^[a-zA-Z0-9_.-]{3,255}$/.test(tableName)) invalidOption(WHERE, 'tableName', 'a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, _ . -)', tableName);
+    this.tableName = tableName;
+    this.workerId = stringOption(WHERE, 'workerId', o.workerId) ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.#leaseDurationMs = durationOption(WHERE, 'leaseDurationMs', o.leaseDurationMs, 10_000, 100);
+    this.#renewIntervalMs = durationOption(WHERE, 'renewIntervalMs', o.renewIntervalMs, Math.floor(this.#leaseDurationMs / 3), 10);
+    if (this.#renewIntervalMs * 2 > this.#leaseDurationMs) {
+      conflictingOptions(WHERE, 'renewIntervalMs', 'leaseDurationMs', `do not fit: renew at least twice per lease duration (renewIntervalMs ${this.#renewIntervalMs} > leaseDurationMs ${this.#leaseDurationMs} / 2)`);
+    }
+    this.#createTable = booleanOption(WHERE, 'createTable', o.createTable, true);
+    const { client, owned } = resolveDynamoClient(o);
+    this.#client = client;
+    this.#ownsClient = owned;
+  }
+
+  held(): string[] {
+    return [...this.#held.keys()];
+  }
+
+  async start(source: CoordinatedSource): Promise<void> {
+    if (this.#source) throw new ManifoldError(`${WHERE}: already coordinating stream ${JSON.stringify(this.#streamName)}; use one dynamoLeases() per source`, { code: ErrorCodes.INVALID_OPTION, details: { option: 'coordinator' } });
+    this.#source = source;
+    this.#streamName = source.streamName;
+    await this.#ensureTable();
+    this.#schedule(0);
+  }
+
+  // ---- the table --------------------------------------------------------
+
+  async #send<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      if (awsName(error) === 'ConditionalCheckFailedException') throw new ConditionFailed();
+      throw dynamoError(operation, this.tableName, error);
+    }
+  }
+
+  async #ensureTable(): Promise<void> {
+    const describeTable = async (): Promise<{ status: string | undefined; keys: string } | undefined> => {
+      try {
+        const out = await this.#client.send(new DescribeTableCommand({ TableName: this.tableName }));
+        const keys = (out.Table?.KeySchema ?? []).map((k) => `${k.AttributeName}:${k.KeyType}`).join(',');
+        return { status: out.Table?.TableStatus, keys };
+      } catch (error) {
+        if (awsName(error) === 'ResourceNotFoundException') return undefined;
+        throw dynamoError('DescribeTable', this.tableName, error);
+      }
+    };
+    let table = await describeTable();
+    if (table === undefined) {
+      if (!this.#createTable) {
+        throw new ManifoldError(`${WHERE}: lease table ${JSON.stringify(this.tableName)} does not exist; create it (see docs/kinesis.md) or set createTable: true`, {
+          code: ErrorCodes.NOT_FOUND,
+          details: { option: 'tableName', tableName: this.tableName },
+        });
+      }
+      await this.#send('CreateTable', () =>
+        this.#client.send(
+          new CreateTableCommand({
+            TableName: this.tableName,
+            BillingMode: 'PAY_PER_REQUEST',
+            AttributeDefinitions: [
+              { AttributeName: 'streamName', AttributeType: 'S' },
+              { AttributeName: 'shardId', AttributeType: 'S' },
+            ],
+            KeySchema: [
+              { AttributeName: 'streamName', KeyType: 'HASH' },
+              { AttributeName: 'shardId', KeyType: 'RANGE' },
+            ],
+          }),
+        ),
+      ).catch((error: unknown) => {
+        // Another worker created it first.
+        if (!(error instanceof ManifoldError && awsName(error.cause) === 'ResourceInUseException')) throw error;
+      });
+      table = await describeTable();
+    }
+    const deadline = Date.now() + 120_000;
+    while (table?.status !== 'ACTIVE') {
+      if (Date.now() > deadline) {
+        throw new ManifoldError(`${WHERE}: lease table ${JSON.stringify(this.tableName)} did not become ACTIVE within 120 s (status ${table?.status})`, { code: ErrorCodes.CONNECTION, retryable: true });
+      }
+      await sleep(500);
+      table = await describeTable();
+    }
+    if (table.keys !== 'streamName:HASH,shardId:RANGE') {
+      throw new ManifoldError(`${WHERE}: table ${JSON.stringify(this.tableName)} is not a lease table (its key is ${table.keys || 'unknown'}, not streamName:HASH,shardId:RANGE); give another tableName`, {
+        code: ErrorCodes.INVALID_OPTION,
+        details: { option: 'tableName', tableName: this.tableName },
+      });
+    }
+  }
+
+  #key(shardId: string): Record<string, AttributeValue> {
+    return { streamName: { S: this.#streamName }, shardId: { S: shardId } };
+  }
+
+  async leases(streamName = this.#streamName): Promise<LeaseRow[]> {
+    const rows: LeaseRow[] = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.#send('Query', () =>
+        this.#client.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: 'streamName = :s',
+            ExpressionAttributeValues: { ':s': { S: streamName } },
+            ConsistentRead: true,
+            ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+          }),
+        ),
+      );
+      for (const item of page.Items ?? []) {
+        const row = parseRow(item);
+        if (row) rows.push(row);
+        else this.#source?.warn(new ManifoldError(`${WHERE}: ignoring a malformed lease row in ${JSON.stringify(this.tableName)}: ${JSON.stringify(item)}`, { code: ErrorCodes.IO }));
+      }
+      startKey = page.LastEvaluatedKey;
+    } while (startKey !== undefined);
+    return rows;
+  }
+
+  async sync(shards: readonly NewShard[]): Promise<void> {
+    if (this.#known.size === 0) for (const row of await this.leases()) this.#known.add(row.shardId);
+    let created = false;
+    for (const shard of shards) {
+      if (this.#known.has(shard.shardId)) continue;
+      const item: Record<string, AttributeValue> = {
+        ...this.#key(shard.shardId),
+        leaseCounter: { N: '0' },
+        ownerSwitches: { N: '0' },
+        parentShardIds: { L: shard.parents.map((p) => ({ S: p })) },
+        startingPosition: { S: shard.start.type },
+        updatedAt: { N: String(Date.now()) },
+      };
+      if (shard.start.type === 'AT_TIMESTAMP') item.startingTimestamp = { N: String(shard.start.timestamp) };
+      if (shard.finished) item.checkpoint = { S: SHARD_END };
+      try {
+        await this.#send('PutItem', () =>
+          this.#client.send(new PutItemCommand({ TableName: this.tableName, Item: item, ConditionExpression: 'attribute_not_exists(shardId)' })),
+        );
+        created = true;
+      } catch (error) {
+        if (!(error instanceof ConditionFailed)) throw error;
+      }
+      this.#known.add(shard.shardId);
+    }
+    if (created) this.#poke();
+  }
+
+  /** Runs `write` after the lease's earlier writes; a failed condition means the lease is no longer ours. */
+  #write<T>(held: Held, write: () => Promise<T>): Promise<T> {
+    const run = held.chain.then(write, write);
+    held.chain = run.catch(() => {});
+    return run;
+  }
+
+  #update(input: Omit<UpdateItemCommandInput, 'TableName' | 'Key'>, shardId: string, operation: string): Promise<Record<string, AttributeValue> | undefined> {
+    return this.#send(operation, async () => {
+      const out = await this.#client.send(new UpdateItemCommand({ TableName: this.tableName, Key: this.#key(shardId), ...input }));
+      return out.Attributes;
+    });
+  }
+
+  /** Condition and values every owner write carries: still ours, at the counter we know. */
+  #owned(held: Held): { ConditionExpression: string; values: Record<string, AttributeValue> } {
+    return {
+      ConditionExpression: 'leaseOwner = :me AND leaseCounter = :counter',
+      values: { ':me': { S: this.workerId }, ':counter': { N: String(held.counter) }, ':one': { N: '1' }, ':now': { N: String(Date.now()) } },
+    };
+  }
+
+  #lose(held: Held, reason: string): void {
+    if (this.#held.get(held.shardId) !== held) return;
+    this.#held.delete(held.shardId);
+    this.#source?.revoke(held.shardId);
+    this.#emit({ type: 'lost', shardId: held.shardId, workerId: this.workerId, reason });
+  }
+
+  #emit(event: LeaseEvent): void {
+    this.#source?.lease(event);
+  }
+
+  async #renew(held: Held): Promise<void> {
+    await this.#write(held, async () => {
+      if (this.#held.get(held.shardId) !== held) return;
+      const sentAt = Date.now();
+      const { ConditionExpression, values } = this.#owned(held);
+      try {
+        const after = await this.#update(
+          {
+            UpdateExpression: 'SET leaseCounter = leaseCounter + :one, updatedAt = :now',
+            ConditionExpression,
+            ExpressionAttributeValues: values,
+            ReturnValues: 'ALL_NEW',
+          },
+          held.shardId,
+          'UpdateItem (renew)',
+        );
+        held.counter += 1;
+        held.renewedAt = sentAt;
+        const pending = after?.pendingOwner?.S;
+        if (pending !== undefined && pending !== this.workerId && !held.handingOff && !this.#stopped) {
+          held.handingOff = true;
+          this.#handOff(held, pending).catch((error: unknown) => this.#source?.warn(toError(error)));
+        }
+      } catch (error) {
+        if (error instanceof ConditionFailed) this.#lose(held, 'taken by another worker (renew refused)');
+        else throw error;
+      }
+    });
+  }
+
+  async checkpoint(shardId: string, checkpoint: Checkpoint): Promise<boolean> {
+    const held = this.#held.get(shardId);
+    if (!held) return false;
+    return this.#write(held, async () => {
+      if (this.#held.get(shardId) !== held) return false;
+      const sentAt = Date.now();
+      const { ConditionExpression, values } = this.#owned(held);
+      const end = checkpoint.sequenceNumber === SHARD_END;
+      const set = ['checkpoint = :cp', 'leaseCounter = leaseCounter + :one', 'updatedAt = :now'];
+      const remove: string[] = [];
+      values[':cp'] = { S: checkpoint.sequenceNumber };
+      if (checkpoint.subSequenceNumber !== undefined) {
+        set.push('checkpointSubSequenceNumber = :sub');
+        values[':sub'] = { N: String(checkpoint.subSequenceNumber) };
+      } else remove.push('checkpointSubSequenceNumber');
+      // A finished shard is nobody's: it no longer counts as load, and its children may be taken.
+      if (end) remove.push('leaseOwner', 'pendingOwner');
+      try {
+        await this.#update(
+          {
+            UpdateExpression: updateExpression(set, remove),
+            ConditionExpression,
+            ExpressionAttributeValues: values,
+          },
+          shardId,
+          'UpdateItem (checkpoint)',
+        );
+      } catch (error) {
+        if (error instanceof ConditionFailed) {
+          this.#lose(held, 'taken by another worker (checkpoint refused)');
+          return false;
+        }
+        throw error;
+      }
+      held.counter += 1;
+      held.renewedAt = sentAt;
+      if (end) {
+        this.#held.delete(shardId);
+        this.#poke();
+      }
+      return true;
+    });
+  }
+
+  async tryTake(seen: LeaseRow, reason = 'free', previousOwner = seen.owner): Promise<boolean> {
+    const values: Record<string, AttributeValue> = {
+      ':me': { S: this.workerId },
+      ':counter': { N: String(seen.counter) },
+      ':one': { N: '1' },
+      ':zero': { N: '0' },
+      ':now': { N: String(Date.now()) },
+    };
+    let condition = 'leaseCounter = :counter AND ';
+    if (seen.owner === undefined) condition += 'attribute_not_exists(leaseOwner)';
+    else {
+      condition += 'leaseOwner = :owner';
+      values[':owner'] = { S: seen.owner };
+    }
+    const sentAt = Date.now();
+    let after: Record<string, AttributeValue> | undefined;
+    try {
+      after = await this.#update(
+        {
+          UpdateExpression: 'SET leaseOwner = :me, leaseCounter = leaseCounter + :one, ownerSwitches = if_not_exists(ownerSwitches, :zero) + :one, updatedAt = :now REMOVE pendingOwner',
+          ConditionExpression: condition,
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        },
+        seen.shardId,
+        'UpdateItem (take)',
+      );
+    } catch (error) {
+      if (error instanceof ConditionFailed) return false;
+      throw error;
+    }
+    const row = after ? parseRow(after) : undefined;
+    if (!row) return false;
+    if (this.#held.has(row.shardId)) return true;
+    this.#held.set(row.shardId, { shardId: row.shardId, counter: row.counter, renewedAt: sentAt, chain: Promise.resolve(), handingOff: false });
+    if (this.#request?.shardId === row.shardId) this.#request = undefined;
+    this.#emit({ type: 'gained', shardId: row.shardId, workerId: this.workerId, ...(previousOwner && previousOwner !== this.workerId ? { otherWorker: previousOwner } : {}), reason });
+    this.#source?.acquire({ shardId: row.shardId, parents: row.parents, checkpoint: row.checkpoint, start: row.start });
+    return true;
+  }
+
+  /** Hands a lease to the worker that asked for it, after the final checkpoint of what we delivered. */
+  async #handOff(held: Held, to: string): Promise<void> {
+    const source = this.#source!;
+    const checkpoint = await source.drain(held.shardId, this.#leaseDurationMs);
+    if (this.#stopped || this.#held.get(held.shardId) !== held) return;
+    await this.#write(held, async () => {
+      const { ConditionExpression, values } = this.#owned(held);
+      const set = ['leaseOwner = :to', 'leaseCounter = leaseCounter + :one', 'ownerSwitches = if_not_exists(ownerSwitches, :zero) + :one', 'updatedAt = :now'];
+      const remove = ['pendingOwner'];
+      values[':to'] = { S: to };
+      values[':zero'] = { N: '0' };
+      if (checkpoint) {
+        set.push('checkpoint = :cp');
+        values[':cp'] = { S: checkpoint.sequenceNumber };
+        if (checkpoint.subSequenceNumber !== undefined) {
+          set.push('checkpointSubSequenceNumber = :sub');
+          values[':sub'] = { N: String(checkpoint.subSequenceNumber) };
+        } else remove.push('checkpointSubSequenceNumber');
+      }
+      try {
+        await this.#update(
+          {
+            UpdateExpression: updateExpression(set, remove),
+            ConditionExpression: `${ConditionExpression} AND pendingOwner = :to`,
+            ExpressionAttributeValues: values,
+          },
+          held.shardId,
+          'UpdateItem (handoff)',
+        );
+      } catch (error) {
+        if (error instanceof ConditionFailed) {
+          this.#lose(held, 'taken by another worker during the handoff');
+          return;
+        }
+        // Could not hand over: the shard is not being read; give it back to the reader side by forgetting it (it expires, then is retaken).
+        this.#lose(held, `handoff failed: ${describe(error)}`);
+        throw error;
+      }
+      this.#held.delete(held.shardId);
+      this.#emit({ type: 'stolen', shardId: held.shardId, workerId: this.workerId, otherWorker: to });
+    });
+  }
+
+  // ---- the loop ---------------------------------------------------------
+
+  #schedule(ms: number): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#run(), ms);
+  }
+
+  /** Runs a round soon (a lease row appeared or a shard finished), without waiting for the interval. */
+  #poke(): void {
+    if (this.#stopped) return;
+    if (this.#ticking) this.#again = true;
+    else this.#schedule(0);
+  }
+
+  #run(): void {
+    if (this.#stopped || this.#ticking) return;
+    this.#ticking = this.#tick()
+      .catch((error: unknown) => {
+        const err = toError(error);
+        if (err instanceof ManifoldError && !err.retryable) this.#source?.fail(err);
+        else this.#source?.warn(err);
+      })
+      .finally(() => {
+        this.#ticking = undefined;
+        this.#expireOwn();
+        if (this.#again) {
+          this.#again = false;
+          this.#schedule(0);
+        } else this.#schedule(this.#renewIntervalMs);
+      });
+  }
+
+  /** A lease we could not renew for a whole lease duration may be someone else's by now: stop reading it. */
+  #expireOwn(): void {
+    const now = Date.now();
+    for (const held of [...this.#held.values()]) {
+      if (now - held.renewedAt >= this.#leaseDurationMs) this.#lose(held, `not renewed for ${this.#leaseDurationMs} ms (lease table unreachable?)`);
+    }
+  }
+
+  async #tick(): Promise<void> {
+    const renewals = await Promise.allSettled([...this.#held.values()].map((held) => this.#renew(held)));
+    const failed = renewals.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    if (this.#stopped) return;
+    const rows = await this.leases();
+    const now = Date.now();
+    for (const row of rows) {
+      this.#known.add(row.shardId);
+      const before = this.#seen.get(row.shardId);
+      if (!before || before.counter !== row.counter || before.owner !== row.owner) this.#seen.set(row.shardId, { counter: row.counter, owner: row.owner, changedAt: now });
+    }
+    if (this.#stopped || !this.#source?.active) return;
+    await this.#balance(rows, now);
+  }
+
+  async #balance(rows: LeaseRow[], now: number): Promise<void> {
+    const byId = new Map(rows.map((r) => [r.shardId, r]));
+    const finished = (r: LeaseRow | undefined): boolean => r?.checkpoint?.sequenceNumber === SHARD_END;
+    // Children wait until every parent we have a lease for is read to its end.
+    const eligible = rows.filter((r) => !finished(r) && r.parents.every((p) => !byId.has(p) || finished(byId.get(p))));
+    const expired = (r: LeaseRow): boolean =>
+      r.owner === undefined || (r.owner !== this.workerId && now - (this.#seen.get(r.shardId)?.changedAt ?? now) >= this.#leaseDurationMs);
+    const load = new Map<string, LeaseRow[]>([[this.workerId, []]]);
+    for (const r of eligible) {
+      const owner = this.#held.has(r.shardId) ? this.workerId : r.owner;
+      if (owner === undefined || (owner !== this.workerId && expired(r))) continue;
+      if (!load.has(owner)) load.set(owner, []);
+      load.get(owner)!.push(r);
+    }
+    const mine = eligible.filter((r) => this.#held.has(r.shardId)).length;
+    const target = Math.ceil(eligible.length / load.size);
+
+    // Ours in the table but not held here: handed to us, or held by this workerId before a restart.
+    const toUs = eligible.filter((r) => r.owner === this.workerId && !this.#held.has(r.shardId));
+    const takeable = shuffle(eligible.filter((r) => r.owner !== this.workerId && expired(r)));
+    takeable.sort((a, b) => Number(a.owner !== undefined) - Number(b.owner !== undefined));
+    let taken = 0;
+    for (const row of toUs) {
+      if (!this.#source?.active) return;
+      const request = this.#request?.shardId === row.shardId ? this.#request : undefined;
+      if (await this.tryTake(row, request ? 'handoff' : 'restart', request?.owner)) taken += 1;
+    }
+    for (const row of takeable) {
+      if (mine + taken >= target || !this.#source?.active) break;
+      if (await this.tryTake(row, row.owner === undefined ? 'free' : 'expired')) taken += 1;
+    }
+    if (taken > 0 || takeable.length > 0) return;
+
+    // Balance: ask the most loaded worker for one lease when it holds two or more than we do.
+    const request = this.#request;
+    if (request) {
+      const row = byId.get(request.shardId);
+      if (!row || row.owner !== request.owner || row.pendingOwner !== this.workerId) this.#request = undefined;
+      else if (now - request.since > 3 * this.#leaseDurationMs) {
+        // The owner renews but does not hand over: take it.
+        await this.tryTake(row, 'forced');
+        this.#request = undefined;
+      }
+      return;
+    }
+    let richest: [string, LeaseRow[]] | undefined;
+    for (const entry of load) if (entry[0] !== this.workerId && (!richest || entry[1].length > richest[1].length)) richest = entry;
+    if (!richest || richest[1].length - mine < 2) return;
+    const candidates = shuffle(richest[1].filter((r) => r.pendingOwner === undefined));
+    const victim = candidates[0];
+    if (!victim) return;
+    try {
+      await this.#update(
+        {
+          UpdateExpression: 'SET pendingOwner = :me',
+          ConditionExpression: 'leaseOwner = :owner AND attribute_not_exists(pendingOwner)',
+          ExpressionAttributeValues: { ':me': { S: this.workerId }, ':owner': { S: richest[0] } },
+        },
+        victim.shardId,
+        'UpdateItem (request)',
+      );
+      this.#request = { shardId: victim.shardId, owner: richest[0], since: now };
+    } catch (error) {
+      if (!(error instanceof ConditionFailed)) throw error;
+    }
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#stopped = true;
+      clearTimeout(this.#timer);
+      await this.#ticking;
+      await Promise.allSettled([...this.#held.values()].map((held) => this.#release(held)));
+      if (this.#ownsClient) this.#client.destroy();
+    })();
+    return this.#stopping;
+  }
+
+  async #release(held: Held): Promise<void> {
+    await this.#write(held, async () => {
+      if (this.#held.get(held.shardId) !== held) return;
+      const { ConditionExpression, values } = this.#owned(held);
+      try {
+        await this.#update(
+          {
+            UpdateExpression: 'SET leaseCounter = leaseCounter + :one, updatedAt = :now REMOVE leaseOwner, pendingOwner',
+            ConditionExpression,
+            ExpressionAttributeValues: values,
+          },
+          held.shardId,
+          'UpdateItem (release)',
+        );
+        this.#held.delete(held.shardId);
+        this.#emit({ type: 'released', shardId: held.shardId, workerId: this.workerId });
+      } catch (error) {
+        if (error instanceof ConditionFailed) this.#lose(held, 'taken by another worker before release');
+        else {
+          this.#source?.warn(toError(error));
+          throw error;
+        }
+      }
+    });
+  }
+}
+
+function updateExpression(set: string[], remove: string[]): string {
+  return remove.length === 0 ? `SET ${set.join(', ')}` : `SET ${set.join(', ')} REMOVE ${remove.join(', ')}`;
+}
+
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}
+
+function parseRow(item: Record<string, AttributeValue>): LeaseRow | undefined {
+  const streamName = item.streamName?.S;
+  const shardId = item.shardId?.S;
+  const counter = Number(item.leaseCounter?.N);
+  if (streamName === undefined || shardId === undefined || !Number.isInteger(counter)) return undefined;
+  let checkpoint: Checkpoint | undefined;
+  if (item.checkpoint?.S !== undefined) {
+    checkpoint = { sequenceNumber: item.checkpoint.S };
+    if (item.checkpointSubSequenceNumber?.N !== undefined) checkpoint.subSequenceNumber = Number(item.checkpointSubSequenceNumber.N);
+  }
+  const start: LeaseStart =
+    item.startingPosition?.S === 'AT_TIMESTAMP' && item.startingTimestamp?.N !== undefined
+      ? { type: 'AT_TIMESTAMP', timestamp: Number(item.startingTimestamp.N) }
+      : { type: 'TRIM_HORIZON' };
+  return {
+    streamName,
+    shardId,
+    owner: item.leaseOwner?.S,
+    counter,
+    checkpoint,
+    start,
+    parents: (item.parentShardIds?.L ?? []).map((p) => p.S).filter((p): p is string => typeof p === 'string'),
+    pendingOwner: item.pendingOwner?.S,
+    ownerSwitches: Number(item.ownerSwitches?.N ?? 0),
+  };
+}
+
+function awsName(error: unknown): string | undefined {
+  const name = (error as { name?: unknown } | null)?.name;
+  return typeof name === 'string' ? name : undefined;
+}
+
+/** A DynamoDB failure as a ManifoldError naming the operation and the table. */
+function dynamoError(operation: string, tableName: string, error: unknown): ManifoldError {
+  if (error instanceof ManifoldError) return error;
+  const err = toError(error);
+  const name = awsName(err);
+  const facts = { tableName, operation };
+  if (name === 'ResourceNotFoundException') {
+    return new ManifoldError(`${WHERE}: ${operation} failed: lease table ${JSON.stringify(tableName)} does not exist (deleted while in use?)`, { code: ErrorCodes.NOT_FOUND, cause: err, details: facts });
+  }
+  if (name === 'AccessDeniedException' || name === 'UnrecognizedClientException' || name === 'InvalidSignatureException' || name === 'ExpiredTokenException') {
+    return new ManifoldError(`${WHERE}: ${operation} on lease table ${JSON.stringify(tableName)} was refused (${name}): check the credentials and IAM permissions`, { code: ErrorCodes.AUTH, cause: err, details: facts });
+  }
+  if (name === 'ProvisionedThroughputExceededException' || name === 'ThrottlingException' || name === 'RequestLimitExceeded' || name === 'LimitExceededException') {
+    return new ManifoldError(`${WHERE}: ${operation} on lease table ${JSON.stringify(tableName)} was throttled (${name})`, { code: ErrorCodes.THROTTLED, retryable: true, cause: err, details: facts });
+  }
+  const retryable = isRetryable(err) || name === 'InternalServerError' || name === 'ResourceInUseException';
+  return new ManifoldError(`${WHERE}: ${operation} on lease table ${JSON.stringify(tableName)} failed: ${describe(err)}`, {
+    code: retryable ? ErrorCodes.CONNECTION : ErrorCodes.DELIVERY,
+    retryable,
+    cause: err,
+    details: facts,
+  });
+}
+
+function resolveDynamoClient(o: DynamoLeasesOptions): { client: DynamoDBClient; owned: boolean } {
+  if (o.client !== undefined) {
+    if (typeof (o.client as Partial<DynamoDBClient> | null)?.send !== 'function') invalidOption(WHERE, 'client', 'a DynamoDBClient', o.client);
+    for (const key of ['region', 'endpoint', 'credentials'] as const) {
+      if (o[key] !== undefined) conflictingOptions(WHERE, 'client', key, 'cannot be combined: configure the client you pass instead');
+    }
+    return { client: o.client, owned: false };
+  }
+  const region = stringOption(WHERE, 'region', o.region);
+  const endpoint = stringOption(WHERE, 'endpoint', o.endpoint);
+  if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) invalidOption(WHERE, 'endpoint', 'an http:// or https:// URL', endpoint);
+  const config: DynamoDBClientConfig = {};
+  if (region !== undefined) config.region = region;
+  if (endpoint !== undefined) config.endpoint = endpoint;
+  if (o.credentials !== undefined) config.credentials = o.credentials;
+  if (endpoint?.startsWith('http://')) config.requestHandler = new NodeHttpHandler();
+  return { client: new DynamoDBClient(config), owned: true };
+}

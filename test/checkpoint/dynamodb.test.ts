@@ -1,0 +1,305 @@
+/**
+ * dynamoLeases in one process, against dynalite (DynamoDB API) and
+ * kinesis-local: options, the table, conditional-write races, a lost lease,
+ * balancing by handoff and a graceful close between two sources.
+ * The multi-process tests are in dynamodb-workers.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CreateTableCommand, GetItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { KinesisClient } from '@aws-sdk/client-kinesis';
+import { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions } from '../../lib/checkpoint/dynamodb.js';
+import { memoryCheckpointer } from '../../lib/checkpoint/memory.js';
+import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
+import type { Message } from '../../lib/core/message.js';
+import type { CoordinatedSource, GrantedShard, LeaseEvent } from '../../lib/kinesis/coordinator.js';
+import { kinesisSource, type KinesisSource, type ShardEvent } from '../../lib/sources/kinesis.js';
+import { startDynamo, type DynamoServer } from '../fixtures/dynamodb.js';
+import { createStream, deleteStream, putRaw, startKinesisServer, type KinesisServer } from '../fixtures/kinesis.js';
+
+let kinesis: KinesisServer;
+let dynamo: DynamoServer;
+let raw: KinesisClient;
+let ddb: DynamoDBClient;
+before(async () => {
+  [kinesis, dynamo] = await Promise.all([startKinesisServer(), startDynamo()]);
+  raw = kinesis.client();
+  ddb = dynamo.client();
+});
+after(async () => {
+  await Promise.all([kinesis.stop(), dynamo.stop()]);
+});
+
+const FAST = { leaseDurationMs: 1_500, renewIntervalMs: 300 } as const;
+
+function leases(options: Partial<DynamoLeasesOptions> & { tableName: string }): DynamoLeases {
+  return dynamoLeases({ client: ddb, ...FAST, ...options });
+}
+
+function source(streamName: string, coordinator: DynamoLeases): KinesisSource {
+  return kinesisSource({
+    streamName,
+    client: raw,
+    startingPosition: 'TRIM_HORIZON',
+    coordinator,
+    pollIntervalMs: 200,
+    shardDiscoveryIntervalMs: 500,
+    checkpointIntervalMs: 200,
+  });
+}
+
+/** A stand-in for the source, recording what the coordinator asks of it; `active: false` keeps it from taking leases on its own. */
+function fakeSource(streamName: string, active = false): CoordinatedSource & { events: LeaseEvent[]; acquired: GrantedShard[]; revoked: string[]; errors: Error[] } {
+  const events: LeaseEvent[] = [];
+  const acquired: GrantedShard[] = [];
+  const revoked: string[] = [];
+  const errors: Error[] = [];
+  return {
+    streamName,
+    active,
+    events,
+    acquired,
+    revoked,
+    errors,
+    acquire: (shard) => acquired.push(shard),
+    revoke: (shardId) => revoked.push(shardId),
+    drain: async () => undefined,
+    lease: (event) => events.push(event),
+    warn: (error) => errors.push(error),
+    fail: (error) => errors.push(error),
+  };
+}
+
+const table = (): string => `leases-${randomUUID()}`;
+
+async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Consumes a source, acking everything, and records what arrived. */
+function drainInto(src: KinesisSource, into: string[], events: LeaseEvent[] = []): void {
+  src.on('data', (m: Message) => {
+    into.push(m.data.toString());
+    m.ack();
+  });
+  src.on('lease', (e: LeaseEvent) => events.push(e));
+}
+
+async function putNumbered(streamName: string, from: number, count: number): Promise<string[]> {
+  const records = Array.from({ length: count }, (_, i) => ({ data: Buffer.from(`r${from + i}`), key: `k${(from + i) % 50}` }));
+  await putRaw(raw, streamName, records);
+  return records.map((r) => r.data.toString());
+}
+
+describe('dynamoLeases: options', () => {
+  it('rejects bad options, naming them', () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{}, /options\.tableName must be a non-empty string, got undefined/],
+      [{ tableName: 'ab' }, /options\.tableName must be a DynamoDB table name/],
+      [{ tableName: 'abc', leaseDurationMs: 1000, renewIntervalMs: 600 }, /options\.renewIntervalMs and options\.leaseDurationMs do not fit: renew at least twice per lease duration/],
+      [{ tableName: 'abc', client: ddb, endpoint: 'http://127.0.0.1:1' }, /options\.client and options\.endpoint cannot be combined/],
+      [{ tableName: 'abc', endpoint: 'ftp://x' }, /options\.endpoint must be an http/],
+      [{ tableName: 'abc', leaseDuration: 5 }, /unknown option "leaseDuration" \(did you mean "leaseDurationMs"\?\)/],
+      [{ tableName: 'abc', client: {} }, /options\.client must be a DynamoDBClient/],
+    ];
+    for (const [options, pattern] of cases) {
+      assert.throws(
+        () => dynamoLeases(options as DynamoLeasesOptions),
+        (e: ManifoldError) => e.code === ErrorCodes.INVALID_OPTION && pattern.test(e.message),
+        String(pattern),
+      );
+    }
+  });
+
+  it('kinesisSource refuses a coordinator together with a checkpointer or shardIds, and a non-coordinator', () => {
+    const coordinator = leases({ tableName: 'abc' });
+    const cases: Array<[object, RegExp]> = [
+      [{ coordinator, checkpointer: memoryCheckpointer() }, /options\.coordinator and options\.checkpointer cannot be combined/],
+      [{ coordinator, shardIds: ['shardId-000000000000'] }, /options\.coordinator and options\.shardIds cannot be combined/],
+      [{ coordinator: { start() {} } }, /options\.coordinator must be a ShardCoordinator/],
+    ];
+    for (const [options, pattern] of cases) {
+      assert.throws(
+        () => kinesisSource({ streamName: 's', client: raw, ...options }),
+        (e: ManifoldError) => e.code === ErrorCodes.INVALID_OPTION && pattern.test(e.message),
+        String(pattern),
+      );
+    }
+  });
+});
+
+describe('dynamoLeases: the lease table', () => {
+  it('creates the table with the documented key, and a second worker uses it as it is', async () => {
+    const tableName = table();
+    const a = leases({ tableName, workerId: 'a' });
+    const b = leases({ tableName, workerId: 'b' });
+    await Promise.all([a.start(fakeSource('s1')), b.start(fakeSource('s1'))]);
+    await a.sync([{ shardId: 'shardId-1', parents: [], closed: false, start: { type: 'AT_TIMESTAMP', timestamp: 1234 }, finished: false }]);
+    const rows = await b.leases('s1');
+    assert.deepEqual(rows, [
+      { streamName: 's1', shardId: 'shardId-1', owner: undefined, counter: 0, checkpoint: undefined, start: { type: 'AT_TIMESTAMP', timestamp: 1234 }, parents: [], pendingOwner: undefined, ownerSwitches: 0 },
+    ]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('without createTable, a missing table fails the source with an error naming the table and the option', async () => {
+    const { streamName } = await createStream(raw, 1);
+    const tableName = table();
+    const src = source(streamName, leases({ tableName, createTable: false }));
+    src.resume();
+    const error = await new Promise<ManifoldError>((resolve) => src.once('error', resolve));
+    assert.equal(error.code, ErrorCodes.NOT_FOUND);
+    assert.match(error.message, new RegExp(`lease table "${tableName}" does not exist; create it .* or set createTable: true`));
+    await deleteStream(raw, streamName);
+  });
+
+  it('refuses a table whose key is not a lease table key', async () => {
+    const tableName = table();
+    await ddb.send(
+      new CreateTableCommand({
+        TableName: tableName,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+      }),
+    );
+    await assert.rejects(leases({ tableName }).start(fakeSource('s')), (e: ManifoldError) => e.code === ErrorCodes.INVALID_OPTION && /is not a lease table \(its key is id:HASH/.test(e.message));
+  });
+});
+
+describe('dynamoLeases: conditional writes', () => {
+  it('two workers claiming the same lease at once: exactly one wins, every time', async () => {
+    const tableName = table();
+    const a = leases({ tableName, workerId: 'a' });
+    const b = leases({ tableName, workerId: 'b' });
+    const fa = fakeSource('race');
+    const fb = fakeSource('race');
+    await a.start(fa);
+    await b.start(fb);
+    const shards = Array.from({ length: 20 }, (_, i) => ({ shardId: `shard-${i}`, parents: [], closed: false, start: { type: 'TRIM_HORIZON' as const }, finished: false }));
+    await a.sync(shards);
+    const seen = await a.leases();
+    assert.equal(seen.length, 20);
+    const results = await Promise.all(seen.map((row) => Promise.all([a.tryTake(row), b.tryTake(row)])));
+    for (const [wonA, wonB] of results) assert.equal(Number(wonA) + Number(wonB), 1, 'exactly one of the two claims succeeds');
+    const rows = await a.leases();
+    for (const [i, row] of rows.entries()) {
+      const winner = results[seen.findIndex((s) => s.shardId === row.shardId)]![0] ? 'a' : 'b';
+      assert.equal(row.owner, winner, `${row.shardId} belongs to the one that won`);
+      assert.equal(row.counter, 1, `${i}: one take, one counter step`);
+    }
+    assert.equal(fa.acquired.length + fb.acquired.length, 20, 'each shard handed to exactly one source');
+    // A claim with a stale view (the counter moved on) loses too.
+    assert.equal(await b.tryTake(seen[0]!), false);
+    await Promise.all([a.stop(), b.stop()]);
+    assert.ok((await a.leases()).every((r) => r.owner === undefined), 'stop() released every lease');
+  });
+
+  it('a worker that lost its lease can neither renew it nor move its checkpoint', async () => {
+    const tableName = table();
+    const a = leases({ tableName, workerId: 'a', leaseDurationMs: 60_000, renewIntervalMs: 200 });
+    const b = leases({ tableName, workerId: 'b', leaseDurationMs: 60_000, renewIntervalMs: 200 });
+    const fa = fakeSource('lost', true);
+    const fb = fakeSource('lost');
+    await a.start(fa);
+    await b.start(fb);
+    await a.sync([{ shardId: 'shard-0', parents: [], closed: false, start: { type: 'TRIM_HORIZON' }, finished: false }]);
+    await waitFor('a to take the lease', () => a.held().includes('shard-0'));
+    assert.equal(await a.checkpoint('shard-0', { sequenceNumber: '100' }), true);
+    // b takes it as it sees it now (as an expired lease would be taken).
+    const [row] = await b.leases();
+    assert.equal(await b.tryTake(row!, 'expired'), true);
+    assert.equal(await a.checkpoint('shard-0', { sequenceNumber: '200', subSequenceNumber: 3 }), false, 'the checkpoint write is refused');
+    assert.deepEqual(fa.revoked, ['shard-0'], 'the source was told to stop reading');
+    assert.deepEqual(
+      fa.events.map((e) => [e.type, e.shardId]),
+      [
+        ['gained', 'shard-0'],
+        ['lost', 'shard-0'],
+      ],
+    );
+    const item = await ddb.send(new GetItemCommand({ TableName: tableName, Key: { streamName: { S: 'lost' }, shardId: { S: 'shard-0' } }, ConsistentRead: true }));
+    assert.equal(item.Item?.leaseOwner?.S, 'b');
+    assert.equal(item.Item?.checkpoint?.S, '100', 'the old owner did not move the checkpoint');
+    assert.equal(item.Item?.checkpointSubSequenceNumber, undefined);
+    assert.deepEqual(fb.acquired, [{ shardId: 'shard-0', parents: [], checkpoint: { sequenceNumber: '100' }, start: { type: 'TRIM_HORIZON' } }]);
+    // a keeps running its loop and does not take the lease back while b renews it.
+    await sleep(600);
+    assert.deepEqual(a.held(), []);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+});
+
+describe('dynamoLeases with kinesisSource', () => {
+  it('a source that loses its lease stops reading that shard; the new owner resumes from the checkpoint', async () => {
+    const { streamName } = await createStream(raw, 1);
+    const tableName = table();
+    const coordinator = leases({ tableName, workerId: 'a', leaseDurationMs: 60_000, renewIntervalMs: 200 });
+    const src = source(streamName, coordinator);
+    const got: string[] = [];
+    const events: LeaseEvent[] = [];
+    const shardEvents: ShardEvent[] = [];
+    src.on('shard', (e: ShardEvent) => shardEvents.push(e));
+    drainInto(src, got, events);
+    const first = await putNumbered(streamName, 0, 50);
+    await waitFor('the first records', () => got.length >= 50);
+    const checkpointed = new Promise((resolve) => src.once('checkpoint', resolve));
+    await checkpointed;
+    const thief = leases({ tableName, workerId: 'thief', leaseDurationMs: 60_000, renewIntervalMs: 200 });
+    const fake = fakeSource(streamName);
+    await thief.start(fake);
+    const [row] = await thief.leases();
+    assert.equal(await thief.tryTake(row!, 'expired'), true);
+    await waitFor('the lease loss', () => events.some((e) => e.type === 'lost'));
+    assert.ok(shardEvents.some((e) => e.state === 'stopped'), 'the shard was stopped');
+    await putNumbered(streamName, 50, 20);
+    await sleep(1_000);
+    assert.deepEqual(got, first, 'nothing read after the lease was lost');
+    assert.deepEqual(fake.acquired[0]?.checkpoint !== undefined, true, 'the thief resumes from the stored checkpoint');
+    await src.close();
+    await thief.stop();
+    await deleteStream(raw, streamName);
+  });
+
+  it('a second source takes half the shards by handoff, without duplicates; closing it gives them back, without duplicates', async () => {
+    const { streamName } = await createStream(raw, 4);
+    const tableName = table();
+    const expected = await putNumbered(streamName, 0, 400);
+    const a = source(streamName, leases({ tableName, workerId: 'a' }));
+    const gotA: string[] = [];
+    const eventsA: LeaseEvent[] = [];
+    drainInto(a, gotA, eventsA);
+    await waitFor('a to read everything', () => gotA.length >= 400);
+    const b = source(streamName, leases({ tableName, workerId: 'b' }));
+    const gotB: string[] = [];
+    const eventsB: LeaseEvent[] = [];
+    drainInto(b, gotB, eventsB);
+    await waitFor('b to get two shards', () => eventsB.filter((e) => e.type === 'gained').length >= 2, 30_000);
+    assert.ok(eventsB.filter((e) => e.type === 'gained').every((e) => e.reason === 'handoff' && e.otherWorker === 'a'), JSON.stringify(eventsB));
+    assert.equal(eventsA.filter((e) => e.type === 'stolen').length, 2, 'a handed two shards over');
+    // Settled: two each, and more records reach both.
+    await sleep(1_500);
+    const owners = (await leases({ tableName }).leases(streamName)).map((r) => r.owner).sort();
+    assert.deepEqual(owners, ['a', 'a', 'b', 'b']);
+    expected.push(...(await putNumbered(streamName, 400, 400)));
+    await waitFor('the second batch', () => gotA.length + gotB.length >= 800);
+    assert.ok(gotB.length > 0 && gotA.length > 400, `both read: a ${gotA.length}, b ${gotB.length}`);
+    await b.close();
+    assert.equal(eventsB.filter((e) => e.type === 'released').length, 2, 'b released its leases on close');
+    await waitFor('a to take b’s shards', () => eventsA.filter((e) => e.type === 'gained').length >= 6, 10_000);
+    expected.push(...(await putNumbered(streamName, 800, 400)));
+    await waitFor('the third batch', () => gotA.length + gotB.length >= 1200);
+    await sleep(1_000);
+    await a.close();
+    const all = [...gotA, ...gotB];
+    assert.equal(all.length, new Set(all).size, 'no duplicates');
+    assert.deepEqual(new Set(all), new Set(expected), 'every record');
+    await deleteStream(raw, streamName);
+  });
+});
