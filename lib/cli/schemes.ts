@@ -8,6 +8,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { z } from 'zod';
+import { dynamoLeases } from '../checkpoint/dynamodb.js';
 import { fileCheckpointer } from '../checkpoint/file.js';
 import { kafkaSink } from '../sinks/kafka.js';
 import { rabbitmqSink } from '../sinks/rabbitmq.js';
@@ -204,7 +205,7 @@ function streamOf({ url, display }: EndpointInput): string {
 const STARTS: Record<string, 'LATEST' | 'TRIM_HORIZON'> = { latest: 'LATEST', 'trim-horizon': 'TRIM_HORIZON', earliest: 'TRIM_HORIZON' };
 
 registerScheme(['kinesis'], {
-  help: 'kinesis:<stream>?region=us-east-1&from=trim-horizon&checkpoint=./c.json   Kinesis (endpoint= for a local server)',
+  help: 'kinesis:<stream>?region=us-east-1&from=trim-horizon&checkpoint=./c.json   Kinesis (endpoint= for a local server; leaseTable=<dynamodb table> to share the stream among processes)',
   source: (input) => {
     const stream = streamOf(input);
     const o = validate(
@@ -218,11 +219,36 @@ registerScheme(['kinesis'], {
         shards: z.string().min(1).optional(),
         consumerName: z.string().min(1).optional(),
         maxInFlightPerShard: zCount.optional(),
+        leaseTable: z.string().min(1).optional(),
+        workerId: z.string().min(1).optional(),
+        leaseDuration: zDuration.optional(),
+        dynamoEndpoint: z.url().optional(),
       }),
       input.params,
     );
+    if (o.leaseTable === undefined) {
+      for (const key of ['workerId', 'leaseDuration', 'dynamoEndpoint'] as const) {
+        if (o[key] !== undefined) throw new UsageError(`${input.display}: ${key}= goes with leaseTable= (the DynamoDB lease table shared by the processes)`);
+      }
+    } else {
+      for (const key of ['checkpoint', 'shards'] as const) {
+        if (o[key] !== undefined) throw new UsageError(`${input.display}: ${key}= and leaseTable= cannot be combined: with leaseTable= the lease table decides which shards this process reads and keeps their checkpoints`);
+      }
+    }
     return () => {
       const client = kinesisClient(o);
+      const coordinator =
+        o.leaseTable === undefined
+          ? undefined
+          : dynamoLeases(
+              defined({
+                tableName: o.leaseTable,
+                workerId: o.workerId,
+                leaseDurationMs: o.leaseDuration,
+                region: o.region ?? (o.dynamoEndpoint ? 'us-east-1' : undefined),
+                endpoint: o.dynamoEndpoint,
+              }) as Parameters<typeof dynamoLeases>[0],
+            );
       const from = o.from === undefined ? undefined : STARTS[o.from] ?? { timestamp: new Date(o.from) };
       return kinesisSource(
         defined({
@@ -235,6 +261,7 @@ registerScheme(['kinesis'], {
           shardIds: o.shards?.split(','),
           consumerName: o.consumerName,
           maxInFlightPerShard: o.maxInFlightPerShard,
+          coordinator,
         }) as Parameters<typeof kinesisSource>[0],
       );
     };

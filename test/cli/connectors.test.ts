@@ -131,4 +131,25 @@ it('stdin: -> kinesis: then kinesis: -> stdout: with a file checkpoint; a restar
   assert.equal(await put2.exited, 0, put2.err());
   // Resumed after the checkpoint: only the new records.
   assert.deepEqual((await read(20)).sort(), [...second].sort());
+
+  // The same stream shared through a DynamoDB lease table: a new table reads from the start, a restart resumes from the leases.
+  const { startDynamo } = await import('../fixtures/dynamodb.js');
+  const dynamo = await startDynamo();
+  t.after(() => dynamo.stop());
+  const leased = kinesisUri(`from=trim-horizon&leaseTable=cli-leases&dynamoEndpoint=${encodeURIComponent(dynamo.endpoint)}&workerId=cli-1&leaseDuration=3s&checkpointInterval=200ms`);
+  const readLeased = async (count: number): Promise<string[]> => {
+    const r = run([leased, 'stdout:']);
+    for (let i = 0; r.out().split('\n').length <= count && i < 1500; i++) await sleep(20);
+    r.proc.kill('SIGTERM');
+    assert.equal(await r.exited, 0, r.err());
+    return r.out().trim().split('\n');
+  };
+  assert.deepEqual((await readLeased(120)).sort(), [...first, ...second].sort());
+  const third = Array.from({ length: 10 }, (_, i) => `third-${i}`);
+  const put3 = run(['stdin:', kinesisUri('partitionKey=k')], `${third.join('\n')}\n`);
+  assert.equal(await put3.exited, 0, put3.err());
+  assert.deepEqual((await readLeased(10)).sort(), [...third].sort());
+  const refused = run([`${leased}&checkpoint=${encodeURIComponent(checkpoint)}`, 'stdout:']);
+  assert.notEqual(await refused.exited, 0);
+  assert.match(refused.err(), /checkpoint= and leaseTable= cannot be combined/);
 });
