@@ -48,6 +48,8 @@ export {
 } from './sources/kinesis.js';
 export { SHARD_END, memoryCheckpointer, type Checkpoint, type Checkpointer, type MemoryCheckpointer } from './checkpoint/memory.js';
 export { fileCheckpointer, type FileCheckpointer } from './checkpoint/file.js';
+export { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions, type LeaseRow } from './checkpoint/dynamodb.js';
+export type { ShardCoordinator, CoordinatedSource, GrantedShard, NewShard, LeaseStart, LeaseEvent } from './kinesis/coordinator.js';
 export { RabbitmqSource, rabbitmqSource, type RabbitmqSourceOptions, type RabbitmqSourceAssert, type RabbitmqSourceStats } from './sources/rabbitmq.js';
 export {
   RabbitmqSink,

@@ -11,6 +11,7 @@ it('exports the documented API from one entry point', () => {
     'createMessage', 'toMessage', 'derive', 'isMessage', 'settleAll',
     'AckTracker', 'withRetry', 'resolveRetry', 'retryingSource', 'retryingSink', 'flow',
     'map', 'filter', 'batch', 'lines', 'jsonAppend', 'stdinSource', 'stdoutSink',
+    'kinesisSource', 'fileCheckpointer', 'memoryCheckpointer', 'dynamoLeases',
   ]) {
     assert.ok(name in manifold, `${name} is exported`);
   }

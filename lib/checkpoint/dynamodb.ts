@@ -586,7 +586,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     const mine = eligible.filter((r) => this.#held.has(r.shardId)).length;
     const target = Math.ceil(eligible.length / load.size);
 
-    // Ours in the table but not held here: handed to us, or held by this workerId before a restart.
+    // Ours in the table but not held here: handed to us, held by this workerId before a restart, or one we stopped renewing in time.
     const toUs = eligible.filter((r) => r.owner === this.workerId && !this.#held.has(r.shardId));
     const takeable = shuffle(eligible.filter((r) => r.owner !== this.workerId && expired(r)));
     takeable.sort((a, b) => Number(a.owner !== undefined) - Number(b.owner !== undefined));
@@ -594,7 +594,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     for (const row of toUs) {
       if (!this.#source?.active) return;
       const request = this.#request?.shardId === row.shardId ? this.#request : undefined;
-      if (await this.tryTake(row, request ? 'handoff' : 'restart', request?.owner)) taken += 1;
+      if (await this.tryTake(row, request ? 'handoff' : 'recovered', request?.owner)) taken += 1;
     }
     for (const row of takeable) {
       if (mine + taken >= target || !this.#source?.active) break;

@@ -33,7 +33,9 @@ export interface GrantedShard {
 /** The `'lease'` event of the source (and of the coordinator). */
 export interface LeaseEvent {
   /**
-   * - `'gained'`: this worker now holds the shard (`reason` `'free'`, `'expired'`, `'handoff'` or `'restart'`);
+   * - `'gained'`: this worker now holds the shard; `reason` is `'free'` (unowned or released), `'expired'` (its owner
+   *   stopped renewing), `'handoff'` (given at our request), `'forced'` (asked for, never handed over, taken) or
+   *   `'recovered'` (the table already named this worker: a restart with the same workerId, or a lease it failed to renew in time);
    * - `'stolen'`: this worker handed the shard over to `otherWorker`, who asked for it to balance the load;
    * - `'lost'`: the shard was taken from this worker without a handoff, or its lease could not be renewed in time;
    * - `'released'`: `close()` gave the lease up so another worker can take it at once.

@@ -361,7 +361,8 @@ export class KinesisSource extends Readable {
       this.#client.send(new DescribeStreamSummaryCommand({ ...this.#stream.params }), { abortSignal: this.#stop.signal }),
     );
     const streamARN = summary.StreamDescriptionSummary?.StreamARN;
-    if (this.#coordinator) await this.#coordinator.start(this.#coordinated());
+    const coordinator = this.#coordinator;
+    if (coordinator) await this.#call('lease table setup', () => coordinator.start(this.#coordinated()));
     const loaded = this.#coordinator ? {} : await this.#checkpointer.load(this.scope).catch((error: unknown) => {
       throw new ManifoldError(`${WHERE}: loading checkpoints of ${JSON.stringify(this.scope)} failed: ${describe(error)}`, {
         code: ErrorCodes.IO,
@@ -417,8 +418,9 @@ export class KinesisSource extends Readable {
         });
       }
     }
-    const fresh: NewShard[] = [];
+    // Coordinated: every listed shard goes to sync(), which creates the leases missing (a failed sync is made up next time).
     const listedIds = new Set(listed.map((s) => s.shardId));
+    const leased: NewShard[] = this.#coordinator ? listed.map((info) => this.#leaseStart(info, info.parents.some((p) => listedIds.has(p)))) : [];
     for (const info of listed) {
       const known = this.#shards.get(info.shardId);
       if (known) {
@@ -429,7 +431,6 @@ export class KinesisSource extends Readable {
       if (this.#shardIds && !this.#shardIds.has(info.shardId)) continue;
       if (this.#coordinator) {
         this.#shards.set(info.shardId, { ...this.#newState(info), status: 'idle' });
-        fresh.push(this.#leaseStart(info, listedIds.size > 0 && info.parents.some((p) => listedIds.has(p))));
         continue;
       }
       const checkpoint = loaded?.[info.shardId];
@@ -450,8 +451,10 @@ export class KinesisSource extends Readable {
       }
       this.#shards.set(info.shardId, state);
     }
-    if (this.#coordinator) await this.#coordinator.sync(fresh);
-    else this.#startReady();
+    const coordinator = this.#coordinator;
+    if (coordinator) {
+      await this.#call('lease table sync', () => coordinator.sync(leased));
+    } else this.#startReady();
   }
 
   #newState(info: ShardInfo): ShardState {

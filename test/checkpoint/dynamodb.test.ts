@@ -236,6 +236,52 @@ describe('dynamoLeases: conditional writes', () => {
   });
 });
 
+describe('dynamoLeases: failures', () => {
+  it('an owner that never hands a requested lease over loses it to a forced take after three lease durations', async () => {
+    const tableName = table();
+    const timing = { leaseDurationMs: 600, renewIntervalMs: 150 };
+    const a = leases({ tableName, workerId: 'a', ...timing });
+    const fa = fakeSource('stuck', true);
+    // A source whose handoff never finishes (stuck acks).
+    fa.drain = () => new Promise(() => {});
+    await a.start(fa);
+    await a.sync(['s0', 's1'].map((shardId) => ({ shardId, parents: [], closed: false, start: { type: 'TRIM_HORIZON' as const }, finished: false })));
+    await waitFor('a to take both', () => a.held().length === 2);
+    const b = leases({ tableName, workerId: 'b', ...timing });
+    const fb = fakeSource('stuck', true);
+    await b.start(fb);
+    await waitFor('a forced take', () => fb.events.some((e) => e.type === 'gained'), 10_000);
+    const gained = fb.events.find((e) => e.type === 'gained')!;
+    assert.equal(gained.reason, 'forced');
+    assert.equal(gained.otherWorker, 'a');
+    await waitFor('a to notice', () => fa.events.some((e) => e.type === 'lost' && e.shardId === gained.shardId), 5_000);
+    assert.deepEqual(fa.revoked, [gained.shardId]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a worker that cannot reach the table stops reading its shards within a lease duration, and says why', async () => {
+    const own = await startDynamo();
+    try {
+      const a = dynamoLeases({ tableName: table(), client: own.client(), workerId: 'a', leaseDurationMs: 1_000, renewIntervalMs: 200 });
+      const fa = fakeSource('outage', true);
+      await a.start(fa);
+      await a.sync([{ shardId: 's0', parents: [], closed: false, start: { type: 'TRIM_HORIZON' }, finished: false }]);
+      await waitFor('the lease', () => a.held().length === 1);
+      await own.stop();
+      const cutAt = Date.now();
+      await waitFor('the lease to be given up', () => fa.revoked.length === 1, 5_000);
+      assert.ok(Date.now() - cutAt <= 1_000 + 2 * 200 + 300, `gave up after ${Date.now() - cutAt} ms`);
+      const lost = fa.events.find((e) => e.type === 'lost')!;
+      assert.match(lost.reason!, /not renewed for 1000 ms \(lease table unreachable\?\)/);
+      assert.ok(fa.errors.length > 0 && fa.errors.every((e) => e instanceof ManifoldError && e.retryable), 'renew failures reported as retryable warnings');
+      assert.match(fa.errors[0]!.message, /dynamoLeases: .* on lease table/);
+      await a.stop();
+    } finally {
+      await own.stop();
+    }
+  });
+});
+
 describe('dynamoLeases with kinesisSource', () => {
   it('a source that loses its lease stops reading that shard; the new owner resumes from the checkpoint', async () => {
     const { streamName } = await createStream(raw, 1);
