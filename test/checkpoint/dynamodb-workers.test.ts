@@ -215,7 +215,7 @@ describe('dynamoLeases: worker processes sharing a stream', { timeout: 600_000 }
     await deleteStream(raw, streamName);
   });
 
-  it('kill -9 of a worker: its shards move within the lease bound, nothing is lost, duplicates only from its last checkpoint on', async () => {
+  it('kill -9 of a worker: its shards move within the lease bound, nothing is lost, duplicates only from its last checkpoint on', async (t) => {
     const { streamName } = await createStream(raw, 6);
     const tableName = `leases-${randomUUID()}`;
     const expected = await put(streamName, 0, 12_000);
@@ -239,6 +239,7 @@ describe('dynamoLeases: worker processes sharing a stream', { timeout: 600_000 }
     const moved = Math.max(...victimShards.map((s) => Math.min(...survivors.flatMap((w) => w.leases.filter((e) => e.type === 'gained' && e.shardId === s).map((e) => e.at)))));
     // Expiry is measured on each worker's own clock from when it saw the counter move: at most a lease duration plus two renew rounds after the last renew.
     assert.ok(moved - killedAt <= LEASE_MS + 2 * RENEW_MS + 500, `shards moved ${moved - killedAt} ms after the kill`);
+    t.diagnostic(`the killed worker's shards moved ${moved - killedAt} ms after the kill (lease ${LEASE_MS} ms, renew ${RENEW_MS} ms)`);
     for (const s of victimShards) {
       const gained = survivors.flatMap((w) => w.leases.filter((e) => e.type === 'gained' && e.shardId === s && e.at >= killedAt));
       assert.equal(gained[0]?.reason, 'expired', `${s} taken as expired`);
@@ -257,6 +258,7 @@ describe('dynamoLeases: worker processes sharing a stream', { timeout: 600_000 }
     // So at most the unacked window plus what one checkpoint interval processes, per shard.
     const perShardBound = MAX_IN_FLIGHT + Math.ceil(500 * (CHECKPOINT_MS / 1000)) * 2;
     assert.ok(duplicates.length <= victimShards.length * perShardBound, `${duplicates.length} duplicates`);
+    t.diagnostic(`${duplicates.length} duplicates after the kill (bound ${victimShards.length * perShardBound})`);
     const survivorAll = survivors.flatMap((w) => w.recs.map((r) => r.data));
     assert.equal(survivorAll.length, survivorData.size, 'the survivors read nothing twice');
     await Promise.all(survivors.map((w) => w.close()));
