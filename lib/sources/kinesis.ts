@@ -578,7 +578,7 @@ export class KinesisSource extends Readable {
     this.#startReader(shard);
   }
 
-  /** Stops reading a shard: what was fetched of it and not yet pushed is dropped, its unacked messages forgotten. */
+  /** Stops a shard's reader; the shard is no longer ours to read or checkpoint. */
   #stopShard(shard: ShardState): void {
     shard.abort.abort(new ManifoldError(`${WHERE}: stopped reading ${shard.shardId}`, { code: ErrorCodes.ABORTED }));
     shard.status = 'idle';
