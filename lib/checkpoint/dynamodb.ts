@@ -41,8 +41,8 @@ import {
   type DynamoDBClientConfig,
   type UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { SHARD_END, type Checkpoint } from './memory.js';
+import { awsConnection } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { booleanOption, checkOptions, conflictingOptions, durationOption, invalidOption, stringOption } from '../core/options.js';
 import type { CoordinatedSource, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from '../kinesis/coordinator.js';
@@ -743,20 +743,7 @@ function dynamoError(operation: string, tableName: string, error: unknown): Mani
 }
 
 function resolveDynamoClient(o: DynamoLeasesOptions): { client: DynamoDBClient; owned: boolean } {
-  if (o.client !== undefined) {
-    if (typeof (o.client as Partial<DynamoDBClient> | null)?.send !== 'function') invalidOption(WHERE, 'client', 'a DynamoDBClient', o.client);
-    for (const key of ['region', 'endpoint', 'credentials'] as const) {
-      if (o[key] !== undefined) conflictingOptions(WHERE, 'client', key, 'cannot be combined: configure the client you pass instead');
-    }
-    return { client: o.client, owned: false };
-  }
-  const region = stringOption(WHERE, 'region', o.region);
-  const endpoint = stringOption(WHERE, 'endpoint', o.endpoint);
-  if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) invalidOption(WHERE, 'endpoint', 'an http:// or https:// URL', endpoint);
-  const config: DynamoDBClientConfig = {};
-  if (region !== undefined) config.region = region;
-  if (endpoint !== undefined) config.endpoint = endpoint;
-  if (o.credentials !== undefined) config.credentials = o.credentials;
-  if (endpoint?.startsWith('http://')) config.requestHandler = new NodeHttpHandler();
-  return { client: new DynamoDBClient(config), owned: true };
+  const connection = awsConnection(WHERE, o, 'a DynamoDBClient');
+  if ('client' in connection) return { client: connection.client, owned: false };
+  return { client: new DynamoDBClient(connection.settings), owned: true };
 }

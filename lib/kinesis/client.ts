@@ -4,7 +4,7 @@
  * ManifoldErrors that say what failed.
  */
 import { KinesisClient, type KinesisClientConfig } from '@aws-sdk/client-kinesis';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { awsConnection } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { conflictingOptions, invalidOption, stringOption } from '../core/options.js';
 
@@ -56,29 +56,10 @@ export function resolveStream(where: string, streamName: unknown, streamARN: unk
 
 /** The client to use and whether we made it (and so destroy it on close). */
 export function resolveClient(where: string, o: KinesisConnectionOptions): { client: KinesisClient; owned: boolean } {
-  if (o.client !== undefined) {
-    if (typeof (o.client as Partial<KinesisClient>).send !== 'function') invalidOption(where, 'client', 'a KinesisClient', o.client);
-    for (const key of ['region', 'endpoint', 'credentials'] as const) {
-      if (o[key] !== undefined) conflictingOptions(where, 'client', key, 'cannot be combined: configure the client you pass instead');
-    }
-    return { client: o.client, owned: false };
-  }
-  const region = stringOption(where, 'region', o.region);
-  const endpoint = stringOption(where, 'endpoint', o.endpoint);
-  if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) invalidOption(where, 'endpoint', 'an http:// or https:// URL', endpoint);
-  if (o.credentials !== undefined && (o.credentials === null || (typeof o.credentials !== 'object' && typeof o.credentials !== 'function'))) {
-    invalidOption(where, 'credentials', 'AWS credentials ({ accessKeyId, secretAccessKey }) or a credential provider', '(hidden)');
-  }
-  const config: KinesisClientConfig = {
-    // Our own retry (options.retry) decides; SDK retries underneath would multiply the attempts.
-    maxAttempts: 1,
-  };
-  if (region !== undefined) config.region = region;
-  if (endpoint !== undefined) config.endpoint = endpoint;
-  if (o.credentials !== undefined) config.credentials = o.credentials;
-  // The SDK's default handler speaks HTTP/2 (for SubscribeToShard), which plain-http local servers do not.
-  if (endpoint?.startsWith('http://')) config.requestHandler = new NodeHttpHandler();
-  return { client: new KinesisClient(config), owned: true };
+  const connection = awsConnection(where, o, 'a KinesisClient');
+  if ('client' in connection) return { client: connection.client, owned: false };
+  // Our own retry (options.retry) decides; SDK retries underneath would multiply the attempts.
+  return { client: new KinesisClient({ maxAttempts: 1, ...connection.settings }), owned: true };
 }
 
 /** The SDK error's name (`ResourceNotFoundException`...), if any. */
