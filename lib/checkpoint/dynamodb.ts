@@ -163,6 +163,8 @@ class DynamoLeaseCoordinator implements DynamoLeases {
   /** An outstanding request for another worker's lease. */
   #request: { shardId: string; owner: string; since: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** Checks our own leases' deadlines even while a round hangs on a request that does not return. */
+  #watchdog: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #again = false;
   #stopped = false;
@@ -194,6 +196,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     this.#source = source;
     this.#streamName = source.streamName;
     await this.#ensureTable();
+    this.#watchdog = setInterval(() => this.#expireOwn(), this.#renewIntervalMs);
     this.#schedule(0);
   }
 
@@ -537,7 +540,6 @@ class DynamoLeaseCoordinator implements DynamoLeases {
       })
       .finally(() => {
         this.#ticking = undefined;
-        this.#expireOwn();
         if (this.#again) {
           this.#again = false;
           this.#schedule(0);
@@ -640,6 +642,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     this.#stopping ??= (async () => {
       this.#stopped = true;
       clearTimeout(this.#timer);
+      clearInterval(this.#watchdog);
       await this.#ticking;
       await Promise.allSettled([...this.#held.values()].map((held) => this.#release(held)));
       if (this.#ownsClient) this.#client.destroy();
