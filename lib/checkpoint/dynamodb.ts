@@ -109,8 +109,9 @@ const KNOWN_OPTIONS = ['tableName', 'client', 'region', 'endpoint', 'credentials
  * - Each worker renews its leases every `renewIntervalMs`; a lease not renewed
  *   for `leaseDurationMs` is taken by a live worker, from its last checkpoint.
  * - Balancing: a worker holding fewer than its fair share takes free or
- *   expired leases; when there are none and some worker holds two or more
- *   leases more than it, it asks that worker for one. The owner stops reading
+ *   expired leases; when there are none, it asks the most loaded workers for
+ *   leases (up to its share, while the asked worker would still hold two or
+ *   more leases more than it). The owner stops reading
  *   the shard, waits for its messages to be acked (up to `leaseDurationMs`),
  *   and hands the lease over with its final checkpoint: no duplicates.
  * - A child shard is leased only once its parents' checkpoints are `SHARD_END`.
@@ -160,8 +161,8 @@ class DynamoLeaseCoordinator implements DynamoLeases {
   readonly #held = new Map<string, Held>();
   readonly #seen = new Map<string, Seen>();
   readonly #known = new Set<string>();
-  /** An outstanding request for another worker's lease. */
-  #request: { shardId: string; owner: string; since: number } | undefined;
+  /** Outstanding requests for other workers' leases, by shard. */
+  readonly #requests = new Map<string, { owner: string; since: number }>();
   #timer: NodeJS.Timeout | undefined;
   /** Checks our own leases' deadlines even while a round hangs on a request that does not return. */
   #watchdog: NodeJS.Timeout | undefined;
@@ -466,7 +467,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     if (!row) return false;
     if (this.#held.has(row.shardId)) return true;
     this.#held.set(row.shardId, { shardId: row.shardId, counter: row.counter, renewedAt: sentAt, chain: Promise.resolve(), handingOff: false });
-    if (this.#request?.shardId === row.shardId) this.#request = undefined;
+    this.#requests.delete(row.shardId);
     this.#emit({ type: 'gained', shardId: row.shardId, workerId: this.workerId, ...(previousOwner && previousOwner !== this.workerId ? { otherWorker: previousOwner } : {}), reason });
     this.#source?.acquire({ shardId: row.shardId, parents: row.parents, checkpoint: row.checkpoint, start: row.start });
     return true;
@@ -595,7 +596,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     let taken = 0;
     for (const row of toUs) {
       if (!this.#source?.active) return;
-      const request = this.#request?.shardId === row.shardId ? this.#request : undefined;
+      const request = this.#requests.get(row.shardId);
       if (await this.tryTake(row, request ? 'handoff' : 'recovered', request?.owner)) taken += 1;
     }
     for (const row of takeable) {
@@ -604,37 +605,43 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     }
     if (taken > 0 || takeable.length > 0) return;
 
-    // Balance: ask the most loaded worker for one lease when it holds two or more than we do.
-    const request = this.#request;
-    if (request) {
-      const row = byId.get(request.shardId);
-      if (!row || row.owner !== request.owner || row.pendingOwner !== this.workerId) this.#request = undefined;
+    // Balance: ask the most loaded workers for leases while one holds two or more than we would.
+    for (const [shardId, request] of [...this.#requests]) {
+      const row = byId.get(shardId);
+      if (!row || row.owner !== request.owner || row.pendingOwner !== this.workerId) this.#requests.delete(shardId);
       else if (now - request.since > 3 * this.#leaseDurationMs) {
         // The owner renews but does not hand over: take it.
-        await this.tryTake(row, 'forced');
-        this.#request = undefined;
+        this.#requests.delete(shardId);
+        await this.tryTake(row, 'forced', request.owner);
       }
-      return;
     }
-    let richest: [string, LeaseRow[]] | undefined;
-    for (const entry of load) if (entry[0] !== this.workerId && (!richest || entry[1].length > richest[1].length)) richest = entry;
-    if (!richest || richest[1].length - mine < 2) return;
-    const candidates = shuffle(richest[1].filter((r) => r.pendingOwner === undefined));
-    const victim = candidates[0];
-    if (!victim) return;
-    try {
-      await this.#update(
-        {
-          UpdateExpression: 'SET pendingOwner = :me',
-          ConditionExpression: 'leaseOwner = :owner AND attribute_not_exists(pendingOwner)',
-          ExpressionAttributeValues: { ':me': { S: this.workerId }, ':owner': { S: richest[0] } },
-        },
-        victim.shardId,
-        'UpdateItem (request)',
-      );
-      this.#request = { shardId: victim.shardId, owner: richest[0], since: now };
-    } catch (error) {
-      if (!(error instanceof ConditionFailed)) throw error;
+    const asked = new Map<string, number>();
+    for (const request of this.#requests.values()) asked.set(request.owner, (asked.get(request.owner) ?? 0) + 1);
+    let coming = mine + this.#requests.size;
+    while (coming < target) {
+      let richest: [string, LeaseRow[]] | undefined;
+      const left = (entry: [string, LeaseRow[]]): number => entry[1].length - (asked.get(entry[0]) ?? 0);
+      for (const entry of load) if (entry[0] !== this.workerId && (!richest || left(entry) > left(richest))) richest = entry;
+      if (!richest || left(richest) - coming < 2) return;
+      const [owner, theirs] = richest;
+      const victim = shuffle(theirs.filter((r) => r.pendingOwner === undefined && !this.#requests.has(r.shardId)))[0];
+      if (!victim) return;
+      asked.set(owner, (asked.get(owner) ?? 0) + 1);
+      try {
+        await this.#update(
+          {
+            UpdateExpression: 'SET pendingOwner = :me',
+            ConditionExpression: 'leaseOwner = :owner AND attribute_not_exists(pendingOwner)',
+            ExpressionAttributeValues: { ':me': { S: this.workerId }, ':owner': { S: owner } },
+          },
+          victim.shardId,
+          'UpdateItem (request)',
+        );
+        this.#requests.set(victim.shardId, { owner, since: now });
+        coming += 1;
+      } catch (error) {
+        if (!(error instanceof ConditionFailed)) throw error;
+      }
     }
   }
 
