@@ -15,7 +15,7 @@ import { memoryCheckpointer } from '../../lib/checkpoint/memory.js';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import type { Message } from '../../lib/core/message.js';
 import type { CoordinatedSource, GrantedShard, LeaseEvent } from '../../lib/kinesis/coordinator.js';
-import { kinesisSource, type KinesisSource, type ShardEvent } from '../../lib/sources/kinesis.js';
+import { kinesisSource, type KinesisSource, type KinesisSourceOptions, type ShardEvent } from '../../lib/sources/kinesis.js';
 import { startDynamo, type DynamoServer } from '../fixtures/dynamodb.js';
 import { createStream, deleteStream, putRaw, startKinesisServer, type KinesisServer } from '../fixtures/kinesis.js';
 
@@ -38,11 +38,12 @@ function leases(options: Partial<DynamoLeasesOptions> & { tableName: string }): 
   return dynamoLeases({ client: ddb, ...FAST, ...options });
 }
 
-function source(streamName: string, coordinator: DynamoLeases): KinesisSource {
+function source(streamName: string, coordinator: DynamoLeases, extra: Partial<KinesisSourceOptions> = {}): KinesisSource {
   return kinesisSource({
     streamName,
     client: raw,
     startingPosition: 'TRIM_HORIZON',
+    ...extra,
     coordinator,
     pollIntervalMs: 200,
     shardDiscoveryIntervalMs: 500,
@@ -310,6 +311,59 @@ describe('dynamoLeases with kinesisSource', () => {
     assert.deepEqual(fake.acquired[0]?.checkpoint !== undefined, true, 'the thief resumes from the stored checkpoint');
     await src.close();
     await thief.stop();
+    await deleteStream(raw, streamName);
+  });
+
+  it("'LATEST' is pinned to the lease's creation: a later owner reads what arrived after it, even with no checkpoint yet", async () => {
+    const { streamName } = await createStream(raw, 1);
+    const tableName = table();
+    await putNumbered(streamName, 0, 5);
+    await sleep(50);
+    const a = source(streamName, leases({ tableName, workerId: 'a' }), { startingPosition: 'LATEST' });
+    const gotA: string[] = [];
+    const eventsA: LeaseEvent[] = [];
+    drainInto(a, gotA, eventsA);
+    await waitFor('a to take the lease', () => eventsA.some((e) => e.type === 'gained'));
+    await a.close();
+    const [row] = await leases({ tableName }).leases(streamName);
+    assert.equal(row?.start.type, 'AT_TIMESTAMP');
+    assert.equal(row?.checkpoint, undefined, 'nothing read, nothing checkpointed');
+    // Put while no worker reads the shard: a plain LATEST at the next owner's start would skip these.
+    const expected = await putNumbered(streamName, 5, 10);
+    const b = source(streamName, leases({ tableName, workerId: 'b' }), { startingPosition: 'LATEST' });
+    const gotB: string[] = [];
+    drainInto(b, gotB);
+    await waitFor('b to read the records put after the lease was created', () => gotB.length >= 10);
+    await sleep(500);
+    await b.close();
+    assert.deepEqual(gotA, []);
+    assert.deepEqual(gotB, expected, 'the records from before the lease are not read, the ones after are');
+    await deleteStream(raw, streamName);
+  });
+
+  it('enhanced fan-out: two sources share the shards by handoff, every record once', async () => {
+    const { streamName } = await createStream(raw, 2);
+    const tableName = table();
+    const consumerName = `leases-${Date.now()}`;
+    const expected = await putNumbered(streamName, 0, 200);
+    const a = source(streamName, leases({ tableName, workerId: 'a' }), { consumerName });
+    const gotA: string[] = [];
+    const eventsA: LeaseEvent[] = [];
+    drainInto(a, gotA, eventsA);
+    await waitFor('a to read everything', () => gotA.length >= 200);
+    const b = source(streamName, leases({ tableName, workerId: 'b' }), { consumerName });
+    const gotB: string[] = [];
+    const eventsB: LeaseEvent[] = [];
+    drainInto(b, gotB, eventsB);
+    await waitFor('a handoff', () => eventsB.some((e) => e.type === 'gained' && e.reason === 'handoff'));
+    expected.push(...(await putNumbered(streamName, 200, 200)));
+    await waitFor('the second batch', () => gotA.length + gotB.length >= 400);
+    await sleep(500);
+    await Promise.all([a.close(), b.close()]);
+    assert.ok(gotB.length > 0, 'b read its shard through its own subscription');
+    const all = [...gotA, ...gotB];
+    assert.equal(all.length, new Set(all).size, 'no duplicates');
+    assert.deepEqual(new Set(all), new Set(expected));
     await deleteStream(raw, streamName);
   });
 
