@@ -68,6 +68,8 @@ class Lane<P> {
  */
 export class AckTracker<P = string> {
   readonly maxInFlight: number;
+  /** Settles of tickets from before a `reset()` or `remove()` of their partition: ignored, and counted here. */
+  lateSettles = 0;
   #lanes = new Map<string, Lane<P>>();
   #idleWaiters: Array<{ partition: string | undefined; done: () => void }> = [];
   #nacks: NackRecord<P>[] = [];
@@ -105,7 +107,12 @@ export class AckTracker<P = string> {
 
   #settle(partition: string, lane: Lane<P>, generation: number, entry: Entry<P>, state: number, error: Error | undefined): void {
     // A ticket from before reset() (or a second settle) is ignored: its position will be redelivered.
-    if (entry.state !== PENDING || lane.generation !== generation || this.#lanes.get(partition) !== lane) return;
+    if (entry.state !== PENDING) return;
+    if (lane.generation !== generation || this.#lanes.get(partition) !== lane) {
+      entry.state = state;
+      this.lateSettles += 1;
+      return;
+    }
     entry.state = state;
     entry.error = error;
     lane.inFlight -= 1;

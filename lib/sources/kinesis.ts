@@ -302,6 +302,11 @@ export class KinesisSource extends Readable {
     return this.#stream.name;
   }
 
+  /** Acks and nacks ignored because their shard was no longer ours (lease lost or handed over) when they came; its next owner reads those records again. */
+  get lateSettles(): number {
+    return this.#tracker.lateSettles;
+  }
+
   /** Unacked messages, per shard or in total. */
   inFlight(shardId?: string): number {
     return this.#tracker.inFlight(shardId);

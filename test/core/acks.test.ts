@@ -86,8 +86,10 @@ describe('AckTracker', () => {
     const stale = t.track('s', 2);
     t.reset('s');
     stale.ack();
+    stale.ack();
     assert.equal(t.committed('s'), 1);
     assert.equal(t.inFlight('s'), 0);
+    assert.equal(t.lateSettles, 1, 'the late ack is counted once');
     t.track('s', 2).ack();
     assert.equal(t.committed('s'), 2);
     t.reset('unknown');
@@ -98,8 +100,10 @@ describe('AckTracker', () => {
     t.setCommitted('s', 7);
     const late = t.track('s', 8);
     assert.equal(t.remove('s'), 7);
-    late.ack();
+    late.nack();
     assert.equal(t.committed('s'), undefined);
+    assert.equal(t.lateSettles, 1);
+    assert.deepEqual(t.takeNacks(), [], 'a late nack is not a nack of the partition');
     assert.equal(t.remove('s'), undefined);
   });
 
