@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { MergeShardsCommand, SplitShardCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
@@ -36,9 +36,13 @@ before(async () => {
   raw = kinesis.client();
   ddb = dynamo.client();
 });
-after(async () => {
+// Workers a test left running (it failed part-way) must not read on into the next test's stream and table.
+afterEach(async () => {
   for (const w of workers) w.child.kill('SIGKILL');
   await Promise.all([...workers].map((w) => w.exited));
+  workers.clear();
+});
+after(async () => {
   await Promise.all([kinesis.stop(), dynamo.stop()]);
 });
 
