@@ -106,14 +106,13 @@ export class AckTracker<P = string> {
   }
 
   #settle(partition: string, lane: Lane<P>, generation: number, entry: Entry<P>, state: number, error: Error | undefined): void {
-    // A ticket from before reset() (or a second settle) is ignored: its position will be redelivered.
+    // A second settle is ignored; so is (counted once) a ticket from before reset() or remove(): its position will be redelivered.
     if (entry.state !== PENDING) return;
+    entry.state = state;
     if (lane.generation !== generation || this.#lanes.get(partition) !== lane) {
-      entry.state = state;
       this.lateSettles += 1;
       return;
     }
-    entry.state = state;
     entry.error = error;
     lane.inFlight -= 1;
     if (state === NACKED) {
