@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Readable, type Duplex, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { ErrorCodes, ManifoldError, toError } from './errors.js';
 import { relay, toMessage, type Message, type MessageLike } from './message.js';
 import { booleanOption, checkOptions, durationOption, invalidOption, signalOption } from './options.js';
@@ -206,6 +206,10 @@ export function flow(options: FlowOptions): Flow {
   const run = (async (): Promise<FlowStats> => {
     try {
       await (pipeline as unknown as (...streams: unknown[]) => Promise<void>)(head, ...transforms, sink);
+      // The sink is done, but a source's close() may still be storing its final checkpoint or commit: a caller
+      // that exits once the flow resolves must not lose it.
+      if (stopping) await stopping;
+      else if (source.readableEnded && !source.closed) await finished(source).catch(() => undefined);
       // A plain source that we stopped reading is done with; release it.
       if (stats.stopped && !isClosable(source) && !source.destroyed) source.destroy();
     } catch (error) {
