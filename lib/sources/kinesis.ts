@@ -190,6 +190,9 @@ interface ShardState extends ShardInfo {
   lastDelivered: Checkpoint | undefined;
   /** Key of the checkpoint last stored, to store only changes. */
   storedKey: string | undefined;
+  /** Resolves once the reader holds its first iterator or subscription (or has stopped): records put after that are read. */
+  opened: Promise<void>;
+  markOpened: () => void;
 }
 
 function checkpointKey(checkpoint: Checkpoint | undefined): string | undefined {
@@ -425,6 +428,20 @@ export class KinesisSource extends Readable {
     }
     // Coordinated: every listed shard goes to sync(), which creates the leases missing (a failed sync is made up next time).
     const listedIds = new Set(listed.map((s) => s.shardId));
+    const byId = new Map(listed.map((s) => [s.shardId, s]));
+    // Whether a shard's parent is read by this source, from a stored checkpoint or (transitively) from its start because its
+    // own parent was: then the shard must be read from its start too, or the records between the two are skipped.
+    const readMemo = new Map<string, boolean>();
+    const isRead = (shardId: string): boolean => {
+      const known = readMemo.get(shardId);
+      if (known !== undefined) return known;
+      readMemo.set(shardId, false);
+      const info = byId.get(shardId);
+      const read = loaded?.[shardId] !== undefined || (info !== undefined && readParent(info));
+      readMemo.set(shardId, read);
+      return read;
+    };
+    const readParent = (info: ShardInfo): boolean => info.parents.some(isRead);
     const leased: NewShard[] = this.#coordinator ? listed.map((info) => this.#leaseStart(info, info.parents.some((p) => listedIds.has(p)))) : [];
     for (const info of listed) {
       const known = this.#shards.get(info.shardId);
@@ -444,6 +461,10 @@ export class KinesisSource extends Readable {
       else if (checkpoint) {
         Object.assign(state, resumeFrom(checkpoint));
         this.#tracker.setCommitted(info.shardId, checkpoint);
+      } else if (initial && readParent(info)) {
+        // A child of a shard this source has read (or will read from a checkpoint) continues where the parent ended:
+        // its first record follows the parent's last, whatever startingPosition says about shards seen for the first time.
+        state.start = { Type: 'TRIM_HORIZON' };
       } else if (initial) {
         const position = this.#startingPosition;
         if (position === 'LATEST') {
@@ -474,6 +495,8 @@ export class KinesisSource extends Readable {
       skipThrough: undefined,
       lastDelivered: undefined,
       storedKey: undefined,
+      opened: Promise.resolve(),
+      markOpened: () => {},
     };
   }
 
@@ -508,9 +531,15 @@ export class KinesisSource extends Readable {
     const stopped = AbortSignal.any([this.#stop.signal, shard.abort.signal]);
     shard.signal = stopped;
     shard.stopped = new Promise<void>((resolve) => stopped.addEventListener('abort', () => resolve(), { once: true }));
+    let markOpened!: () => void;
+    shard.opened = new Promise<void>((resolve) => {
+      markOpened = resolve;
+    });
+    shard.markOpened = markOpened;
     this.emit('shard', { shardId: shard.shardId, state: 'reading', parents: shard.parents } satisfies ShardEvent);
     const reader = (this.#consumerARN === undefined ? this.#poll(shard) : this.#subscribe(shard)).then(
       () => {
+        markOpened();
         if (stopped.aborted) return;
         shard.status = 'ended';
         this.emit('shard', { shardId: shard.shardId, state: 'ended', parents: shard.parents } satisfies ShardEvent);
@@ -522,6 +551,7 @@ export class KinesisSource extends Readable {
         if (this.#coordinator) this.#flushInBackground();
       },
       (error: unknown) => {
+        markOpened();
         if (!stopped.aborted) this.#fail(error);
       },
     );
@@ -712,7 +742,12 @@ export class KinesisSource extends Readable {
 
   /** Polling: GetRecords in a loop, paced, until the shard ends or the source stops. */
   async #poll(shard: ShardState): Promise<void> {
+    const openedAt = new Date();
     let iterator = await this.#iterator(shard, shard.start);
+    // LATEST means "from when this source started": should the iterator expire before a record comes, the new one
+    // starts at that time, not at a later LATEST that would skip what arrived in between.
+    if (shard.start.Type === 'LATEST') shard.start = { Type: 'AT_TIMESTAMP', Timestamp: openedAt };
+    shard.markOpened();
     let lastCall = 0;
     const { signal } = shard;
     while (iterator !== undefined && !signal.aborted) {
@@ -772,7 +807,10 @@ export class KinesisSource extends Readable {
         if (millisBehindLatest !== undefined) this.emit('lag', { shardId: shard.shardId, millisBehindLatest } satisfies LagEvent);
       },
       onRetry: (event) => this.emit('retry', { ...event, operation: 'SubscribeToShard', shardId: shard.shardId }),
-      onSubscribe: (position) => this.emit('subscribe', { shardId: shard.shardId, position: position.Type, sequenceNumber: position.SequenceNumber }),
+      onSubscribe: (position) => {
+        shard.markOpened();
+        this.emit('subscribe', { shardId: shard.shardId, position: position.Type, sequenceNumber: position.SequenceNumber });
+      },
       toError: (error) => kinesisError(WHERE, 'SubscribeToShard', this.#stream, error, { shardId: shard.shardId }),
     });
   }
@@ -782,6 +820,8 @@ export class KinesisSource extends Readable {
     if (this.#flushing) return this.#flushing.then(() => this.#flush());
     const updates: Record<string, Checkpoint> = {};
     for (const shard of this.#shards.values()) {
+      // A finished shard holds SHARD_END (or was skipped): its last sequence number must not overwrite that.
+      if (shard.status === 'finished') continue;
       // Coordinated, only shards held here are ours to checkpoint (a draining one goes over with its handoff).
       if (this.#coordinator && shard.status !== 'reading' && shard.status !== 'ended') continue;
       let checkpoint = this.#tracker.committed(shard.shardId);
@@ -885,6 +925,16 @@ export class KinesisSource extends Readable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // After a graceful close() the stream auto-destroys on 'end' while the final checkpoints are still being stored:
+    // 'close' comes after them, so pipeline() and finished() resolve only once they are stored.
+    const closing = this.#closed;
+    if (closing && !error) {
+      closing.then(
+        () => callback(null),
+        () => callback(null),
+      );
+      return;
+    }
     this.#stop.abort(error ?? new ManifoldError(`${WHERE}: destroyed`, { code: ErrorCodes.ABORTED }));
     this.#clearTimers();
     this.#wakeFlow();

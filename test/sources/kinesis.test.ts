@@ -4,13 +4,14 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeStreamConsumerCommand, MergeShardsCommand, PutRecordsCommand, SplitShardCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
 import { fileCheckpointer } from '../../lib/checkpoint/file.js';
 import { memoryCheckpointer, SHARD_END } from '../../lib/checkpoint/memory.js';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
+import { flow } from '../../lib/core/flow.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { kinesisSink } from '../../lib/sinks/kinesis.js';
 import { kinesisSource, type CheckpointEvent, type KinesisSource, type KinesisSourceOptions, type LagEvent } from '../../lib/sources/kinesis.js';
@@ -582,6 +583,180 @@ describe('kinesisSource faults and positions', () => {
     assert.deepEqual(read.map(text), ['s0', 's1', 's2', 's3', 's4']);
     await source.close();
     assert.deepEqual(checkpointer.snapshot(streamName), { [parent!.ShardId!]: { sequenceNumber: SHARD_END } });
+  });
+});
+
+/** Splits the stream's first shard at the middle of its hash range; resolves its id and the split key. */
+async function splitFirst(raw: KinesisClient, streamName: string): Promise<{ parent: string; mid: bigint }> {
+  const [s0] = await shardsOf(raw, streamName);
+  const mid = (BigInt(s0!.HashKeyRange!.StartingHashKey!) + BigInt(s0!.HashKeyRange!.EndingHashKey!)) / 2n;
+  await raw.send(new SplitShardCommand({ StreamName: streamName, ShardToSplit: s0!.ShardId!, NewStartingHashKey: mid.toString() }));
+  await waitActive(raw, streamName);
+  return { parent: s0!.ShardId!, mid };
+}
+
+describe('kinesisSource restarts and shard ends', () => {
+  it('LATEST: a restart after a split reads every record put into the children while it was down', async (t) => {
+    const raw = server.client();
+    const { streamName } = await createStream(raw, 1);
+    t.after(() => deleteStream(raw, streamName));
+    const checkpointer = memoryCheckpointer();
+    const first = kinesisSource({ streamName, ...connect(), checkpointer, pollIntervalMs: 200 });
+    t.after(() => first.destroy());
+    const reading = collect(first, (r) => r.length >= 5);
+    await new Promise((resolve) => first.once('ready', resolve));
+    await putRaw(raw, streamName, Array.from({ length: 5 }, (_, i) => ({ data: Buffer.from(`before-${i}`), key: `k${i}` })));
+    assert.deepEqual((await reading).map(text).sort(), ['before-0', 'before-1', 'before-2', 'before-3', 'before-4']);
+    await stop(first);
+    const { parent } = await splitFirst(raw, streamName);
+    assert.ok(checkpointer.snapshot(streamName)[parent], 'the parent has a checkpoint');
+
+    // Keys spread over the whole hash range, so both children get records.
+    const down = Array.from({ length: 10 }, (_, i) => ({ data: Buffer.from(`down-${i}`), key: `key-${i * 7919}` }));
+    await putRaw(raw, streamName, down);
+    const children = (await shardsOf(raw, streamName)).filter((s) => s.ParentShardId === parent).map((s) => s.ShardId!);
+
+    const second = kinesisSource({ streamName, ...connect(), checkpointer, pollIntervalMs: 200 });
+    t.after(() => second.destroy());
+    const read = await collect(second, (r) => r.length >= down.length, undefined, 30_000);
+    await stop(second);
+    assert.deepEqual(read.map(text).sort(), down.map((d) => d.data.toString()).sort(), 'every record put while down was read, and nothing before');
+    assert.ok(read.every((m) => children.includes(m.meta!.shardId as string)));
+  });
+
+  it('LATEST with no checkpoint at all still starts at the newest record, children included', async (t) => {
+    const raw = server.client();
+    const { streamName } = await createStream(raw, 1);
+    t.after(() => deleteStream(raw, streamName));
+    await putRaw(raw, streamName, [{ data: Buffer.from('old-parent'), key: 'a' }]);
+    await splitFirst(raw, streamName);
+    await putRaw(raw, streamName, [{ data: Buffer.from('old-child'), key: 'b' }]);
+    const source = kinesisSource({ streamName, ...connect(), pollIntervalMs: 200 });
+    t.after(() => source.destroy());
+    const reading = collect(source, (r) => r.length >= 2);
+    await new Promise((resolve) => source.once('ready', resolve));
+    await putRaw(raw, streamName, [{ data: Buffer.from('new-1'), key: 'c' }, { data: Buffer.from('new-2'), key: 'key-99999' }]);
+    const read = await reading;
+    await sleep(500);
+    await stop(source);
+    assert.deepEqual(read.map(text).sort(), ['new-1', 'new-2']);
+  });
+
+  it('stores SHARD_END for every closed shard and keeps it; a restart reads no finished parent', async (t) => {
+    const raw = server.client();
+    const { streamName } = await createStream(raw, 2);
+    t.after(() => deleteStream(raw, streamName));
+    const keys = Array.from({ length: 20 }, (_, i) => `key${i}`);
+    let round = 0;
+    const writeRound = (): Promise<void> => {
+      const r = round++;
+      return putRaw(raw, streamName, keys.map((key) => ({ data: Buffer.from(`${key}:${r}`), key })));
+    };
+    await writeRound();
+    const [s0, s1] = await shardsOf(raw, streamName);
+    const { mid } = await splitFirst(raw, streamName);
+    await writeRound();
+    const upper = (await shardsOf(raw, streamName)).find((s) => s.ParentShardId === s0!.ShardId && BigInt(s.HashKeyRange!.StartingHashKey!) === mid)!;
+    await raw.send(new MergeShardsCommand({ StreamName: streamName, ShardToMerge: upper.ShardId!, AdjacentShardToMerge: s1!.ShardId! }));
+    await waitActive(raw, streamName);
+    await writeRound();
+    const closedShards = [s0!.ShardId!, s1!.ShardId!, upper.ShardId!].sort();
+
+    const checkpointer = memoryCheckpointer();
+    const options = { streamName, ...connect(), startingPosition: 'TRIM_HORIZON' as const, checkpointer, checkpointIntervalMs: 100, shardDiscoveryIntervalMs: 200, pollIntervalMs: 200 };
+    const first = kinesisSource(options);
+    t.after(() => first.destroy());
+    const read = await collect(first, (r) => r.length >= 60);
+    assertPerKeyOrder(read);
+    // Several checkpoint intervals after every shard was read to its end and acked.
+    await sleep(1500);
+    await stop(first);
+    const stored = checkpointer.snapshot(streamName);
+    assert.deepEqual(
+      closedShards.filter((id) => stored[id]?.sequenceNumber !== SHARD_END),
+      [],
+      `every closed shard holds SHARD_END after a graceful close: ${JSON.stringify(stored)}`,
+    );
+
+    const second = kinesisSource(options);
+    t.after(() => second.destroy());
+    const started: string[] = [];
+    second.on('shard', (e: { shardId: string; state: string }) => {
+      if (e.state === 'reading') started.push(e.shardId);
+    });
+    const again: Message[] = [];
+    second.on('data', (m: Message) => {
+      again.push(m);
+      m.ack();
+    });
+    await new Promise((resolve) => second.once('ready', resolve));
+    await sleep(1000);
+    await stop(second);
+    assert.deepEqual(started.filter((id) => closedShards.includes(id)), [], 'no finished shard was read again');
+    assert.equal(again.length, 0, 'nothing was read again');
+  });
+
+  it("LATEST: records put right after 'ready' are read, on every shard", async (t) => {
+    const raw = server.client();
+    const { streamName } = await createStream(raw, 8);
+    t.after(() => deleteStream(raw, streamName));
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const source = kinesisSource({ streamName, ...connect(), pollIntervalMs: 200 });
+      t.after(() => source.destroy());
+      const sent = Array.from({ length: 40 }, (_, i) => ({ data: Buffer.from(`ready-${attempt}-${i}`), key: `key-${attempt}-${i}` }));
+      let putting: Promise<void> | undefined;
+      source.once('ready', () => {
+        putting = putRaw(raw, streamName, sent);
+      });
+      const read = await collect(source, (r) => r.length >= sent.length, undefined, 15_000).catch((error: Error) => error);
+      await putting;
+      await stop(source);
+      assert.ok(!(read instanceof Error), `attempt ${attempt}: ${String(read)}`);
+      assert.deepEqual(read.map(text).sort(), sent.map((s) => s.data.toString()).sort());
+    }
+  });
+
+  it('flow() resolves only after the final checkpoint is stored', async (t) => {
+    const raw = server.client();
+    const { streamName } = await createStream(raw, 2);
+    t.after(() => deleteStream(raw, streamName));
+    await putRaw(raw, streamName, Array.from({ length: 100 }, (_, i) => ({ data: Buffer.from(`f${i}`), key: `k${i}` })));
+    const inner = memoryCheckpointer();
+    // A slow store (a file on a busy disk, a remote table) makes the race plain.
+    const checkpointer = {
+      load: (scope: string) => inner.load(scope),
+      async store(scope: string, checkpoints: Record<string, { sequenceNumber: string }>) {
+        await sleep(300);
+        await inner.store(scope, checkpoints);
+      },
+    };
+    const source = kinesisSource({ streamName, ...connect(), startingPosition: 'TRIM_HORIZON', checkpointer, checkpointIntervalMs: 60_000 });
+    let count = 0;
+    const lastPerShard = new Map<string, string>();
+    const sink = new Writable({
+      objectMode: true,
+      write(m: Message, _enc, callback) {
+        count += 1;
+        lastPerShard.set(m.meta!.shardId as string, m.meta!.sequenceNumber as string);
+        setImmediate(() => {
+          m.ack();
+          callback();
+        });
+      },
+    });
+    // Stopped as a signal stops it; the program awaits the flow itself, as `await flow(...); process.exit()` does.
+    const controller = new AbortController();
+    const running = flow({ source, sink, signal: controller.signal });
+    t.after(() => source.destroy());
+    while (count < 100) await sleep(20);
+    controller.abort();
+    await running;
+    // What a program that exits right after the flow would have stored.
+    const stored = inner.snapshot(streamName);
+    assert.deepEqual(
+      Object.fromEntries([...lastPerShard].map(([shardId, sequenceNumber]) => [shardId, stored[shardId]?.sequenceNumber])),
+      Object.fromEntries(lastPerShard),
+    );
   });
 });
 
