@@ -36,6 +36,8 @@ export interface SourceHarness {
   liveOnly?: boolean;
   /** Longest the suite waits for expected messages. Default 20,000 ms. */
   timeoutMs?: number;
+  /** Messages in the backlog tests (produced before reading starts, unless liveOnly). Default 2,000. */
+  backlog?: number;
 }
 
 export interface SinkFixture {
