@@ -212,7 +212,13 @@ export class KafkaConsumerSource extends Readable {
   #commitTimer: NodeJS.Timeout | undefined;
   #committing: Promise<void> | undefined;
   #commitAgain = false;
-  #libraryPaused = false;
+  /** Node asked for data (`_read`) and no push() has said "full" since. */
+  #wanted = false;
+  #pulling = false;
+  /** Partitions at `maxInFlightPerPartition`: nothing more is read until their acks make room. */
+  readonly #full = new Set<string>();
+  /** Set before close() ends the stream: a push after that would throw. */
+  #ending = false;
   #closing: Promise<void> | undefined;
   #shutdown: Promise<void> | undefined;
 
@@ -239,7 +245,7 @@ export class KafkaConsumerSource extends Readable {
       heartbeatInterval: options.heartbeatIntervalMs,
       maxWaitTime: options.maxWaitMs,
       maxBytes: options.fetchMaxBytes,
-      // The library fetches ahead only while its buffer is below this mark; its memory is bounded by fetchMaxBytes per fetch anyway.
+      // The library fetches ahead only while its buffer is below this mark (plus the one fetch that crossed it).
       highWaterMark: 1024,
     });
     // A client 'error' without a listener would throw; it ends this membership instead.
@@ -270,8 +276,11 @@ export class KafkaConsumerSource extends Readable {
       return;
     }
     this.#stream = stream;
-    this.#noteAssignments();
-    stream.on('data', this.#onRecord);
+    // Pulled, not flowing: records stay in the library's buffer (which stops fetching at its high-water mark)
+    // until this stream wants them, so no pause()/resume() state can fall out of step with Node's _read calls.
+    // 'readable' before any read(): the library does not fetch for a stream nobody listens to, and a read()
+    // before that would leave its _read pending for good.
+    stream.on('readable', this.#pull);
     stream.on('error', (error: Error) => this.destroy(kafkaError(this.#what, error)));
     stream.once('close', () => {
       if (!this.#closing && !this.destroyed) {
@@ -279,13 +288,39 @@ export class KafkaConsumerSource extends Readable {
       }
     });
     this.#commitTimer = setInterval(() => void this.#commit('interval'), this.#o.commitIntervalMs);
-    if (this.readableLength >= this.readableHighWaterMark) this.#pauseLibrary();
+    this.#noteAssignments();
     this.emit('ready');
   }
 
-  readonly #onRecord = (record: KafkaMessage<Buffer, Buffer, Buffer, Buffer>): void => {
-    // close() has ended the stream: what the library still hands over is read again by the group later.
-    if (this.#closing || this.destroyed) return;
+  override _read(): void {
+    // Whatever the buffer holds right now: Node calls _read before it takes the chunk it is reading, and it
+    // does not call _read again until something is pushed.
+    this.#wanted = true;
+    this.#pull();
+  }
+
+  /**
+   * Moves records from the library into this stream while it wants them. Every way of
+   * stopping has its own way back: a full buffer -> _read; a full partition -> its
+   * whenRoom(); the library's buffer empty -> 'readable'.
+   */
+  readonly #pull = (): void => {
+    const stream = this.#stream;
+    // A consumer reacting to a push may land here again; the loop below re-checks everything on its next turn.
+    if (!stream || this.#pulling || this.#ending || this.destroyed) return;
+    this.#pulling = true;
+    try {
+      while (this.#wanted && this.#full.size === 0 && !this.#ending && !this.destroyed) {
+        const record = stream.read() as KafkaMessage<Buffer, Buffer, Buffer, Buffer> | null;
+        if (record === null) return;
+        this.#onRecord(record);
+      }
+    } finally {
+      this.#pulling = false;
+    }
+  };
+
+  #onRecord(record: KafkaMessage<Buffer, Buffer, Buffer, Buffer>): void {
     const key = partitionKey(record.topic, record.partition);
     // A record fetched before this partition was (re)assigned to us, or for one we no longer own, is stale:
     // the current owner reads it again from the committed offset.
@@ -310,30 +345,16 @@ export class KafkaConsumerSource extends Readable {
       onAck: ticket.ack,
       onNack: ticket.nack,
     });
-    const room = this.push(message);
-    if (!room) this.#pauseLibrary();
-    if (this.#tracker.isFull(key)) {
-      this.#pauseLibrary();
-      void this.#tracker.whenRoom(key).then(() => this.#maybeResume());
+    // Node calls _read again once the consumer has taken from the full buffer.
+    if (!this.push(message)) this.#wanted = false;
+    if (this.#tracker.isFull(key) && !this.#full.has(key)) {
+      this.#full.add(key);
+      // Also settled when the partition is revoked (the tracker releases its waiters).
+      void this.#tracker.whenRoom(key).then(() => {
+        this.#full.delete(key);
+        this.#pull();
+      });
     }
-  };
-
-  #pauseLibrary(): void {
-    if (this.#libraryPaused || !this.#stream) return;
-    this.#libraryPaused = true;
-    this.#stream.pause();
-  }
-
-  #maybeResume(): void {
-    if (!this.#libraryPaused || !this.#stream || this.#closing || this.destroyed) return;
-    if (this.readableLength >= this.readableHighWaterMark) return;
-    for (const key of this.#assigned) if (this.#tracker.isFull(key)) return;
-    this.#libraryPaused = false;
-    this.#stream.resume();
-  }
-
-  override _read(): void {
-    this.#maybeResume();
   }
 
   /** A rebalance is starting: every partition may be revoked, so what is acked is committed now. */
@@ -367,7 +388,7 @@ export class KafkaConsumerSource extends Readable {
     if (changed) {
       this.emit('rebalance', { generation, assignments: [...now].map(splitKey) });
     }
-    this.#maybeResume();
+    this.#pull();
   }
 
   /** Commits every partition's contiguous acked position that the broker does not have yet. One at a time. */
@@ -420,7 +441,8 @@ export class KafkaConsumerSource extends Readable {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      this.#pauseLibrary();
+      // What the library still holds is read again by the group later.
+      this.#ending = true;
       if (!this.readableEnded) this.push(null);
       const idle = await this.#tracker.whenIdle(this.#o.closeTimeoutMs);
       await this.#commit('close');
@@ -439,7 +461,7 @@ export class KafkaConsumerSource extends Readable {
       this.#consumer.off('consumer:group:join', this.#onJoin);
       const stream = this.#stream;
       if (stream) {
-        stream.off('data', this.#onRecord);
+        stream.off('readable', this.#pull);
         await stream.close().catch(() => undefined);
       }
       await this.#consumer.close(force).catch(() => this.#consumer.close(true).catch(() => undefined));

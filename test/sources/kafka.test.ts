@@ -8,17 +8,19 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { kafkaSink } from '../../lib/sinks/kafka.js';
+import { s3Sink } from '../../lib/sinks/s3.js';
 import { kafkaSource, type KafkaCheckpointEvent, type KafkaSourceOptions } from '../../lib/sources/kafka.js';
 import { sourceConformance } from '../conformance/suite.js';
 import { startKafka, type KafkaBroker } from '../fixtures/kafka.js';
+import { startS3 } from '../fixtures/s3.js';
 
 const run = promisify(execFile);
 let broker: KafkaBroker;
@@ -90,6 +92,37 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ti
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
+}
+
+/**
+ * Produces `total` records `bk-<i>` round-robin over a new topic of `partitions` partitions,
+ * before any consumer exists; `ends` are the end offsets a fully read group commits.
+ */
+async function backlog(total: number, partitions = 3): Promise<{ topic: string; ends: bigint[] }> {
+  const topic = await broker.createTopic({ partitions });
+  await broker.produce(topic, Array.from({ length: total }, (_, i) => ({ value: `bk-${i}`, partition: i % partitions })));
+  const ends = Array.from({ length: partitions }, (_, p) => BigInt(Math.floor(total / partitions) + (p < total % partitions ? 1 : 0)));
+  return { topic, ends };
+}
+
+/**
+ * Destroys `source` with an error naming the progress once `progress()` has not moved for `idleMs`,
+ * so a source that stops delivering fails the test instead of hanging it. Returns the stop function.
+ */
+function failOnStall(source: Readable, progress: () => number, idleMs = 15_000): () => void {
+  let last = -1;
+  let since = Date.now();
+  const timer = setInterval(() => {
+    const now = progress();
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    } else if (Date.now() - since > idleMs) {
+      clearInterval(timer);
+      source.destroy(new Error(`stalled: no progress for ${idleMs} ms at ${now}`));
+    }
+  }, 250);
+  return () => clearInterval(timer);
 }
 
 describe('kafkaSource', () => {
@@ -332,6 +365,85 @@ describe('kafkaSource', () => {
     await closeSource(a);
     await closeSource(b);
     assert.deepEqual(fromB.map((m) => m.data.toString()), [], 'b read nothing that a had acked');
+  });
+
+  describe('a backlog read by a sink that acks asynchronously', () => {
+    const total = 20_000;
+
+    it('reads 20,000 records to the end with for await and an await before each ack; lag 0', async (t) => {
+      const { topic, ends } = await backlog(total);
+      const groupId = `g-${randomUUID()}`;
+      const source = kafkaSource(fast({ topics: topic, groupId }));
+      t.after(() => source.destroy());
+      const seen = new Set<string>();
+      let received = 0;
+      t.after(failOnStall(source, () => received));
+      let closing: Promise<void> | undefined;
+      for await (const m of source as AsyncIterable<Message>) {
+        await tick();
+        m.ack();
+        received += 1;
+        seen.add(m.data.toString());
+        if (seen.size === total) closing ??= source.close();
+      }
+      await closing;
+      assert.equal(seen.size, total, 'every record arrived');
+      assert.equal(received, total, 'and none twice');
+      assert.deepEqual(await broker.committed(groupId, topic, 3), ends, 'the committed offsets are the end offsets');
+    });
+
+    it('reads 20,000 records to the end into a Writable that acks in setImmediate; lag 0', async (t) => {
+      const { topic, ends } = await backlog(total);
+      const groupId = `g-${randomUUID()}`;
+      const source = kafkaSource(fast({ topics: topic, groupId }));
+      t.after(() => source.destroy());
+      const seen = new Set<string>();
+      let acked = 0;
+      t.after(failOnStall(source, () => acked));
+      let closing: Promise<void> | undefined;
+      const sink = new Writable({
+        objectMode: true,
+        write(m: Message, _encoding, done) {
+          setImmediate(() => {
+            m.ack();
+            acked += 1;
+            seen.add(m.data.toString());
+            if (seen.size === total) closing ??= source.close();
+            done();
+          });
+        },
+      });
+      await pipeline(source, sink);
+      await closing;
+      assert.equal(seen.size, total, 'every record arrived');
+      assert.equal(acked, total, 'and none twice');
+      assert.deepEqual(await broker.committed(groupId, topic, 3), ends, 'the committed offsets are the end offsets');
+    });
+
+    it('reads 20,000 records to the end through pipeline(kafkaSource, s3Sink) (acks after fsync); every record is in the bucket; lag 0', async (t) => {
+      const s3 = await startS3();
+      t.after(() => s3.cleanup());
+      const bucket = await s3.createBucket();
+      const bufferPath = await s3.tempDir();
+      const { topic, ends } = await backlog(total);
+      const groupId = `g-${randomUUID()}`;
+      const source = kafkaSource(fast({ topics: topic, groupId }));
+      t.after(() => source.destroy());
+      // Commits are the only outside view of s3Sink's acks: all 20,000 are acked once every partition is committed to its end.
+      const committed = ends.map(() => 0n);
+      t.after(failOnStall(source, () => Number(committed.reduce((a, b) => a + b, 0n))));
+      let closing: Promise<void> | undefined;
+      source.on('checkpoint', (e: KafkaCheckpointEvent) => {
+        for (const { partition, offset } of e.offsets) committed[partition] = BigInt(offset);
+        if (committed.every((offset, p) => offset === ends[p])) closing ??= source.close();
+      });
+      await pipeline(source, s3Sink({ bucket, bufferPath, client: s3.client }));
+      await closing;
+      const stored = (await s3.objects(bucket)).flatMap((o) => o.body.toString().split('\n').slice(0, -1));
+      assert.equal(new Set(stored).size, total, 'every record is in the bucket');
+      assert.equal(stored.length, total, 'once');
+      assert.deepEqual(await broker.committed(groupId, topic, 3), ends, 'the committed offsets are the end offsets');
+    });
   });
 
   it('keeps reading across a broker crash (kill -9) and restart, losing nothing', async () => {
