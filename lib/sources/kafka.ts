@@ -145,7 +145,9 @@ function resolve(options: KafkaSourceOptions): Resolved {
  * and is reported as a `'nack'` event.
  *
  * Backpressure: fetching pauses while the stream's buffer is full or any
- * partition has `maxInFlightPerPartition` unacked messages.
+ * partition has `maxInFlightPerPartition` unacked messages. A fetch is handed
+ * on in batches with a turn of the event loop between them, so commits and
+ * group heartbeats keep their schedule under a sink that works synchronously.
  *
  * A failure of the broker connection re-creates the consumer with backoff
  * (`retry`); the group resumes at the committed offsets, so messages in
@@ -192,6 +194,16 @@ function splitKey(key: string): { topic: string; partition: number } {
 }
 
 /**
+ * A fetch hands over thousands of records at once, and a sink that works synchronously
+ * processes each inside push(). Reading stops after this many records, or this long,
+ * and goes on in a setImmediate, so the commit timer, the group heartbeats and the
+ * responses to both get their turn. Per batch rather than per record: a yield costs a
+ * trip around the event loop.
+ */
+const YIELD_EVERY_RECORDS = 500;
+const YIELD_EVERY_MS = 15;
+
+/**
  * One consumer-group membership. Failures end it with an error; kafkaSource()
  * wraps it in retryingSource() which makes a new one.
  */
@@ -214,9 +226,13 @@ export class KafkaConsumerSource extends Readable {
   #commitAgain = false;
   /** Node asked for data (`_read`) and no push() has said "full" since. */
   #wanted = false;
+  #pullScheduled = false;
   #pulling = false;
   /** Partitions at `maxInFlightPerPartition`: nothing more is read until their acks make room. */
   readonly #full = new Set<string>();
+  #yield: NodeJS.Immediate | undefined;
+  #readSinceYield = 0;
+  #yieldedAt = performance.now();
   /** Set before close() ends the stream: a push after that would throw. */
   #ending = false;
   #closing: Promise<void> | undefined;
@@ -293,16 +309,24 @@ export class KafkaConsumerSource extends Readable {
   }
 
   override _read(): void {
-    // Whatever the buffer holds right now: Node calls _read before it takes the chunk it is reading, and it
-    // does not call _read again until something is pushed.
     this.#wanted = true;
-    this.#pull();
+    // Not read here: what _read pushes is buffered (Node's sync flag), and Node's flow loop then hands the
+    // buffer to the consumer in one synchronous run that the yield below cannot see. Pushed a tick later,
+    // a record goes straight to a flowing consumer, so the consumer's work counts towards the yield.
+    if (this.#pullScheduled) return;
+    this.#pullScheduled = true;
+    process.nextTick(this.#scheduledPull);
   }
+
+  readonly #scheduledPull = (): void => {
+    this.#pullScheduled = false;
+    this.#pull();
+  };
 
   /**
    * Moves records from the library into this stream while it wants them. Every way of
    * stopping has its own way back: a full buffer -> _read; a full partition -> its
-   * whenRoom(); the library's buffer empty -> 'readable'.
+   * whenRoom(); a yield -> its setImmediate; the library's buffer empty -> 'readable'.
    */
   readonly #pull = (): void => {
     const stream = this.#stream;
@@ -310,14 +334,31 @@ export class KafkaConsumerSource extends Readable {
     if (!stream || this.#pulling || this.#ending || this.destroyed) return;
     this.#pulling = true;
     try {
-      while (this.#wanted && this.#full.size === 0 && !this.#ending && !this.destroyed) {
+      while (this.#wanted && this.#full.size === 0 && this.#yield === undefined && !this.#ending && !this.destroyed) {
+        if (this.#readSinceYield >= YIELD_EVERY_RECORDS || performance.now() - this.#yieldedAt >= YIELD_EVERY_MS) {
+          this.#yield = setImmediate(this.#afterYield);
+          return;
+        }
         const record = stream.read() as KafkaMessage<Buffer, Buffer, Buffer, Buffer> | null;
-        if (record === null) return;
+        if (record === null) {
+          // Nothing buffered: the next record comes with a fetch response, after the event loop has turned.
+          this.#readSinceYield = 0;
+          this.#yieldedAt = performance.now();
+          return;
+        }
+        this.#readSinceYield += 1;
         this.#onRecord(record);
       }
     } finally {
       this.#pulling = false;
     }
+  };
+
+  readonly #afterYield = (): void => {
+    this.#yield = undefined;
+    this.#readSinceYield = 0;
+    this.#yieldedAt = performance.now();
+    this.#pull();
   };
 
   #onRecord(record: KafkaMessage<Buffer, Buffer, Buffer, Buffer>): void {
@@ -457,6 +498,8 @@ export class KafkaConsumerSource extends Readable {
     this.#shutdown ??= (async () => {
       clearInterval(this.#commitTimer);
       this.#commitTimer = undefined;
+      clearImmediate(this.#yield);
+      this.#yield = undefined;
       this.#consumer.off('consumer:group:rebalance', this.#onRebalance);
       this.#consumer.off('consumer:group:join', this.#onJoin);
       const stream = this.#stream;

@@ -446,6 +446,55 @@ describe('kafkaSource', () => {
     });
   });
 
+  it('keeps committing every commitIntervalMs while a sink works synchronously without ever yielding', async (t) => {
+    const { topic } = await backlog(4000);
+    const groupId = `g-${randomUUID()}`;
+    const source = kafkaSource(fast({ topics: topic, groupId, commitIntervalMs: 200 }));
+    t.after(() => source.destroy());
+    const commits: number[] = [];
+    source.on('checkpoint', (e: KafkaCheckpointEvent) => {
+      if (e.reason === 'interval') commits.push(performance.now());
+    });
+    // About 5 s of blocking work, watched while the backlog lasts.
+    const window = 2500;
+    let processed = 0;
+    let firstAt = 0;
+    let lastAt = 0;
+    let closing: Promise<void> | undefined;
+    const sink = new Writable({
+      objectMode: true,
+      write(m: Message, _encoding, done) {
+        const until = performance.now() + 2;
+        while (performance.now() < until); // CPU-bound work that never returns to the event loop
+        m.ack();
+        processed += 1;
+        if (processed === 1) firstAt = performance.now();
+        if (processed === window) {
+          lastAt = performance.now();
+          closing ??= source.close();
+        }
+        done();
+      },
+    });
+    await pipeline(source, sink);
+    await closing;
+    assert.ok(processed >= window, `the sink processed ${processed} records`);
+    const marks = [firstAt, ...commits.filter((c) => c > firstAt && c < lastAt), lastAt];
+    const gaps = marks.slice(1).map((m, i) => m - marks[i]!);
+    const longest = Math.max(...gaps);
+    assert.ok(
+      longest < 1000,
+      `longest time without an interval commit: ${Math.round(longest)} ms (${marks.length - 2} commits in ${Math.round(lastAt - firstAt)} ms of processing)`,
+    );
+    const offsets = await broker.committed(groupId, topic, 3);
+    assert.equal(
+      // -1: a partition the sink never got to (a fetch response hands partitions over one after the other).
+      offsets.reduce((a, b) => a + (b < 0n ? 0n : b), 0n),
+      BigInt(processed),
+      `the final commit covers every acked record: ${offsets}`,
+    );
+  });
+
   it('keeps reading across a broker crash (kill -9) and restart, losing nothing', async () => {
     const topic = await broker.createTopic({ partitions: 2 });
     await broker.produce(topic, Array.from({ length: 300 }, (_, i) => ({ value: `b-${i}`, partition: i % 2 })));
