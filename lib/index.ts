@@ -5,20 +5,9 @@
 export { ErrorCodes, ManifoldError, isRetryable, redactUrl, type ErrorCode, type ManifoldErrorInit } from './core/errors.js';
 export { createMessage, derive, isMessage, relay, settleAll, toMessage, type Message, type MessageInit, type MessageLike } from './core/message.js';
 export { AckTracker, type AckTrackerOptions, type NackRecord, type Ticket } from './core/acks.js';
-export {
-  RetryingSink,
-  RetryingSource,
-  backoffDelay,
-  resolveRetry,
-  retryingSink,
-  retryingSource,
-  withRetry,
-  type FactoryContext,
-  type ResolvedRetry,
-  type RetryEvent,
-  type RetryOptions,
-  type RetryingOptions,
-} from './core/retry.js';
+export { backoffDelay, resolveRetry, withRetry, type FactoryContext, type ResolvedRetry, type RetryEvent, type RetryOptions, type RetryingOptions } from './core/retry.js';
+export { RetryingSource, retryingSource } from './core/retrying-source.js';
+export { RetryingSink, retryingSink } from './core/retrying-sink.js';
 export { flow, type Flow, type FlowOptions, type FlowStats } from './core/flow.js';
 export { map, withData, type MapResult } from './transforms/map.js';
 export { filter } from './transforms/filter.js';

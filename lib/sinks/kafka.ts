@@ -8,7 +8,8 @@ import { Producer, type MessageToProduce } from '@platformatic/kafka';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { booleanOption, bytesOption, checkOptions, conflictingOptions, durationOption, enumOption, invalidOption, numberOption, signalOption } from '../core/options.js';
-import { retryingSink, resolveRetry, type RetryOptions, type RetryingSink } from '../core/retry.js';
+import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { retryingSink, type RetryingSink } from '../core/retrying-sink.js';
 import { isUnknownTopic, kafkaApiId, kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from '../kafka/common.js';
 
 /** Options of {@link kafkaSink}. */

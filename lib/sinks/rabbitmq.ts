@@ -7,7 +7,8 @@ import type { ChannelModel, ConfirmChannel, Message as AmqpMessage, Options } fr
 import { ErrorCodes, ManifoldError, describe, redactUrl, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { booleanOption, checkOptions, durationOption, invalidOption, numberOption, stringOption } from '../core/options.js';
-import { RetryingSink, resolveRetry, type RetryOptions } from '../core/retry.js';
+import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { RetryingSink } from '../core/retrying-sink.js';
 import {
   EXCHANGE_OPTION_KEYS,
   QUEUE_OPTION_KEYS,

@@ -3,7 +3,8 @@ import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { bytesOption, checkOptions, durationOption, enumOption, functionOption, numberOption, signalOption } from '../core/options.js';
-import { RetryingSink, resolveRetry, type FactoryContext, type RetryOptions } from '../core/retry.js';
+import { resolveRetry, type FactoryContext, type RetryOptions } from '../core/retry.js';
+import { RetryingSink } from '../core/retrying-sink.js';
 import {
   Heartbeat,
   closeSocket,

@@ -8,7 +8,8 @@ import { AckTracker, closeTimeoutError } from '../core/acks.js';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { createMessage } from '../core/message.js';
 import { booleanOption, checkOptions, durationOption, enumOption, invalidOption, numberOption, signalOption, stringOption } from '../core/options.js';
-import { retryingSource, resolveRetry, type RetryOptions, type RetryingSource } from '../core/retry.js';
+import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { retryingSource, type RetryingSource } from '../core/retrying-source.js';
 import { kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from '../kafka/common.js';
 
 /** Options of {@link kafkaSource}. */

@@ -7,7 +7,8 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { ErrorCodes, ManifoldError, redactUrl } from '../core/errors.js';
 import { createMessage } from '../core/message.js';
 import { booleanOption, checkOptions, durationOption, numberOption, stringOption } from '../core/options.js';
-import { RetryingSource, resolveRetry, type RetryOptions } from '../core/retry.js';
+import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { RetryingSource } from '../core/retrying-source.js';
 import {
   QUEUE_OPTION_KEYS,
   amqpError,
