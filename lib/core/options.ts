@@ -38,15 +38,7 @@ export function checkOptions<T extends object>(where: string, options: T | undef
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new ManifoldError(`${where}: options must be an object, got ${show(options)}`, { code: ErrorCodes.INVALID_OPTION });
   }
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) {
-      const hint = known.find((k) => k.toLowerCase().startsWith(key.toLowerCase()) || key.toLowerCase().startsWith(k.toLowerCase()));
-      throw new ManifoldError(
-        `${where}: unknown option ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; known options are ${known.join(', ')}`,
-        { code: ErrorCodes.INVALID_OPTION, details: { option: key } },
-      );
-    }
-  }
+  for (const key of Object.keys(options)) if (!known.includes(key)) unknownOption(where, key, known);
   return { ...options };
 }
 
@@ -138,4 +130,214 @@ export function delimiterOption(where: string, name: string, value: unknown, fal
   if (typeof value === 'string' && value.length > 0) return Buffer.from(value);
   if (value instanceof Uint8Array && value.length > 0) return Buffer.from(value);
   invalidOption(where, name, 'a non-empty string or Buffer', value);
+}
+
+// ---- Option declarations: each connector declares its options once ----
+
+/** What kind of value an option takes; decides its validation, its CLI text form, its JSON Schema and its TypeScript type. */
+export type OptionKind = 'string' | 'boolean' | 'integer' | 'number' | 'duration' | 'bytes' | 'enum' | 'strings' | 'custom';
+
+/**
+ * One option, declared once: the factory's validation, the command line's URI and
+ * pipeline-file keys, the JSON Schema of the pipeline file, the TypeScript option
+ * types and the docs tables all derive from it.
+ */
+export interface OptionSpec<T = unknown> {
+  readonly kind: OptionKind;
+  /** One line for the docs, TSDoc and the JSON Schema. */
+  readonly doc: string;
+  readonly default?: T;
+  /** The default in words, when it is not a constant (`"a third of sessionTimeoutMs"`). */
+  readonly defaultText?: string;
+  readonly required?: boolean;
+  readonly min?: number;
+  readonly max?: number;
+  /** The allowed values of an `enum`. */
+  readonly values?: readonly string[];
+  /** Never shown in errors, logs or metrics. */
+  readonly secret?: boolean;
+  /**
+   * The key in URIs and pipeline files: by default the name without its unit suffix
+   * (`commitIntervalMs` -> `commitInterval`, which takes `5m`); `false` for what only a
+   * program can pass (clients, functions, signals, objects).
+   */
+  readonly cli?: string | false;
+  /** The TypeScript type of a `custom` option, as written in the option types. */
+  readonly type?: string;
+  /** Validates a `custom` option's value; `fail(expected)` throws the standard message. */
+  readonly check?: (value: unknown, fail: (expected: string) => never) => T;
+  /** Turns a `custom` option's text (from a URI or pipeline file) into its value. */
+  readonly parse?: (text: string) => unknown;
+  /** JSON Schema of a `custom` option in a pipeline file. */
+  readonly schema?: Record<string, unknown>;
+}
+
+type Extra<T> = Omit<Partial<OptionSpec<T>>, 'kind' | 'doc' | 'default'>;
+
+/** Builders for {@link OptionSpec}s: `opt.duration('How often ...', { default: 5000 })`. */
+export const opt = {
+  string: <D extends string | undefined = undefined>(doc: string, extra: Extra<string> & { default?: D } = {}) =>
+    ({ kind: 'string', doc, ...extra }) as OptionSpec<string> & { default: D },
+  boolean: <D extends boolean | undefined = undefined>(doc: string, extra: Extra<boolean> & { default?: D } = {}) =>
+    ({ kind: 'boolean', doc, ...extra }) as OptionSpec<boolean> & { default: D },
+  integer: <D extends number | undefined = undefined>(doc: string, extra: Extra<number> & { default?: D } = {}) =>
+    ({ kind: 'integer', doc, ...extra }) as OptionSpec<number> & { default: D },
+  number: <D extends number | undefined = undefined>(doc: string, extra: Extra<number> & { default?: D } = {}) =>
+    ({ kind: 'number', doc, ...extra }) as OptionSpec<number> & { default: D },
+  /** Milliseconds; at least 1 unless `min` says otherwise. Text forms: `500ms`, `30s`, `5m`, `12h`. */
+  duration: <D extends number | undefined = undefined>(doc: string, extra: Extra<number> & { default?: D } = {}) =>
+    ({ kind: 'duration', doc, min: 1, ...extra }) as OptionSpec<number> & { default: D },
+  /** A whole number of bytes; at least 1 unless `min` says otherwise. Text forms: `512KiB`, `1MiB`. */
+  bytes: <D extends number | undefined = undefined>(doc: string, extra: Extra<number> & { default?: D } = {}) =>
+    ({ kind: 'bytes', doc, min: 1, ...extra }) as OptionSpec<number> & { default: D },
+  enum: <const V extends readonly string[], D extends V[number] | undefined = undefined>(doc: string, values: V, extra: Extra<V[number]> & { default?: D } = {}) =>
+    ({ kind: 'enum', doc, values, ...extra }) as OptionSpec<V[number]> & { default: D },
+  /** One string or several (a comma-separated list in a URI). */
+  strings: (doc: string, extra: Extra<string[]> = {}) => ({ kind: 'strings', doc, ...extra }) as OptionSpec<string[]> & { default: undefined },
+  custom: <T, D extends T | undefined = undefined>(doc: string, extra: Extra<T> & { type: string; check: (value: unknown, fail: (expected: string) => never) => T; default?: D }) =>
+    ({ kind: 'custom', cli: false, ...extra, doc }) as OptionSpec<T> & { default: D },
+};
+
+/** The declared options of one factory. */
+export type OptionSpecs = Record<string, OptionSpec<any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+type ValueOf<S> = S extends OptionSpec<infer T> ? T : never;
+type Filled<S> = S extends { required: true } ? true : S extends { default: undefined } ? false : S extends { default: unknown } ? true : false;
+
+/** What `resolve()` returns: every option, with defaults filled. */
+export type ResolvedOptions<D extends OptionSpecs> = { -readonly [K in keyof D]: Filled<D[K]> extends true ? ValueOf<D[K]> : ValueOf<D[K]> | undefined };
+
+/** Levenshtein distance, for "did you mean" hints. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+/**
+ * The known name closest to `key`: by edit distance (a third of the name's length at most),
+ * or one that begins with the other (`commitSize` for `commitSizeBytes`). Case is ignored.
+ */
+export function closest(key: string, known: readonly string[]): string | undefined {
+  const k = key.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const name of known) {
+    const n = name.toLowerCase();
+    const d = n.startsWith(k) || k.startsWith(n) ? Math.min(1, Math.abs(n.length - k.length)) : distance(k, n);
+    if (d < bestDistance) {
+      best = name;
+      bestDistance = d;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/** The standard unknown-option error, with a "did you mean" hint. */
+export function unknownOption(where: string, key: string, known: readonly string[], what = 'option'): never {
+  const hint = closest(key, known);
+  throw new ManifoldError(`${where}: unknown ${what} ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; known ${what}s are ${known.join(', ')}`, {
+    code: ErrorCodes.INVALID_OPTION,
+    details: { option: key, ...(hint ? { suggestion: hint } : {}) },
+  });
+}
+
+/** Validates one declared option's value (already in its library form), filling its default. */
+function checkValue(where: string, name: string, spec: OptionSpec, value: unknown): unknown {
+  if (value === undefined) {
+    if (spec.required) invalidOption(where, name, describeExpected(spec), value);
+    return spec.default;
+  }
+  const shown = spec.secret ? '(hidden)' : value;
+  const fail = (expected: string): never => invalidOption(where, name, expected, shown);
+  switch (spec.kind) {
+    case 'string':
+      if (typeof value !== 'string' || value.length === 0) fail('a non-empty string');
+      return value;
+    case 'boolean':
+      return booleanOption(where, name, value, false);
+    case 'integer':
+      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, integer: true });
+    case 'number':
+      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max });
+    case 'duration':
+      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, unit: 'milliseconds' });
+    case 'bytes':
+      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, integer: true, unit: 'bytes' });
+    case 'enum':
+      return enumOption(where, name, value, spec.values ?? [], value as string);
+    case 'strings': {
+      const list = typeof value === 'string' ? [value] : value;
+      if (!Array.isArray(list) || list.length === 0 || !list.every((s) => typeof s === 'string' && s.length > 0)) fail('a non-empty string or a non-empty array of them');
+      return [...(list as string[])];
+    }
+    case 'custom':
+      return spec.check ? spec.check(value, fail) : value;
+  }
+}
+
+function describeExpected(spec: OptionSpec): string {
+  switch (spec.kind) {
+    case 'enum':
+      return `one of ${(spec.values ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'strings':
+      return 'a non-empty string or a non-empty array of them';
+    case 'boolean':
+      return 'true or false';
+    case 'custom':
+      return spec.type ?? 'a value';
+    default:
+      return spec.kind === 'string' ? 'a non-empty string' : `a ${spec.kind}`;
+  }
+}
+
+/** The URI / pipeline-file key of an option, or undefined when only a program can pass it. */
+export function cliKey(name: string, spec: OptionSpec): string | undefined {
+  if (spec.cli === false) return undefined;
+  if (typeof spec.cli === 'string') return spec.cli;
+  if (spec.kind === 'duration') return name.replace(/Ms$/, '');
+  if (spec.kind === 'bytes') return name.replace(/Bytes$/, '');
+  return name;
+}
+
+/** The declared options of one factory, and what derives from them. */
+export interface OptionDeclaration<D extends OptionSpecs> {
+  /** The factory's name, as errors name it. */
+  readonly where: string;
+  readonly specs: D;
+  /** Every option name. */
+  readonly names: readonly (keyof D & string)[];
+  /**
+   * Validates `options` (an object whose keys are all declared) and fills the defaults;
+   * returns a fresh object, never the caller's. Throws INVALID_OPTION naming the option.
+   */
+  resolve(options: unknown): ResolvedOptions<D>;
+}
+
+/** Declares a factory's options once; see {@link OptionSpec}. */
+export function defineOptions<const D extends OptionSpecs>(where: string, specs: D): OptionDeclaration<D> {
+  const names = Object.keys(specs) as (keyof D & string)[];
+  return {
+    where,
+    specs,
+    names,
+    resolve(options) {
+      if (options === undefined) options = {};
+      if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+        throw new ManifoldError(`${where}: options must be an object, got ${show(options)}`, { code: ErrorCodes.INVALID_OPTION });
+      }
+      for (const key of Object.keys(options)) if (!Object.hasOwn(specs, key)) unknownOption(where, key, names);
+      const out: Record<string, unknown> = {};
+      for (const name of names) out[name] = checkValue(where, name, specs[name]!, (options as Record<string, unknown>)[name]);
+      return out as ResolvedOptions<D>;
+    },
+  };
 }

@@ -1,0 +1,145 @@
+/**
+ * What the command derives from the connectors' option declarations: URI and
+ * pipeline-file keys read into library options (text coerced with units), and the
+ * JSON Schema of those keys.
+ */
+import { closest, cliKey, type OptionDeclaration, type OptionSpec, type OptionSpecs } from '../core/options.js';
+import { UsageError } from './errors.js';
+import { parseBytes, parseDuration } from './units.js';
+
+/** A pipeline-file value, or a URI query value (always text). */
+type Raw = unknown;
+
+function wrong(display: string, key: string, spec: OptionSpec, expected: string, value: Raw): never {
+  const got = spec.secret ? '(hidden)' : JSON.stringify(value);
+  throw new UsageError(`${display}: ${key} must be ${expected}, got ${got}`);
+}
+
+/** Coerces one value from its text (or YAML) form to its library form, per its declaration. */
+export function coerce(display: string, key: string, spec: OptionSpec, value: Raw): unknown {
+  switch (spec.kind) {
+    case 'string':
+      if (typeof value !== 'string' || value.length === 0) wrong(display, key, spec, 'a non-empty string', value);
+      return value;
+    case 'boolean':
+      if (typeof value === 'boolean') return value;
+      if (typeof value === 'string') {
+        const v = value.toLowerCase();
+        if (['true', 'yes', '1', 'on'].includes(v)) return true;
+        if (['false', 'no', '0', 'off'].includes(v)) return false;
+      }
+      return wrong(display, key, spec, 'true or false', value);
+    case 'integer':
+    case 'number': {
+      const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+      const whole = spec.kind === 'integer';
+      const ok = Number.isFinite(n) && (!whole || Number.isInteger(n)) && (spec.min === undefined || n >= spec.min) && (spec.max === undefined || n <= spec.max);
+      if (!ok) wrong(display, key, spec, `${whole ? 'a whole number' : 'a number'}${range(spec)}`, value);
+      return n;
+    }
+    case 'duration': {
+      const ms = typeof value === 'string' || typeof value === 'number' ? parseDuration(value) : undefined;
+      if (ms === undefined || ms < (spec.min ?? 1) || (spec.max !== undefined && ms > spec.max)) wrong(display, key, spec, `a duration such as 500ms, 30s, 5m or 12h${range(spec, 'ms')}`, value);
+      return ms;
+    }
+    case 'bytes': {
+      const bytes = typeof value === 'string' || typeof value === 'number' ? parseBytes(value) : undefined;
+      if (bytes === undefined || bytes < (spec.min ?? 1) || (spec.max !== undefined && bytes > spec.max)) wrong(display, key, spec, `a size such as 512KiB, 1MiB or 1048576${range(spec, 'bytes')}`, value);
+      return bytes;
+    }
+    case 'enum':
+      if (typeof value !== 'string' || !spec.values?.includes(value)) wrong(display, key, spec, `one of ${(spec.values ?? []).join(', ')}`, value);
+      return value;
+    case 'strings': {
+      const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : undefined;
+      if (!list || list.length === 0 || !list.every((s) => typeof s === 'string' && s.length > 0)) wrong(display, key, spec, 'a comma-separated list of names', value);
+      return list;
+    }
+    case 'custom':
+      if (spec.parse && typeof value === 'string') return spec.parse(value);
+      return value;
+  }
+}
+
+function range(spec: OptionSpec, unit = ''): string {
+  const u = unit ? ` ${unit}` : '';
+  if (spec.min !== undefined && spec.max !== undefined) return ` from ${spec.min} to ${spec.max}${u}`;
+  if (spec.min !== undefined && spec.min > (spec.kind === 'integer' || spec.kind === 'number' ? -Infinity : 1)) return ` of at least ${spec.min}${u}`;
+  if (spec.max !== undefined) return ` of at most ${spec.max}${u}`;
+  return '';
+}
+
+/** The URI / pipeline-file keys of a declaration, each with its option name. */
+export function cliKeys<D extends OptionSpecs>(declaration: OptionDeclaration<D>, except: readonly string[] = []): Map<string, keyof D & string> {
+  const keys = new Map<string, keyof D & string>();
+  for (const name of declaration.names) {
+    if (except.includes(name)) continue;
+    const key = cliKey(name, declaration.specs[name]!);
+    if (key !== undefined) keys.set(key, name);
+  }
+  return keys;
+}
+
+/**
+ * Reads `params` (URI query values and pipeline-file options) into library options by the
+ * declaration(s): keys are the CLI keys, values are coerced from text. A key no declaration
+ * knows is refused with a hint, unless `passThrough` says it belongs to someone else.
+ * Options named in `except` are set from the URI itself, not from keys.
+ */
+export function readOptions(
+  display: string,
+  params: Record<string, Raw>,
+  declarations: ReadonlyArray<OptionDeclaration<OptionSpecs>>,
+  extra: { except?: readonly string[]; passThrough?: (key: string) => boolean } = {},
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const known = new Map<string, { name: string; spec: OptionSpec }>();
+  for (const declaration of declarations) {
+    for (const [key, name] of cliKeys(declaration, extra.except)) known.set(key, { name, spec: declaration.specs[name]! });
+  }
+  for (const [key, value] of Object.entries(params)) {
+    const entry = known.get(key);
+    if (!entry) {
+      if (extra.passThrough?.(key)) continue;
+      const hint = closest(key, [...known.keys()]);
+      throw new UsageError(`${display}: unknown option ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; known options are ${[...known.keys()].join(', ')}`);
+    }
+    if (value === undefined) continue;
+    out[entry.name] = coerce(display, key, entry.spec, value);
+  }
+  return out;
+}
+
+/** JSON Schema of one option, as a pipeline file writes it. */
+export function optionSchema(spec: OptionSpec): Record<string, unknown> {
+  const base: Record<string, unknown> = { description: spec.doc };
+  if (spec.default !== undefined && typeof spec.default !== 'function' && typeof spec.default !== 'object') base.default = spec.default;
+  switch (spec.kind) {
+    case 'string':
+      return { ...base, type: 'string', minLength: 1 };
+    case 'boolean':
+      return { ...base, type: 'boolean' };
+    case 'integer':
+    case 'number':
+      return { ...base, type: spec.kind, ...(spec.min !== undefined ? { minimum: spec.min } : {}), ...(spec.max !== undefined ? { maximum: spec.max } : {}) };
+    case 'duration':
+      return { ...base, description: `${spec.doc} A duration: 500ms, 30s, 5m, 12h, or milliseconds.`, anyOf: [{ type: 'string', pattern: '^(\\d+(\\.\\d+)?\\s*(ms|sec|min|s|m|h|d))+$|^\\d+(\\.\\d+)?$' }, { type: 'number', minimum: spec.min ?? 1 }] };
+    case 'bytes':
+      return { ...base, description: `${spec.doc} A size: 512KiB, 1MiB, 1GB, or bytes.`, anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG]([iI]?[bB])?|[bB])?\\s*$' }, { type: 'integer', minimum: spec.min ?? 1 }] };
+    case 'enum':
+      return { ...base, enum: [...(spec.values ?? [])] };
+    case 'strings':
+      return { ...base, anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 }] };
+    case 'custom':
+      return { ...base, ...(spec.schema ?? {}) };
+  }
+}
+
+/** JSON Schema properties for every CLI key of the declaration(s). */
+export function optionsSchema(declarations: ReadonlyArray<OptionDeclaration<OptionSpecs>>, except: readonly string[] = []): Record<string, unknown> {
+  const properties: Record<string, unknown> = {};
+  for (const declaration of declarations) {
+    for (const [key, name] of cliKeys(declaration, except)) properties[key] = optionSchema(declaration.specs[name]!);
+  }
+  return properties;
+}

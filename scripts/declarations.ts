@@ -1,0 +1,17 @@
+/** Every declared option set, where its interface is generated and which docs page shows its table. */
+import type { OptionDeclaration, OptionSpecs } from '../lib/core/options.js';
+
+export interface DeclarationEntry {
+  declaration: OptionDeclaration<OptionSpecs>;
+  /** The file holding the `// <options Type>` markers. */
+  file: string;
+  /** The generated interface's name. */
+  type: string;
+  /** What it extends (an interface written elsewhere), and the options that come from it. */
+  extends?: string;
+  inherited?: readonly string[];
+  /** The docs page holding the `<!-- options factory -->` markers. */
+  docs: string;
+}
+
+export const DECLARATIONS: DeclarationEntry[] = [];
