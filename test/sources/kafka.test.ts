@@ -14,6 +14,7 @@ import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
+import { flow } from '../../lib/core/flow.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { kafkaSink } from '../../lib/sinks/kafka.js';
 import { s3Sink } from '../../lib/sinks/s3.js';
@@ -418,6 +419,32 @@ describe('kafkaSource', () => {
       assert.equal(seen.size, total, 'every record arrived');
       assert.equal(acked, total, 'and none twice');
       assert.deepEqual(await broker.committed(groupId, topic, 3), ends, 'the committed offsets are the end offsets');
+    });
+
+    it('flow() resolves only after the final commit: a program that exits right after it loses nothing', async (t) => {
+      const { topic, ends } = await backlog(2000);
+      const groupId = `g-${randomUUID()}`;
+      // No interval commit comes before the stop: only close() commits.
+      const source = kafkaSource(fast({ topics: topic, groupId, commitIntervalMs: 600_000 }));
+      t.after(() => source.destroy());
+      let acked = 0;
+      const sink = new Writable({
+        objectMode: true,
+        write(m: Message, _encoding, done) {
+          setImmediate(() => {
+            m.ack();
+            acked += 1;
+            done();
+          });
+        },
+      });
+      const controller = new AbortController();
+      const running = flow({ source, sink, signal: controller.signal });
+      await waitFor('every record acked', () => acked === 2000);
+      controller.abort();
+      await running;
+      // Read at once, as `await flow(...); process.exit()` leaves it.
+      assert.deepEqual(await broker.committed(groupId, topic, 3), ends);
     });
 
     it('reads 20,000 records to the end through pipeline(kafkaSource, s3Sink) (acks after fsync); every record is in the bucket; lag 0', async (t) => {
