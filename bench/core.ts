@@ -8,7 +8,7 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { flow } from '../lib/core/flow.js';
 import { createMessage } from '../lib/core/message.js';
-import { stdoutSink } from '../lib/sinks/stdout.js';
+import { stdoutSink } from '../lib/stdio/sink.js';
 import { map } from '../lib/transforms/map.js';
 import { rate, withPeakRss, type BenchArea, type BenchRow } from './lib.js';
 

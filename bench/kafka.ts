@@ -16,8 +16,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Consumer, Producer } from '@platformatic/kafka';
 import type { Message } from '../lib/core/message.js';
-import { kafkaSink } from '../lib/sinks/kafka.js';
-import { kafkaSource } from '../lib/sources/kafka.js';
+import { kafkaSink } from '../lib/kafka/sink.js';
+import { kafkaSource } from '../lib/kafka/source.js';
 import { startKafka } from '../test/fixtures/kafka.js';
 import { rate, withPeakRss, type BenchArea, type BenchRow } from './lib.js';
 

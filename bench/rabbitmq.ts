@@ -18,8 +18,8 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqp from 'amqplib';
 import type { Message } from '../lib/core/message.js';
-import { rabbitmqSink } from '../lib/sinks/rabbitmq.js';
-import { rabbitmqSource } from '../lib/sources/rabbitmq.js';
+import { rabbitmqSink } from '../lib/rabbitmq/sink.js';
+import { rabbitmqSource } from '../lib/rabbitmq/source.js';
 import { RABBITMQ_URL, RabbitFixture } from '../test/fixtures/rabbitmq.js';
 import { rate, withPeakRss, type BenchArea, type BenchRow } from './lib.js';
 

@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
-import { websocketSource } from '../lib/sources/websocket.js';
+import { websocketSource } from '../lib/websocket/source.js';
 import { withPeakRss, type BenchArea, type BenchRow } from './lib.js';
 
 const SIZE = 100;

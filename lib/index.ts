@@ -15,16 +15,16 @@ export type { TransformOptions } from './transforms/per-message.js';
 export { batch, type BatchMessage, type BatchOptions } from './transforms/batch.js';
 export { lines, type LinesOptions } from './transforms/lines.js';
 export { jsonAppend, type FieldValue, type JsonAppendOptions } from './transforms/json-append.js';
-export { StdinSource, stdinSource, type StdinSourceOptions } from './sources/stdin.js';
-export { StdoutSink, stdoutSink, type StdoutSinkOptions } from './sinks/stdout.js';
+export { StdinSource, stdinSource, type StdinSourceOptions } from './stdio/source.js';
+export { StdoutSink, stdoutSink, type StdoutSinkOptions } from './stdio/sink.js';
 export { S3Sink, s3Sink, type S3SinkOptions } from './sinks/s3.js';
 export { S3Collector, s3Collector, type S3CollectorOptions, type CommittedFile, type AckPair, type CommitEvent, type CommitReason, type RotateEvent, type QuotaEvent } from './s3/collector.js';
 export { S3Uploader, s3Uploader, type S3UploaderOptions, type S3Credentials, type UploadEvent, type UploadErrorEvent, type CloseTimeoutEvent } from './s3/uploader.js';
-export { WebSocketSource, websocketSource, type WebSocketSourceOptions, type WebSocketOpenInfo, type OpenReason } from './sources/websocket.js';
-export { WebSocketSink, websocketSink, type WebSocketSinkOptions, type WebSocketSinkOpenInfo } from './sinks/websocket.js';
-export { KafkaConsumerSource, kafkaSource, type KafkaSourceOptions, type KafkaCheckpointEvent, type KafkaNackEvent } from './sources/kafka.js';
-export type { KafkaSaslOptions } from './kafka/common.js';
-export { KafkaProducerSink, kafkaSink, type KafkaSinkOptions } from './sinks/kafka.js';
+export { WebSocketSource, websocketSource, type WebSocketSourceOptions, type WebSocketOpenInfo, type OpenReason } from './websocket/source.js';
+export { WebSocketSink, websocketSink, type WebSocketSinkOptions, type WebSocketSinkOpenInfo } from './websocket/sink.js';
+export { KafkaConsumerSource, kafkaSource, type KafkaSourceOptions, type KafkaCheckpointEvent, type KafkaNackEvent } from './kafka/source.js';
+export type { KafkaSaslOptions } from './kafka/connection.js';
+export { KafkaProducerSink, kafkaSink, type KafkaSinkOptions } from './kafka/sink.js';
 export { KinesisSink, kinesisSink, type KinesisSinkOptions, type PartialRetryEvent, type RejectEvent } from './sinks/kinesis.js';
 export {
   KinesisSource,
@@ -39,7 +39,7 @@ export { SHARD_END, memoryCheckpointer, type Checkpoint, type Checkpointer, type
 export { fileCheckpointer, type FileCheckpointer } from './checkpoint/file.js';
 export { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions, type LeaseRow } from './checkpoint/dynamodb.js';
 export type { ShardCoordinator, CoordinatedSource, GrantedShard, NewShard, LeaseStart, LeaseEvent } from './kinesis/coordinator.js';
-export { RabbitmqSource, rabbitmqSource, type RabbitmqSourceOptions, type RabbitmqSourceAssert, type RabbitmqSourceStats } from './sources/rabbitmq.js';
+export { RabbitmqSource, rabbitmqSource, type RabbitmqSourceOptions, type RabbitmqSourceAssert, type RabbitmqSourceStats } from './rabbitmq/source.js';
 export {
   RabbitmqSink,
   rabbitmqSink,
@@ -48,5 +48,5 @@ export {
   type RabbitmqSinkQueue,
   type RabbitmqPublishProperties,
   type RabbitmqSinkStats,
-} from './sinks/rabbitmq.js';
-export type { BindingSpec } from './rabbitmq/common.js';
+} from './rabbitmq/sink.js';
+export type { BindingSpec } from './rabbitmq/connection.js';

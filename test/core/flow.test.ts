@@ -11,7 +11,7 @@ import { flow } from '../../lib/core/flow.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { filter } from '../../lib/transforms/filter.js';
 import { map } from '../../lib/transforms/map.js';
-import { stdoutSink } from '../../lib/sinks/stdout.js';
+import { stdoutSink } from '../../lib/stdio/sink.js';
 
 function collector(opts: { nackEvery?: number } = {}) {
   const got: string[] = [];

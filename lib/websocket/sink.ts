@@ -16,7 +16,7 @@ import {
   protocolsOption,
   urlOption,
   type ConnectTarget,
-} from '../websocket/connect.js';
+} from './connection.js';
 
 /** What `onOpen` and the `'open'` event of the sink are told about a connection. */
 export interface WebSocketSinkOpenInfo {

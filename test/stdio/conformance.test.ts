@@ -1,9 +1,9 @@
 /** The stdio source and sink through the shared conformance suite, over in-memory streams. */
 import { PassThrough, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { stdinSource } from '../../lib/sources/stdin.js';
-import { stdoutSink } from '../../lib/sinks/stdout.js';
-import { sinkConformance, sourceConformance } from './suite.js';
+import { stdinSource } from '../../lib/stdio/source.js';
+import { stdoutSink } from '../../lib/stdio/sink.js';
+import { sinkConformance, sourceConformance } from '../conformance/suite.js';
 
 sourceConformance({
   name: 'stdin',

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes } from '../../lib/core/errors.js';
 import { createMessage } from '../../lib/core/message.js';
-import { stdoutSink } from '../../lib/sinks/stdout.js';
+import { stdoutSink } from '../../lib/stdio/sink.js';
 
 function tracked(n: number) {
   const acked: number[] = [];

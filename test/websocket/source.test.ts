@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import type { Message } from '../../lib/core/message.js';
 import type { RetryEvent } from '../../lib/core/retry.js';
-import { websocketSource, type WebSocketOpenInfo, type WebSocketSource } from '../../lib/sources/websocket.js';
+import { websocketSource, type WebSocketOpenInfo, type WebSocketSource } from '../../lib/websocket/source.js';
 import { sourceConformance } from '../conformance/suite.js';
 import { deadUrl, startBroadcaster, startEchoServer, startFeed, startFloodServer, startWsServer } from '../fixtures/websocket.js';
 

@@ -4,7 +4,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import type { Message } from '../../lib/core/message.js';
-import { rabbitmqSource, type RabbitmqSource, type RabbitmqSourceOptions } from '../../lib/sources/rabbitmq.js';
+import { rabbitmqSource, type RabbitmqSource, type RabbitmqSourceOptions } from '../../lib/rabbitmq/source.js';
 import { RABBITMQ_URL, RabbitFixture, closeConnectionsNamed, randomName, until, waitForConnection } from '../fixtures/rabbitmq.js';
 
 const FAST_RETRY = { retries: 40, minTimeoutMs: 50, maxTimeoutMs: 500 };

@@ -22,7 +22,7 @@ import {
   urlOption,
   type ExchangeOptions,
   type QueueOptions,
-} from '../rabbitmq/common.js';
+} from './connection.js';
 
 const WHERE = 'rabbitmqSink';
 

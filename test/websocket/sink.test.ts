@@ -8,7 +8,7 @@ import type WebSocket from 'ws';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import type { RetryEvent } from '../../lib/core/retry.js';
-import { websocketSink, type WebSocketSinkOpenInfo } from '../../lib/sinks/websocket.js';
+import { websocketSink, type WebSocketSinkOpenInfo } from '../../lib/websocket/sink.js';
 import { sinkConformance } from '../conformance/suite.js';
 import { deadUrl, startCollector, startWsServer } from '../fixtures/websocket.js';
 

@@ -10,7 +10,7 @@ import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { booleanOption, bytesOption, checkOptions, conflictingOptions, durationOption, enumOption, invalidOption, numberOption, signalOption } from '../core/options.js';
 import { resolveRetry, type RetryOptions } from '../core/retry.js';
 import { retryingSink, type RetryingSink } from '../core/retrying-sink.js';
-import { isUnknownTopic, kafkaApiId, kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from '../kafka/common.js';
+import { isUnknownTopic, kafkaApiId, kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from './connection.js';
 
 /** Options of {@link kafkaSink}. */
 export interface KafkaSinkOptions extends KafkaConnectionOptions {

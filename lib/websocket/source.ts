@@ -16,7 +16,7 @@ import {
   protocolsOption,
   urlOption,
   type ConnectTarget,
-} from '../websocket/connect.js';
+} from './connection.js';
 
 /** Why a connection was opened, as passed to `onOpen` and in `'open'` events. */
 export type OpenReason = 'connect' | 'reconnect' | 'swap';

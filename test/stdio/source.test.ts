@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { PassThrough, Readable } from 'node:stream';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import type { Message } from '../../lib/core/message.js';
-import { stdinSource } from '../../lib/sources/stdin.js';
+import { stdinSource } from '../../lib/stdio/source.js';
 
 const child = join(import.meta.dirname, '..', 'fixtures', 'stdio-child.ts');
 

@@ -5,8 +5,8 @@ import { describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
-import { rabbitmqSink, type RabbitmqSink, type RabbitmqSinkOptions } from '../../lib/sinks/rabbitmq.js';
-import { rabbitmqSource, type RabbitmqSource } from '../../lib/sources/rabbitmq.js';
+import { rabbitmqSink, type RabbitmqSink, type RabbitmqSinkOptions } from '../../lib/rabbitmq/sink.js';
+import { rabbitmqSource, type RabbitmqSource } from '../../lib/rabbitmq/source.js';
 import { sinkConformance, sourceConformance } from '../conformance/suite.js';
 import {
   RABBITMQ_URL,

@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
-import { kafkaSink, type KafkaSinkOptions } from '../../lib/sinks/kafka.js';
+import { kafkaSink, type KafkaSinkOptions } from '../../lib/kafka/sink.js';
 import { sinkConformance } from '../conformance/suite.js';
 import { startKafka, type KafkaBroker } from '../fixtures/kafka.js';
 

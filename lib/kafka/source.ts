@@ -10,7 +10,7 @@ import { createMessage } from '../core/message.js';
 import { booleanOption, checkOptions, durationOption, enumOption, invalidOption, numberOption, signalOption, stringOption } from '../core/options.js';
 import { resolveRetry, type RetryOptions } from '../core/retry.js';
 import { retryingSource, type RetryingSource } from '../core/retrying-source.js';
-import { kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from '../kafka/common.js';
+import { kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from './connection.js';
 
 /** Options of {@link kafkaSource}. */
 export interface KafkaSourceOptions extends KafkaConnectionOptions {

@@ -2,7 +2,7 @@
  * What the WebSocket source and sink share: option checks for the target,
  * one connection attempt whose failure is classified (transient or fatal) for
  * the core retry, a heartbeat, and a bounded graceful close. Not API: only
- * lib/sources/websocket.ts and lib/sinks/websocket.ts use it.
+ * lib/websocket/source.ts and lib/websocket/sink.ts use it.
  */
 import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl } from '../core/errors.js';
