@@ -9,7 +9,7 @@ import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { booleanOption, bytesOption, checkOptions, conflictingOptions, durationOption, enumOption, invalidOption, numberOption, signalOption } from '../core/options.js';
 import { resolveRetry, type RetryOptions } from '../core/retry.js';
-import { retryingSink, type RetryingSink } from '../core/retrying-sink.js';
+import { RetryingSink } from '../core/retrying-sink.js';
 import { isUnknownTopic, kafkaApiId, kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from './connection.js';
 
 /** Options of {@link kafkaSink}. */
@@ -135,16 +135,27 @@ function resolve(options: KafkaSinkOptions): Resolved {
  * await pipeline(stdinSource(), kafkaSink({ brokers: 'localhost:9092', topic: 'lines' }));
  * ```
  */
-export function kafkaSink(options: KafkaSinkOptions): RetryingSink {
-  const resolved = resolve(options);
-  resolveRetry('kafkaSink', options.retry);
-  const signal = signalOption('kafkaSink', 'signal', options.signal);
-  return retryingSink(() => new KafkaProducerSink(resolved), {
-    retry: options.retry,
-    what: `kafkaSink: producing to ${resolved.topic} on ${resolved.connection.brokers.join(',')}`,
-    highWaterMark: resolved.highWaterMark,
-    signal,
-  });
+export function kafkaSink(options: KafkaSinkOptions): KafkaProducerSink {
+  return new KafkaProducerSink(options);
+}
+
+/** The stream {@link kafkaSink} returns: a producer re-created after a broker failure, re-sending what was not acknowledged. */
+export class KafkaProducerSink extends RetryingSink {
+  /** The topic produced to. */
+  readonly topic: string;
+
+  constructor(options: KafkaSinkOptions) {
+    const resolved = resolve(options);
+    resolveRetry('kafkaSink', options.retry);
+    const signal = signalOption('kafkaSink', 'signal', options.signal);
+    super(() => new Producing(resolved), {
+      retry: options.retry,
+      what: `kafkaSink: producing to ${resolved.topic} on ${resolved.connection.brokers.join(',')}`,
+      highWaterMark: resolved.highWaterMark,
+      signal,
+    });
+    this.topic = resolved.topic;
+  }
 }
 
 interface Entry {
@@ -162,8 +173,8 @@ function headerMap(headers: Record<string, string> | undefined): Map<Buffer, Buf
 
 const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE']);
 
-/** One producer; failures end it with an error and kafkaSink() makes a new one. */
-export class KafkaProducerSink extends Writable {
+/** One producer; failures end it with an error and the KafkaProducerSink around it makes a new one. */
+class Producing extends Writable {
   readonly #o: Resolved;
   readonly #what: string;
   readonly #producer: Producer;

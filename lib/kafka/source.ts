@@ -9,7 +9,7 @@ import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { createMessage } from '../core/message.js';
 import { booleanOption, checkOptions, durationOption, enumOption, invalidOption, numberOption, signalOption, stringOption } from '../core/options.js';
 import { resolveRetry, type RetryOptions } from '../core/retry.js';
-import { retryingSource, type RetryingSource } from '../core/retrying-source.js';
+import { RetryingSource } from '../core/retrying-source.js';
 import { kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from './connection.js';
 
 /** Options of {@link kafkaSource}. */
@@ -162,18 +162,32 @@ function resolve(options: KafkaSourceOptions): Resolved {
  * await pipeline(source, s3Sink({ bucket: 'archive' }));
  * ```
  */
-export function kafkaSource(options: KafkaSourceOptions): RetryingSource {
-  const resolved = resolve(options);
-  // Validated here so a bad value is reported against kafkaSource, not the wrapper.
-  resolveRetry('kafkaSource', options.retry);
-  const signal = signalOption('kafkaSource', 'signal', options.signal);
-  return retryingSource(() => new KafkaConsumerSource(resolved), {
-    retry: options.retry,
-    what: `kafkaSource: consuming ${resolved.topics.join(', ')} from ${resolved.connection.brokers.join(',')} as group ${resolved.groupId}`,
-    forwardEvents: ['checkpoint', 'checkpointerror', 'rebalance', 'nack'],
-    highWaterMark: resolved.highWaterMark,
-    signal,
-  });
+export function kafkaSource(options: KafkaSourceOptions): KafkaConsumerSource {
+  return new KafkaConsumerSource(options);
+}
+
+/** The stream {@link kafkaSource} returns: a group membership re-created after a broker failure. */
+export class KafkaConsumerSource extends RetryingSource {
+  /** The topics consumed. */
+  readonly topics: readonly string[];
+  /** The consumer group. */
+  readonly groupId: string;
+
+  constructor(options: KafkaSourceOptions) {
+    const resolved = resolve(options);
+    // Validated here so a bad value is reported against kafkaSource, not the wrapper.
+    resolveRetry('kafkaSource', options.retry);
+    const signal = signalOption('kafkaSource', 'signal', options.signal);
+    super(() => new GroupMember(resolved), {
+      retry: options.retry,
+      what: `kafkaSource: consuming ${resolved.topics.join(', ')} from ${resolved.connection.brokers.join(',')} as group ${resolved.groupId}`,
+      forwardEvents: ['checkpoint', 'checkpointerror', 'rebalance', 'nack'],
+      highWaterMark: resolved.highWaterMark,
+      signal,
+    });
+    this.topics = resolved.topics;
+    this.groupId = resolved.groupId;
+  }
 }
 
 /** Where a delivered record sits, for the AckTracker. */
@@ -205,10 +219,10 @@ const YIELD_EVERY_RECORDS = 500;
 const YIELD_EVERY_MS = 15;
 
 /**
- * One consumer-group membership. Failures end it with an error; kafkaSource()
- * wraps it in retryingSource() which makes a new one.
+ * One consumer-group membership. Failures end it with an error; the
+ * KafkaConsumerSource around it makes a new one.
  */
-export class KafkaConsumerSource extends Readable {
+class GroupMember extends Readable {
   readonly #o: Resolved;
   readonly #what: string;
   readonly #consumer: Consumer;

@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
-import { kafkaSink, type KafkaSinkOptions } from '../../lib/kafka/sink.js';
+import { KafkaProducerSink, kafkaSink, type KafkaSinkOptions } from '../../lib/kafka/sink.js';
 import { sinkConformance } from '../conformance/suite.js';
 import { startKafka, type KafkaBroker } from '../fixtures/kafka.js';
 
@@ -220,6 +220,14 @@ describe('kafkaSink', () => {
     assert.equal(reconnects.length, 2);
     assert.equal(acked.size, 0);
     assert.equal(nacked.size, 2, 'every message is reported as not delivered');
+  });
+
+  it('returns an instance of the exported KafkaProducerSink, as the other connectors do', async () => {
+    const sink = kafkaSink({ brokers: broker.bootstrap, topic: 'instance-check' });
+    assert.ok(sink instanceof KafkaProducerSink);
+    assert.equal(sink.topic, 'instance-check');
+    sink.destroy();
+    await new Promise((resolve) => sink.once('close', resolve));
   });
 
   it('rejects bad options at construction, naming the option', () => {

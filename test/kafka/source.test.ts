@@ -18,7 +18,7 @@ import { flow } from '../../lib/core/flow.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { kafkaSink } from '../../lib/kafka/sink.js';
 import { s3Sink } from '../../lib/sinks/s3.js';
-import { kafkaSource, type KafkaCheckpointEvent, type KafkaSourceOptions } from '../../lib/kafka/source.js';
+import { KafkaConsumerSource, kafkaSource, type KafkaCheckpointEvent, type KafkaSourceOptions } from '../../lib/kafka/source.js';
 import { sourceConformance } from '../conformance/suite.js';
 import { startKafka, type KafkaBroker } from '../fixtures/kafka.js';
 import { startS3 } from '../fixtures/s3.js';
@@ -608,6 +608,14 @@ describe('kafkaSource', () => {
     assert.ok(error instanceof ManifoldError);
     assert.equal(error.code, ErrorCodes.NOT_FOUND);
     assert.match(error.message, /Unknown topic missing-/);
+  });
+
+  it('returns an instance of the exported KafkaConsumerSource, as the other connectors do', async () => {
+    const source = kafkaSource(fast({ topics: 'instance-check', groupId: `g-${randomUUID()}` }));
+    assert.ok(source instanceof KafkaConsumerSource);
+    assert.deepEqual([source.topics, source.groupId.startsWith('g-')], [['instance-check'], true]);
+    source.destroy();
+    await new Promise((resolve) => source.once('close', resolve));
   });
 
   it('rejects bad options at construction, naming the option', () => {
