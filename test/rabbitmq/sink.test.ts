@@ -7,7 +7,7 @@ import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { rabbitmqSink, type RabbitmqSink, type RabbitmqSinkOptions } from '../../lib/rabbitmq/sink.js';
 import { rabbitmqSource, type RabbitmqSource } from '../../lib/rabbitmq/source.js';
-import { sinkConformance, sourceConformance } from '../conformance/suite.js';
+import { sinkConformance } from '../conformance/suite.js';
 import {
   RABBITMQ_URL,
   RabbitFixture,
@@ -351,20 +351,6 @@ describe('rabbitmqSink and rabbitmqSource together', () => {
     assert.ok(source.stats.connections >= 2 && s.stats.connections >= 2, 'both reconnected');
     assert.equal(await f.count(queue), 0);
   });
-});
-
-sourceConformance({
-  name: 'rabbitmq',
-  redelivers: true,
-  async setup() {
-    const f = new RabbitFixture();
-    const queue = await f.queue('conf-src');
-    return {
-      source: (options) => rabbitmqSource({ url: RABBITMQ_URL, queue, prefetch: 64, ...(options?.signal ? { signal: options.signal } : {}) }),
-      produce: (payloads) => f.produce(queue, payloads),
-      cleanup: () => f.cleanup(),
-    };
-  },
 });
 
 sinkConformance({

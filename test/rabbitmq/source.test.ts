@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import type { Message } from '../../lib/core/message.js';
 import { rabbitmqSource, type RabbitmqSource, type RabbitmqSourceOptions } from '../../lib/rabbitmq/source.js';
+import { sourceConformance } from '../conformance/suite.js';
 import { RABBITMQ_URL, RabbitFixture, closeConnectionsNamed, randomName, until, waitForConnection } from '../fixtures/rabbitmq.js';
 
 const FAST_RETRY = { retries: 40, minTimeoutMs: 50, maxTimeoutMs: 500 };
@@ -367,4 +368,18 @@ describe('rabbitmqSource', () => {
     got[0]!.ack();
     await s.close();
   });
+});
+
+sourceConformance({
+  name: 'rabbitmq',
+  redelivers: true,
+  async setup() {
+    const f = new RabbitFixture();
+    const queue = await f.queue('conf-src');
+    return {
+      source: (options) => rabbitmqSource({ url: RABBITMQ_URL, queue, prefetch: 64, ...(options?.signal ? { signal: options.signal } : {}) }),
+      produce: (payloads) => f.produce(queue, payloads),
+      cleanup: () => f.cleanup(),
+    };
+  },
 });

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes } from '../../lib/core/errors.js';
 import { createMessage } from '../../lib/core/message.js';
 import { stdoutSink } from '../../lib/stdio/sink.js';
+import { sinkConformance } from '../conformance/suite.js';
 
 function tracked(n: number) {
   const acked: number[] = [];
@@ -81,4 +82,30 @@ describe('stdoutSink', () => {
     assert.throws(() => stdoutSink({ output: {} as never }), /stdoutSink: options\.output must be a writable byte stream/);
     assert.throws(() => stdoutSink({ end: 'yes' as never }), /options\.end must be true or false/);
   });
+});
+
+sinkConformance({
+  name: 'stdout',
+  async setup() {
+    const lines: Buffer[] = [];
+    let rest = '';
+    // A slow reader: the destination takes 1 ms per write, so the sink must apply backpressure.
+    const output = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _enc, callback) {
+        const text = rest + chunk.toString();
+        const parts = text.split('\n');
+        rest = parts.pop() ?? '';
+        for (const p of parts) lines.push(Buffer.from(p));
+        void sleep(1).then(() => callback());
+      },
+    });
+    return {
+      sink: (options) => stdoutSink({ output, end: false, ...(options?.signal ? { signal: options.signal } : {}) }),
+      readBack: async () => [...lines],
+      async cleanup() {
+        output.destroy();
+      },
+    };
+  },
 });

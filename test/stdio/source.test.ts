@@ -6,6 +6,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import type { Message } from '../../lib/core/message.js';
 import { stdinSource } from '../../lib/stdio/source.js';
+import { sourceConformance } from '../conformance/suite.js';
 
 const child = join(import.meta.dirname, '..', 'fixtures', 'stdio-child.ts');
 
@@ -111,4 +112,22 @@ describe('stdinSource', () => {
     assert.throws(() => stdinSource({ maxMessageBytes: -1 }), /options\.maxMessageBytes must be a positive integer/);
     assert.throws(() => stdinSource({ delim: '\n' } as never), /unknown option "delim"/);
   });
+});
+
+sourceConformance({
+  name: 'stdin',
+  redelivers: false,
+  async setup() {
+    const input = new PassThrough();
+    return {
+      source: (options) => stdinSource({ input, ...(options?.signal ? { signal: options.signal } : {}) }),
+      async produce(payloads) {
+        // The PassThrough holds what the source has not read yet, as the kernel's pipe buffer would.
+        for (const p of payloads) input.write(Buffer.concat([p, Buffer.from('\n')]));
+      },
+      async cleanup() {
+        input.destroy();
+      },
+    };
+  },
 });
