@@ -1,8 +1,9 @@
 /** Every declared option set, where its interface is generated and which docs page shows its table. */
-import type { OptionDeclaration, OptionSpecs } from '../lib/core/options.js';
+import type { DeclaredOptions } from '../lib/core/options.js';
+import { stdinSourceOptions, stdoutSinkOptions } from '../lib/stdio/options.js';
 
 export interface DeclarationEntry {
-  declaration: OptionDeclaration<OptionSpecs>;
+  declaration: DeclaredOptions;
   /** The file holding the `// <options Type>` markers. */
   file: string;
   /** The generated interface's name. */
@@ -14,4 +15,7 @@ export interface DeclarationEntry {
   docs: string;
 }
 
-export const DECLARATIONS: DeclarationEntry[] = [];
+export const DECLARATIONS: DeclarationEntry[] = [
+  { declaration: stdinSourceOptions, file: 'lib/stdio/options.ts', type: 'StdinSourceOptions', docs: 'docs/stdio.md' },
+  { declaration: stdoutSinkOptions, file: 'lib/stdio/options.ts', type: 'StdoutSinkOptions', docs: 'docs/stdio.md' },
+];

@@ -8,7 +8,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { cliKey, type OptionDeclaration, type OptionSpec, type OptionSpecs } from '../lib/core/options.js';
+import { cliKey, type DeclaredOptions, type OptionSpec } from '../lib/core/options.js';
 import { DECLARATIONS, type DeclarationEntry } from './declarations.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -79,7 +79,7 @@ function cell(text: string): string {
   return text.replace(/\|/g, '\\|');
 }
 
-export function renderTable(declaration: OptionDeclaration<OptionSpecs>): string {
+export function renderTable(declaration: DeclaredOptions): string {
   const rows = ['| option | URI / pipeline-file key | type | default | what it does |', '| --- | --- | --- | --- | --- |'];
   for (const name of declaration.names) {
     const spec = declaration.specs[name]!;

@@ -3,7 +3,7 @@
  * pipeline-file keys read into library options (text coerced with units), and the
  * JSON Schema of those keys.
  */
-import { closest, cliKey, type OptionDeclaration, type OptionSpec, type OptionSpecs } from '../core/options.js';
+import { closest, cliKey, type DeclaredOptions, type OptionSpec } from '../core/options.js';
 import { UsageError } from './errors.js';
 import { parseBytes, parseDuration } from './units.js';
 
@@ -70,8 +70,8 @@ function range(spec: OptionSpec, unit = ''): string {
 }
 
 /** The URI / pipeline-file keys of a declaration, each with its option name. */
-export function cliKeys<D extends OptionSpecs>(declaration: OptionDeclaration<D>, except: readonly string[] = []): Map<string, keyof D & string> {
-  const keys = new Map<string, keyof D & string>();
+export function cliKeys(declaration: DeclaredOptions, except: readonly string[] = []): Map<string, string> {
+  const keys = new Map<string, string>();
   for (const name of declaration.names) {
     if (except.includes(name)) continue;
     const key = cliKey(name, declaration.specs[name]!);
@@ -89,7 +89,7 @@ export function cliKeys<D extends OptionSpecs>(declaration: OptionDeclaration<D>
 export function readOptions(
   display: string,
   params: Record<string, Raw>,
-  declarations: ReadonlyArray<OptionDeclaration<OptionSpecs>>,
+  declarations: ReadonlyArray<DeclaredOptions>,
   extra: { except?: readonly string[]; passThrough?: (key: string) => boolean } = {},
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -136,7 +136,7 @@ export function optionSchema(spec: OptionSpec): Record<string, unknown> {
 }
 
 /** JSON Schema properties for every CLI key of the declaration(s). */
-export function optionsSchema(declarations: ReadonlyArray<OptionDeclaration<OptionSpecs>>, except: readonly string[] = []): Record<string, unknown> {
+export function optionsSchema(declarations: ReadonlyArray<DeclaredOptions>, except: readonly string[] = []): Record<string, unknown> {
   const properties: Record<string, unknown> = {};
   for (const declaration of declarations) {
     for (const [key, name] of cliKeys(declaration, except)) properties[key] = optionSchema(declaration.specs[name]!);

@@ -164,8 +164,8 @@ export interface OptionSpec<T = unknown> {
   readonly cli?: string | false;
   /** The TypeScript type of a `custom` option, as written in the option types. */
   readonly type?: string;
-  /** Validates a `custom` option's value; `fail(expected)` throws the standard message. */
-  readonly check?: (value: unknown, fail: (expected: string) => never) => T;
+  /** Validates a `custom` option's value; `fail(expected)` throws the standard message naming `where` and the option. */
+  readonly check?: (value: unknown, fail: (expected: string) => never, where: string) => T;
   /** Turns a `custom` option's text (from a URI or pipeline file) into its value. */
   readonly parse?: (text: string) => unknown;
   /** JSON Schema of a `custom` option in a pipeline file. */
@@ -194,7 +194,7 @@ export const opt = {
     ({ kind: 'enum', doc, values, ...extra }) as OptionSpec<V[number]> & { default: D },
   /** One string or several (a comma-separated list in a URI). */
   strings: (doc: string, extra: Extra<string[]> = {}) => ({ kind: 'strings', doc, ...extra }) as OptionSpec<string[]> & { default: undefined },
-  custom: <T, D extends T | undefined = undefined>(doc: string, extra: Extra<T> & { type: string; check: (value: unknown, fail: (expected: string) => never) => T; default?: D }) =>
+  custom: <T, D extends T | undefined = undefined>(doc: string, extra: Extra<T> & { type: string; check: (value: unknown, fail: (expected: string) => never, where: string) => T; default?: D }) =>
     ({ kind: 'custom', cli: false, ...extra, doc }) as OptionSpec<T> & { default: D },
 };
 
@@ -280,7 +280,7 @@ function checkValue(where: string, name: string, spec: OptionSpec, value: unknow
       return [...(list as string[])];
     }
     case 'custom':
-      return spec.check ? spec.check(value, fail) : value;
+      return spec.check ? spec.check(value, fail, where) : value;
   }
 }
 
@@ -322,6 +322,13 @@ export interface OptionDeclaration<D extends OptionSpecs> {
   resolve(options: unknown): ResolvedOptions<D>;
 }
 
+/** Any declaration, for what reads declarations without resolving through them (the CLI, docs, JSON Schema). */
+export interface DeclaredOptions {
+  readonly where: string;
+  readonly specs: OptionSpecs;
+  readonly names: readonly string[];
+}
+
 /** Declares a factory's options once; see {@link OptionSpec}. */
 export function defineOptions<const D extends OptionSpecs>(where: string, specs: D): OptionDeclaration<D> {
   const names = Object.keys(specs) as (keyof D & string)[];
@@ -341,3 +348,27 @@ export function defineOptions<const D extends OptionSpecs>(where: string, specs:
     },
   };
 }
+
+/** Options most streams take, declared once. */
+export const common = {
+  signal: (what = 'stream') =>
+    opt.custom<AbortSignal>(`Destroys the ${what} when aborted.`, {
+      type: 'AbortSignal',
+      check: (value, fail) => (value instanceof AbortSignal ? value : fail('an AbortSignal')),
+    }),
+  highWaterMark: (fallback: number) => opt.integer('Object-mode high-water mark, in messages.', { default: fallback, min: 1, cli: false }),
+  /** A record delimiter: text in URIs (`%0A`), a string or bytes in a program. */
+  delimiter: (doc: string, fallback: string) =>
+    opt.custom<Buffer, Buffer>(doc, {
+      type: 'string | Buffer',
+      default: Buffer.from(fallback),
+      defaultText: JSON.stringify(fallback),
+      cli: 'delimiter',
+      schema: { type: 'string', minLength: 1 },
+      check: (value, fail) => {
+        if (typeof value === 'string' && value.length > 0) return Buffer.from(value);
+        if (value instanceof Uint8Array && value.length > 0) return Buffer.from(value);
+        return fail('a non-empty string or Buffer');
+      },
+    }),
+};

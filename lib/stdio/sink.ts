@@ -1,7 +1,7 @@
 import { Writable, addAbortSignal } from 'node:stream';
 import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
-import { booleanOption, checkOptions, delimiterOption, invalidOption, signalOption } from '../core/options.js';
+import { stdoutSinkOptions, type StdoutSinkOptions } from './options.js';
 
 /** The reader went away: `manifold ... | head`. */
 function isGone(error: NodeJS.ErrnoException): boolean {
@@ -12,19 +12,7 @@ function outputError(error: Error): ManifoldError {
   return new ManifoldError(`stdoutSink: writing the output failed: ${error.message}`, { code: ErrorCodes.IO, cause: error });
 }
 
-/** Options of {@link stdoutSink}. */
-export interface StdoutSinkOptions {
-  /** Where to write. Default `process.stdout`; any byte Writable works. */
-  output?: NodeJS.WritableStream | Writable;
-  /** Written after each message. Default `'\n'`. */
-  delimiter?: string | Buffer;
-  /** End `output` when the sink finishes. Default true, except for process.stdout and process.stderr. */
-  end?: boolean;
-  /** Destroys the sink when aborted. */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark. Default 64. */
-  highWaterMark?: number;
-}
+export type { StdoutSinkOptions } from './options.js';
 
 /**
  * Writes each message plus a newline to stdout (or `output`) and acks it when
@@ -60,21 +48,17 @@ export class StdoutSink extends Writable {
   };
 
   constructor(options: StdoutSinkOptions = {}) {
-    const o = checkOptions('stdoutSink', options, ['output', 'delimiter', 'end', 'signal', 'highWaterMark']);
-    super({ objectMode: true, highWaterMark: o.highWaterMark ?? 64 });
-    const output = o.output ?? process.stdout;
-    if (typeof (output as Writable).write !== 'function' || typeof (output as Writable).on !== 'function') {
-      invalidOption('stdoutSink', 'output', 'a writable byte stream', output);
-    }
-    this.#output = output as Writable;
-    this.#delimiter = delimiterOption('stdoutSink', 'delimiter', o.delimiter, '\n');
+    const o = stdoutSinkOptions.resolve(options);
+    super({ objectMode: true, highWaterMark: o.highWaterMark });
+    const output = (o.output ?? process.stdout) as Writable;
+    this.#output = output;
+    this.#delimiter = o.delimiter;
     // Not `output === process.stderr`: reading process.stderr creates its handle. fd 1 and 2 are never ended.
     const fd = (output as { fd?: unknown }).fd;
-    this.#end = booleanOption('stdoutSink', 'end', o.end, o.output !== undefined && fd !== 1 && fd !== 2);
+    this.#end = o.end ?? (o.output !== undefined && fd !== 1 && fd !== 2);
     this.#output.on('error', this.#onOutputError);
     this.#output.once('close', this.#onOutputClose);
-    const signal = signalOption('stdoutSink', 'signal', o.signal);
-    if (signal) addAbortSignal(signal, this);
+    if (o.signal) addAbortSignal(o.signal, this);
   }
 
   readonly #onOutputClose = (): void => {

@@ -1,24 +1,10 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import type { Message } from '../core/message.js';
-import { checkOptions, invalidOption, signalOption } from '../core/options.js';
 import { lines, type LinesOptions } from '../transforms/lines.js';
+import { stdinSourceOptions, type StdinSourceOptions } from './options.js';
 
-/** Options of {@link stdinSource}. */
-export interface StdinSourceOptions {
-  /** Where to read from. Default `process.stdin`; any byte Readable works (files, sockets, tests). */
-  input?: NodeJS.ReadableStream | Readable;
-  /** What separates records. Default `'\n'` (a CR before it is dropped too). */
-  delimiter?: string | Buffer;
-  /** Longest record, in bytes. Default 1 MiB. */
-  maxMessageBytes?: number;
-  /** A longer record fails the stream (`'error'`, default) or is dropped with a `'skip'` event. */
-  onOversize?: 'error' | 'skip';
-  /** Destroys the source when aborted. */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark. Default 16. */
-  highWaterMark?: number;
-}
+export type { StdinSourceOptions } from './options.js';
 
 /**
  * Reads newline-delimited records from stdin (or `input`), one Message per
@@ -49,18 +35,17 @@ export class StdinSource extends Readable {
   };
 
   constructor(options: StdinSourceOptions = {}) {
-    const o = checkOptions('stdinSource', options, ['input', 'delimiter', 'maxMessageBytes', 'onOversize', 'signal', 'highWaterMark']);
-    super({ objectMode: true, highWaterMark: o.highWaterMark ?? 16 });
+    const o = stdinSourceOptions.resolve(options);
+    super({ objectMode: true, highWaterMark: o.highWaterMark });
     // process.stdin is created on first access (a pipe or TTY handle that keeps the process alive): touch it only when used.
     const input = o.input ?? process.stdin;
-    if (typeof (input as Readable).pipe !== 'function' || typeof (input as Readable).on !== 'function') {
-      invalidOption('stdinSource', 'input', 'a readable byte stream', input);
-    }
     this.#input = input;
-    const linesOptions: LinesOptions = { label: o.input === undefined ? 'stdin' : 'input' };
-    if (o.delimiter !== undefined) linesOptions.delimiter = o.delimiter;
-    if (o.maxMessageBytes !== undefined) linesOptions.maxMessageBytes = o.maxMessageBytes;
-    if (o.onOversize !== undefined) linesOptions.onOversize = o.onOversize;
+    const linesOptions: LinesOptions = {
+      label: o.input === undefined ? 'stdin' : 'input',
+      delimiter: o.delimiter,
+      maxMessageBytes: o.maxMessageBytes,
+      onOversize: o.onOversize,
+    };
     this.#splitter = lines(linesOptions);
     this.#splitter.on('data', (message: Message) => {
       if (!this.push(message)) this.#splitter.pause();
@@ -69,8 +54,7 @@ export class StdinSource extends Readable {
     this.#splitter.once('end', () => this.push(null));
     this.#splitter.on('error', (error: Error) => this.destroy(error));
     this.#splitter.pause();
-    const signal = signalOption('stdinSource', 'signal', o.signal);
-    if (signal) addAbortSignal(signal, this);
+    if (o.signal) addAbortSignal(o.signal, this);
   }
 
   override _read(): void {
