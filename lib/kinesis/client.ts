@@ -4,7 +4,7 @@
  * ManifoldErrors that say what failed.
  */
 import { KinesisClient, type KinesisClientConfig } from '@aws-sdk/client-kinesis';
-import { awsConnection } from '../core/aws.js';
+import { awsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { conflictingOptions, invalidOption, stringOption } from '../core/options.js';
 
@@ -18,6 +18,15 @@ export interface KinesisConnectionOptions {
   endpoint?: string;
   /** Credentials of the client we build. Default: the SDK's provider chain. */
   credentials?: KinesisClientConfig['credentials'];
+  /**
+   * Longest one Kinesis call may take, in milliseconds, response included: a call not answered by then is
+   * aborted and fails with a retryable CONNECTION error, which `retry` retries. It holds for a client you pass
+   * too (through the call's abort signal). For enhanced fan-out it bounds the wait for a subscription's
+   * response, and on our client's HTTP/2 connection also a subscription silent for that long. Default 30,000 ms.
+   */
+  requestTimeoutMs?: number;
+  /** Longest connecting may take, in milliseconds, for the client we build (excludes `client`). Default 5,000 ms. */
+  connectTimeoutMs?: number;
 }
 
 /** Which stream the connector talks to, as Kinesis API parameters. */
@@ -54,12 +63,13 @@ export function resolveStream(where: string, streamName: unknown, streamARN: unk
   return { name, params: { StreamName: name }, label: name };
 }
 
-/** The client to use and whether we made it (and so destroy it on close). */
-export function resolveClient(where: string, o: KinesisConnectionOptions): { client: KinesisClient; owned: boolean } {
-  const connection = awsConnection(where, o, 'a KinesisClient');
-  if ('client' in connection) return { client: connection.client, owned: false };
-  // Our own retry (options.retry) decides; SDK retries underneath would multiply the attempts.
-  return { client: new KinesisClient({ maxAttempts: 1, ...connection.settings }), owned: true };
+/** The client to use, whether we made it (and so destroy it on close), and the timeouts of every call. */
+export function resolveClient(where: string, o: KinesisConnectionOptions): { client: KinesisClient; owned: boolean; timeouts: AwsTimeouts } {
+  // HTTP/2 for https: SubscribeToShard (enhanced fan-out) needs it, and it is what the SDK uses by default.
+  const connection = awsConnection(where, o, 'a KinesisClient', {}, { http2: true });
+  if ('client' in connection) return { client: connection.client, owned: false, timeouts: connection.timeouts };
+  // maxAttempts 1 (in the settings): our own retry (options.retry) decides; SDK retries underneath would multiply the attempts.
+  return { client: new KinesisClient(connection.settings), owned: true, timeouts: connection.timeouts };
 }
 
 /** The SDK error's name (`ResourceNotFoundException`...), if any. */

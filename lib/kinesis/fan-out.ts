@@ -15,6 +15,7 @@ import {
   type ShardIteratorType,
   type _Record as KinesisRecord,
 } from '@aws-sdk/client-kinesis';
+import { awsCall } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { backoffDelay, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
 import { awsErrorName } from './client.js';
@@ -33,6 +34,8 @@ interface ConsumerOptions {
   /** Runs one Kinesis call with the source's retry and error translation. */
   call<T>(operation: string, fn: () => Promise<T>): Promise<T>;
   signal: AbortSignal;
+  /** Longest one call may take (the source's requestTimeoutMs). */
+  requestTimeoutMs: number;
   /** Longest wait for the consumer to become ACTIVE. Default 120,000 ms (AWS takes tens of seconds). */
   activeTimeoutMs?: number;
 }
@@ -46,9 +49,10 @@ export async function ensureConsumer(o: ConsumerOptions): Promise<string> {
   const describeConsumer = (): Promise<ConsumerDescription | undefined> =>
     o.call('DescribeStreamConsumer', async () => {
       try {
-        const out = await o.client.send(new DescribeStreamConsumerCommand({ StreamARN: o.streamARN, ConsumerName: o.consumerName }), {
-          abortSignal: o.signal,
-        });
+        const out = await awsCall(
+          { what: `kinesisSource: DescribeStreamConsumer ${JSON.stringify(o.consumerName)}`, timeoutMs: o.requestTimeoutMs, signal: o.signal },
+          (abortSignal) => o.client.send(new DescribeStreamConsumerCommand({ StreamARN: o.streamARN, ConsumerName: o.consumerName }), { abortSignal }),
+        );
         return out.ConsumerDescription;
       } catch (error) {
         if (awsErrorName(error) === 'ResourceNotFoundException') return undefined;
@@ -61,7 +65,10 @@ export async function ensureConsumer(o: ConsumerOptions): Promise<string> {
     if (consumer === undefined) {
       await o.call('RegisterStreamConsumer', async () => {
         try {
-          await o.client.send(new RegisterStreamConsumerCommand({ StreamARN: o.streamARN, ConsumerName: o.consumerName }), { abortSignal: o.signal });
+          await awsCall(
+            { what: `kinesisSource: RegisterStreamConsumer ${JSON.stringify(o.consumerName)}`, timeoutMs: o.requestTimeoutMs, signal: o.signal },
+            (abortSignal) => o.client.send(new RegisterStreamConsumerCommand({ StreamARN: o.streamARN, ConsumerName: o.consumerName }), { abortSignal }),
+          );
         } catch (error) {
           // Someone else registered it between our describe and register: use theirs.
           if (awsErrorName(error) !== 'ResourceInUseException') throw error;
@@ -82,10 +89,12 @@ export async function ensureConsumer(o: ConsumerOptions): Promise<string> {
   }
 }
 
-/** Deregisters a stream consumer; one that is already gone is fine. */
-export async function deregisterConsumer(client: KinesisClient, consumerARN: string): Promise<void> {
+/** Deregisters a stream consumer, within `timeoutMs`; one that is already gone is fine. */
+export async function deregisterConsumer(client: KinesisClient, consumerARN: string, timeoutMs: number): Promise<void> {
   try {
-    await client.send(new DeregisterStreamConsumerCommand({ ConsumerARN: consumerARN }));
+    await awsCall({ what: `kinesisSource: DeregisterStreamConsumer ${consumerARN}`, timeoutMs }, (abortSignal) =>
+      client.send(new DeregisterStreamConsumerCommand({ ConsumerARN: consumerARN }), { abortSignal }),
+    );
   } catch (error) {
     if (awsErrorName(error) === 'ResourceNotFoundException') return;
     throw new ManifoldError(`kinesisSource: deregistering stream consumer ${consumerARN} failed: ${describe(error)}`, {
@@ -107,6 +116,8 @@ export interface SubscribeOptions {
   resumePosition(): StartingPositionParam;
   retry: ResolvedRetry;
   resubscribeAfterMs: number;
+  /** Longest the wait for a subscription's response may be (the source's requestTimeoutMs); the events that follow are not bounded by it. */
+  requestTimeoutMs: number;
   /** Stops every subscription of the source. */
   signal: AbortSignal;
   /** Resolves when the source may take more records from this shard (backpressure). */
@@ -140,9 +151,9 @@ export async function subscribeShard(o: SubscribeOptions): Promise<void> {
     o.signal.addEventListener('abort', onStop, { once: true });
     let ended = false;
     try {
-      const out = await o.client.send(
-        new SubscribeToShardCommand({ ConsumerARN: o.consumerARN, ShardId: o.shardId, StartingPosition: position }),
-        { abortSignal: renew.signal },
+      const out = await awsCall(
+        { what: `kinesisSource: SubscribeToShard on ${o.shardId}`, timeoutMs: o.requestTimeoutMs, signal: renew.signal },
+        (abortSignal) => o.client.send(new SubscribeToShardCommand({ ConsumerARN: o.consumerARN, ShardId: o.shardId, StartingPosition: position }), { abortSignal }),
       );
       o.onSubscribe(position);
       for await (const event of out.EventStream ?? []) {

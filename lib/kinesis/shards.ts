@@ -5,6 +5,7 @@
  * every parent has been read to its end.
  */
 import { ListShardsCommand, type KinesisClient, type ListShardsCommandInput, type Shard } from '@aws-sdk/client-kinesis';
+import { DEFAULT_REQUEST_TIMEOUT_MS, awsCall } from '../core/aws.js';
 import type { StreamRef } from './client.js';
 
 /** What the source needs to know of a shard. */
@@ -16,14 +17,16 @@ export interface ShardInfo {
   closed: boolean;
 }
 
-/** Every shard of the stream (open and closed, within retention), following ListShards pages. */
-export async function listShards(client: KinesisClient, stream: StreamRef, signal?: AbortSignal): Promise<ShardInfo[]> {
+/** Every shard of the stream (open and closed, within retention), following ListShards pages, each within `timeoutMs`. */
+export async function listShards(client: KinesisClient, stream: StreamRef, signal?: AbortSignal, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<ShardInfo[]> {
   const shards: ShardInfo[] = [];
   let nextToken: string | undefined;
   do {
     // With a NextToken, ListShards rejects the stream parameters: the token carries them.
     const input: ListShardsCommandInput = nextToken === undefined ? { ...stream.params } : { NextToken: nextToken };
-    const page = await client.send(new ListShardsCommand(input), signal ? { abortSignal: signal } : {});
+    const page = await awsCall({ what: `kinesisSource: ListShards on ${JSON.stringify(stream.label)}`, timeoutMs, signal }, (abortSignal) =>
+      client.send(new ListShardsCommand(input), { abortSignal }),
+    );
     for (const shard of page.Shards ?? []) shards.push(toInfo(shard));
     nextToken = page.NextToken;
   } while (nextToken !== undefined);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Writable, addAbortSignal } from 'node:stream';
 import { PutRecordsCommand, type KinesisClient, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
+import { awsCall, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { bytesOption, checkOptions, durationOption, functionOption, invalidOption, numberOption, signalOption } from '../core/options.js';
@@ -39,7 +40,7 @@ export interface KinesisSinkOptions extends KinesisConnectionOptions {
    */
   maxInFlightRequests?: number;
   /**
-   * Retry of whole requests (throttling, network, 5xx) and of the failed entries of a
+   * Retry of whole requests (throttling, network, 5xx, no response within `requestTimeoutMs`) and of the failed entries of a
    * partial failure, or `false`. Default: 10 retries, 200 ms to 30 s.
    */
   retry?: RetryOptions | false;
@@ -77,6 +78,8 @@ const KNOWN_OPTIONS = [
   'region',
   'endpoint',
   'credentials',
+  'requestTimeoutMs',
+  'connectTimeoutMs',
   'partitionKey',
   'maxBatchRecords',
   'maxBatchBytes',
@@ -131,6 +134,7 @@ export class KinesisSink extends Writable {
   readonly #stream: StreamRef;
   readonly #client: KinesisClient;
   readonly #ownsClient: boolean;
+  readonly #timeouts: AwsTimeouts;
   readonly #partitionKey: string | ((message: Message) => string) | undefined;
   readonly #maxBatchRecords: number;
   readonly #maxBatchBytes: number;
@@ -184,9 +188,10 @@ export class KinesisSink extends Writable {
     this.#retry = resolveRetry(WHERE, o.retry);
     const signal = signalOption(WHERE, 'signal', o.signal);
     // The client comes last: nothing may throw after we built one, or it would leak.
-    const { client, owned } = resolveClient(WHERE, o);
+    const { client, owned, timeouts } = resolveClient(WHERE, o);
     this.#client = client;
     this.#ownsClient = owned;
+    this.#timeouts = timeouts;
     if (signal) addAbortSignal(signal, this);
   }
 
@@ -294,13 +299,17 @@ export class KinesisSink extends Writable {
 
   async #send(batch: Entry[]): Promise<void> {
     const records: PutRecordsRequestEntry[] = batch.map((e) => ({ Data: e.message.data, PartitionKey: e.key }));
+    const what = `${WHERE}: PutRecords to ${JSON.stringify(this.#stream.label)}`;
     let out;
     try {
       out = await withRetry(
-        `${WHERE}: PutRecords to ${JSON.stringify(this.#stream.label)}`,
+        what,
         async () => {
           try {
-            return await this.#client.send(new PutRecordsCommand({ ...this.#stream.params, Records: records }), { abortSignal: this.#abort.signal });
+            // A request nobody answers is aborted after requestTimeoutMs and retried like any transient failure.
+            return await awsCall({ what, timeoutMs: this.#timeouts.requestTimeoutMs, signal: this.#abort.signal }, (abortSignal) =>
+              this.#client.send(new PutRecordsCommand({ ...this.#stream.params, Records: records }), { abortSignal }),
+            );
           } catch (error) {
             throw kinesisError(WHERE, 'PutRecords', this.#stream, error, { records: batch.length });
           }

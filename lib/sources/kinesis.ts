@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-kinesis';
 import { memoryCheckpointer, SHARD_END, type Checkpoint, type Checkpointer } from '../checkpoint/memory.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
+import { awsCall, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { createMessage, type Message } from '../core/message.js';
 import {
@@ -110,6 +111,8 @@ const KNOWN_OPTIONS = [
   'region',
   'endpoint',
   'credentials',
+  'requestTimeoutMs',
+  'connectTimeoutMs',
   'startingPosition',
   'shardIds',
   'checkpointer',
@@ -212,6 +215,7 @@ export class KinesisSource extends Readable {
   readonly #stream: StreamRef;
   readonly #client: KinesisClient;
   readonly #ownsClient: boolean;
+  readonly #timeouts: AwsTimeouts;
   readonly #startingPosition: StartingPosition;
   readonly #shardIds: ReadonlySet<string> | undefined;
   readonly #checkpointer: Checkpointer;
@@ -294,9 +298,10 @@ export class KinesisSource extends Readable {
     this.#closeTimeoutMs = durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 30_000, 0);
     const signal = signalOption(WHERE, 'signal', o.signal);
     // The client comes last: nothing may throw after we built one, or it would leak.
-    const { client, owned } = resolveClient(WHERE, o);
+    const { client, owned, timeouts } = resolveClient(WHERE, o);
     this.#client = client;
     this.#ownsClient = owned;
+    this.#timeouts = timeouts;
     if (signal) addAbortSignal(signal, this);
   }
 
@@ -366,7 +371,7 @@ export class KinesisSource extends Readable {
 
   async #start(): Promise<void> {
     const summary = await this.#call('DescribeStreamSummary', () =>
-      this.#client.send(new DescribeStreamSummaryCommand({ ...this.#stream.params }), { abortSignal: this.#stop.signal }),
+      awsCall({ what: `${WHERE}: DescribeStreamSummary of ${JSON.stringify(this.#stream.label)}`, timeoutMs: this.#timeouts.requestTimeoutMs, signal: this.#stop.signal }, (abortSignal) => this.#client.send(new DescribeStreamSummaryCommand({ ...this.#stream.params }), { abortSignal })),
     );
     const streamARN = summary.StreamDescriptionSummary?.StreamARN;
     const coordinator = this.#coordinator;
@@ -386,6 +391,7 @@ export class KinesisSource extends Readable {
         consumerName: this.#consumerName,
         call: (operation, fn) => this.#call(operation, fn),
         signal: this.#stop.signal,
+        requestTimeoutMs: this.#timeouts.requestTimeoutMs,
       });
     }
     await this.#discover(loaded, true);
@@ -415,7 +421,7 @@ export class KinesisSource extends Readable {
 
   /** Lists the shards, adds the new ones, and starts every shard whose parents are done. */
   async #discover(loaded: Record<string, Checkpoint> | undefined, initial: boolean): Promise<void> {
-    const listed = await this.#call('ListShards', () => listShards(this.#client, this.#stream, this.#stop.signal));
+    const listed = await this.#call('ListShards', () => listShards(this.#client, this.#stream, this.#stop.signal, this.#timeouts.requestTimeoutMs));
     if (this.#stopping) return;
     if (initial && this.#shardIds) {
       const missing = [...this.#shardIds].filter((id) => !listed.some((s) => s.shardId === id));
@@ -736,7 +742,7 @@ export class KinesisSource extends Readable {
     };
     if (position.SequenceNumber !== undefined) input.StartingSequenceNumber = position.SequenceNumber;
     if (position.Timestamp !== undefined) input.Timestamp = position.Timestamp;
-    const out = await this.#call('GetShardIterator', () => this.#client.send(new GetShardIteratorCommand(input), { abortSignal: shard.signal }), { shardId: shard.shardId }, shard.signal);
+    const out = await this.#call('GetShardIterator', () => awsCall({ what: `${WHERE}: GetShardIterator of ${shard.shardId}`, timeoutMs: this.#timeouts.requestTimeoutMs, signal: shard.signal }, (abortSignal) => this.#client.send(new GetShardIteratorCommand(input), { abortSignal })), { shardId: shard.shardId }, shard.signal);
     return out.ShardIterator;
   }
 
@@ -764,7 +770,7 @@ export class KinesisSource extends Readable {
         async () => {
           lastCall = Date.now();
           try {
-            return await this.#client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: limit }), { abortSignal: signal });
+            return await awsCall({ what: `${WHERE}: GetRecords of ${shard.shardId}`, timeoutMs: this.#timeouts.requestTimeoutMs, signal }, (abortSignal) => this.#client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: limit }), { abortSignal }));
           } catch (error) {
             // Iterators live 5 minutes (a slow consumer can outlast one): get a new one where we are, and try again.
             if (awsErrorName(error) !== 'ExpiredIteratorException') throw error;
@@ -799,6 +805,7 @@ export class KinesisSource extends Readable {
       resumePosition: () => this.#resumePosition(shard),
       retry: this.#retry,
       resubscribeAfterMs: this.#resubscribeAfterMs,
+      requestTimeoutMs: this.#timeouts.requestTimeoutMs,
       signal: shard.signal,
       gate: () => this.#gate(shard),
       isClosed: () => shard.closed,
@@ -915,7 +922,7 @@ export class KinesisSource extends Readable {
         // Released only after the final checkpoints, so the next owner starts where we stopped.
         await this.#coordinator?.stop();
         if (this.#deregisterOnClose && this.#consumerARN !== undefined) {
-          await deregisterConsumer(this.#client, this.#consumerARN);
+          await deregisterConsumer(this.#client, this.#consumerARN, this.#timeouts.requestTimeoutMs);
         }
       } finally {
         this.#releaseClient();
