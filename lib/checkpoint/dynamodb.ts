@@ -42,7 +42,7 @@ import {
   type UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import { SHARD_END, type Checkpoint } from './memory.js';
-import { awsConnection } from '../core/aws.js';
+import { awsCall, awsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { booleanOption, checkOptions, conflictingOptions, durationOption, invalidOption, stringOption } from '../core/options.js';
 import type { CoordinatedSource, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from '../kinesis/coordinator.js';
@@ -67,6 +67,16 @@ export interface DynamoLeasesOptions {
   renewIntervalMs?: number;
   /** Create the table (on-demand billing) when it does not exist. Default true. */
   createTable?: boolean;
+  /**
+   * Longest one DynamoDB call may take, in milliseconds, response included: a call not answered by then is
+   * aborted (also through a client you pass) and the round that made it fails with a retryable CONNECTION
+   * error (a `'warning'` on the source); the next round, `renewIntervalMs` later, tries again. Default half of
+   * `renewIntervalMs`, at least 1,000 and at most 30,000 ms (1,666 ms with the default lease): a renew that
+   * hangs is given up early enough for the next one to keep the lease.
+   */
+  requestTimeoutMs?: number;
+  /** Longest connecting may take, in milliseconds, for the client we build (excludes `client`). Default 5,000 ms. */
+  connectTimeoutMs?: number;
 }
 
 /** A lease row as read from the table. */
@@ -98,7 +108,19 @@ export interface DynamoLeases extends ShardCoordinator {
 }
 
 const WHERE = 'dynamoLeases';
-const KNOWN_OPTIONS = ['tableName', 'client', 'region', 'endpoint', 'credentials', 'workerId', 'leaseDurationMs', 'renewIntervalMs', 'createTable'] as const;
+const KNOWN_OPTIONS = [
+  'tableName',
+  'client',
+  'region',
+  'endpoint',
+  'credentials',
+  'requestTimeoutMs',
+  'connectTimeoutMs',
+  'workerId',
+  'leaseDurationMs',
+  'renewIntervalMs',
+  'createTable',
+] as const;
 
 /**
  * A {@link ShardCoordinator} keeping shard leases and checkpoints in a
@@ -153,6 +175,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
   readonly tableName: string;
   readonly #client: DynamoDBClient;
   readonly #ownsClient: boolean;
+  readonly #timeouts: AwsTimeouts;
   readonly #leaseDurationMs: number;
   readonly #renewIntervalMs: number;
   readonly #createTable: boolean;
@@ -183,9 +206,11 @@ class DynamoLeaseCoordinator implements DynamoLeases {
       conflictingOptions(WHERE, 'renewIntervalMs', 'leaseDurationMs', `do not fit: renew at least twice per lease duration (renewIntervalMs ${this.#renewIntervalMs} > leaseDurationMs ${this.#leaseDurationMs} / 2)`);
     }
     this.#createTable = booleanOption(WHERE, 'createTable', o.createTable, true);
-    const { client, owned } = resolveDynamoClient(o);
+    const defaultTimeoutMs = Math.min(30_000, Math.max(1_000, Math.floor(this.#renewIntervalMs / 2)));
+    const { client, owned, timeouts } = resolveDynamoClient(o, defaultTimeoutMs);
     this.#client = client;
     this.#ownsClient = owned;
+    this.#timeouts = timeouts;
   }
 
   held(): string[] {
@@ -203,19 +228,24 @@ class DynamoLeaseCoordinator implements DynamoLeases {
 
   // ---- the table --------------------------------------------------------
 
-  async #send<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+  /** Runs one call of the table within requestTimeoutMs; `fn` passes the abort signal to `client.send`. */
+  async #send<T>(operation: string, fn: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      return await this.#timed(operation, fn);
     } catch (error) {
       if (awsName(error) === 'ConditionalCheckFailedException') throw new ConditionFailed();
       throw dynamoError(operation, this.tableName, error);
     }
   }
 
+  #timed<T>(operation: string, fn: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    return awsCall({ what: `${WHERE}: ${operation} on lease table ${JSON.stringify(this.tableName)}`, timeoutMs: this.#timeouts.requestTimeoutMs }, fn);
+  }
+
   async #ensureTable(): Promise<void> {
     const describeTable = async (): Promise<{ status: string | undefined; keys: string } | undefined> => {
       try {
-        const out = await this.#client.send(new DescribeTableCommand({ TableName: this.tableName }));
+        const out = await this.#timed('DescribeTable', (abortSignal) => this.#client.send(new DescribeTableCommand({ TableName: this.tableName }), { abortSignal }));
         const keys = (out.Table?.KeySchema ?? []).map((k) => `${k.AttributeName}:${k.KeyType}`).join(',');
         return { status: out.Table?.TableStatus, keys };
       } catch (error) {
@@ -231,7 +261,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
           details: { option: 'tableName', tableName: this.tableName },
         });
       }
-      await this.#send('CreateTable', () =>
+      await this.#send('CreateTable', (abortSignal) =>
         this.#client.send(
           new CreateTableCommand({
             TableName: this.tableName,
@@ -245,6 +275,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
               { AttributeName: 'shardId', KeyType: 'RANGE' },
             ],
           }),
+          { abortSignal },
         ),
       ).catch((error: unknown) => {
         // Another worker created it first.
@@ -276,7 +307,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     const rows: LeaseRow[] = [];
     let startKey: Record<string, AttributeValue> | undefined;
     do {
-      const page = await this.#send('Query', () =>
+      const page = await this.#send('Query', (abortSignal) =>
         this.#client.send(
           new QueryCommand({
             TableName: this.tableName,
@@ -285,6 +316,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
             ConsistentRead: true,
             ...(startKey ? { ExclusiveStartKey: startKey } : {}),
           }),
+          { abortSignal },
         ),
       );
       for (const item of page.Items ?? []) {
@@ -313,8 +345,8 @@ class DynamoLeaseCoordinator implements DynamoLeases {
       if (shard.start.type === 'AT_TIMESTAMP') item.startingTimestamp = { N: String(shard.start.timestamp) };
       if (shard.finished) item.checkpoint = { S: SHARD_END };
       try {
-        await this.#send('PutItem', () =>
-          this.#client.send(new PutItemCommand({ TableName: this.tableName, Item: item, ConditionExpression: 'attribute_not_exists(shardId)' })),
+        await this.#send('PutItem', (abortSignal) =>
+          this.#client.send(new PutItemCommand({ TableName: this.tableName, Item: item, ConditionExpression: 'attribute_not_exists(shardId)' }), { abortSignal }),
         );
         created = true;
       } catch (error) {
@@ -333,8 +365,8 @@ class DynamoLeaseCoordinator implements DynamoLeases {
   }
 
   #update(input: Omit<UpdateItemCommandInput, 'TableName' | 'Key'>, shardId: string, operation: string): Promise<Record<string, AttributeValue> | undefined> {
-    return this.#send(operation, async () => {
-      const out = await this.#client.send(new UpdateItemCommand({ TableName: this.tableName, Key: this.#key(shardId), ...input }));
+    return this.#send(operation, async (abortSignal) => {
+      const out = await this.#client.send(new UpdateItemCommand({ TableName: this.tableName, Key: this.#key(shardId), ...input }), { abortSignal });
       return out.Attributes;
     });
   }
@@ -752,8 +784,10 @@ function dynamoError(operation: string, tableName: string, error: unknown): Mani
   });
 }
 
-function resolveDynamoClient(o: DynamoLeasesOptions): { client: DynamoDBClient; owned: boolean } {
-  const connection = awsConnection(WHERE, o, 'a DynamoDBClient');
-  if ('client' in connection) return { client: connection.client, owned: false };
-  return { client: new DynamoDBClient(connection.settings), owned: true };
+function resolveDynamoClient(o: DynamoLeasesOptions, defaultTimeoutMs: number): { client: DynamoDBClient; owned: boolean; timeouts: AwsTimeouts } {
+  const connection = awsConnection(WHERE, o, 'a DynamoDBClient', { requestTimeoutMs: defaultTimeoutMs });
+  if ('client' in connection) return { client: connection.client, owned: false, timeouts: connection.timeouts };
+  // maxAttempts 1 (in the settings): a failed call fails its round, and the next round (renewIntervalMs later) is the retry;
+  // SDK retries underneath would stretch one round past the lease's deadline.
+  return { client: new DynamoDBClient(connection.settings), owned: true, timeouts: connection.timeouts };
 }
