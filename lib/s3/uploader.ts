@@ -11,6 +11,7 @@ import { Writable, addAbortSignal } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { awsCall, awsRequestHandler, awsTimeouts, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import {
   bytesOption,
@@ -60,6 +61,16 @@ export interface S3UploaderOptions {
   closeTimeoutMs?: number;
   /** Retries of one upload. Default: 10 retries from 200 ms to 30 s. A file whose retries run out is tried again at the next rescan. */
   retry?: RetryOptions | false;
+  /**
+   * How long an S3 request may stall, in milliseconds, before it is aborted and the upload retried (a retryable
+   * CONNECTION error). On the client the uploader builds it is a socket idle timeout: nothing sent or received for
+   * this long, so a large part on a slow link is not cut off while its bytes move. Every request, also through a
+   * client you pass, is in addition aborted once it has taken this long plus 1 s per 64 KiB it carries (a part,
+   * or for CompleteMultipartUpload the object): the default 8 MiB part gets 30 s + 128 s. Default 30,000 ms.
+   */
+  requestTimeoutMs?: number;
+  /** Longest connecting may take, in milliseconds, for the client the uploader builds (excludes `client`). Default 5,000 ms. */
+  connectTimeoutMs?: number;
   /** Destroys the uploader when aborted. */
   signal?: AbortSignal;
 }
@@ -77,6 +88,7 @@ export interface ResolvedUploaderOptions {
   partSizeBytes: number;
   closeTimeoutMs: number;
   retry: ResolvedRetry;
+  timeouts: AwsTimeouts;
   signal: AbortSignal | undefined;
 }
 
@@ -125,6 +137,8 @@ export const UPLOADER_KEYS = [
   'partSizeBytes',
   'closeTimeoutMs',
   'retry',
+  'requestTimeoutMs',
+  'connectTimeoutMs',
   'signal',
 ] as const;
 
@@ -134,6 +148,8 @@ const MIN_PART = 5 * 1024 * 1024;
 const REMEMBERED = 10_000;
 // Queued files beyond which the write callback waits (the collector's readable side then fills: backpressure).
 const MAX_QUEUED = 64;
+// The slowest transfer a request may make before its overall deadline ends it: 64 KiB/s (0.5 Mbit/s).
+const MIN_BYTES_PER_SECOND = 64 * 1024;
 
 /** Validates uploader options (`where` names the factory). Throws naming the option; does no I/O. */
 export function resolveUploaderOptions(where: string, options: S3UploaderOptions, defaultBufferPath?: string): ResolvedUploaderOptions {
@@ -146,7 +162,7 @@ export function resolveUploaderOptions(where: string, options: S3UploaderOptions
     invalidOption(where, 'client', 'an S3Client', client);
   }
   if (client !== undefined) {
-    for (const other of ['region', 'endpoint', 'credentials', 'forcePathStyle'] as const) {
+    for (const other of ['region', 'endpoint', 'credentials', 'forcePathStyle', 'connectTimeoutMs'] as const) {
       if (options[other] !== undefined) conflictingOptions(where, 'client', other, 'cannot be used together: configure the client you pass');
     }
   }
@@ -186,6 +202,7 @@ export function resolveUploaderOptions(where: string, options: S3UploaderOptions
     partSizeBytes: bytesOption(where, 'partSizeBytes', options.partSizeBytes, 8 * 1024 * 1024, MIN_PART),
     closeTimeoutMs: durationOption(where, 'closeTimeoutMs', options.closeTimeoutMs, 30_000, 0),
     retry: resolveRetry(where, options.retry),
+    timeouts: awsTimeouts(where, options),
     signal: signalOption(where, 'signal', options.signal),
   };
 }
@@ -249,6 +266,16 @@ function fatalError(what: string, error: unknown): ManifoldError {
   return new ManifoldError(`s3Uploader: ${what} failed: ${describe(cause)}${hint}`, { code, cause, details: { status } });
 }
 
+/** The bytes an S3 request carries (a part's body) or completes (every part of the object), for its deadline. */
+function carriedBytes(input: unknown, partSizeBytes: number): number {
+  const { Body: body, MultipartUpload: multipart } = (input ?? {}) as { Body?: unknown; MultipartUpload?: { Parts?: unknown[] } };
+  if (body instanceof Uint8Array) return body.byteLength;
+  if (typeof body === 'string') return Buffer.byteLength(body);
+  // A body of unknown length: Upload cuts bodies into parts, so at most one part.
+  if (body !== undefined && body !== null) return partSizeBytes;
+  return (multipart?.Parts?.length ?? 0) * partSizeBytes;
+}
+
 export class S3Uploader extends Writable {
   readonly #o: ResolvedUploaderOptions;
   readonly #client: S3Client;
@@ -269,7 +296,9 @@ export class S3Uploader extends Writable {
     super({ objectMode: true, highWaterMark: 16 });
     this.#o = o;
     this.#ownClient = o.client === undefined;
-    this.#client = o.client ?? new S3Client(o.clientConfig);
+    const endpoint = typeof o.clientConfig.endpoint === 'string' ? o.clientConfig.endpoint : undefined;
+    // An idle timeout, not a whole-request one: how long an upload may take grows with its size, a stall does not.
+    this.#client = o.client ?? new S3Client({ ...o.clientConfig, requestHandler: awsRequestHandler(endpoint, o.timeouts, { idle: true }) });
     if (o.signal) addAbortSignal(o.signal, this);
   }
 
@@ -464,7 +493,7 @@ export class S3Uploader extends Writable {
     const body = this.#o.compression === 'gzip' ? file.pipe(createGzip()) : file;
     if (body !== file) file.once('error', (error) => body.destroy(error));
     const upload = new Upload({
-      client: this.#client,
+      client: this.#timed(key),
       params: {
         Bucket: this.#o.bucket,
         Key: key,
@@ -484,6 +513,31 @@ export class S3Uploader extends Writable {
       file.destroy();
       if (body !== file) body.destroy();
     }
+  }
+
+  /**
+   * The client as an Upload sees it: every request it sends (Upload passes no abort signal of its own)
+   * gets a deadline that grows with what it carries, and stops when the uploader does.
+   */
+  #timed(key: string): S3Client {
+    const client = this.#client;
+    const { bucket, partSizeBytes, timeouts } = this.#o;
+    const send = (command: { input?: unknown }, options?: { abortSignal?: AbortSignal }): Promise<unknown> => {
+      const operation = command.constructor.name.replace(/Command$/, '') || 'request';
+      const timeoutMs = timeouts.requestTimeoutMs + Math.ceil((carriedBytes(command.input, partSizeBytes) * 1000) / MIN_BYTES_PER_SECOND);
+      // Aborting a multipart upload is the cleanup after a failure or a stop: it still goes out (within its deadline).
+      const cleanup = operation === 'AbortMultipartUpload';
+      const stop = cleanup ? undefined : this.#abort.signal;
+      const signal = options?.abortSignal && stop ? AbortSignal.any([options.abortSignal, stop]) : (options?.abortSignal ?? stop);
+      const sent = awsCall({ what: `s3Uploader: ${operation} to s3://${bucket}/${key}`, timeoutMs, signal }, (abortSignal) =>
+        client.send(command as Parameters<S3Client['send']>[0], { ...options, abortSignal }),
+      );
+      // Upload throws the cleanup's error in place of the part's: a refused abort (no s3:AbortMultipartUpload permission,
+      // a server without it) would turn a part that timed out, retryable, into a fatal failure. The parts left behind
+      // are the bucket's lifecycle rule's business.
+      return cleanup ? sent.catch(() => ({})) : sent;
+    };
+    return new Proxy(client, { get: (target, property) => (property === 'send' ? send : Reflect.get(target, property, target)) });
   }
 
   #remember(relativePath: string): void {
