@@ -5,11 +5,10 @@
  * and take units (`1MiB`, `5m`).
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { KinesisClient } from '@aws-sdk/client-kinesis';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { z } from 'zod';
 import { dynamoLeases } from '../checkpoint/dynamodb.js';
 import { fileCheckpointer } from '../checkpoint/file.js';
+import { awsRequestHandler, awsTimeouts } from '../core/aws.js';
 import { kafkaSink } from '../kafka/sink.js';
 import { rabbitmqSink } from '../rabbitmq/sink.js';
 import { rabbitmqSource } from '../rabbitmq/source.js';
@@ -143,6 +142,8 @@ registerScheme(['s3'], {
         ackOn: z.enum(['disk', 'upload']).optional(),
         uploadConcurrency: zCount.optional(),
         closeTimeout: zDuration.optional(),
+        requestTimeout: zDuration.optional(),
+        connectTimeout: zDuration.optional(),
         region: z.string().min(1).optional(),
         endpoint: z.url().optional(),
         forcePathStyle: zBool.optional(),
@@ -153,7 +154,7 @@ registerScheme(['s3'], {
     if (!bucket) throw new UsageError(`${display}: give the bucket as s3://<bucket>/<prefix>`);
     const prefix = decodeURIComponent(url.pathname.replace(/^\//, ''));
     return () => {
-      // A local S3 API (s3rver, MinIO) wants path-style URLs and no streaming checksums.
+      // A local S3 API (s3rver, MinIO) wants path-style URLs and no streaming checksums; and the timeouts of the client the sink would build.
       const client = o.endpoint
         ? new S3Client({
             endpoint: o.endpoint,
@@ -162,6 +163,7 @@ registerScheme(['s3'], {
             requestChecksumCalculation: 'WHEN_REQUIRED',
             responseChecksumValidation: 'WHEN_REQUIRED',
             maxAttempts: 1,
+            requestHandler: awsRequestHandler(o.endpoint, awsTimeouts('s3Sink', { requestTimeoutMs: o.requestTimeout, connectTimeoutMs: o.connectTimeout }), { idle: true }),
           })
         : undefined;
       return s3Sink(
@@ -182,6 +184,8 @@ registerScheme(['s3'], {
           ackOn: o.ackOn,
           uploadConcurrency: o.uploadConcurrency,
           closeTimeoutMs: o.closeTimeout,
+          requestTimeoutMs: o.requestTimeout,
+          connectTimeoutMs: client ? undefined : o.connectTimeout,
         }) as Parameters<typeof s3Sink>[0],
       );
     };
@@ -190,10 +194,15 @@ registerScheme(['s3'], {
 
 // ---- Kinesis: kinesis:<stream> ----
 
-function kinesisClient(o: { region?: string | undefined; endpoint?: string | undefined }): KinesisClient | undefined {
-  if (!o.endpoint) return undefined;
-  // Local Kinesis API servers speak HTTP/1.1 only.
-  return new KinesisClient({ endpoint: o.endpoint, region: o.region ?? 'us-east-1', requestHandler: new NodeHttpHandler() });
+/** The connection options of a Kinesis source or sink: the factory builds the client (HTTP/1.1 for a local http:// endpoint, timeouts, SDK retries off). */
+function kinesisConnection(o: { region?: string | undefined; endpoint?: string | undefined; requestTimeout?: number | undefined; connectTimeout?: number | undefined }) {
+  return {
+    endpoint: o.endpoint,
+    // A local server takes any region, but the SDK wants one.
+    region: o.region ?? (o.endpoint ? 'us-east-1' : undefined),
+    requestTimeoutMs: o.requestTimeout,
+    connectTimeoutMs: o.connectTimeout,
+  };
 }
 
 function streamOf({ url, display }: EndpointInput): string {
@@ -223,6 +232,8 @@ registerScheme(['kinesis'], {
         workerId: z.string().min(1).optional(),
         leaseDuration: zDuration.optional(),
         dynamoEndpoint: z.url().optional(),
+        requestTimeout: zDuration.optional(),
+        connectTimeout: zDuration.optional(),
       }),
       input.params,
     );
@@ -236,7 +247,6 @@ registerScheme(['kinesis'], {
       }
     }
     return () => {
-      const client = kinesisClient(o);
       const coordinator =
         o.leaseTable === undefined
           ? undefined
@@ -253,8 +263,7 @@ registerScheme(['kinesis'], {
       return kinesisSource(
         defined({
           streamName: stream,
-          client,
-          region: client ? undefined : o.region,
+          ...kinesisConnection(o),
           startingPosition: from,
           checkpointer: o.checkpoint ? fileCheckpointer(o.checkpoint) : undefined,
           checkpointIntervalMs: o.checkpointInterval,
@@ -277,16 +286,16 @@ registerScheme(['kinesis'], {
         linger: zDuration.optional(),
         maxBatchRecords: zCount.optional(),
         maxInFlightRequests: zCount.optional(),
+        requestTimeout: zDuration.optional(),
+        connectTimeout: zDuration.optional(),
       }),
       input.params,
     );
     return () => {
-      const client = kinesisClient(o);
       return kinesisSink(
         defined({
           streamName: stream,
-          client,
-          region: client ? undefined : o.region,
+          ...kinesisConnection(o),
           partitionKey: o.partitionKey,
           lingerMs: o.linger,
           maxBatchRecords: o.maxBatchRecords,
