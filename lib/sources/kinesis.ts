@@ -395,6 +395,10 @@ export class KinesisSource extends Readable {
       });
     }
     await this.#discover(loaded, true);
+    // 'ready' promises that reading has begun: with LATEST, a record put after it must be read, so every shard
+    // started now must hold its iterator (or subscription) first.
+    const opening = [...this.#shards.values()].filter((s) => s.status === 'reading').map((s) => s.opened);
+    await Promise.race([Promise.all(opening), this.#stopped]);
     if (this.#stopping) return;
     this.#discoveryTimer = setInterval(() => this.#requestDiscovery(), this.#discoveryIntervalMs);
     this.#checkpointTimer = setInterval(() => this.#flushInBackground(), this.#checkpointIntervalMs);
