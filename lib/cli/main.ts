@@ -6,12 +6,13 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Readable, Transform, Writable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
 import { ErrorCodes, ManifoldError, redactUrl } from '../core/errors.js';
 import { flow } from '../core/flow.js';
-import { parseEndpoint, schemeHelp, validate, zDuration, type Endpoint } from './endpoints.js';
+import { defineOptions, opt } from '../core/options.js';
+import { parseEndpoint, schemeHelp, type Endpoint } from './endpoints.js';
 import { ExitCodes, UsageError } from './errors.js';
 import { createLogger, type LogFormat } from './log.js';
+import { coerce, readOptions } from './options.js';
 import { Monitor } from './monitor.js';
 import { startProgress } from './progress.js';
 import { parseTransform, transformHelp } from './transforms.js';
@@ -67,16 +68,48 @@ Exit codes:
 `;
 }
 
-const endpointSchema = z.union([z.string(), z.looseObject({ uri: z.string() })]);
-const pipelineSchema = z.strictObject({
-  from: endpointSchema,
-  to: endpointSchema,
-  transforms: z.array(z.string()).optional(),
-  quiet: z.boolean().optional(),
-  logFormat: z.enum(['text', 'json']).optional(),
-  metricsPort: z.number().int().min(0).max(65535).optional(),
-  closeTimeout: zDuration.optional(),
+type EndpointValue = string | ({ uri: string } & Record<string, unknown>);
+
+const endpoint = (role: 'source' | 'sink') =>
+  opt.custom<EndpointValue>(`The ${role}: a URI, or { uri, <option>: <value> } with the connector's options as keys.`, {
+    type: 'string | { uri: string }',
+    cli: role === 'source' ? 'from' : 'to',
+    schema: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'object', required: ['uri'], properties: { uri: { type: 'string', minLength: 1 } } }] },
+    required: true,
+    check: (value, fail) => {
+      if (typeof value === 'string' && value.length > 0) return value;
+      if (value !== null && typeof value === 'object' && !Array.isArray(value) && typeof (value as { uri?: unknown }).uri === 'string') return value as EndpointValue;
+      return fail('a URI, or a mapping with a uri key (quote URIs: YAML reads a trailing colon as a mapping)');
+    },
+  });
+
+/** The pipeline file's own keys; `from` and `to` carry the connectors' options. */
+export const pipelineFileOptions = defineOptions('pipeline file', {
+  from: endpoint('source'),
+  to: endpoint('sink'),
+  transforms: opt.custom<string[]>('Transforms applied in order, as --transform takes them.', {
+    type: 'string[]',
+    cli: 'transforms',
+    schema: { type: 'array', items: { type: 'string' } },
+    check: (value, fail) => (Array.isArray(value) && value.every((t) => typeof t === 'string') ? value : fail('a list of transform specs')),
+  }),
+  quiet: opt.boolean('No progress line; warnings and errors only.', { default: false }),
+  logFormat: opt.enum('Log lines on stderr as text or JSON (pino).', ['text', 'json'], { default: 'text' }),
+  metricsPort: opt.integer('Serve Prometheus /metrics and /healthz on 127.0.0.1 at this port (0: any free port).', { min: 0, max: 65535 }),
+  closeTimeoutMs: opt.duration('Bound on the graceful drain after SIGINT/SIGTERM.', { default: 30_000 }),
 });
+
+type PipelineFile = { from: EndpointValue; to: EndpointValue; transforms?: string[]; quiet?: boolean; logFormat?: LogFormat; metricsPort?: number; closeTimeoutMs?: number };
+
+/** Reads a parsed pipeline file by its declaration: unknown keys get a hint, wrong types say what they got. */
+function readPipelineFile(display: string, raw: unknown): PipelineFile {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new UsageError(`${display} must be a mapping of settings (from, to, ...), got ${JSON.stringify(raw)}`);
+  const values = readOptions(display, raw as Record<string, unknown>, [pipelineFileOptions], { typed: true });
+  for (const name of ['from', 'to'] as const) {
+    if (values[name] === undefined) throw new UsageError(`${display} needs ${name}: the ${name === 'from' ? 'source' : 'sink'} URI`);
+  }
+  return values as PipelineFile;
+}
 
 interface Settings {
   from: Endpoint;
@@ -88,7 +121,7 @@ interface Settings {
   closeTimeoutMs: number;
 }
 
-function endpointOf(value: z.infer<typeof endpointSchema>, role: 'source' | 'sink'): Endpoint {
+function endpointOf(value: EndpointValue, role: 'source' | 'sink'): Endpoint {
   if (typeof value === 'string') return parseEndpoint(value, role);
   const { uri, ...options } = value;
   return parseEndpoint(uri, role, options);
@@ -119,7 +152,7 @@ export function parseCommandLine(argv: string[]): Settings | 'help' | 'version' 
   if (values.help) return 'help';
   if (values.version) return 'version';
 
-  let file: z.infer<typeof pipelineSchema> | undefined;
+  let file: PipelineFile | undefined;
   if (positionals[0] === 'run') {
     if (positionals.length !== 2) throw new UsageError('manifold run takes one pipeline file: manifold run <pipeline.yaml>');
     const path = positionals[1]!;
@@ -135,7 +168,7 @@ export function parseCommandLine(argv: string[]): Settings | 'help' | 'version' 
     } catch (error) {
       throw new UsageError(`pipeline file ${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
     }
-    file = validate(`pipeline file ${path}:`, pipelineSchema, (raw ?? {}) as Record<string, unknown>);
+    file = readPipelineFile(`pipeline file ${path}`, raw ?? {});
   } else if (positionals.length !== 2) {
     throw new UsageError(
       positionals.length < 2
@@ -152,9 +185,9 @@ export function parseCommandLine(argv: string[]): Settings | 'help' | 'version' 
     if (!/^\d+$/.test(values['metrics-port']) || n > 65535) throw new UsageError(`--metrics-port must be a port number from 0 to 65535, got ${JSON.stringify(values['metrics-port'])}`);
     metricsPort = n;
   }
-  let closeTimeoutMs = file?.closeTimeout ?? 30_000;
+  let closeTimeoutMs = file?.closeTimeoutMs ?? 30_000;
   if (values['close-timeout'] !== undefined) {
-    closeTimeoutMs = validate('--close-timeout', z.strictObject({ value: zDuration }), { value: values['close-timeout'] }).value;
+    closeTimeoutMs = coerce('--close-timeout', 'value', pipelineFileOptions.specs.closeTimeoutMs, values['close-timeout']) as number;
   }
   const transforms = [...(file?.transforms ?? []), ...(values.transform ?? [])].map(parseTransform);
   return {

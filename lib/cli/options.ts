@@ -15,8 +15,16 @@ function wrong(display: string, key: string, spec: OptionSpec, expected: string,
   throw new UsageError(`${display}: ${key} must be ${expected}, got ${got}`);
 }
 
-/** Coerces one value from its text (or YAML) form to its library form, per its declaration. */
-export function coerce(display: string, key: string, spec: OptionSpec, value: Raw): unknown {
+/**
+ * Coerces one value from its text (or YAML) form to its library form, per its declaration.
+ * `typed`: the value comes from a pipeline file, where numbers and booleans are written as
+ * such, so `"9464"` is not taken for a number (sizes and durations still take text with units).
+ */
+export function coerce(display: string, key: string, spec: OptionSpec, value: Raw, typed = false): unknown {
+  if (typed && (spec.kind === 'integer' || spec.kind === 'number') && typeof value !== 'number') {
+    wrong(display, key, spec, `${spec.kind === 'integer' ? 'a whole number' : 'a number'}${range(spec)}`, value);
+  }
+  if (typed && spec.kind === 'boolean' && typeof value !== 'boolean') wrong(display, key, spec, 'true or false', value);
   switch (spec.kind) {
     case 'string':
       if (typeof value !== 'string' || value.length === 0) wrong(display, key, spec, 'a non-empty string', value);
@@ -55,9 +63,10 @@ export function coerce(display: string, key: string, spec: OptionSpec, value: Ra
       if (!list || list.length === 0 || !list.every((s) => typeof s === 'string' && s.length > 0)) wrong(display, key, spec, 'a comma-separated list of names', value);
       return list;
     }
-    case 'custom':
-      if (spec.parse && typeof value === 'string') return spec.parse(value);
-      return value;
+    case 'custom': {
+      const parsed = spec.parse && typeof value === 'string' ? spec.parse(value) : value;
+      return spec.check ? spec.check(parsed, (expected) => wrong(display, key, spec, expected, value), display) : parsed;
+    }
   }
 }
 
@@ -84,13 +93,14 @@ export function cliKeys(declaration: DeclaredOptions, except: readonly string[] 
  * Reads `params` (URI query values and pipeline-file options) into library options by the
  * declaration(s): keys are the CLI keys, values are coerced from text. A key no declaration
  * knows is refused with a hint, unless `passThrough` says it belongs to someone else.
- * Options named in `except` are set from the URI itself, not from keys.
+ * Options named in `except` are set from the URI itself, not from keys. `typed`: every value
+ * comes from a pipeline file (see {@link coerce}).
  */
 export function readOptions(
   display: string,
   params: Record<string, Raw>,
   declarations: ReadonlyArray<DeclaredOptions>,
-  extra: { except?: readonly string[]; passThrough?: (key: string) => boolean } = {},
+  extra: { except?: readonly string[]; passThrough?: (key: string) => boolean; typed?: boolean } = {},
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const known = new Map<string, { name: string; spec: OptionSpec }>();
@@ -105,7 +115,7 @@ export function readOptions(
       throw new UsageError(`${display}: unknown option ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; known options are ${[...known.keys()].join(', ')}`);
     }
     if (value === undefined) continue;
-    out[entry.name] = coerce(display, key, entry.spec, value);
+    out[entry.name] = coerce(display, key, entry.spec, value, extra.typed);
   }
   return out;
 }

@@ -86,6 +86,30 @@ describe('manifold command', () => {
     assert.match(run.stderr(), /unknown option "metricPort"/);
   });
 
+  it('a pipeline file with a wrongly typed or misspelt key says what it got and what it wants', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'manifold-cli-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const cases: Array<[string, RegExp]> = [
+      ['metricsPort: "9464"\n', /metricsPort must be a whole number from 0 to 65535, got "9464"/],
+      ['quiet: "yes"\n', /quiet must be true or false, got "yes"/],
+      ['closeTimeout: later\n', /closeTimeout must be a duration such as 500ms, 30s, 5m or 12h, got "later"/],
+      ['metricPort: 9\n', /unknown option "metricPort" \(did you mean "metricsPort"\?\)/],
+      ['logFormat: xml\n', /logFormat must be one of text, json, got "xml"/],
+    ];
+    for (const [line, message] of cases) {
+      const file = join(dir, 'p.yaml');
+      writeFileSync(file, `from: "stdin:"\nto: "stdout:"\n${line}`);
+      const run = manifold(['run', file]);
+      assert.equal(await run.code, 2, line);
+      assert.match(run.stderr(), message);
+      assert.doesNotMatch(run.stderr(), /required/);
+    }
+    writeFileSync(join(dir, 'p.yaml'), 'from: 7\nto: "stdout:"\n');
+    const run = manifold(['run', join(dir, 'p.yaml')]);
+    assert.equal(await run.code, 2);
+    assert.match(run.stderr(), /from must be a URI, or a mapping with a uri key/);
+  });
+
   it('prints help and the version', async () => {
     const help = manifold(['--help']);
     assert.equal(await help.code, 0);
