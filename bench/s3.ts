@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createMessage, type Message } from '../lib/core/message.js';
 import { s3Collector } from '../lib/s3/collector.js';
-import { s3Sink } from '../lib/sinks/s3.js';
+import { s3Sink } from '../lib/s3/sink.js';
 import { startS3 } from '../test/fixtures/s3.js';
 import { rate, withPeakRss, type BenchArea, type BenchRow } from './lib.js';
 

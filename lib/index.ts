@@ -17,7 +17,7 @@ export { lines, type LinesOptions } from './transforms/lines.js';
 export { jsonAppend, type FieldValue, type JsonAppendOptions } from './transforms/json-append.js';
 export { StdinSource, stdinSource, type StdinSourceOptions } from './stdio/source.js';
 export { StdoutSink, stdoutSink, type StdoutSinkOptions } from './stdio/sink.js';
-export { S3Sink, s3Sink, type S3SinkOptions } from './sinks/s3.js';
+export { S3Sink, s3Sink, type S3SinkOptions } from './s3/sink.js';
 export { S3Collector, s3Collector, type S3CollectorOptions, type CommittedFile, type AckPair, type CommitEvent, type CommitReason, type RotateEvent, type QuotaEvent } from './s3/collector.js';
 export { S3Uploader, s3Uploader, type S3UploaderOptions, type S3Credentials, type UploadEvent, type UploadErrorEvent, type CloseTimeoutEvent } from './s3/uploader.js';
 export { WebSocketSource, websocketSource, type WebSocketSourceOptions, type WebSocketOpenInfo, type OpenReason } from './websocket/source.js';
@@ -25,7 +25,7 @@ export { WebSocketSink, websocketSink, type WebSocketSinkOptions, type WebSocket
 export { KafkaConsumerSource, kafkaSource, type KafkaSourceOptions, type KafkaCheckpointEvent, type KafkaNackEvent } from './kafka/source.js';
 export type { KafkaSaslOptions } from './kafka/connection.js';
 export { KafkaProducerSink, kafkaSink, type KafkaSinkOptions } from './kafka/sink.js';
-export { KinesisSink, kinesisSink, type KinesisSinkOptions, type PartialRetryEvent, type RejectEvent } from './sinks/kinesis.js';
+export { KinesisSink, kinesisSink, type KinesisSinkOptions, type PartialRetryEvent, type RejectEvent } from './kinesis/sink.js';
 export {
   KinesisSource,
   kinesisSource,
@@ -34,10 +34,10 @@ export {
   type CheckpointEvent,
   type LagEvent,
   type ShardEvent,
-} from './sources/kinesis.js';
-export { SHARD_END, memoryCheckpointer, type Checkpoint, type Checkpointer, type MemoryCheckpointer } from './checkpoint/memory.js';
-export { fileCheckpointer, type FileCheckpointer } from './checkpoint/file.js';
-export { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions, type LeaseRow } from './checkpoint/dynamodb.js';
+} from './kinesis/source.js';
+export { SHARD_END, memoryCheckpointer, type Checkpoint, type Checkpointer, type MemoryCheckpointer } from './kinesis/memory-checkpointer.js';
+export { fileCheckpointer, type FileCheckpointer } from './kinesis/file-checkpointer.js';
+export { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions, type LeaseRow } from './kinesis/dynamo-leases.js';
 export type { ShardCoordinator, CoordinatedSource, GrantedShard, NewShard, LeaseStart, LeaseEvent } from './kinesis/coordinator.js';
 export { RabbitmqSource, rabbitmqSource, type RabbitmqSourceOptions, type RabbitmqSourceAssert, type RabbitmqSourceStats } from './rabbitmq/source.js';
 export {

@@ -6,18 +6,18 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
-import { dynamoLeases } from '../checkpoint/dynamodb.js';
-import { fileCheckpointer } from '../checkpoint/file.js';
+import { dynamoLeases } from '../kinesis/dynamo-leases.js';
+import { fileCheckpointer } from '../kinesis/file-checkpointer.js';
 import { awsRequestHandler, awsTimeouts } from '../core/aws.js';
 import { kafkaSink } from '../kafka/sink.js';
 import { rabbitmqSink } from '../rabbitmq/sink.js';
 import { rabbitmqSource } from '../rabbitmq/source.js';
-import { kinesisSink } from '../sinks/kinesis.js';
-import { s3Sink } from '../sinks/s3.js';
+import { kinesisSink } from '../kinesis/sink.js';
+import { s3Sink } from '../s3/sink.js';
 import { stdoutSink } from '../stdio/sink.js';
 import { websocketSink } from '../websocket/sink.js';
 import { kafkaSource } from '../kafka/source.js';
-import { kinesisSource } from '../sources/kinesis.js';
+import { kinesisSource } from '../kinesis/source.js';
 import { stdinSource } from '../stdio/source.js';
 import { websocketSource } from '../websocket/source.js';
 import { UsageError } from './errors.js';

@@ -17,7 +17,7 @@ import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { flow } from '../../lib/core/flow.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { kafkaSink } from '../../lib/kafka/sink.js';
-import { s3Sink } from '../../lib/sinks/s3.js';
+import { s3Sink } from '../../lib/s3/sink.js';
 import { KafkaConsumerSource, kafkaSource, type KafkaCheckpointEvent, type KafkaSourceOptions } from '../../lib/kafka/source.js';
 import { sourceConformance } from '../conformance/suite.js';
 import { startKafka, type KafkaBroker } from '../fixtures/kafka.js';

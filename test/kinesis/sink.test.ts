@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
-import { kinesisSink, type PartialRetryEvent, type RejectEvent } from '../../lib/sinks/kinesis.js';
+import { kinesisSink, type PartialRetryEvent, type RejectEvent } from '../../lib/kinesis/sink.js';
 import { sinkConformance } from '../conformance/suite.js';
 import { createStream, deleteStream, rawClient, readAll, startFaultProxy, startKinesisServer, type KinesisServer } from '../fixtures/kinesis.js';
 

@@ -1,7 +1,7 @@
 /** memoryCheckpointer and the checkpoint validation shared by checkpointers. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isCheckpoint, memoryCheckpointer, SHARD_END } from '../../lib/checkpoint/memory.js';
+import { isCheckpoint, memoryCheckpointer, SHARD_END } from '../../lib/kinesis/memory-checkpointer.js';
 
 describe('memoryCheckpointer', () => {
   it('stores per scope and shard, merging stores and returning copies', async () => {

@@ -41,11 +41,11 @@ import {
   type DynamoDBClientConfig,
   type UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
-import { SHARD_END, type Checkpoint } from './memory.js';
+import { SHARD_END, type Checkpoint } from './memory-checkpointer.js';
 import { awsCall, awsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { booleanOption, checkOptions, conflictingOptions, durationOption, invalidOption, stringOption } from '../core/options.js';
-import type { CoordinatedSource, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from '../kinesis/coordinator.js';
+import type { CoordinatedSource, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from './coordinator.js';
 
 /** Options of {@link dynamoLeases}. */
 export interface DynamoLeasesOptions {

@@ -13,7 +13,7 @@ import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage } from '../../lib/core/message.js';
 import type { CommitEvent, RotateEvent } from '../../lib/s3/collector.js';
 import type { UploadEvent } from '../../lib/s3/uploader.js';
-import { s3Sink, type S3SinkOptions } from '../../lib/sinks/s3.js';
+import { s3Sink, type S3SinkOptions } from '../../lib/s3/sink.js';
 import { sinkConformance } from '../conformance/suite.js';
 import { childRecord } from '../fixtures/s3-child.js';
 import { startS3, type S3Fixture } from '../fixtures/s3.js';
@@ -363,7 +363,7 @@ sinkConformance({
 describe('s3Sink gauges', () => {
   it('reports files waiting, buffer bytes and the oldest waiting file\'s age while S3 is down', async (t) => {
     const { startS3 } = await import('../fixtures/s3.js');
-    const { s3Sink } = await import('../../lib/sinks/s3.js');
+    const { s3Sink } = await import('../../lib/s3/sink.js');
     const { Readable } = await import('node:stream');
     const { pipeline } = await import('node:stream/promises');
     const s3 = await startS3();

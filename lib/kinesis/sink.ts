@@ -6,7 +6,7 @@ import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../co
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { bytesOption, checkOptions, durationOption, functionOption, invalidOption, numberOption, signalOption } from '../core/options.js';
 import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
-import { kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from '../kinesis/client.js';
+import { kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from './client.js';
 
 // Kinesis limits: PutRecords takes at most 500 records and 5 MiB, partition keys included;
 // one record (data + partition key) is at most 1 MiB; a partition key is 1 to 256 characters.

@@ -8,7 +8,7 @@ import {
   type KinesisClient,
   type _Record as KinesisRecord,
 } from '@aws-sdk/client-kinesis';
-import { memoryCheckpointer, SHARD_END, type Checkpoint, type Checkpointer } from '../checkpoint/memory.js';
+import { memoryCheckpointer, SHARD_END, type Checkpoint, type Checkpointer } from './memory-checkpointer.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
 import { awsCall, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
@@ -24,11 +24,11 @@ import {
   stringOption,
 } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
-import { awsErrorName, kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from '../kinesis/client.js';
-import { deaggregate } from '../kinesis/deaggregate.js';
-import { deregisterConsumer, ensureConsumer, subscribeShard, type StartingPositionParam } from '../kinesis/fan-out.js';
-import { listShards, parentsDone, type ShardInfo } from '../kinesis/shards.js';
-import type { CoordinatedSource, GrantedShard, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from '../kinesis/coordinator.js';
+import { awsErrorName, kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from './client.js';
+import { deaggregate } from './deaggregate.js';
+import { deregisterConsumer, ensureConsumer, subscribeShard, type StartingPositionParam } from './fan-out.js';
+import { listShards, parentsDone, type ShardInfo } from './shards.js';
+import type { CoordinatedSource, GrantedShard, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from './coordinator.js';
 
 /**
  * Where reading starts in a shard that has no checkpoint:

@@ -4,7 +4,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { fileCheckpointer } from '../../lib/checkpoint/file.js';
+import { fileCheckpointer } from '../../lib/kinesis/file-checkpointer.js';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 
 async function tempDir(t: TestContext): Promise<string> {

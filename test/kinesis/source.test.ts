@@ -8,13 +8,13 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeStreamConsumerCommand, MergeShardsCommand, PutRecordsCommand, SplitShardCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
-import { fileCheckpointer } from '../../lib/checkpoint/file.js';
-import { memoryCheckpointer, SHARD_END } from '../../lib/checkpoint/memory.js';
+import { fileCheckpointer } from '../../lib/kinesis/file-checkpointer.js';
+import { memoryCheckpointer, SHARD_END } from '../../lib/kinesis/memory-checkpointer.js';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { flow } from '../../lib/core/flow.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
-import { kinesisSink } from '../../lib/sinks/kinesis.js';
-import { kinesisSource, type CheckpointEvent, type KinesisSource, type KinesisSourceOptions, type LagEvent } from '../../lib/sources/kinesis.js';
+import { kinesisSink } from '../../lib/kinesis/sink.js';
+import { kinesisSource, type CheckpointEvent, type KinesisSource, type KinesisSourceOptions, type LagEvent } from '../../lib/kinesis/source.js';
 import { sourceConformance } from '../conformance/suite.js';
 import {
   aggregate,

@@ -10,12 +10,12 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateTableCommand, GetItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
-import { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions } from '../../lib/checkpoint/dynamodb.js';
-import { memoryCheckpointer } from '../../lib/checkpoint/memory.js';
+import { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions } from '../../lib/kinesis/dynamo-leases.js';
+import { memoryCheckpointer } from '../../lib/kinesis/memory-checkpointer.js';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import type { Message } from '../../lib/core/message.js';
 import type { CoordinatedSource, GrantedShard, LeaseEvent } from '../../lib/kinesis/coordinator.js';
-import { kinesisSource, type KinesisSource, type KinesisSourceOptions, type ShardEvent } from '../../lib/sources/kinesis.js';
+import { kinesisSource, type KinesisSource, type KinesisSourceOptions, type ShardEvent } from '../../lib/kinesis/source.js';
 import { startDynamo, type DynamoServer } from '../fixtures/dynamodb.js';
 import { createStream, deleteStream, putRaw, startKinesisServer, type KinesisServer } from '../fixtures/kinesis.js';
 

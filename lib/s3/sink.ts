@@ -9,8 +9,8 @@ import { Writable, addAbortSignal } from 'node:stream';
 import { toError } from '../core/errors.js';
 import type { MessageLike } from '../core/message.js';
 import { checkOptions, numberOption, signalOption, stringOption } from '../core/options.js';
-import { BufferLock, COLLECTOR_KEYS, S3Collector, resolveCollectorOptions, type S3CollectorOptions } from '../s3/collector.js';
-import { S3Uploader, UPLOADER_KEYS, resolveUploaderOptions, type S3UploaderOptions } from '../s3/uploader.js';
+import { BufferLock, COLLECTOR_KEYS, S3Collector, resolveCollectorOptions, type S3CollectorOptions } from './collector.js';
+import { S3Uploader, UPLOADER_KEYS, resolveUploaderOptions, type S3UploaderOptions } from './uploader.js';
 
 /**
  * Options of {@link s3Sink}: the collector's and the uploader's, with
