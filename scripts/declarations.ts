@@ -1,6 +1,7 @@
 /** Every declared option set, where its interface is generated and which docs page shows its table. */
 import type { DeclaredOptions } from '../lib/core/options.js';
 import { stdinSourceOptions, stdoutSinkOptions } from '../lib/stdio/options.js';
+import { websocketSinkOptions, websocketSourceOptions } from '../lib/websocket/options.js';
 
 export interface DeclarationEntry {
   declaration: DeclaredOptions;
@@ -18,4 +19,6 @@ export interface DeclarationEntry {
 export const DECLARATIONS: DeclarationEntry[] = [
   { declaration: stdinSourceOptions, file: 'lib/stdio/options.ts', type: 'StdinSourceOptions', docs: 'docs/stdio.md' },
   { declaration: stdoutSinkOptions, file: 'lib/stdio/options.ts', type: 'StdoutSinkOptions', docs: 'docs/stdio.md' },
+  { declaration: websocketSourceOptions, file: 'lib/websocket/options.ts', type: 'WebSocketSourceOptions', docs: 'docs/websocket.md' },
+  { declaration: websocketSinkOptions, file: 'lib/websocket/options.ts', type: 'WebSocketSinkOptions', docs: 'docs/websocket.md' },
 ];

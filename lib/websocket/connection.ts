@@ -1,12 +1,11 @@
 /**
- * What the WebSocket source and sink share: option checks for the target,
- * one connection attempt whose failure is classified (transient or fatal) for
+ * What the WebSocket source and sink share at run time (their options are
+ * declared in options.ts): one connection attempt whose failure is classified (transient or fatal) for
  * the core retry, a heartbeat, and a bounded graceful close. Not API: only
  * lib/websocket/source.ts and lib/websocket/sink.ts use it.
  */
 import WebSocket from 'ws';
-import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl } from '../core/errors.js';
-import { conflictingOptions, durationOption, invalidOption } from '../core/options.js';
+import { ErrorCodes, ManifoldError, describe, isRetryable } from '../core/errors.js';
 
 /** Where and how to connect, validated. */
 export interface ConnectTarget {
@@ -18,49 +17,6 @@ export interface ConnectTarget {
   protocols: string[] | undefined;
   connectTimeoutMs: number;
   maxPayloadBytes: number;
-}
-
-/** A `ws://` or `wss://` URL, as a string. */
-export function urlOption(where: string, value: unknown): string {
-  let parsed: URL | undefined;
-  if (typeof value === 'string' || value instanceof URL) {
-    try {
-      parsed = new URL(String(value));
-    } catch {
-      parsed = undefined;
-    }
-  }
-  if (!parsed || !['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
-    // The value may hold a password: show it redacted.
-    invalidOption(where, 'url', 'a ws:// or wss:// URL', typeof value === 'string' || value instanceof URL ? redactUrl(String(value)) : value);
-  }
-  if (parsed.hash) invalidOption(where, 'url', 'a URL without a #fragment (WebSocket URLs cannot have one)', redactUrl(parsed));
-  return parsed.toString();
-}
-
-/** Extra HTTP headers of the upgrade request: an object of strings. */
-export function headersOption(where: string, value: unknown): Record<string, string> | undefined {
-  if (value === undefined) return undefined;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) invalidOption(where, 'headers', 'an object of header names to strings', value);
-  const out: Record<string, string> = {};
-  for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
-    // Header values are often secrets (Authorization): name the header, not the value.
-    if (typeof v !== 'string') invalidOption(where, `headers[${JSON.stringify(name)}]`, 'a string', typeof v);
-    out[name] = v;
-  }
-  return out;
-}
-
-const SUBPROTOCOL = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/;
-
-/** Subprotocols as ws requires them: tokens, no duplicates. */
-export function protocolsOption(where: string, value: unknown): string[] | undefined {
-  if (value === undefined) return undefined;
-  const list = typeof value === 'string' ? [value] : value;
-  if (!Array.isArray(list) || list.some((p) => typeof p !== 'string' || !SUBPROTOCOL.test(p)) || new Set(list).size !== list.length) {
-    invalidOption(where, 'protocols', 'a subprotocol name or an array of distinct names (HTTP tokens)', value);
-  }
-  return [...(list as string[])];
 }
 
 /** The error of a failed upgrade: 401/403 are AUTH, 404 NOT_FOUND, 5xx/429/408 retryable. */
@@ -276,14 +232,4 @@ export class Heartbeat {
     this.#clear();
     this.#ws.off('pong', this.#onPong);
   }
-}
-
-/** Validates the heartbeat pair (milliseconds): an interval of `0` turns heartbeats off. */
-export function heartbeatOptions(where: string, interval: unknown, timeout: unknown): { intervalMs: number; timeoutMs: number } {
-  const intervalMs = durationOption(where, 'heartbeatIntervalMs', interval, 30_000, 0);
-  const timeoutMs = durationOption(where, 'heartbeatTimeoutMs', timeout, 10_000);
-  if (intervalMs === 0 && timeout !== undefined) {
-    conflictingOptions(where, 'heartbeatTimeoutMs', 'heartbeatIntervalMs', 'cannot be combined: an interval of 0 turns heartbeats off');
-  }
-  return { intervalMs, timeoutMs };
 }

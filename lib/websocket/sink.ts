@@ -2,84 +2,12 @@ import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
-import { bytesOption, checkOptions, durationOption, enumOption, functionOption, numberOption, signalOption } from '../core/options.js';
-import { resolveRetry, type FactoryContext, type RetryOptions } from '../core/retry.js';
+import { resolveRetry, type FactoryContext } from '../core/retry.js';
 import { RetryingSink } from '../core/retrying-sink.js';
-import {
-  Heartbeat,
-  closeSocket,
-  connect,
-  headersOption,
-  heartbeatOptions,
-  lostError,
-  namedError,
-  protocolsOption,
-  urlOption,
-  type ConnectTarget,
-} from './connection.js';
+import { Heartbeat, closeSocket, connect, lostError, namedError, type ConnectTarget } from './connection.js';
+import { resolveWebSocketOptions, websocketSinkOptions, type WebSocketSinkOpenInfo, type WebSocketSinkOptions } from './options.js';
 
-/** What `onOpen` and the `'open'` event of the sink are told about a connection. */
-export interface WebSocketSinkOpenInfo {
-  /** Counts connections of this sink from 1. */
-  connectionId: number;
-  /** The URL with any password hidden. */
-  url: string;
-  /** The subprotocol the server chose ('' when none). */
-  protocol: string;
-}
-
-/** Options of {@link websocketSink}. */
-export interface WebSocketSinkOptions {
-  /** Where to send, `ws://` or `wss://`. Credentials in it are sent as Basic auth and hidden in errors and events. Required. */
-  url: string | URL;
-  /** Extra HTTP headers of the upgrade request. */
-  headers?: Record<string, string>;
-  /** Subprotocols offered to the server. */
-  protocols?: string | string[];
-  /** Runs on every (re)connection before any message is sent on it (to authenticate, say). */
-  onOpen?: (socket: WebSocket, info: WebSocketSinkOpenInfo) => void | Promise<void>;
-  /** Send each message as a `'binary'` (default) or `'text'` frame. Text frames must hold UTF-8. */
-  messageType?: 'binary' | 'text';
-  /** Bytes queued in the socket (`ws.bufferedAmount`) above which the sink stops taking writes until they drain. Default 1 MiB. */
-  maxBufferedBytes?: number;
-  /**
-   * Messages sent and not yet acked above which the sink stops taking writes. Send callbacks of
-   * writes the kernel took at once still come a tick later, so this bounds the unacked count when
-   * bufferedAmount alone would not. Default 1000.
-   */
-  maxInFlight?: number;
-  /** Ping the server this often (milliseconds). Default 30,000; `0` turns heartbeats off. */
-  heartbeatIntervalMs?: number;
-  /** With no pong this long after a ping (milliseconds) the connection is dropped and re-made. Default 10,000. */
-  heartbeatTimeoutMs?: number;
-  /** Longest wait for one connection's opening handshake (milliseconds). Default 10,000. */
-  connectTimeoutMs?: number;
-  /** Longest wait for the server's close frame when the sink ends (milliseconds). Default 5,000. */
-  closeTimeoutMs?: number;
-  /** Reconnect settings (core retry); `false` fails the sink at the first lost connection. Default 10 retries per outage. */
-  retry?: RetryOptions | false;
-  /** Destroys the sink when aborted. */
-  signal?: AbortSignal;
-  /** Messages the sink buffers before `write()` returns false. Default 16. */
-  highWaterMark?: number;
-}
-
-const KEYS = [
-  'url',
-  'headers',
-  'protocols',
-  'onOpen',
-  'messageType',
-  'maxBufferedBytes',
-  'maxInFlight',
-  'heartbeatIntervalMs',
-  'heartbeatTimeoutMs',
-  'connectTimeoutMs',
-  'closeTimeoutMs',
-  'retry',
-  'signal',
-  'highWaterMark',
-] as const;
+export type { WebSocketSinkOpenInfo, WebSocketSinkOptions } from './options.js';
 
 const WHERE = 'websocketSink';
 
@@ -125,35 +53,32 @@ export class WebSocketSink extends RetryingSink {
   readonly #label: string;
 
   constructor(options: WebSocketSinkOptions) {
-    const o = checkOptions(WHERE, options, KEYS);
-    const url = urlOption(WHERE, o.url);
-    const label = redactUrl(url);
-    const retry = resolveRetry(WHERE, o.retry);
+    const o = resolveWebSocketOptions(websocketSinkOptions, options);
+    const label = redactUrl(o.url);
     const settings: Settings = {
       target: {
-        url,
+        url: o.url,
         label,
-        headers: headersOption(WHERE, o.headers),
-        protocols: protocolsOption(WHERE, o.protocols),
-        connectTimeoutMs: durationOption(WHERE, 'connectTimeoutMs', o.connectTimeoutMs, 10_000),
+        headers: o.headers,
+        protocols: o.protocols,
+        connectTimeoutMs: o.connectTimeoutMs,
+        // ws's own default: the sink does not read what the server sends.
         maxPayloadBytes: 100 * 1024 * 1024,
       },
-      onOpen: functionOption(WHERE, 'onOpen', o.onOpen),
-      binary: enumOption(WHERE, 'messageType', o.messageType, ['binary', 'text'], 'binary') === 'binary',
-      maxBufferedBytes: bytesOption(WHERE, 'maxBufferedBytes', o.maxBufferedBytes, 1024 * 1024),
-      maxInFlight: numberOption(WHERE, 'maxInFlight', o.maxInFlight, 1000, { min: 1, integer: true }),
-      heartbeat: heartbeatOptions(WHERE, o.heartbeatIntervalMs, o.heartbeatTimeoutMs),
-      closeTimeoutMs: durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 5_000),
-      retriesOff: retry.retries === 0,
+      onOpen: o.onOpen,
+      binary: o.messageType === 'binary',
+      maxBufferedBytes: o.maxBufferedBytes,
+      maxInFlight: o.maxInFlight,
+      heartbeat: { intervalMs: o.heartbeatIntervalMs, timeoutMs: o.heartbeatTimeoutMs },
+      closeTimeoutMs: o.closeTimeoutMs,
+      retriesOff: resolveRetry(WHERE, o.retry).retries === 0,
     };
-    const highWaterMark = numberOption(WHERE, 'highWaterMark', o.highWaterMark, 16, { min: 1, integer: true });
-    const signal = signalOption(WHERE, 'signal', o.signal);
     super((context) => new WebSocketConnectionSink(settings, context), {
       retry: o.retry === false ? false : { ...o.retry },
       what: `${WHERE}: sending to ${label}`,
       forwardEvents: ['open', 'disconnect'],
-      highWaterMark,
-      ...(signal ? { signal } : {}),
+      highWaterMark: o.highWaterMark,
+      ...(o.signal ? { signal: o.signal } : {}),
     });
     this.#label = label;
   }

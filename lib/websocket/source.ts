@@ -3,90 +3,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
 import type { Message } from '../core/message.js';
-import { bytesOption, checkOptions, durationOption, functionOption, numberOption, signalOption } from '../core/options.js';
-import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
-import {
-  Heartbeat,
-  closeSocket,
-  connect,
-  headersOption,
-  heartbeatOptions,
-  lostError,
-  namedError,
-  protocolsOption,
-  urlOption,
-  type ConnectTarget,
-} from './connection.js';
+import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
+import { Heartbeat, closeSocket, connect, lostError, namedError, type ConnectTarget } from './connection.js';
+import { resolveWebSocketOptions, websocketSourceOptions, type OpenReason, type WebSocketOpenInfo, type WebSocketSourceOptions } from './options.js';
 
-/** Why a connection was opened, as passed to `onOpen` and in `'open'` events. */
-export type OpenReason = 'connect' | 'reconnect' | 'swap';
-
-/** What `onOpen` and the `'open'` event are told about a new connection. */
-export interface WebSocketOpenInfo {
-  /** Counts connections of this source from 1; also in every message's `meta.connectionId`. */
-  connectionId: number;
-  /** The first connection, one after a loss, or a periodic make-before-break swap. */
-  reason: OpenReason;
-  /** The URL with any password hidden. */
-  url: string;
-  /** The subprotocol the server chose ('' when none). */
-  protocol: string;
-}
-
-/** Options of {@link websocketSource}. */
-export interface WebSocketSourceOptions {
-  /** The feed, `ws://` or `wss://`. Credentials in it are sent as Basic auth and hidden in errors and events. Required. */
-  url: string | URL;
-  /** Extra HTTP headers of the upgrade request (an `Authorization` token, for instance). */
-  headers?: Record<string, string>;
-  /** Subprotocols offered to the server. */
-  protocols?: string | string[];
-  /**
-   * Runs on every new connection (first, after a loss, on a swap) before the source relies on it:
-   * send subscriptions here, since a new connection knows nothing of the old one's. Messages
-   * arriving meanwhile are already read. A rejection fails that connection attempt (retried when
-   * the error is transient, fatal otherwise).
-   */
-  onOpen?: (socket: WebSocket, info: WebSocketOpenInfo) => void | Promise<void>;
-  /**
-   * Replace the connection every so many milliseconds, make-before-break: the new one is opened
-   * and its `onOpen` has run before the old one is closed, and both are read meanwhile, so a feed
-   * that sends to every open connection has no gap. Default: never.
-   */
-  reconnectEveryMs?: number;
-  /** Ping the server this often (milliseconds). Default 30,000; `0` turns heartbeats off. */
-  heartbeatIntervalMs?: number;
-  /** With no pong (nor any other frame) this long after a ping (milliseconds), the connection is dropped and re-made. Default 10,000. */
-  heartbeatTimeoutMs?: number;
-  /** Longest wait for one connection's opening handshake (milliseconds). Default 10,000. */
-  connectTimeoutMs?: number;
-  /** Longest wait for the server's close frame in `close()` or after a swap (milliseconds); then the socket is terminated. Default 5,000. */
-  closeTimeoutMs?: number;
-  /** Largest message accepted (bytes); a larger one drops the connection (close code 1009) and reconnects. Default 100 MiB. */
-  maxPayloadBytes?: number;
-  /** Reconnect settings (core retry); `false` fails the stream at the first lost connection. Default 10 retries per outage. */
-  retry?: RetryOptions | false;
-  /** Destroys the source when aborted. */
-  signal?: AbortSignal;
-  /** Messages buffered before the socket is paused. Default 1024. */
-  highWaterMark?: number;
-}
-
-const KEYS = [
-  'url',
-  'headers',
-  'protocols',
-  'onOpen',
-  'reconnectEveryMs',
-  'heartbeatIntervalMs',
-  'heartbeatTimeoutMs',
-  'connectTimeoutMs',
-  'closeTimeoutMs',
-  'maxPayloadBytes',
-  'retry',
-  'signal',
-  'highWaterMark',
-] as const;
+export type { OpenReason, WebSocketOpenInfo, WebSocketSourceOptions } from './options.js';
 
 const WHERE = 'websocketSource';
 
@@ -194,27 +115,25 @@ export class WebSocketSource extends Readable {
   #lossDuringSwap: Error | undefined;
 
   constructor(options: WebSocketSourceOptions) {
-    const o = checkOptions(WHERE, options, KEYS);
-    super({ objectMode: true, highWaterMark: numberOption(WHERE, 'highWaterMark', o.highWaterMark, 1024, { min: 1, integer: true }) });
-    const url = urlOption(WHERE, o.url);
+    const o = resolveWebSocketOptions(websocketSourceOptions, options);
+    super({ objectMode: true, highWaterMark: o.highWaterMark });
     this.#target = {
-      url,
-      label: redactUrl(url),
-      headers: headersOption(WHERE, o.headers),
-      protocols: protocolsOption(WHERE, o.protocols),
-      connectTimeoutMs: durationOption(WHERE, 'connectTimeoutMs', o.connectTimeoutMs, 10_000),
-      maxPayloadBytes: bytesOption(WHERE, 'maxPayloadBytes', o.maxPayloadBytes, 100 * 1024 * 1024),
+      url: o.url,
+      label: redactUrl(o.url),
+      headers: o.headers,
+      protocols: o.protocols,
+      connectTimeoutMs: o.connectTimeoutMs,
+      maxPayloadBytes: o.maxPayloadBytes,
     };
-    this.#onOpen = functionOption(WHERE, 'onOpen', o.onOpen);
-    this.#reconnectEveryMs = durationOption(WHERE, 'reconnectEveryMs', o.reconnectEveryMs, 0, 1);
-    this.#heartbeat = heartbeatOptions(WHERE, o.heartbeatIntervalMs, o.heartbeatTimeoutMs);
-    this.#closeTimeoutMs = durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 5_000);
+    this.#onOpen = o.onOpen;
+    this.#reconnectEveryMs = o.reconnectEveryMs ?? 0;
+    this.#heartbeat = { intervalMs: o.heartbeatIntervalMs, timeoutMs: o.heartbeatTimeoutMs };
+    this.#closeTimeoutMs = o.closeTimeoutMs;
     this.#retry = resolveRetry(WHERE, o.retry);
     this.#pauseAt = this.readableHighWaterMark;
     this.#resumeAt = this.readableHighWaterMark - 1;
     this.#what = `${WHERE}: connecting to ${this.#target.label}`;
-    const signal = signalOption(WHERE, 'signal', o.signal);
-    if (signal) addAbortSignal(signal, this);
+    if (o.signal) addAbortSignal(o.signal, this);
   }
 
   /** The URL read, with any password hidden. */

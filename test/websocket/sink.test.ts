@@ -36,6 +36,8 @@ describe('websocketSink options', () => {
       [{ url: 'ws://x', onOpen: 1 }, /options\.onOpen must be a function/],
       [{ url: 'ws://x', signal: 'stop' }, /options\.signal must be an AbortSignal/],
       [{ url: 'ws://x', bufferSize: 1 }, /unknown option "bufferSize"/],
+      [{ url: 'ws://x', mesageType: 'text' }, /unknown option "mesageType" \(did you mean "messageType"\?\)/],
+      [{ url: 'ws://x', heartbeatIntervalMs: 0, heartbeatTimeoutMs: 5 }, /options\.heartbeatTimeoutMs and options\.heartbeatIntervalMs cannot be combined/],
     ];
     for (const [options, message] of bad) {
       assert.throws(

@@ -70,7 +70,11 @@ describe('websocketSource options', () => {
       [{ url: 'ws://x', onOpen: 'subscribe' }, /options\.onOpen must be a function/],
       [{ url: 'ws://x', retry: { retries: -1 } }, /options\.retry\.retries must be a non-negative integer/],
       [{ url: 'ws://x', highWaterMark: 0 }, /options\.highWaterMark must be a positive integer/],
-      [{ url: 'ws://x', reconectEveryMs: 5 }, /unknown option "reconectEveryMs"/],
+      [{ url: 'ws://x', reconectEveryMs: 5 }, /unknown option "reconectEveryMs" \(did you mean "reconnectEveryMs"\?\)/],
+      [{ url: 'ws://x', hearbeatIntervalMs: 5 }, /unknown option "hearbeatIntervalMs" \(did you mean "heartbeatIntervalMs"\?\)/],
+      [{ url: 'ws://x', headers: 'Bearer hunter2' }, /options\.headers must be an object of header names to strings, got "\(hidden\)"/],
+      [{ url: 'ws://x', retry: 5 }, /options\.retry must be false or an object of retry settings/],
+      [{ url: 'ws://x', maxPayloadBytes: 1.5 }, /options\.maxPayloadBytes must be a positive integer \(bytes\), got 1\.5/],
     ];
     for (const [options, message] of bad) {
       assert.throws(

@@ -1,0 +1,226 @@
+/**
+ * The options of websocketSource and websocketSink, declared once (see `defineOptions`):
+ * what they share is one object spread into both. Cross-option checks (a heartbeat
+ * timeout with heartbeats off) are in {@link resolveWebSocketOptions}.
+ */
+import type WebSocket from 'ws';
+import { redactUrl } from '../core/errors.js';
+import { common, conflictingOptions, defineOptions, invalidOption, opt, type OptionDeclaration, type OptionSpecs, type ResolvedOptions } from '../core/options.js';
+import { resolveRetry, type RetryOptions } from '../core/retry.js';
+
+/** Why a connection was opened, as passed to `onOpen` and in `'open'` events. */
+export type OpenReason = 'connect' | 'reconnect' | 'swap';
+
+/** What `onOpen` and the `'open'` event of the source are told about a new connection. */
+export interface WebSocketOpenInfo {
+  /** Counts connections of this source from 1; also in every message's `meta.connectionId`. */
+  connectionId: number;
+  /** The first connection, one after a loss, or a periodic make-before-break swap. */
+  reason: OpenReason;
+  /** The URL with any password hidden. */
+  url: string;
+  /** The subprotocol the server chose ('' when none). */
+  protocol: string;
+}
+
+/** What `onOpen` and the `'open'` event of the sink are told about a connection. */
+export interface WebSocketSinkOpenInfo {
+  /** Counts connections of this sink from 1. */
+  connectionId: number;
+  /** The URL with any password hidden. */
+  url: string;
+  /** The subprotocol the server chose ('' when none). */
+  protocol: string;
+}
+
+/** A `ws://` or `wss://` URL (http(s) too, as ws takes them), as a string. */
+function checkUrl(where: string, value: unknown): string {
+  let parsed: URL | undefined;
+  if (typeof value === 'string' || value instanceof URL) {
+    try {
+      parsed = new URL(String(value));
+    } catch {
+      parsed = undefined;
+    }
+  }
+  if (!parsed || !['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
+    // The value may hold a password: show it redacted.
+    invalidOption(where, 'url', 'a ws:// or wss:// URL', typeof value === 'string' || value instanceof URL ? redactUrl(String(value)) : value);
+  }
+  if (parsed.hash) invalidOption(where, 'url', 'a URL without a #fragment (WebSocket URLs cannot have one)', redactUrl(parsed));
+  return parsed.toString();
+}
+
+const SUBPROTOCOL = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/;
+
+const fn = <F>(value: unknown, fail: (expected: string) => never): F => (typeof value === 'function' ? (value as F) : fail('a function'));
+
+/** What the source and the sink share, declared once. */
+const shared = {
+  url: {
+    ...opt.custom<string>('The server, `ws://` or `wss://`; `user:password@` in it is sent as Basic auth and shown as `***` in errors and events.', {
+      type: 'string | URL',
+      // A missing url gets this message too (see resolveWebSocketOptions), not the TypeScript type.
+      check: (value, _fail, where) => checkUrl(where, value),
+    }),
+    required: true as const,
+  },
+  headers: opt.custom<Record<string, string>>('Extra HTTP headers of the upgrade request (an `Authorization` token, say); values are never shown in errors.', {
+    type: 'Record<string, string>',
+    secret: true,
+    check: (value, fail, where) => {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) return fail('an object of header names to strings');
+      const out: Record<string, string> = {};
+      for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
+        // Header values are often secrets (Authorization): name the header and the type, not the value.
+        if (typeof v !== 'string') invalidOption(where, `headers[${JSON.stringify(name)}]`, 'a string', typeof v);
+        out[name] = v;
+      }
+      return out;
+    },
+  }),
+  protocols: opt.custom<string[]>('Subprotocol name or names offered to the server; the one it chose is in the `open` event.', {
+    type: 'string | string[]',
+    check: (value, fail) => {
+      const list = typeof value === 'string' ? [value] : value;
+      // ws throws on these later, at connect time; say so now, naming the option.
+      if (!Array.isArray(list) || list.some((p) => typeof p !== 'string' || !SUBPROTOCOL.test(p)) || new Set(list).size !== list.length) {
+        return fail('a subprotocol name or an array of distinct names (HTTP tokens)');
+      }
+      return [...(list as string[])];
+    },
+  }),
+  heartbeatIntervalMs: opt.duration('Ping the server this often; `0` turns heartbeats off.', { default: 30_000, min: 0 }),
+  heartbeatTimeoutMs: opt.duration('With no pong (nor any other frame) this long after a ping, the connection is dropped and re-made.', { default: 10_000 }),
+  connectTimeoutMs: opt.duration("Longest wait for one connection's opening handshake; a timeout is a transient failure.", { default: 10_000 }),
+  closeTimeoutMs: opt.duration("Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap); then the socket is terminated.", {
+    default: 5_000,
+  }),
+  retry: opt.custom<RetryOptions | false>('Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection.', {
+    type: 'RetryOptions | false',
+    defaultText: '10 retries, 200 ms .. 30 s',
+    check: (value, fail, where) => {
+      if (value !== false && (value === null || typeof value !== 'object' || Array.isArray(value))) {
+        return fail('false or an object of retry settings (retries, minTimeoutMs, maxTimeoutMs, factor, signal)');
+      }
+      // Its fields are checked where the factory fills them, with messages naming options.retry.<field>.
+      resolveRetry(where, value as RetryOptions | false);
+      return value === false ? false : { ...(value as RetryOptions) };
+    },
+  }),
+} satisfies OptionSpecs;
+
+export const websocketSourceOptions = defineOptions('websocketSource', {
+  ...shared,
+  onOpen: opt.custom<(socket: WebSocket, info: WebSocketOpenInfo) => void | Promise<void>>(
+    'Runs on every new connection (first, after a loss, on a swap) before the source relies on it: send subscriptions here; a rejection fails that attempt.',
+    { type: '(socket: WebSocket, info: WebSocketOpenInfo) => void | Promise<void>', check: fn },
+  ),
+  reconnectEveryMs: opt.duration('Replace the connection this often, make-before-break: the new one is open and its `onOpen` has run before the old one is closed.', {
+    defaultText: 'never',
+  }),
+  maxPayloadBytes: opt.bytes('Largest message accepted; a larger one drops the connection (close code 1009) and reconnects.', { default: 100 * 1024 * 1024 }),
+  signal: common.signal('source'),
+  highWaterMark: common.highWaterMark(1024),
+});
+
+export const websocketSinkOptions = defineOptions('websocketSink', {
+  ...shared,
+  onOpen: opt.custom<(socket: WebSocket, info: WebSocketSinkOpenInfo) => void | Promise<void>>(
+    'Runs on every (re)connection before any message is sent on it (to authenticate, say); a rejection fails that attempt.',
+    { type: '(socket: WebSocket, info: WebSocketSinkOpenInfo) => void | Promise<void>', check: fn },
+  ),
+  messageType: opt.enum('Send each message as a binary or a text frame (text frames must hold UTF-8).', ['binary', 'text'], { default: 'binary' }),
+  maxBufferedBytes: opt.bytes('Bytes queued in the socket (`ws.bufferedAmount`) above which the sink holds its write callback until sends complete.', {
+    default: 1024 * 1024,
+  }),
+  maxInFlight: opt.integer('Messages sent and not yet acked above which the sink holds its write callback too (send callbacks come a tick after the kernel took the bytes).', {
+    default: 1000,
+    min: 1,
+  }),
+  signal: common.signal('sink'),
+  highWaterMark: common.highWaterMark(16),
+});
+
+/**
+ * Resolves a factory's options through its declaration, then checks what no single
+ * option can: a heartbeat timeout given with heartbeats off.
+ */
+export function resolveWebSocketOptions<D extends typeof shared & OptionSpecs>(declaration: OptionDeclaration<D>, options: unknown): ResolvedOptions<D> {
+  // A missing url would be reported by its TypeScript type ("string | URL"): say what a URL must be.
+  const given = (options === undefined ? {} : options) as { url?: unknown; heartbeatTimeoutMs?: unknown } | null;
+  const isObject = typeof given === 'object' && given !== null && !Array.isArray(given);
+  // Not an object at all: resolve() says so.
+  if (isObject && given.url === undefined) checkUrl(declaration.where, undefined);
+  const o = declaration.resolve(options);
+  if (o.heartbeatIntervalMs === 0 && given!.heartbeatTimeoutMs !== undefined) {
+    conflictingOptions(declaration.where, 'heartbeatTimeoutMs', 'heartbeatIntervalMs', 'cannot be combined: an interval of 0 turns heartbeats off');
+  }
+  return o;
+}
+
+// <options WebSocketSourceOptions>
+/** Options of {@link websocketSource}. Generated from its declaration by `npm run options`. */
+export interface WebSocketSourceOptions {
+  /** The server, `ws://` or `wss://`; `user:password@` in it is sent as Basic auth and shown as `***` in errors and events. Required. */
+  url: string | URL;
+  /** Extra HTTP headers of the upgrade request (an `Authorization` token, say); values are never shown in errors. */
+  headers?: Record<string, string>;
+  /** Subprotocol name or names offered to the server; the one it chose is in the `open` event. */
+  protocols?: string | string[];
+  /** Ping the server this often; `0` turns heartbeats off. Default 30,000 ms. */
+  heartbeatIntervalMs?: number;
+  /** With no pong (nor any other frame) this long after a ping, the connection is dropped and re-made. Default 10,000 ms. */
+  heartbeatTimeoutMs?: number;
+  /** Longest wait for one connection's opening handshake; a timeout is a transient failure. Default 10,000 ms. */
+  connectTimeoutMs?: number;
+  /** Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap); then the socket is terminated. Default 5,000 ms. */
+  closeTimeoutMs?: number;
+  /** Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection. Default 10 retries, 200 ms .. 30 s. */
+  retry?: RetryOptions | false;
+  /** Runs on every new connection (first, after a loss, on a swap) before the source relies on it: send subscriptions here; a rejection fails that attempt. */
+  onOpen?: (socket: WebSocket, info: WebSocketOpenInfo) => void | Promise<void>;
+  /** Replace the connection this often, make-before-break: the new one is open and its `onOpen` has run before the old one is closed. Default never. */
+  reconnectEveryMs?: number;
+  /** Largest message accepted; a larger one drops the connection (close code 1009) and reconnects. Default 100 MiB. */
+  maxPayloadBytes?: number;
+  /** Destroys the source when aborted. */
+  signal?: AbortSignal;
+  /** Object-mode high-water mark, in messages. Default 1,024. */
+  highWaterMark?: number;
+}
+// </options>
+
+// <options WebSocketSinkOptions>
+/** Options of {@link websocketSink}. Generated from its declaration by `npm run options`. */
+export interface WebSocketSinkOptions {
+  /** The server, `ws://` or `wss://`; `user:password@` in it is sent as Basic auth and shown as `***` in errors and events. Required. */
+  url: string | URL;
+  /** Extra HTTP headers of the upgrade request (an `Authorization` token, say); values are never shown in errors. */
+  headers?: Record<string, string>;
+  /** Subprotocol name or names offered to the server; the one it chose is in the `open` event. */
+  protocols?: string | string[];
+  /** Ping the server this often; `0` turns heartbeats off. Default 30,000 ms. */
+  heartbeatIntervalMs?: number;
+  /** With no pong (nor any other frame) this long after a ping, the connection is dropped and re-made. Default 10,000 ms. */
+  heartbeatTimeoutMs?: number;
+  /** Longest wait for one connection's opening handshake; a timeout is a transient failure. Default 10,000 ms. */
+  connectTimeoutMs?: number;
+  /** Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap); then the socket is terminated. Default 5,000 ms. */
+  closeTimeoutMs?: number;
+  /** Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection. Default 10 retries, 200 ms .. 30 s. */
+  retry?: RetryOptions | false;
+  /** Runs on every (re)connection before any message is sent on it (to authenticate, say); a rejection fails that attempt. */
+  onOpen?: (socket: WebSocket, info: WebSocketSinkOpenInfo) => void | Promise<void>;
+  /** Send each message as a binary or a text frame (text frames must hold UTF-8). Default 'binary'. */
+  messageType?: 'binary' | 'text';
+  /** Bytes queued in the socket (`ws.bufferedAmount`) above which the sink holds its write callback until sends complete. Default 1 MiB. */
+  maxBufferedBytes?: number;
+  /** Messages sent and not yet acked above which the sink holds its write callback too (send callbacks come a tick after the kernel took the bytes). Default 1,000. */
+  maxInFlight?: number;
+  /** Destroys the sink when aborted. */
+  signal?: AbortSignal;
+  /** Object-mode high-water mark, in messages. Default 16. */
+  highWaterMark?: number;
+}
+// </options>
