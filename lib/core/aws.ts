@@ -5,8 +5,8 @@
  * retried) instead of hanging a sink or a shard for ever.
  */
 import { NodeHttp2Handler, NodeHttpHandler } from '@smithy/node-http-handler';
-import { ErrorCodes, ManifoldError, describe } from './errors.js';
-import { conflictingOptions, invalidOption, numberOption, stringOption } from './options.js';
+import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from './errors.js';
+import { conflictingOptions, invalidOption, numberOption, opt, stringOption } from './options.js';
 
 /** Default of `requestTimeoutMs` for Kinesis calls (each connector documents its own). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -194,4 +194,124 @@ export async function awsCall<T>(o: AwsCallOptions, call: (abortSignal: AbortSig
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The SDK's error name (`ResourceNotFoundException`, `NoSuchBucket`, ...), if any. */
+export function awsErrorName(error: unknown): string | undefined {
+  const name = (error as { name?: unknown } | null)?.name;
+  return typeof name === 'string' ? name : undefined;
+}
+
+const NOT_FOUND = new Set(['ResourceNotFoundException', 'NoSuchBucket', 'NotFound']);
+const REFUSED = new Set([
+  'AccessDeniedException',
+  'AccessDenied',
+  'UnrecognizedClientException',
+  'InvalidSignatureException',
+  'ExpiredTokenException',
+  'ExpiredToken',
+  'InvalidAccessKeyId',
+  'InvalidClientTokenId',
+  'SignatureDoesNotMatch',
+]);
+const THROTTLED = new Set([
+  'ProvisionedThroughputExceededException',
+  'LimitExceededException',
+  'ThrottlingException',
+  'Throttling',
+  'RequestLimitExceeded',
+  'TooManyRequestsException',
+  'SlowDown',
+]);
+// Server-side faults that AWS documents as safe to retry.
+const TRANSIENT = new Set(['InternalServerError', 'InternalFailure', 'ServiceUnavailable', 'InternalError', 'KMSThrottlingException']);
+
+/** Where an AWS call failed, for {@link awsError}. */
+export interface AwsErrorContext {
+  /** The factory: `kinesisSource`, `dynamoLeases`, `s3Uploader`. */
+  where: string;
+  /** The call or step: `GetRecords`, `uploading x.gz`. */
+  operation: string;
+  /** What it was called on, as messages name it: `stream "orders"`, `lease table "leases"`. */
+  resource: string;
+  /** What a not-found means and what to do: `stream "orders" (or its consumer) does not exist`. */
+  missing: string;
+  /** System facts kept on the error (shardId, key, ...). */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The one mapping of AWS SDK failures to ManifoldError, for every AWS connector:
+ * not found and refused (credentials, permissions) are fatal, throttling and
+ * transient faults retryable, an abort stays an abort.
+ */
+export function awsError(context: AwsErrorContext, error: unknown): Error {
+  if (error instanceof ManifoldError) return error;
+  const err = toError(error);
+  if (err.name === 'AbortError') return err;
+  const name = awsErrorName(err);
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  const { where, operation, resource } = context;
+  const details = { operation, ...(status === undefined ? {} : { status }), ...context.details };
+  if ((name !== undefined && NOT_FOUND.has(name)) || (status === 404 && name !== 'NoSuchKey')) {
+    return new ManifoldError(`${where}: ${operation} failed: ${context.missing}: ${describe(err)}`, { code: ErrorCodes.NOT_FOUND, cause: err, details });
+  }
+  if ((name !== undefined && REFUSED.has(name)) || status === 403) {
+    return new ManifoldError(`${where}: ${operation} on ${resource} was refused (${name ?? status}): check the credentials and IAM permissions`, { code: ErrorCodes.AUTH, cause: err, details });
+  }
+  if ((name !== undefined && THROTTLED.has(name)) || status === 429) {
+    return new ManifoldError(`${where}: ${operation} on ${resource} was throttled (${name ?? status})`, { code: ErrorCodes.THROTTLED, retryable: true, cause: err, details });
+  }
+  const retryable = isRetryable(err) || (name !== undefined && TRANSIENT.has(name));
+  return new ManifoldError(`${where}: ${operation} on ${resource} failed: ${describe(err)}`, {
+    code: retryable ? ErrorCodes.CONNECTION : ErrorCodes.DELIVERY,
+    retryable,
+    cause: err,
+    details,
+  });
+}
+
+/** What {@link awsConnectionOptions} needs to know of one connector. */
+export interface AwsConnectionDeclaration {
+  /** The SDK client's TypeScript type, as the option types write it: `KinesisClient`. */
+  client: string;
+  /** The credentials' TypeScript type: `KinesisClientConfig['credentials']`. */
+  credentials: string;
+  /** Default of `requestTimeoutMs` (or its words in `requestTimeoutText`). */
+  requestTimeoutMs?: number;
+  requestTimeoutText?: string;
+  /** How the request timeout is measured, for its doc. */
+  requestTimeoutDoc?: string;
+}
+
+/**
+ * The connection options every AWS connector takes, declared once: spread the
+ * result into the connector's `defineOptions()`. Validation of the combination
+ * (a client excludes region, endpoint, credentials, connectTimeoutMs) stays in
+ * {@link awsConnection}.
+ */
+export function awsConnectionOptions(d: AwsConnectionDeclaration) {
+  return {
+    client: opt.custom<unknown>(`A ready ${d.client} to use; region, endpoint, credentials and connectTimeoutMs then belong to it.`, {
+      type: d.client,
+      check: (value, fail) => (typeof (value as { send?: unknown } | null)?.send === 'function' ? value : fail(`a ${d.client}`)),
+    }),
+    region: opt.string('AWS region. Default: from the environment (AWS_REGION) or the shared config; "us-east-1" with a local endpoint on the command line.'),
+    endpoint: opt.custom<string>('Endpoint URL of a compatible service or a local server (a plain http:// one is spoken to over HTTP/1.1).', {
+      type: 'string',
+      cli: 'endpoint',
+      schema: { type: 'string', pattern: '^https?://' },
+      check: (value, fail) => (typeof value === 'string' && /^https?:\/\/./.test(value) ? value : fail('an http:// or https:// URL')),
+    }),
+    credentials: opt.custom<unknown>('AWS credentials ({ accessKeyId, secretAccessKey, sessionToken }) or a credential provider. Default: the SDK chain.', {
+      type: d.credentials,
+      secret: true,
+      check: (value, fail) => (value !== null && (typeof value === 'object' || typeof value === 'function') ? value : fail('AWS credentials ({ accessKeyId, secretAccessKey }) or a credential provider')),
+    }),
+    requestTimeoutMs: opt.duration(
+      d.requestTimeoutDoc ?? 'Longest one AWS call may take before it is aborted and retried as a connection failure (also for a client you pass).',
+      { default: d.requestTimeoutMs, defaultText: d.requestTimeoutText, max: MAX_TIMER_MS },
+    ),
+    connectTimeoutMs: opt.duration('Longest opening a connection may take, for the client the connector builds.', { default: DEFAULT_CONNECT_TIMEOUT_MS, max: MAX_TIMER_MS }),
+  };
 }

@@ -4,8 +4,8 @@
  * ManifoldErrors that say what failed.
  */
 import { KinesisClient, type KinesisClientConfig } from '@aws-sdk/client-kinesis';
-import { awsConnection, type AwsTimeouts } from '../core/aws.js';
-import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
+import { awsConnection, awsError, type AwsTimeouts } from '../core/aws.js';
+import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import { conflictingOptions, invalidOption, stringOption } from '../core/options.js';
 
 /** How a connector reaches Kinesis: a ready client, or what to build one from. */
@@ -72,50 +72,12 @@ export function resolveClient(where: string, o: KinesisConnectionOptions): { cli
   return { client: new KinesisClient(connection.settings), owned: true, timeouts: connection.timeouts };
 }
 
-/** The SDK error's name (`ResourceNotFoundException`...), if any. */
-export function awsErrorName(error: unknown): string | undefined {
-  const name = (error as { name?: unknown } | null)?.name;
-  return typeof name === 'string' ? name : undefined;
-}
-
 /**
  * An SDK failure as a ManifoldError naming the operation and the stream:
  * a missing stream or consumer is NOT_FOUND, refused credentials AUTH,
  * throttling THROTTLED (retryable), other transient faults CONNECTION.
  */
 export function kinesisError(where: string, operation: string, stream: StreamRef, error: unknown, details: Record<string, unknown> = {}): Error {
-  if (error instanceof ManifoldError) return error;
-  const err = toError(error);
-  if (err.name === 'AbortError') return err;
-  const name = awsErrorName(err);
-  const facts = { stream: stream.label, operation, ...details };
-  if (name === 'ResourceNotFoundException') {
-    return new ManifoldError(`${where}: ${operation} failed: stream ${JSON.stringify(stream.label)} (or its consumer) does not exist: ${describe(err)}`, {
-      code: ErrorCodes.NOT_FOUND,
-      cause: err,
-      details: facts,
-    });
-  }
-  if (name === 'AccessDeniedException' || name === 'UnrecognizedClientException' || name === 'InvalidSignatureException' || name === 'ExpiredTokenException') {
-    return new ManifoldError(`${where}: ${operation} on ${JSON.stringify(stream.label)} was refused (${name}): check the credentials and IAM permissions`, {
-      code: ErrorCodes.AUTH,
-      cause: err,
-      details: facts,
-    });
-  }
-  if (name === 'ProvisionedThroughputExceededException' || name === 'LimitExceededException' || name === 'ThrottlingException') {
-    return new ManifoldError(`${where}: ${operation} on ${JSON.stringify(stream.label)} was throttled (${name})`, {
-      code: ErrorCodes.THROTTLED,
-      retryable: true,
-      cause: err,
-      details: facts,
-    });
-  }
-  const retryable = isRetryable(err);
-  return new ManifoldError(`${where}: ${operation} on ${JSON.stringify(stream.label)} failed: ${describe(err)}`, {
-    code: retryable ? ErrorCodes.CONNECTION : ErrorCodes.DELIVERY,
-    retryable,
-    cause: err,
-    details: facts,
-  });
+  const label = JSON.stringify(stream.label);
+  return awsError({ where, operation, resource: label, missing: `stream ${label} (or its consumer) does not exist`, details: { stream: stream.label, ...details } }, error);
 }

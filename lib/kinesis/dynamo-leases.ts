@@ -42,8 +42,8 @@ import {
   type UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import { SHARD_END, type Checkpoint } from './memory-checkpointer.js';
-import { awsCall, awsConnection, type AwsTimeouts } from '../core/aws.js';
-import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
+import { awsCall, awsConnection, awsError, awsErrorName, type AwsTimeouts } from '../core/aws.js';
+import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { booleanOption, checkOptions, conflictingOptions, durationOption, invalidOption, stringOption } from '../core/options.js';
 import type { CoordinatedSource, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from './coordinator.js';
 
@@ -233,7 +233,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     try {
       return await this.#timed(operation, fn);
     } catch (error) {
-      if (awsName(error) === 'ConditionalCheckFailedException') throw new ConditionFailed();
+      if (awsErrorName(error) === 'ConditionalCheckFailedException') throw new ConditionFailed();
       throw dynamoError(operation, this.tableName, error);
     }
   }
@@ -249,7 +249,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
         const keys = (out.Table?.KeySchema ?? []).map((k) => `${k.AttributeName}:${k.KeyType}`).join(',');
         return { status: out.Table?.TableStatus, keys };
       } catch (error) {
-        if (awsName(error) === 'ResourceNotFoundException') return undefined;
+        if (awsErrorName(error) === 'ResourceNotFoundException') return undefined;
         throw dynamoError('DescribeTable', this.tableName, error);
       }
     };
@@ -279,7 +279,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
         ),
       ).catch((error: unknown) => {
         // Another worker created it first.
-        if (!(error instanceof ManifoldError && awsName(error.cause) === 'ResourceInUseException')) throw error;
+        if (!(error instanceof ManifoldError && awsErrorName(error.cause) === 'ResourceInUseException')) throw error;
       });
       table = await describeTable();
     }
@@ -755,33 +755,10 @@ function parseRow(item: Record<string, AttributeValue>): LeaseRow | undefined {
   };
 }
 
-function awsName(error: unknown): string | undefined {
-  const name = (error as { name?: unknown } | null)?.name;
-  return typeof name === 'string' ? name : undefined;
-}
-
-/** A DynamoDB failure as a ManifoldError naming the operation and the table. */
-function dynamoError(operation: string, tableName: string, error: unknown): ManifoldError {
-  if (error instanceof ManifoldError) return error;
-  const err = toError(error);
-  const name = awsName(err);
-  const facts = { tableName, operation };
-  if (name === 'ResourceNotFoundException') {
-    return new ManifoldError(`${WHERE}: ${operation} failed: lease table ${JSON.stringify(tableName)} does not exist (deleted while in use?)`, { code: ErrorCodes.NOT_FOUND, cause: err, details: facts });
-  }
-  if (name === 'AccessDeniedException' || name === 'UnrecognizedClientException' || name === 'InvalidSignatureException' || name === 'ExpiredTokenException') {
-    return new ManifoldError(`${WHERE}: ${operation} on lease table ${JSON.stringify(tableName)} was refused (${name}): check the credentials and IAM permissions`, { code: ErrorCodes.AUTH, cause: err, details: facts });
-  }
-  if (name === 'ProvisionedThroughputExceededException' || name === 'ThrottlingException' || name === 'RequestLimitExceeded' || name === 'LimitExceededException') {
-    return new ManifoldError(`${WHERE}: ${operation} on lease table ${JSON.stringify(tableName)} was throttled (${name})`, { code: ErrorCodes.THROTTLED, retryable: true, cause: err, details: facts });
-  }
-  const retryable = isRetryable(err) || name === 'InternalServerError' || name === 'ResourceInUseException';
-  return new ManifoldError(`${WHERE}: ${operation} on lease table ${JSON.stringify(tableName)} failed: ${describe(err)}`, {
-    code: retryable ? ErrorCodes.CONNECTION : ErrorCodes.DELIVERY,
-    retryable,
-    cause: err,
-    details: facts,
-  });
+/** A DynamoDB failure as a ManifoldError (through the one AWS mapping), naming the lease table. */
+function dynamoError(operation: string, tableName: string, error: unknown): Error {
+  const table = `lease table ${JSON.stringify(tableName)}`;
+  return awsError({ where: WHERE, operation, resource: table, missing: `${table} does not exist (deleted while in use?)`, details: { tableName } }, error);
 }
 
 function resolveDynamoClient(o: DynamoLeasesOptions, defaultTimeoutMs: number): { client: DynamoDBClient; owned: boolean; timeouts: AwsTimeouts } {

@@ -15,10 +15,9 @@ import {
   type ShardIteratorType,
   type _Record as KinesisRecord,
 } from '@aws-sdk/client-kinesis';
-import { awsCall } from '../core/aws.js';
+import { awsCall, awsErrorName } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { backoffDelay, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
-import { awsErrorName } from './client.js';
 
 /** A starting position as GetShardIterator and SubscribeToShard both take it. */
 export interface StartingPositionParam {

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-kinesis';
 import { memoryCheckpointer, SHARD_END, type Checkpoint, type Checkpointer } from './memory-checkpointer.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
-import { awsCall, type AwsTimeouts } from '../core/aws.js';
+import { awsCall, awsErrorName, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { createMessage, type Message } from '../core/message.js';
 import {
@@ -24,7 +24,7 @@ import {
   stringOption,
 } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
-import { awsErrorName, kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from './client.js';
+import { kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from './client.js';
 import { deaggregate } from './deaggregate.js';
 import { deregisterConsumer, ensureConsumer, subscribeShard, type StartingPositionParam } from './fan-out.js';
 import { listShards, parentsDone, type ShardInfo } from './shards.js';
