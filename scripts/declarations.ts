@@ -1,5 +1,6 @@
 /** Every declared option set, where its interface is generated and which docs page shows its table. */
 import type { DeclaredOptions } from '../lib/core/options.js';
+import { kafkaSinkOptions, kafkaSourceOptions } from '../lib/kafka/options.js';
 import { stdinSourceOptions, stdoutSinkOptions } from '../lib/stdio/options.js';
 import { websocketSinkOptions, websocketSourceOptions } from '../lib/websocket/options.js';
 
@@ -21,4 +22,6 @@ export const DECLARATIONS: DeclarationEntry[] = [
   { declaration: stdoutSinkOptions, file: 'lib/stdio/options.ts', type: 'StdoutSinkOptions', docs: 'docs/stdio.md' },
   { declaration: websocketSourceOptions, file: 'lib/websocket/options.ts', type: 'WebSocketSourceOptions', docs: 'docs/websocket.md' },
   { declaration: websocketSinkOptions, file: 'lib/websocket/options.ts', type: 'WebSocketSinkOptions', docs: 'docs/websocket.md' },
+  { declaration: kafkaSourceOptions, file: 'lib/kafka/options.ts', type: 'KafkaSourceOptions', docs: 'docs/kafka.md' },
+  { declaration: kafkaSinkOptions, file: 'lib/kafka/options.ts', type: 'KafkaSinkOptions', docs: 'docs/kafka.md' },
 ];

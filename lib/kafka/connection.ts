@@ -1,32 +1,14 @@
 /**
- * What the Kafka source and sink share: broker list, SASL and TLS option checks, and the
+ * What the Kafka source and sink share: the broker list check, the client's connection settings, and the
  * translation of @platformatic/kafka errors into ManifoldErrors that say what failed and
  * whether a retry can help. Not part of the public API.
  */
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { ErrorCodes, ManifoldError, describe, type ErrorCode } from '../core/errors.js';
-import { checkOptions, enumOption, invalidOption, stringOption } from '../core/options.js';
+import { invalidOption, type ResolvedOptions } from '../core/options.js';
+import type { KafkaSaslOptions, kafkaConnection } from './options.js';
 
-/** SASL credentials. Secrets never appear in errors or events. */
-export interface KafkaSaslOptions {
-  mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512';
-  username: string;
-  password: string;
-}
-
-/** Connection options both clients take. */
-export interface KafkaConnectionOptions {
-  /** Bootstrap brokers, `'host:port'` or a list of them. Required. */
-  brokers: string | readonly string[];
-  /** Client id shown in broker logs and quotas. Default `'manifold'`. */
-  clientId?: string;
-  /** SASL authentication. Default none. */
-  sasl?: KafkaSaslOptions;
-  /** TLS: `true` for the system CAs, or Node `tls.connect` options. Default plain TCP. */
-  tls?: boolean | TlsConnectionOptions;
-  /** Longest wait for a TCP/TLS connection, in milliseconds. Default 5,000. */
-  connectTimeoutMs?: number;
-}
+export type { KafkaSaslOptions } from './options.js';
 
 export interface ResolvedConnection {
   brokers: string[];
@@ -35,43 +17,29 @@ export interface ResolvedConnection {
     clientId: string;
     bootstrapBrokers: string[];
     connectTimeout: number;
-    sasl?: { mechanism: KafkaSaslOptions['mechanism']; username: string; password: string };
+    sasl?: KafkaSaslOptions;
     tls?: TlsConnectionOptions;
   };
 }
 
+/** What Kafka takes as a topic name: letters, digits, '.', '_' and '-', at most 249 (so never ':', which the source's partition keys rely on). */
+export const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
+
 const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[^\s:/[\]]+):(\d{1,5})$/;
 
-/** Validates the connection options shared by kafkaSource and kafkaSink. */
-export function resolveConnection(where: string, o: KafkaConnectionOptions & { connectTimeoutMs?: number }): ResolvedConnection {
-  const list = typeof o.brokers === 'string' ? o.brokers.split(',').map((b) => b.trim()) : o.brokers;
-  if (!Array.isArray(list) || list.length === 0) {
-    invalidOption(where, 'brokers', 'a "host:port" string or a non-empty array of them', o.brokers);
-  }
+/** The client settings of validated connection options; every broker must be a "host:port" (one string may list several, comma-separated). */
+export function resolveConnection(where: string, o: ResolvedOptions<typeof kafkaConnection>): ResolvedConnection {
+  // Present once the declaration's resolve() returned: brokers is required.
+  const list = o.brokers!.flatMap((b) => b.split(',').map((part) => part.trim()));
   for (const broker of list) {
-    const match = typeof broker === 'string' ? HOST_PORT.exec(broker) : null;
+    const match = HOST_PORT.exec(broker);
     const port = match ? Number(match[2]) : 0;
     if (!match || port < 1 || port > 65535) invalidOption(where, 'brokers', 'a list of "host:port" strings', broker);
   }
-  const clientId = stringOption(where, 'clientId', o.clientId) ?? 'manifold';
-  const connectTimeout = o.connectTimeoutMs === undefined ? 5000 : o.connectTimeoutMs;
-  if (typeof connectTimeout !== 'number' || !(connectTimeout > 0)) invalidOption(where, 'connectTimeoutMs', 'a positive number (milliseconds)', connectTimeout);
-  const base: ResolvedConnection['base'] = { clientId, bootstrapBrokers: [...list], connectTimeout };
-  if (o.sasl !== undefined) {
-    const sasl = checkOptions<KafkaSaslOptions>(`${where}: options.sasl`, o.sasl, ['mechanism', 'username', 'password']);
-    const mechanism = enumOption(where, 'sasl.mechanism', sasl.mechanism, ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] as const, 'PLAIN');
-    const username = stringOption(where, 'sasl.username', sasl.username, { required: true });
-    // The password is checked without echoing it.
-    if (typeof sasl.password !== 'string' || sasl.password.length === 0) invalidOption(where, 'sasl.password', 'a non-empty string', '<hidden>');
-    base.sasl = { mechanism, username, password: sasl.password };
-  }
-  if (o.tls !== undefined && o.tls !== false) {
-    if (o.tls !== true && (typeof o.tls !== 'object' || o.tls === null || Array.isArray(o.tls))) {
-      invalidOption(where, 'tls', 'true, false or tls.connect options', o.tls);
-    }
-    base.tls = o.tls === true ? {} : { ...o.tls };
-  }
-  return { brokers: [...list], clientId, base };
+  const base: ResolvedConnection['base'] = { clientId: o.clientId, bootstrapBrokers: list, connectTimeout: o.connectTimeoutMs };
+  if (o.sasl) base.sasl = o.sasl;
+  if (o.tls) base.tls = o.tls;
+  return { brokers: [...list], clientId: o.clientId, base };
 }
 
 interface ErrorTree {

@@ -7,108 +7,31 @@ import { Writable } from 'node:stream';
 import { Producer, type MessageToProduce } from '@platformatic/kafka';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
-import { booleanOption, bytesOption, checkOptions, conflictingOptions, durationOption, enumOption, invalidOption, numberOption, signalOption } from '../core/options.js';
-import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { conflictingOptions, invalidOption } from '../core/options.js';
 import { RetryingSink } from '../core/retrying-sink.js';
-import { isUnknownTopic, kafkaApiId, kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from './connection.js';
+import { TOPIC_NAME, isUnknownTopic, kafkaApiId, kafkaError, resolveConnection, type ResolvedConnection } from './connection.js';
+import { kafkaSinkOptions, type KafkaSinkOptions } from './options.js';
 
-/** Options of {@link kafkaSink}. */
-export interface KafkaSinkOptions extends KafkaConnectionOptions {
-  /** Topic to produce to. Required. */
-  topic: string;
-  /** Broker acknowledgement a message is acked on: `'all'` in-sync replicas (default), `'leader'`, or `'none'`. */
-  acks?: 'all' | 'leader' | 'none';
-  /** Idempotent producer: retried produce requests are not written twice. Default true; needs `acks: 'all'`. */
-  idempotent?: boolean;
-  /** Most messages in one produce request. Default 1,000. */
-  batchSize?: number;
-  /** Most payload bytes (data, key, headers) in one produce request. Default 1 MiB. */
-  batchBytes?: number;
-  /** How long a non-full batch waits for more messages, in milliseconds. Default 0: sent as soon as the producer is free. */
-  lingerMs?: number;
-  /** Produce requests in flight at once. Default 1; up to 5 keeps per-partition order only with `idempotent`. */
-  maxInFlightRequests?: number;
-  /** Compression of record batches. Default `'none'`. */
-  compression?: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
-  /** Largest message (data + key + headers) sent; a larger one is nacked without a request. Default 1,000,000 bytes (the broker's own limit is ~1 MiB). */
-  maxMessageBytes?: number;
-  /** Let the broker create a missing topic (auto.create.topics.enable). Default false: a missing topic fails the sink. */
-  autocreateTopics?: boolean;
-  /** Re-creates the producer after a transient failure and re-sends what was not acked; `false` fails at once. Default 10 retries. */
-  retry?: RetryOptions | false;
-  /** Destroys the sink when aborted. */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark (messages queued before `write()` returns false). Default 1,024. */
-  highWaterMark?: number;
-}
+export type { KafkaSinkOptions } from './options.js';
 
-const KEYS = [
-  'brokers',
-  'clientId',
-  'sasl',
-  'tls',
-  'connectTimeoutMs',
-  'topic',
-  'acks',
-  'idempotent',
-  'batchSize',
-  'batchBytes',
-  'lingerMs',
-  'maxInFlightRequests',
-  'compression',
-  'maxMessageBytes',
-  'autocreateTopics',
-  'retry',
-  'signal',
-  'highWaterMark',
-] as const;
-
-const TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
 const ACKS = { all: -1, leader: 1, none: 0 } as const;
 
-interface Resolved {
+/** The declared options, with what the factory derives from them. */
+interface Resolved extends ReturnType<typeof kafkaSinkOptions.resolve> {
   connection: ResolvedConnection;
   topic: string;
-  acks: keyof typeof ACKS;
   idempotent: boolean;
-  batchSize: number;
-  batchBytes: number;
-  lingerMs: number;
-  maxInFlightRequests: number;
-  compression: NonNullable<KafkaSinkOptions['compression']>;
-  maxMessageBytes: number;
-  autocreateTopics: boolean;
-  highWaterMark: number;
 }
 
 function resolve(options: KafkaSinkOptions): Resolved {
   const where = 'kafkaSink';
-  const o = checkOptions(where, options, KEYS);
-  if (typeof o.topic !== 'string' || !TOPIC.test(o.topic)) {
-    invalidOption(where, 'topic', 'a topic name of letters, digits, ".", "_" and "-" (at most 249)', o.topic);
-  }
-  const acks = enumOption(where, 'acks', o.acks, ['all', 'leader', 'none'] as const, 'all');
-  const idempotent = booleanOption(where, 'idempotent', o.idempotent, acks === 'all');
-  if (idempotent && acks !== 'all') conflictingOptions(where, 'idempotent', 'acks', `cannot be combined: an idempotent producer needs acks "all" (got ${JSON.stringify(acks)}); set idempotent: false`);
-  const maxInFlightRequests = o.maxInFlightRequests ?? 1;
-  // Kafka keeps an idempotent producer's order for at most 5 requests in flight per connection.
-  if (!Number.isInteger(maxInFlightRequests) || maxInFlightRequests < 1 || maxInFlightRequests > 5) {
-    invalidOption(where, 'maxInFlightRequests', 'an integer from 1 to 5', o.maxInFlightRequests);
-  }
-  return {
-    connection: resolveConnection(where, o),
-    topic: o.topic,
-    acks,
-    idempotent,
-    batchSize: numberOption(where, 'batchSize', o.batchSize, 1000, { min: 1, integer: true }),
-    batchBytes: bytesOption(where, 'batchBytes', o.batchBytes, 1024 * 1024),
-    lingerMs: durationOption(where, 'lingerMs', o.lingerMs, 0, 0),
-    maxInFlightRequests,
-    compression: enumOption(where, 'compression', o.compression, ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const, 'none'),
-    maxMessageBytes: bytesOption(where, 'maxMessageBytes', o.maxMessageBytes, 1_000_000),
-    autocreateTopics: booleanOption(where, 'autocreateTopics', o.autocreateTopics, false),
-    highWaterMark: numberOption(where, 'highWaterMark', o.highWaterMark, 1024, { min: 1, integer: true }),
-  };
+  const o = kafkaSinkOptions.resolve(options);
+  // Required options are present once resolve() returned.
+  const topic = o.topic!;
+  if (!TOPIC_NAME.test(topic)) invalidOption(where, 'topic', 'a topic name of letters, digits, ".", "_" and "-" (at most 249)', topic);
+  const idempotent = o.idempotent ?? o.acks === 'all';
+  if (idempotent && o.acks !== 'all') conflictingOptions(where, 'idempotent', 'acks', `cannot be combined: an idempotent producer needs acks "all" (got ${JSON.stringify(o.acks)}); set idempotent: false`);
+  return { ...o, connection: resolveConnection(where, o), topic, idempotent };
 }
 
 /**
@@ -146,13 +69,11 @@ export class KafkaProducerSink extends RetryingSink {
 
   constructor(options: KafkaSinkOptions) {
     const resolved = resolve(options);
-    resolveRetry('kafkaSink', options.retry);
-    const signal = signalOption('kafkaSink', 'signal', options.signal);
     super(() => new Producing(resolved), {
-      retry: options.retry,
+      retry: resolved.retry,
       what: `kafkaSink: producing to ${resolved.topic} on ${resolved.connection.brokers.join(',')}`,
       highWaterMark: resolved.highWaterMark,
-      signal,
+      signal: resolved.signal,
     });
     this.topic = resolved.topic;
   }

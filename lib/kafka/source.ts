@@ -7,81 +7,19 @@ import { Consumer, type MessagesStream, type Message as KafkaMessage } from '@pl
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { createMessage } from '../core/message.js';
-import { booleanOption, checkOptions, durationOption, enumOption, invalidOption, numberOption, signalOption, stringOption } from '../core/options.js';
-import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { invalidOption } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
-import { kafkaError, resolveConnection, type KafkaConnectionOptions, type ResolvedConnection } from './connection.js';
+import { TOPIC_NAME, kafkaError, resolveConnection, type ResolvedConnection } from './connection.js';
+import { kafkaSourceOptions, type KafkaSourceOptions } from './options.js';
 
-/** Options of {@link kafkaSource}. */
-export interface KafkaSourceOptions extends KafkaConnectionOptions {
-  /** Topic or topics to consume. Required. */
-  topics: string | readonly string[];
-  /** Consumer group. Processes with the same `groupId` share the partitions. Required. */
-  groupId: string;
-  /** Where a partition without a committed offset starts: `'latest'` (default) or `'earliest'`. */
-  startFrom?: 'latest' | 'earliest';
-  /** Most unacked messages per partition; fetching pauses at this many. Default 1,000. */
-  maxInFlightPerPartition?: number;
-  /** How often acked offsets are committed, in milliseconds. Default 5,000. */
-  commitIntervalMs?: number;
-  /** Longest `close()` waits for outstanding acks before committing what it has, in milliseconds. Default 30,000. */
-  closeTimeoutMs?: number;
-  /** Group session timeout, in milliseconds: how long until a dead member's partitions move. Default 30,000. */
-  sessionTimeoutMs?: number;
-  /** Group heartbeat interval, in milliseconds. Default 3,000 (at most a third of `sessionTimeoutMs` is sensible). */
-  heartbeatIntervalMs?: number;
-  /** Longest a fetch waits on the broker for new data, in milliseconds. Default 500. */
-  maxWaitMs?: number;
-  /** Most bytes one fetch returns (across partitions). Default 4 MiB. */
-  fetchMaxBytes?: number;
-  /** Let a missing topic be created by the broker (auto.create.topics.enable). Default false. */
-  autocreateTopics?: boolean;
-  /** Reconnects after a broker failure (the group resumes at the committed offsets); `false` fails at once. Default 10 retries. */
-  retry?: RetryOptions | false;
-  /** Destroys the source when aborted. */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark (messages). Default 256. */
-  highWaterMark?: number;
-}
+export type { KafkaSourceOptions } from './options.js';
 
-const KEYS = [
-  'brokers',
-  'clientId',
-  'sasl',
-  'tls',
-  'connectTimeoutMs',
-  'topics',
-  'groupId',
-  'startFrom',
-  'maxInFlightPerPartition',
-  'commitIntervalMs',
-  'closeTimeoutMs',
-  'sessionTimeoutMs',
-  'heartbeatIntervalMs',
-  'maxWaitMs',
-  'fetchMaxBytes',
-  'autocreateTopics',
-  'retry',
-  'signal',
-  'highWaterMark',
-] as const;
-
-const TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
-
-interface Resolved {
+/** The declared options, with what the factory derives from them. */
+interface Resolved extends ReturnType<typeof kafkaSourceOptions.resolve> {
   connection: ResolvedConnection;
   topics: string[];
   groupId: string;
-  startFrom: 'latest' | 'earliest';
-  maxInFlightPerPartition: number;
-  commitIntervalMs: number;
-  closeTimeoutMs: number;
-  sessionTimeoutMs: number;
   heartbeatIntervalMs: number;
-  maxWaitMs: number;
-  fetchMaxBytes: number;
-  autocreateTopics: boolean;
-  highWaterMark: number;
 }
 
 /** A committed position event (`'checkpoint'`). Offsets are the next offset to read, as Kafka stores them. */
@@ -100,34 +38,25 @@ export interface KafkaNackEvent {
 
 function resolve(options: KafkaSourceOptions): Resolved {
   const where = 'kafkaSource';
-  const o = checkOptions(where, options, KEYS);
-  const topics = typeof o.topics === 'string' ? [o.topics] : o.topics;
-  if (!Array.isArray(topics) || topics.length === 0) invalidOption(where, 'topics', 'a topic name or a non-empty array of them', o.topics);
+  const o = kafkaSourceOptions.resolve(options);
+  // Required options are present once resolve() returned.
+  const topics = o.topics!;
   for (const topic of topics) {
-    if (typeof topic !== 'string' || !TOPIC.test(topic)) invalidOption(where, 'topics', 'topic names of letters, digits, ".", "_" and "-" (at most 249)', topic);
+    if (!TOPIC_NAME.test(topic)) invalidOption(where, 'topics', 'topic names of letters, digits, ".", "_" and "-" (at most 249)', topic);
   }
-  const sessionTimeoutMs = durationOption(where, 'sessionTimeoutMs', o.sessionTimeoutMs, 30_000);
-  const heartbeatIntervalMs = durationOption(where, 'heartbeatIntervalMs', o.heartbeatIntervalMs, Math.min(3000, Math.floor(sessionTimeoutMs / 3)));
-  if (heartbeatIntervalMs >= sessionTimeoutMs) {
+  const heartbeatIntervalMs = o.heartbeatIntervalMs ?? Math.min(3000, Math.floor(o.sessionTimeoutMs / 3));
+  if (heartbeatIntervalMs >= o.sessionTimeoutMs) {
     throw new ManifoldError(
-      `${where}: options.heartbeatIntervalMs (${heartbeatIntervalMs}) must be below options.sessionTimeoutMs (${sessionTimeoutMs}), or the group evicts a healthy member`,
+      `${where}: options.heartbeatIntervalMs (${heartbeatIntervalMs}) must be below options.sessionTimeoutMs (${o.sessionTimeoutMs}), or the group evicts a healthy member`,
       { code: ErrorCodes.INVALID_OPTION, details: { option: 'heartbeatIntervalMs', conflictsWith: 'sessionTimeoutMs' } },
     );
   }
   return {
+    ...o,
     connection: resolveConnection(where, o),
-    topics: [...new Set(topics as string[])],
-    groupId: stringOption(where, 'groupId', o.groupId, { required: true }),
-    startFrom: enumOption(where, 'startFrom', o.startFrom, ['latest', 'earliest'] as const, 'latest'),
-    maxInFlightPerPartition: numberOption(where, 'maxInFlightPerPartition', o.maxInFlightPerPartition, 1000, { min: 1, integer: true }),
-    commitIntervalMs: durationOption(where, 'commitIntervalMs', o.commitIntervalMs, 5000),
-    closeTimeoutMs: durationOption(where, 'closeTimeoutMs', o.closeTimeoutMs, 30_000, 0),
-    sessionTimeoutMs,
+    topics: [...new Set(topics)],
+    groupId: o.groupId!,
     heartbeatIntervalMs,
-    maxWaitMs: durationOption(where, 'maxWaitMs', o.maxWaitMs, 500, 0),
-    fetchMaxBytes: numberOption(where, 'fetchMaxBytes', o.fetchMaxBytes, 4 * 1024 * 1024, { min: 1024, integer: true, unit: 'bytes' }),
-    autocreateTopics: booleanOption(where, 'autocreateTopics', o.autocreateTopics, false),
-    highWaterMark: numberOption(where, 'highWaterMark', o.highWaterMark, 256, { min: 1, integer: true }),
   };
 }
 
@@ -175,15 +104,12 @@ export class KafkaConsumerSource extends RetryingSource {
 
   constructor(options: KafkaSourceOptions) {
     const resolved = resolve(options);
-    // Validated here so a bad value is reported against kafkaSource, not the wrapper.
-    resolveRetry('kafkaSource', options.retry);
-    const signal = signalOption('kafkaSource', 'signal', options.signal);
     super(() => new GroupMember(resolved), {
-      retry: options.retry,
+      retry: resolved.retry,
       what: `kafkaSource: consuming ${resolved.topics.join(', ')} from ${resolved.connection.brokers.join(',')} as group ${resolved.groupId}`,
       forwardEvents: ['checkpoint', 'checkpointerror', 'rebalance', 'nack'],
       highWaterMark: resolved.highWaterMark,
-      signal,
+      signal: resolved.signal,
     });
     this.topics = resolved.topics;
     this.groupId = resolved.groupId;

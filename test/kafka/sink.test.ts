@@ -233,17 +233,19 @@ describe('kafkaSink', () => {
   it('rejects bad options at construction, naming the option', () => {
     const ok = { brokers: '127.0.0.1:9092', topic: 't' };
     const cases: Array<[Record<string, unknown>, RegExp]> = [
-      [{ ...ok, topic: '' }, /options\.topic must be a topic name/],
+      [{ ...ok, topic: '' }, /options\.topic must be a non-empty string, got ""/],
+      [{ ...ok, topic: 'a b' }, /options\.topic must be a topic name of letters, digits, "\.", "_" and "-" \(at most 249\), got "a b"/],
       [{ ...ok, brokers: 'host:99999' }, /options\.brokers must be a list of "host:port" strings, got "host:99999"/],
       [{ ...ok, acks: 2 }, /options\.acks must be one of "all", "leader", "none", got 2/],
       [{ ...ok, acks: 'leader', idempotent: true }, /options\.idempotent and options\.acks cannot be combined/],
       [{ ...ok, batchSize: 0 }, /options\.batchSize must be a positive integer, got 0/],
       [{ ...ok, batchBytes: 1.5 }, /options\.batchBytes must be a positive integer \(bytes\), got 1\.5/],
-      [{ ...ok, maxInFlightRequests: 6 }, /options\.maxInFlightRequests must be an integer from 1 to 5, got 6/],
+      [{ ...ok, maxInFlightRequests: 6 }, /options\.maxInFlightRequests must be a positive integer of at most 5, got 6/],
       [{ ...ok, compression: 'brotli' }, /options\.compression must be one of "none", "gzip", "snappy", "lz4", "zstd"/],
       [{ ...ok, lingerMs: -1 }, /options\.lingerMs must be/],
       [{ ...ok, retry: { minTimeoutMs: 100, maxTimeoutMs: 10 } }, /options\.retry\.maxTimeoutMs \(10\) must be at least options\.retry\.minTimeoutMs \(100\)/],
       [{ ...ok, topics: ['t'] }, /unknown option "topics" \(did you mean "topic"\?\)/],
+      [{ ...ok, lingrMs: 5 }, /unknown option "lingrMs" \(did you mean "lingerMs"\?\)/],
     ];
     for (const [options, message] of cases) {
       assert.throws(

@@ -623,7 +623,8 @@ describe('kafkaSource', () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ ...ok, brokers: 'no-port' }, /options\.brokers must be a list of "host:port" strings, got "no-port"/],
       [{ ...ok, brokers: [] }, /options\.brokers must be/],
-      [{ ...ok, topics: [] }, /options\.topics must be a topic name or a non-empty array/],
+      [{ ...ok, topics: [] }, /options\.topics must be a non-empty string or a non-empty array of them, got \[\]/],
+      [{ brokers: '127.0.0.1:9092', groupId: 'g' }, /options\.topics must be a non-empty string or a non-empty array of them, got undefined/],
       [{ ...ok, topics: 'bad topic' }, /options\.topics must be topic names/],
       [{ ...ok, groupId: '' }, /options\.groupId must be a non-empty string/],
       [{ ...ok, startFrom: 'beginning' }, /options\.startFrom must be one of "latest", "earliest", got "beginning"/],
@@ -635,6 +636,10 @@ describe('kafkaSource', () => {
       [{ ...ok, tls: 'yes' }, /options\.tls must be true, false or tls\.connect options/],
       [{ ...ok, retry: { retries: -1 } }, /kafkaSource: options\.retry\.retries must be a non-negative integer, got -1/],
       [{ ...ok, groupID: 'x' }, /unknown option "groupID" \(did you mean "groupId"\?\)/],
+      [{ ...ok, comitIntervalMs: 5 }, /unknown option "comitIntervalMs" \(did you mean "commitIntervalMs"\?\)/],
+      [{ ...ok, commitIntervalMs: '5s' }, /options\.commitIntervalMs must be a number of at least 1 \(milliseconds\), got "5s"/],
+      [{ ...ok, fetchMaxBytes: 512 }, /options\.fetchMaxBytes must be an integer of at least 1024 \(bytes\), got 512/],
+      [{ ...ok, sasl: 'user:secret' }, /options\.sasl must be an object \{ mechanism, username, password \}, got "\(hidden\)"/],
     ];
     for (const [options, message] of cases) {
       assert.throws(
