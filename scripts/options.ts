@@ -1,7 +1,8 @@
 /**
  * Writes what derives from the option declarations into the files that show it: the
  * TypeScript option interfaces (with TSDoc) between `// <options Name>` markers in lib/,
- * and the options tables between `<!-- options factory -->` markers in docs/.
+ * the options tables between `<!-- options factory -->` markers in docs/, and the JSON
+ * Schema of pipeline files in manifold.schema.json.
  *
  *   npm run options           rewrite the generated parts
  *   npm run options -- --check exit 1 naming every part that is out of date (a test runs this)
@@ -121,6 +122,14 @@ export async function generate(write: boolean): Promise<string[]> {
       if (nextDoc !== doc) stale.push(`${entry.docs}: options table of ${where}`);
       files.set(entry.docs, nextDoc);
     }
+  }
+  // The pipeline file's JSON Schema, for editors (example pipeline files point at it).
+  const { pipelineSchema } = await import('../lib/cli/schema.js');
+  const schema = `${JSON.stringify(pipelineSchema(), null, 2)}\n`;
+  const current = await readFile(`${root}/manifold.schema.json`, 'utf8').catch(() => '');
+  if (current !== schema) {
+    stale.push('manifold.schema.json');
+    files.set('manifold.schema.json', schema);
   }
   if (write) for (const [path, text] of files) await writeFile(`${root}/${path}`, text);
   return stale;

@@ -6,6 +6,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { z } from 'zod';
 import { redactUrl } from '../core/errors.js';
+import type { DeclaredOptions } from '../core/options.js';
 import { UsageError } from './errors.js';
 import { parseBytes, parseDuration } from './units.js';
 
@@ -38,6 +39,12 @@ interface SchemeEntry {
   sink?: EndpointBuilder;
   /** One line for --help. */
   help: string;
+  /**
+   * The declarations whose keys the source and sink take (connector options and
+   * CLI-only keys), for the JSON Schema of pipeline files; `except` names the
+   * options the URI itself sets.
+   */
+  options?: { source?: readonly DeclaredOptions[]; sink?: readonly DeclaredOptions[]; except?: readonly string[] };
 }
 
 const schemes = new Map<string, SchemeEntry>();
@@ -45,6 +52,11 @@ const schemes = new Map<string, SchemeEntry>();
 /** Registers how a scheme (without the colon) is read and written. */
 export function registerScheme(names: string[], entry: SchemeEntry): void {
   for (const name of names) schemes.set(name, entry);
+}
+
+/** Every registered scheme name with its entry. */
+export function registeredSchemes(): ReadonlyMap<string, Readonly<SchemeEntry>> {
+  return schemes;
 }
 
 /** Help lines for every registered scheme. */

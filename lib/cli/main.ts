@@ -32,6 +32,7 @@ export function helpText(): string {
 Usage:
   manifold <from> <to> [--transform <spec>]... [options]
   manifold run <pipeline.yaml> [options]
+  manifold schema          print the JSON Schema of pipeline files (for an editor's YAML support)
 
 Endpoints (URIs; query keys are the connector's options; sizes take units such as 1MiB,
 durations such as 500ms, 30s, 5m, 12h):
@@ -128,7 +129,7 @@ function endpointOf(value: EndpointValue, role: 'source' | 'sink'): Endpoint {
 }
 
 /** Reads argv into validated settings; throws UsageError on anything wrong, before any I/O but reading a pipeline file. */
-export function parseCommandLine(argv: string[]): Settings | 'help' | 'version' {
+export function parseCommandLine(argv: string[]): Settings | 'help' | 'version' | 'schema' {
   let parsed;
   try {
     parsed = parseArgs({
@@ -151,6 +152,10 @@ export function parseCommandLine(argv: string[]): Settings | 'help' | 'version' 
   const { values, positionals } = parsed;
   if (values.help) return 'help';
   if (values.version) return 'version';
+  if (positionals[0] === 'schema') {
+    if (positionals.length !== 1) throw new UsageError('manifold schema takes no arguments: manifold schema > manifold.schema.json');
+    return 'schema';
+  }
 
   let file: PipelineFile | undefined;
   if (positionals[0] === 'run') {
@@ -219,6 +224,11 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   }
   if (settings === 'version') {
     io.stdout.write(`${VERSION}\n`);
+    return ExitCodes.OK;
+  }
+  if (settings === 'schema') {
+    const { pipelineSchema } = await import('./schema.js');
+    io.stdout.write(`${JSON.stringify(pipelineSchema(), null, 2)}\n`);
     return ExitCodes.OK;
   }
 

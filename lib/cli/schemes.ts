@@ -9,19 +9,18 @@ import { z } from 'zod';
 import { dynamoLeases } from '../kinesis/dynamo-leases.js';
 import { fileCheckpointer } from '../kinesis/file-checkpointer.js';
 import { awsRequestHandler, awsTimeouts } from '../core/aws.js';
-import { kafkaSink } from '../kafka/sink.js';
 import { rabbitmqSink } from '../rabbitmq/sink.js';
 import { rabbitmqSource } from '../rabbitmq/source.js';
 import { kinesisSink } from '../kinesis/sink.js';
 import { s3Sink } from '../s3/sink.js';
 import { stdoutSink } from '../stdio/sink.js';
 import { websocketSink } from '../websocket/sink.js';
-import { kafkaSource } from '../kafka/source.js';
 import { kinesisSource } from '../kinesis/source.js';
 import { stdinSource } from '../stdio/source.js';
 import { websocketSource } from '../websocket/source.js';
 import { UsageError } from './errors.js';
 import { registerScheme, validate, zBool, zBytes, zCount, zDuration, type EndpointInput } from './endpoints.js';
+import './schemes/kafka.js';
 
 /** Copies the defined entries of `o`, so connectors fill their own defaults. */
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
@@ -303,72 +302,6 @@ registerScheme(['kinesis'], {
         }) as Parameters<typeof kinesisSink>[0],
       );
     };
-  },
-});
-
-// ---- Kafka: kafka://host:9092[,host2:9092]/topic ----
-
-function kafkaTarget({ url, display }: EndpointInput): { brokers: string[]; topic: string } {
-  const topic = decodeURIComponent(url.pathname.replace(/^\//, ''));
-  if (!url.host || !topic) throw new UsageError(`${display}: give brokers and topic as kafka://host:9092/topic`);
-  return { brokers: url.host.split(','), topic };
-}
-
-registerScheme(['kafka'], {
-  help: 'kafka://host:9092/topic?group=archiver&from=earliest   Apache Kafka (consumer group for sources)',
-  source: (input) => {
-    const { brokers, topic } = kafkaTarget(input);
-    const o = validate(
-      input.display,
-      z.strictObject({
-        group: z.string().min(1),
-        from: z.enum(['latest', 'earliest']).optional(),
-        clientId: z.string().min(1).optional(),
-        commitInterval: zDuration.optional(),
-        maxInFlightPerPartition: zCount.optional(),
-      }),
-      input.params,
-    );
-    return () =>
-      kafkaSource(
-        defined({
-          brokers,
-          topics: topic.split(','),
-          groupId: o.group,
-          startFrom: o.from,
-          clientId: o.clientId,
-          commitIntervalMs: o.commitInterval,
-          maxInFlightPerPartition: o.maxInFlightPerPartition,
-        }) as Parameters<typeof kafkaSource>[0],
-      );
-  },
-  sink: (input) => {
-    const { brokers, topic } = kafkaTarget(input);
-    const o = validate(
-      input.display,
-      z.strictObject({
-        clientId: z.string().min(1).optional(),
-        acks: z.enum(['all', 'leader', 'none']).optional(),
-        idempotent: zBool.optional(),
-        compression: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).optional(),
-        linger: zDuration.optional(),
-        batchSize: zCount.optional(),
-      }),
-      input.params,
-    );
-    return () =>
-      kafkaSink(
-        defined({
-          brokers,
-          topic,
-          clientId: o.clientId,
-          acks: o.acks,
-          idempotent: o.idempotent,
-          compression: o.compression,
-          lingerMs: o.linger,
-          batchSize: o.batchSize,
-        }) as Parameters<typeof kafkaSink>[0],
-      );
   },
 });
 

@@ -1,0 +1,32 @@
+/**
+ * kafka://host:9092[,host2:9092]/topic: brokers and topic from the URI, every other key read by the
+ * declarations of kafkaSource and kafkaSink (lib/kafka/options.ts).
+ */
+import { kafkaSinkOptions, kafkaSourceOptions, type KafkaSinkOptions, type KafkaSourceOptions } from '../../kafka/options.js';
+import { kafkaSink } from '../../kafka/sink.js';
+import { kafkaSource } from '../../kafka/source.js';
+import { registerScheme, type EndpointInput } from '../endpoints.js';
+import { UsageError } from '../errors.js';
+import { readOptions } from '../options.js';
+
+function kafkaTarget({ url, display }: EndpointInput): { brokers: string[]; topic: string } {
+  const topic = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!url.host || !topic) throw new UsageError(`${display}: give brokers and topic as kafka://host:9092/topic`);
+  return { brokers: url.host.split(','), topic };
+}
+
+registerScheme(['kafka'], {
+  help: 'kafka://host:9092/topic?group=archiver&from=earliest   Apache Kafka (consumer group for sources)',
+  source: (input) => {
+    const { brokers, topic } = kafkaTarget(input);
+    const { groupId, ...options } = readOptions(input.display, input.params, [kafkaSourceOptions]);
+    if (typeof groupId !== 'string') throw new UsageError(`${input.display}: a Kafka source reads as a consumer group: add group=<name> (processes with the same group share the partitions)`);
+    // The factory validates the whole set again: cross-option checks (heartbeatInterval < sessionTimeout) are its own.
+    return () => kafkaSource({ ...options, brokers, topics: topic.split(','), groupId } as KafkaSourceOptions);
+  },
+  sink: (input) => {
+    const { brokers, topic } = kafkaTarget(input);
+    const options = readOptions(input.display, input.params, [kafkaSinkOptions]);
+    return () => kafkaSink({ ...options, brokers, topic } as KafkaSinkOptions);
+  },
+});
