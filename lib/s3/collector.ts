@@ -11,13 +11,14 @@
  * YYYY-MM-DD/HHmmss.nnnnnnnnn-<writerId>  committed files (UTC), uploaded then deleted
  * ```
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, addAbortSignal, type TransformCallback } from 'node:stream';
 import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
+import { BufferLock } from './lock.js';
 import {
   bytesOption,
   checkOptions,
@@ -128,7 +129,6 @@ export const COLLECTOR_KEYS = [
 
 const DAY_FOLDER = /^\d{4}-\d{2}-\d{2}$/;
 const ACTIVE_FOLDER = '.active';
-const LOCK_FILE = '.lock';
 // Unsynced messages beyond which a write waits for the fsync in flight: a memory bound on the ack closures
 // held, reached only when a disk's fsync takes far longer than syncIntervalMs.
 const MAX_UNSYNCED = 50_000;
@@ -621,71 +621,5 @@ export class S3Collector extends Transform {
         () => callback(error),
         (closeError: unknown) => callback(error ?? (closeError as Error)),
       );
-  }
-}
-
-/**
- * The lock file that gives one live process a buffer folder: `bufferPath/.lock`
- * holds `<pid>:<token>`. A lock whose pid is not alive (kill -9, power loss) is
- * stale and taken over. `take()` is idempotent.
- */
-export class BufferLock {
-  readonly #path: string;
-  readonly #bufferPath: string;
-  readonly #token = `${process.pid}:${randomUUID()}`;
-  #taking: Promise<void> | undefined;
-  #held = false;
-
-  constructor(bufferPath: string) {
-    this.#bufferPath = bufferPath;
-    this.#path = join(bufferPath, LOCK_FILE);
-  }
-
-  /** Takes the lock (the folder must exist); rejects with an IO ManifoldError naming the live owner. */
-  take(): Promise<void> {
-    this.#taking ??= this.#take();
-    return this.#taking;
-  }
-
-  async #take(): Promise<void> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await writeFile(this.#path, this.#token, { flag: 'wx', mode: 0o600 });
-        this.#held = true;
-        return;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      }
-      const owner = await readFile(this.#path, 'utf8').catch(() => '');
-      const pid = Number(owner.split(':')[0]);
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
-        throw new ManifoldError(
-          `s3Collector: the buffer folder ${this.#bufferPath} is in use by process ${pid}${pid === process.pid ? ' (another sink in this process)' : ''}; give each sink its own bufferPath`,
-          { code: ErrorCodes.IO, details: { bufferPath: this.#bufferPath, pid } },
-        );
-      }
-      // The owner died (kill -9, power loss): its lock is stale.
-      await unlink(this.#path).catch(() => undefined);
-    }
-    /* c8 ignore next 2 -- only when other processes keep re-creating the lock in between */
-    throw new ManifoldError(`s3Collector: could not take the lock ${this.#path}`, { code: ErrorCodes.IO });
-  }
-
-  /** Releases the lock if this instance holds it. Idempotent. */
-  async release(): Promise<void> {
-    if (!this.#held) return;
-    this.#held = false;
-    const owner = await readFile(this.#path, 'utf8').catch(() => '');
-    if (owner === this.#token) await unlink(this.#path).catch(() => undefined);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -9,7 +9,8 @@ import { Writable, addAbortSignal } from 'node:stream';
 import { toError } from '../core/errors.js';
 import type { MessageLike } from '../core/message.js';
 import { checkOptions, numberOption, signalOption, stringOption } from '../core/options.js';
-import { BufferLock, COLLECTOR_KEYS, S3Collector, resolveCollectorOptions, type S3CollectorOptions } from './collector.js';
+import { COLLECTOR_KEYS, S3Collector, resolveCollectorOptions, type S3CollectorOptions } from './collector.js';
+import { BufferLock } from './lock.js';
 import { S3Uploader, UPLOADER_KEYS, resolveUploaderOptions, type S3UploaderOptions } from './uploader.js';
 
 /**
