@@ -1,6 +1,7 @@
 /** Every declared option set, where its interface is generated and which docs page shows its table. */
 import type { DeclaredOptions } from '../lib/core/options.js';
 import { kafkaSinkOptions, kafkaSourceOptions } from '../lib/kafka/options.js';
+import { amqplibUrlParameters, rabbitmqSinkOptions, rabbitmqSourceOptions } from '../lib/rabbitmq/options.js';
 import { stdinSourceOptions, stdoutSinkOptions } from '../lib/stdio/options.js';
 import { websocketSinkOptions, websocketSourceOptions } from '../lib/websocket/options.js';
 
@@ -24,4 +25,7 @@ export const DECLARATIONS: DeclarationEntry[] = [
   { declaration: websocketSinkOptions, file: 'lib/websocket/options.ts', type: 'WebSocketSinkOptions', docs: 'docs/websocket.md' },
   { declaration: kafkaSourceOptions, file: 'lib/kafka/options.ts', type: 'KafkaSourceOptions', docs: 'docs/kafka.md' },
   { declaration: kafkaSinkOptions, file: 'lib/kafka/options.ts', type: 'KafkaSinkOptions', docs: 'docs/kafka.md' },
+  { declaration: rabbitmqSourceOptions, file: 'lib/rabbitmq/options.ts', type: 'RabbitmqSourceOptions', docs: 'docs/rabbitmq.md' },
+  { declaration: rabbitmqSinkOptions, file: 'lib/rabbitmq/options.ts', type: 'RabbitmqSinkOptions', docs: 'docs/rabbitmq.md' },
+  { declaration: amqplibUrlParameters, file: 'lib/rabbitmq/options.ts', type: 'AmqplibUrlParameters', docs: 'docs/rabbitmq.md' },
 ];

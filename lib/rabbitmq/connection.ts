@@ -1,78 +1,15 @@
 /**
- * What the RabbitMQ source and sink share: URL validation, connecting with
- * errors that say what failed (and never the password), topology assertion,
- * header conversion and a bounded connection close. Not part of the API.
+ * What the RabbitMQ source and sink share: connecting with errors that say
+ * what failed (and never the password), topology assertion, header conversion
+ * and a bounded connection close. Not part of the API; their options are
+ * declared in options.ts.
  */
-import amqp, { type Channel, type ChannelModel, type Options } from 'amqplib';
+import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
-import { checkOptions, invalidOption, show, stringOption } from '../core/options.js';
+import { show } from '../core/options.js';
+import type { BindingSpec } from './options.js';
 
-/** The broker amqplib would use when no URL is given. */
-export const DEFAULT_URL = 'amqp://localhost:5672';
-
-/**
- * Validates a connection URL: an `amqp:` or `amqps:` URL with a host. The
- * message shows the URL with its password replaced by `***`.
- */
-export function urlOption(where: string, value: unknown): string {
-  if (value === undefined) return DEFAULT_URL;
-  const text = value instanceof URL ? value.toString() : value;
-  if (typeof text !== 'string' || text.length === 0) invalidOption(where, 'url', 'an amqp:// or amqps:// URL string', value);
-  let parsed: URL;
-  try {
-    parsed = new URL(text);
-  } catch {
-    // show() would print the string as given: redact it first, it may carry a password.
-    return invalidOption(where, 'url', 'an amqp:// or amqps:// URL string', redactUrl(text));
-  }
-  if ((parsed.protocol !== 'amqp:' && parsed.protocol !== 'amqps:') || parsed.hostname === '') {
-    invalidOption(where, 'url', 'an amqp:// or amqps:// URL with a host', redactUrl(text));
-  }
-  return text;
-}
-
-/** Options for a queue declaration, as amqplib's `assertQueue` takes them. */
-export type QueueOptions = Options.AssertQueue;
-/** Options for an exchange declaration, as amqplib's `assertExchange` takes them. */
-export type ExchangeOptions = Options.AssertExchange;
-
-/** An object option: validated, copied, with unknown keys rejected. */
-export function objectOption<T extends object>(where: string, name: string, value: unknown, known: readonly string[]): T | undefined {
-  if (value === undefined) return undefined;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) invalidOption(where, name, 'an object', value);
-  return checkOptions<T>(`${where}: options.${name}`, value as T, known);
-}
-
-/** A plain object (AMQP arguments tables: any keys). */
-export function plainObject(where: string, name: string, value: unknown): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) invalidOption(where, name, 'an object', value);
-  return value as Record<string, unknown>;
-}
-
-/** AMQP queue-declaration options amqplib understands (anything else goes in `arguments`). */
-export const QUEUE_OPTION_KEYS = [
-  'exclusive',
-  'durable',
-  'autoDelete',
-  'arguments',
-  'messageTtl',
-  'expires',
-  'deadLetterExchange',
-  'deadLetterRoutingKey',
-  'maxLength',
-  'maxPriority',
-  'overflow',
-  'queueMode',
-] as const;
-
-/** AMQP exchange-declaration options amqplib understands. */
-export const EXCHANGE_OPTION_KEYS = ['durable', 'internal', 'autoDelete', 'alternateExchange', 'arguments'] as const;
-
-/** An exchange type name: the four built-in ones, or a plugin's (`x-delayed-message`). */
-export function exchangeTypeOption(where: string, name: string, value: unknown, fallback: string): string {
-  if (value === undefined) return fallback;
-  return stringOption(where, name, value, { required: true });
-}
+export type { BindingSpec } from './options.js';
 
 /** Facts an AMQP error carries, kept as properties of the ManifoldError. */
 interface AmqpFacts {
@@ -203,43 +140,6 @@ export function headersFromAmqp(headers: Record<string, unknown> | undefined): R
     }
   }
   return out;
-}
-
-/** A binding of the source's queue to an exchange, declared by `assert`. */
-export interface BindingSpec {
-  /** The exchange to bind the queue to. */
-  exchange: string;
-  /** The binding key (a topic pattern for topic exchanges). Default `''`. */
-  routingKey?: string;
-  /** When set, the exchange is declared too, with this type (`'topic'`, `'direct'`, `'fanout'`, `'headers'`). */
-  exchangeType?: string;
-  /** Options for that exchange declaration. Default durable. */
-  exchangeOptions?: ExchangeOptions;
-  /** Binding arguments (headers exchanges match on these). */
-  arguments?: Record<string, unknown>;
-}
-
-const BINDING_KEYS = ['exchange', 'routingKey', 'exchangeType', 'exchangeOptions', 'arguments'] as const;
-
-/** Validates a list of bindings (`name` is the option path for messages). */
-export function bindingsOption(where: string, name: string, value: unknown): BindingSpec[] {
-  if (value === undefined) return [];
-  if (!Array.isArray(value)) invalidOption(where, name, 'an array of { exchange, routingKey }', value);
-  return value.map((item: unknown, index) => {
-    const path = `${name}[${index}]`;
-    const b = objectOption<BindingSpec>(where, path, item, BINDING_KEYS);
-    if (!b) return invalidOption(where, path, 'an object { exchange, routingKey }', item);
-    const spec: BindingSpec = { exchange: stringOption(where, `${path}.exchange`, b.exchange, { required: true }) };
-    if (b.routingKey !== undefined) {
-      if (typeof b.routingKey !== 'string') invalidOption(where, `${path}.routingKey`, 'a string', b.routingKey);
-      spec.routingKey = b.routingKey;
-    }
-    if (b.exchangeType !== undefined) spec.exchangeType = exchangeTypeOption(where, `${path}.exchangeType`, b.exchangeType, 'topic');
-    const exchangeOptions = objectOption<ExchangeOptions>(where, `${path}.exchangeOptions`, b.exchangeOptions, EXCHANGE_OPTION_KEYS);
-    if (exchangeOptions) spec.exchangeOptions = exchangeOptions;
-    if (b.arguments !== undefined) spec.arguments = { ...plainObject(where, `${path}.arguments`, b.arguments) };
-    return spec;
-  });
 }
 
 /** Binds `queue` as the specs say, declaring exchanges that name a type. */

@@ -6,83 +6,14 @@ import { Writable } from 'node:stream';
 import type { ChannelModel, ConfirmChannel, Message as AmqpMessage, Options } from 'amqplib';
 import { ErrorCodes, ManifoldError, describe, redactUrl, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
-import { booleanOption, checkOptions, durationOption, invalidOption, numberOption, stringOption } from '../core/options.js';
-import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import type { ResolvedOptions } from '../core/options.js';
 import { RetryingSink } from '../core/retrying-sink.js';
-import {
-  EXCHANGE_OPTION_KEYS,
-  QUEUE_OPTION_KEYS,
-  amqpError,
-  closeConnection,
-  connectionLostError,
-  exchangeTypeOption,
-  headersFromAmqp,
-  objectOption,
-  openConnection,
-  urlOption,
-  type ExchangeOptions,
-  type QueueOptions,
-} from './connection.js';
+import { amqpError, closeConnection, connectionLostError, headersFromAmqp, openConnection } from './connection.js';
+import { rabbitmqSinkOptions, type QueueOptions, type RabbitmqSinkOptions, type SinkAssert } from './options.js';
+
+export type { RabbitmqPublishProperties, RabbitmqSinkAssert, RabbitmqSinkOptions, RabbitmqSinkQueue } from './options.js';
 
 const WHERE = 'rabbitmqSink';
-
-/** A queue the sink declares and binds to its exchange (so that messages are routable). */
-export interface RabbitmqSinkQueue {
-  /** Queue name. */
-  name: string;
-  /** Declaration options. Default `{ durable: true }`. */
-  options?: QueueOptions;
-  /** Binding key. Default: the sink's `routingKey`, or `'#'` when it has none. Not used with the default exchange. */
-  routingKey?: string;
-}
-
-/** What `assert` declares on every (re)connect before publishing. */
-export interface RabbitmqSinkAssert {
-  /** Type of the sink's exchange. Default `'topic'`. */
-  exchangeType?: string;
-  /** Options of the exchange declaration. Default `{ durable: true }`. */
-  exchangeOptions?: ExchangeOptions;
-  /** Queues to declare and bind to the exchange. */
-  queues?: RabbitmqSinkQueue[];
-}
-
-/** AMQP properties set on every published message (headers, persistence and timestamp come from elsewhere). */
-export type RabbitmqPublishProperties = Pick<
-  Options.Publish,
-  'contentType' | 'contentEncoding' | 'expiration' | 'priority' | 'type' | 'appId' | 'userId' | 'replyTo'
->;
-
-const PROPERTY_KEYS = ['contentType', 'contentEncoding', 'expiration', 'priority', 'type', 'appId', 'userId', 'replyTo'] as const;
-
-/** Options of {@link rabbitmqSink}. */
-export interface RabbitmqSinkOptions {
-  /** Broker URL, `amqp://user:password@host:5672/vhost` (or `amqps://`). Default `amqp://localhost:5672` (guest/guest). */
-  url?: string | URL;
-  /** Exchange to publish to. Default `''`, the default exchange (the routing key is then a queue name). */
-  exchange?: string;
-  /** Routing key for messages without a `key`. Default `''`. */
-  routingKey?: string;
-  /** Mark messages persistent (delivery mode 2) so a durable queue keeps them over a broker restart. Default true. */
-  persistent?: boolean;
-  /** Ask the broker to return messages no queue receives; they are nacked with `MANIFOLD_ERR_DELIVERY`. Default true. */
-  mandatory?: boolean;
-  /** Most published messages awaiting a broker confirm; writes wait beyond it. Default 1000. */
-  maxInFlight?: number;
-  /** AMQP properties for every message (`contentType`, `expiration`, ...). */
-  properties?: RabbitmqPublishProperties;
-  /** Declare the exchange (and queues bound to it) on every (re)connect. Default false. */
-  assert?: boolean | RabbitmqSinkAssert;
-  /** Reconnect settings, or `false` to fail on the first connection loss. Default: 10 retries per outage. */
-  retry?: RetryOptions | false;
-  /** Bound on opening the TCP connection. Default 10,000 ms. */
-  connectTimeoutMs?: number;
-  /** The connection name the broker shows. Default `manifold rabbitmqSink <exchange>`. */
-  connectionName?: string;
-  /** Destroys the sink when aborted. */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark of the sink. Default 16. */
-  highWaterMark?: number;
-}
 
 /** Counters of a {@link RabbitmqSink}, over every connection it made. */
 export interface RabbitmqSinkStats {
@@ -102,79 +33,22 @@ export interface RabbitmqSinkStats {
   drainWaits: number;
 }
 
-const SINK_KEYS = [
-  'url',
-  'exchange',
-  'routingKey',
-  'persistent',
-  'mandatory',
-  'maxInFlight',
-  'properties',
-  'assert',
-  'retry',
-  'connectTimeoutMs',
-  'connectionName',
-  'signal',
-  'highWaterMark',
-] as const;
-
-interface SinkConfig {
-  url: string;
-  exchange: string;
-  routingKey: string;
-  mandatory: boolean;
-  maxInFlight: number;
-  publishOptions: Options.Publish;
-  assert: { exchangeType: string; exchangeOptions: ExchangeOptions; queues: Required<RabbitmqSinkQueue>[] } | undefined;
-  connectTimeoutMs: number;
+/** The resolved options, with what derives from several of them filled in. */
+type SinkConfig = ResolvedOptions<typeof rabbitmqSinkOptions.specs> & {
   connectionName: string;
-}
+  publishOptions: Options.Publish;
+  assert: (Exclude<SinkAssert, false> & { queues: Array<{ name: string; options: QueueOptions; routingKey: string }> }) | false;
+};
 
-function plainString(where: string, name: string, value: unknown, fallback: string): string {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'string') invalidOption(where, name, 'a string', value);
-  return value;
-}
-
-function resolveSinkOptions(options: RabbitmqSinkOptions): SinkConfig & { raw: RabbitmqSinkOptions } {
-  const o = checkOptions<RabbitmqSinkOptions>(WHERE, options, SINK_KEYS);
-  const exchange = plainString(WHERE, 'exchange', o.exchange, '');
-  const routingKey = plainString(WHERE, 'routingKey', o.routingKey, '');
-  let assert: SinkConfig['assert'];
-  if (o.assert === true) assert = { exchangeType: 'topic', exchangeOptions: { durable: true }, queues: [] };
-  else if (o.assert !== undefined && o.assert !== false) {
-    const a = objectOption<RabbitmqSinkAssert>(WHERE, 'assert', o.assert, ['exchangeType', 'exchangeOptions', 'queues']);
-    const queues = a?.queues;
-    if (queues !== undefined && !Array.isArray(queues)) invalidOption(WHERE, 'assert.queues', 'an array of { name, options, routingKey }', queues);
-    assert = {
-      exchangeType: exchangeTypeOption(WHERE, 'assert.exchangeType', a?.exchangeType, 'topic'),
-      exchangeOptions: objectOption<ExchangeOptions>(WHERE, 'assert.exchangeOptions', a?.exchangeOptions, EXCHANGE_OPTION_KEYS) ?? { durable: true },
-      queues: (queues ?? []).map((q: unknown, i) => {
-        const path = `assert.queues[${i}]`;
-        const spec = objectOption<RabbitmqSinkQueue>(WHERE, path, q, ['name', 'options', 'routingKey']);
-        if (!spec) return invalidOption(WHERE, path, 'an object { name, options, routingKey }', q);
-        return {
-          name: stringOption(WHERE, `${path}.name`, spec.name, { required: true }),
-          options: objectOption<QueueOptions>(WHERE, `${path}.options`, spec.options, QUEUE_OPTION_KEYS) ?? { durable: true },
-          routingKey: plainString(WHERE, `${path}.routingKey`, spec.routingKey, o.routingKey ?? '#'),
-        };
-      }),
-    };
-  }
-  const properties = objectOption<RabbitmqPublishProperties>(WHERE, 'properties', o.properties, PROPERTY_KEYS) ?? {};
-  const mandatory = booleanOption(WHERE, 'mandatory', o.mandatory, true);
-  resolveRetry(WHERE, o.retry);
+function resolveSinkOptions(options: RabbitmqSinkOptions): SinkConfig {
+  const o = rabbitmqSinkOptions.resolve(options);
+  // A queue's binding key defaults to the sink's routingKey when one was given, else to every key.
+  const bindingKey = (options as Partial<RabbitmqSinkOptions> | undefined)?.routingKey === undefined ? '#' : o.routingKey;
   return {
-    raw: o,
-    url: urlOption(WHERE, o.url),
-    exchange,
-    routingKey,
-    mandatory,
-    maxInFlight: numberOption(WHERE, 'maxInFlight', o.maxInFlight, 1000, { min: 1, integer: true }),
-    publishOptions: { ...properties, persistent: booleanOption(WHERE, 'persistent', o.persistent, true), mandatory },
-    assert,
-    connectTimeoutMs: durationOption(WHERE, 'connectTimeoutMs', o.connectTimeoutMs, 10_000),
-    connectionName: stringOption(WHERE, 'connectionName', o.connectionName) ?? `manifold ${WHERE} ${exchange || '(default exchange)'}`,
+    ...o,
+    connectionName: o.connectionName ?? `manifold ${WHERE} ${o.exchange || '(default exchange)'}`,
+    publishOptions: { ...o.properties, persistent: o.persistent, mandatory: o.mandatory },
+    assert: o.assert && { ...o.assert, queues: o.assert.queues.map((q) => ({ ...q, routingKey: q.routingKey ?? bindingKey })) },
   };
 }
 
@@ -218,9 +92,9 @@ export class RabbitmqSink extends RetryingSink {
     const outer: ConstructorParameters<typeof RetryingSink>[1] = {
       what: `${WHERE}: publishing to exchange "${config.exchange}" at ${redactUrl(config.url)}`,
       forwardEvents: ['unroutable', 'blocked', 'unblocked'],
-      retry: config.raw.retry,
-      signal: config.raw.signal,
-      highWaterMark: config.raw.highWaterMark,
+      retry: config.retry,
+      signal: config.signal,
+      highWaterMark: config.highWaterMark,
     };
     super(() => new AmqpPublisher(config, stats), outer);
     this.exchange = config.exchange;

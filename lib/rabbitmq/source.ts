@@ -6,64 +6,14 @@ import { Readable } from 'node:stream';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { ErrorCodes, ManifoldError, redactUrl } from '../core/errors.js';
 import { createMessage } from '../core/message.js';
-import { booleanOption, checkOptions, durationOption, numberOption, stringOption } from '../core/options.js';
-import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import type { ResolvedOptions } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
-import {
-  QUEUE_OPTION_KEYS,
-  amqpError,
-  applyBindings,
-  bindingsOption,
-  closeConnection,
-  connectionLostError,
-  headersFromAmqp,
-  objectOption,
-  openConnection,
-  urlOption,
-  type BindingSpec,
-  type QueueOptions,
-} from './connection.js';
+import { amqpError, applyBindings, closeConnection, connectionLostError, headersFromAmqp, openConnection } from './connection.js';
+import { rabbitmqSourceOptions, type RabbitmqSourceOptions } from './options.js';
+
+export type { RabbitmqSourceAssert, RabbitmqSourceOptions } from './options.js';
 
 const WHERE = 'rabbitmqSource';
-
-/** What `assert` declares on every (re)connect before consuming. */
-export interface RabbitmqSourceAssert {
-  /** Options of the queue declaration. Default `{ durable: true }`. */
-  queue?: QueueOptions;
-  /** Bindings of the queue to exchanges; an exchange with `exchangeType` is declared too. */
-  bindings?: BindingSpec[];
-}
-
-/** Options of {@link rabbitmqSource}. */
-export interface RabbitmqSourceOptions {
-  /** Broker URL, `amqp://user:password@host:5672/vhost` (or `amqps://`). Default `amqp://localhost:5672` (guest/guest). */
-  url?: string | URL;
-  /** The queue to consume. Required. */
-  queue: string;
-  /** A fixed consumer tag (shown by the broker). Default: one chosen by the broker. */
-  consumerTag?: string;
-  /** Most unacked messages the broker sends at once (basic.qos); it bounds memory. Default 256. */
-  prefetch?: number;
-  /**
-   * Declare the queue (and bindings) on every (re)connect. `false` (default)
-   * only checks that the queue exists and fails with `MANIFOLD_ERR_NOT_FOUND` when it does not.
-   */
-  assert?: boolean | RabbitmqSourceAssert;
-  /** What `nack()` does: requeue (true, default) or reject so a dead-letter exchange receives it (false). */
-  nackRequeue?: boolean;
-  /** Reconnect settings, or `false` to fail on the first connection loss. Default: 10 retries per outage. */
-  retry?: RetryOptions | false;
-  /** How long `close()` waits for outstanding acks before closing anyway. Default 30,000 ms. */
-  closeTimeoutMs?: number;
-  /** Bound on opening the TCP connection. Default 10,000 ms. */
-  connectTimeoutMs?: number;
-  /** The connection name the broker shows. Default `manifold rabbitmqSource <queue>`. */
-  connectionName?: string;
-  /** Destroys the source when aborted. */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark of the source. Default 16. */
-  highWaterMark?: number;
-}
 
 /** Counters of a {@link RabbitmqSource}, over every connection it made. */
 export interface RabbitmqSourceStats {
@@ -81,60 +31,12 @@ export interface RabbitmqSourceStats {
   lateSettles: number;
 }
 
-const SOURCE_KEYS = [
-  'url',
-  'queue',
-  'consumerTag',
-  'prefetch',
-  'assert',
-  'nackRequeue',
-  'retry',
-  'closeTimeoutMs',
-  'connectTimeoutMs',
-  'connectionName',
-  'signal',
-  'highWaterMark',
-] as const;
+/** The resolved options, the connection name filled in. */
+type SourceConfig = ResolvedOptions<typeof rabbitmqSourceOptions.specs> & { connectionName: string };
 
-interface SourceConfig {
-  url: string;
-  queue: string;
-  consumerTag: string | undefined;
-  prefetch: number;
-  assert: { queue: QueueOptions; bindings: BindingSpec[] } | undefined;
-  nackRequeue: boolean;
-  closeTimeoutMs: number;
-  connectTimeoutMs: number;
-  connectionName: string;
-}
-
-function resolveSourceOptions(options: RabbitmqSourceOptions): SourceConfig & { raw: RabbitmqSourceOptions } {
-  const o = checkOptions<RabbitmqSourceOptions>(WHERE, options, SOURCE_KEYS);
-  const queue = stringOption(WHERE, 'queue', o.queue, { required: true });
-  let assert: SourceConfig['assert'];
-  const a = o.assert;
-  if (a === true) assert = { queue: { durable: true }, bindings: [] };
-  else if (a !== undefined && a !== false) {
-    const spec = objectOption<RabbitmqSourceAssert>(WHERE, 'assert', a, ['queue', 'bindings']);
-    assert = {
-      queue: objectOption<QueueOptions>(WHERE, 'assert.queue', spec?.queue, QUEUE_OPTION_KEYS) ?? { durable: true },
-      bindings: bindingsOption(WHERE, 'assert.bindings', spec?.bindings),
-    };
-  }
-  // Validated here so a bad retry option names this factory, not the core wrapper.
-  resolveRetry(WHERE, o.retry);
-  return {
-    raw: o,
-    url: urlOption(WHERE, o.url),
-    queue,
-    consumerTag: stringOption(WHERE, 'consumerTag', o.consumerTag),
-    prefetch: numberOption(WHERE, 'prefetch', o.prefetch, 256, { min: 1, max: 65_535, integer: true }),
-    assert,
-    nackRequeue: booleanOption(WHERE, 'nackRequeue', o.nackRequeue, true),
-    closeTimeoutMs: durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 30_000, 0),
-    connectTimeoutMs: durationOption(WHERE, 'connectTimeoutMs', o.connectTimeoutMs, 10_000),
-    connectionName: stringOption(WHERE, 'connectionName', o.connectionName) ?? `manifold ${WHERE} ${queue}`,
-  };
+function resolveSourceOptions(options: RabbitmqSourceOptions): SourceConfig {
+  const o = rabbitmqSourceOptions.resolve(options);
+  return { ...o, connectionName: o.connectionName ?? `manifold ${WHERE} ${o.queue}` };
 }
 
 /**
@@ -182,9 +84,9 @@ export class RabbitmqSource extends RetryingSource {
     const outer: ConstructorParameters<typeof RetryingSource>[1] = {
       what: `${WHERE}: consuming queue "${config.queue}" at ${redactUrl(config.url)}`,
       forwardEvents: ['closetimeout'],
-      retry: config.raw.retry,
-      signal: config.raw.signal,
-      highWaterMark: config.raw.highWaterMark,
+      retry: config.retry,
+      signal: config.signal,
+      highWaterMark: config.highWaterMark,
     };
     super(() => new AmqpConsumer(config, stats), outer);
     this.queue = config.queue;

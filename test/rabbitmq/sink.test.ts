@@ -60,7 +60,11 @@ describe('rabbitmqSink options', () => {
       [{ properties: { contentTyp: 'x' } }, /options\.properties: unknown option "contentTyp" \(did you mean "contentType"\?\)/],
       [{ assert: { queues: 'q' } }, /options\.assert\.queues must be an array/],
       [{ assert: { queues: [{ options: {} }] } }, /options\.assert\.queues\[0\]\.name must be a non-empty string/],
-      [{ assert: 'yes' }, /options\.assert must be an object, got "yes"/],
+      [{ assert: 'yes' }, /options\.assert must be true, false or an object \{ exchangeType, exchangeOptions, queues \}, got "yes"/],
+      [{ assert: { exchangeTyp: 'topic' } }, /options\.assert: unknown option "exchangeTyp" \(did you mean "exchangeType"\?\)/],
+      [{ routingKey: 7 }, /options\.routingKey must be a string, got 7/],
+      [{ connectTimeoutMs: 0 }, /options\.connectTimeoutMs must be a number of at least 1 \(milliseconds\), got 0/],
+      [{ persistant: false }, /unknown option "persistant" \(did you mean "persistent"\?\)/],
       [{ retry: { minTimeoutMs: 10, maxTimeoutMs: 5 } }, /rabbitmqSink: options\.retry\.maxTimeoutMs \(5\) must be at least/],
       [{ routingkey: 'a' }, /unknown option "routingkey" \(did you mean "routingKey"\?\)/],
     ];

@@ -65,6 +65,11 @@ describe('rabbitmqSource options', () => {
       [{ queue: 'q', assert: { queue: { durabel: true } } }, /options\.assert\.queue: unknown option "durabel"/],
       [{ queue: 'q', retry: { retries: -1 } }, /rabbitmqSource: options\.retry\.retries must be a non-negative integer, got -1/],
       [{ queue: 'q', url: 42 }, /options\.url must be an amqp:\/\/ or amqps:\/\/ URL string, got 42/],
+      [{ queue: 'q', prefech: 5 }, /unknown option "prefech" \(did you mean "prefetch"\?\)/],
+      [{ queue: 7 }, /options\.queue must be a non-empty string, got 7/],
+      [{ queue: 'q', assert: 7 }, /options\.assert must be true, false or an object \{ queue, bindings \}, got 7/],
+      [{ queue: 'q', assert: { bindings: [{ exchange: 'x', exchangeOptions: { durabel: true } }] } }, /options\.assert\.bindings\[0\]\.exchangeOptions: unknown option "durabel" \(did you mean "durable"\?\)/],
+      [{ queue: 'q', connectionName: '' }, /options\.connectionName must be a non-empty string, got ""/],
     ];
     for (const [options, expected] of cases) {
       assert.throws(() => rabbitmqSource(options as unknown as RabbitmqSourceOptions), (err: ManifoldError) => {
