@@ -9,8 +9,6 @@ import { z } from 'zod';
 import { dynamoLeases } from '../kinesis/dynamo-leases.js';
 import { fileCheckpointer } from '../kinesis/file-checkpointer.js';
 import { awsRequestHandler, awsTimeouts } from '../core/aws.js';
-import { rabbitmqSink } from '../rabbitmq/sink.js';
-import { rabbitmqSource } from '../rabbitmq/source.js';
 import { kinesisSink } from '../kinesis/sink.js';
 import { s3Sink } from '../s3/sink.js';
 import { stdoutSink } from '../stdio/sink.js';
@@ -21,6 +19,7 @@ import { websocketSource } from '../websocket/source.js';
 import { UsageError } from './errors.js';
 import { registerScheme, validate, zBool, zBytes, zCount, zDuration, type EndpointInput } from './endpoints.js';
 import './schemes/kafka.js';
+import './schemes/rabbitmq.js';
 
 /** Copies the defined entries of `o`, so connectors fill their own defaults. */
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
@@ -302,60 +301,5 @@ registerScheme(['kinesis'], {
         }) as Parameters<typeof kinesisSink>[0],
       );
     };
-  },
-});
-
-// ---- RabbitMQ: amqp://user:pass@host/vhost?queue=q (source), ?exchange=x&routingKey=k (sink) ----
-
-const AMQP_SOURCE = z.strictObject({
-  queue: z.string().min(1),
-  prefetch: zCount.optional(),
-  assert: zBool.optional(),
-  nackRequeue: zBool.optional(),
-  consumerTag: z.string().min(1).optional(),
-  closeTimeout: zDuration.optional(),
-});
-const AMQP_SINK = z.strictObject({
-  exchange: z.string().optional(),
-  routingKey: z.string().optional(),
-  persistent: zBool.optional(),
-  mandatory: zBool.optional(),
-  maxInFlight: zCount.optional(),
-  assert: zBool.optional(),
-});
-
-registerScheme(['amqp', 'amqps'], {
-  help: 'amqp://user:pass@host/vhost?queue=q | ?exchange=logs&routingKey=errors   RabbitMQ consume (queue) or publish (exchange)',
-  source: (input) => {
-    const { target, ours } = splitUrl(input, AMQP_SOURCE);
-    const o = validate(input.display, AMQP_SOURCE, ours);
-    return () =>
-      rabbitmqSource(
-        defined({
-          url: target,
-          queue: o.queue,
-          prefetch: o.prefetch,
-          assert: o.assert,
-          nackRequeue: o.nackRequeue,
-          consumerTag: o.consumerTag,
-          closeTimeoutMs: o.closeTimeout,
-        }) as Parameters<typeof rabbitmqSource>[0],
-      );
-  },
-  sink: (input) => {
-    const { target, ours } = splitUrl(input, AMQP_SINK);
-    const o = validate(input.display, AMQP_SINK, ours);
-    return () =>
-      rabbitmqSink(
-        defined({
-          url: target,
-          exchange: o.exchange,
-          routingKey: o.routingKey,
-          persistent: o.persistent,
-          mandatory: o.mandatory,
-          maxInFlight: o.maxInFlight,
-          assert: o.assert,
-        }) as Parameters<typeof rabbitmqSink>[0],
-      );
   },
 });
