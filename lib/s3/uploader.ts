@@ -11,7 +11,7 @@ import { Writable, addAbortSignal } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { awsCall, awsRequestHandler, awsTimeouts, type AwsTimeouts } from '../core/aws.js';
+import { awsCall, awsConnection, type AwsClientSettings, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import {
   bytesOption,
@@ -79,8 +79,9 @@ export interface S3UploaderOptions {
 export interface ResolvedUploaderOptions {
   bucket: string;
   prefix: string;
-  client: S3Client | undefined;
-  clientConfig: S3ClientConfig;
+  /** The client passed, or the settings to build one from (SDK retries off, the timeouts' handler). */
+  connection: { client: S3Client } | { settings: AwsClientSettings<S3Credentials> };
+  forcePathStyle: boolean;
   bufferPath: string;
   uploadIntervalMs: number;
   uploadConcurrency: number;
@@ -157,44 +158,20 @@ export function resolveUploaderOptions(where: string, options: S3UploaderOptions
   let prefix = options.prefix === undefined || options.prefix === '' ? '' : stringOption(where, 'prefix', options.prefix)!;
   if (prefix.startsWith('/')) invalidOption(where, 'prefix', 'a key prefix without a leading "/"', options.prefix);
   if (prefix !== '' && !prefix.endsWith('/')) prefix += '/';
-  const client = options.client;
-  if (client !== undefined && !(client instanceof S3Client) && typeof (client as { send?: unknown }).send !== 'function') {
-    invalidOption(where, 'client', 'an S3Client', client);
+  // The one AWS validation (client vs region/endpoint/credentials/connectTimeoutMs, the timeouts); an idle
+  // timeout on the client we build, not a whole-request one: how long an upload may take grows with its size.
+  const connection = awsConnection<S3Client, S3Credentials>(where, options, 'an S3Client', {}, { idle: true });
+  const forcePathStyle = booleanOption(where, 'forcePathStyle', options.forcePathStyle, false);
+  if ('client' in connection && options.forcePathStyle !== undefined) {
+    conflictingOptions(where, 'client', 'forcePathStyle', 'cannot be combined: configure the client you pass instead');
   }
-  if (client !== undefined) {
-    for (const other of ['region', 'endpoint', 'credentials', 'forcePathStyle', 'connectTimeoutMs'] as const) {
-      if (options[other] !== undefined) conflictingOptions(where, 'client', other, 'cannot be used together: configure the client you pass');
-    }
-  }
-  const clientConfig: S3ClientConfig = {};
-  const region = stringOption(where, 'region', options.region);
-  if (region !== undefined) clientConfig.region = region;
-  const endpoint = stringOption(where, 'endpoint', options.endpoint);
-  if (endpoint !== undefined) {
-    try {
-      new URL(endpoint);
-    } catch {
-      invalidOption(where, 'endpoint', 'a URL such as "http://127.0.0.1:4569"', endpoint);
-    }
-    clientConfig.endpoint = endpoint;
-  }
-  if (options.credentials !== undefined) {
-    const c = options.credentials as unknown;
-    const ok = typeof c === 'function' || (typeof c === 'object' && c !== null && typeof (c as { accessKeyId?: unknown }).accessKeyId === 'string');
-    // Never show the value: it holds a secret.
-    if (!ok) invalidOption(where, 'credentials', '{ accessKeyId, secretAccessKey } or a provider function', '[hidden]');
-    clientConfig.credentials = options.credentials;
-  }
-  if (booleanOption(where, 'forcePathStyle', options.forcePathStyle, false)) clientConfig.forcePathStyle = true;
-  // One retry mechanism (ours): the SDK's own retries would multiply the attempts.
-  clientConfig.maxAttempts = 1;
   const bufferPath = stringOption(where, 'bufferPath', options.bufferPath) ?? defaultBufferPath;
   if (bufferPath === undefined) invalidOption(where, 'bufferPath', 'a non-empty string (the buffer folder)', options.bufferPath);
   return {
     bucket,
     prefix,
-    client,
-    clientConfig,
+    connection,
+    forcePathStyle,
     bufferPath,
     uploadIntervalMs: durationOption(where, 'uploadIntervalMs', options.uploadIntervalMs, 30_000),
     uploadConcurrency: numberOption(where, 'uploadConcurrency', options.uploadConcurrency, 4, { min: 1, max: 64, integer: true }),
@@ -202,7 +179,7 @@ export function resolveUploaderOptions(where: string, options: S3UploaderOptions
     partSizeBytes: bytesOption(where, 'partSizeBytes', options.partSizeBytes, 8 * 1024 * 1024, MIN_PART),
     closeTimeoutMs: durationOption(where, 'closeTimeoutMs', options.closeTimeoutMs, 30_000, 0),
     retry: resolveRetry(where, options.retry),
-    timeouts: awsTimeouts(where, options),
+    timeouts: connection.timeouts,
     signal: signalOption(where, 'signal', options.signal),
   };
 }
@@ -295,10 +272,8 @@ export class S3Uploader extends Writable {
     const o = resolveUploaderOptions(where, checkOptions(where, options, UPLOADER_KEYS), defaultBufferPath);
     super({ objectMode: true, highWaterMark: 16 });
     this.#o = o;
-    this.#ownClient = o.client === undefined;
-    const endpoint = typeof o.clientConfig.endpoint === 'string' ? o.clientConfig.endpoint : undefined;
-    // An idle timeout, not a whole-request one: how long an upload may take grows with its size, a stall does not.
-    this.#client = o.client ?? new S3Client({ ...o.clientConfig, requestHandler: awsRequestHandler(endpoint, o.timeouts, { idle: true }) });
+    this.#ownClient = !('client' in o.connection);
+    this.#client = 'client' in o.connection ? o.connection.client : new S3Client({ ...o.connection.settings, ...(o.forcePathStyle ? { forcePathStyle: true } : {}) });
     if (o.signal) addAbortSignal(o.signal, this);
   }
 

@@ -469,7 +469,7 @@ describe('timeout options', () => {
       [() => kinesisSource({ streamName: 's', region: 'us-east-1', connectTimeoutMs: -5 }), /kinesisSource: options\.connectTimeoutMs must be a number from 1 to 2147483647 \(milliseconds\), got -5/],
       [() => kinesisSink({ streamName: 's', client: new KinesisClient({ region: 'us-east-1' }), connectTimeoutMs: 100 }), /options\.client and options\.connectTimeoutMs cannot be combined/],
       [() => s3Sink({ bucket: 'b', requestTimeoutMs: 'soon' as never }), /s3Sink: options\.requestTimeoutMs must be a number from 1 to 2147483647 \(milliseconds\), got "soon"/],
-      [() => s3Sink({ bucket: 'b', client: new S3Client({ region: 'us-east-1' }), connectTimeoutMs: 100 }), /options\.client and options\.connectTimeoutMs cannot be used together/],
+      [() => s3Sink({ bucket: 'b', client: new S3Client({ region: 'us-east-1' }), connectTimeoutMs: 100 }), /options\.client and options\.connectTimeoutMs cannot be combined/],
       [() => dynamoLeases({ tableName: 'abc', requestTimeoutMs: Infinity }), /dynamoLeases: options\.requestTimeoutMs must be a number from 1 to 2147483647/],
     ];
     for (const [make, pattern] of cases) {

@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { S3Client } from '@aws-sdk/client-s3';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage } from '../../lib/core/message.js';
+import { dynamoLeases, type DynamoLeasesOptions } from '../../lib/kinesis/dynamo-leases.js';
+import { kinesisSink, type KinesisSinkOptions } from '../../lib/kinesis/sink.js';
 import type { CommitEvent, RotateEvent } from '../../lib/s3/collector.js';
 import type { UploadEvent } from '../../lib/s3/uploader.js';
 import { s3Sink, type S3SinkOptions } from '../../lib/s3/sink.js';
@@ -51,7 +53,8 @@ describe('s3Sink options', () => {
   it('throws synchronously, naming the option, before any I/O', () => {
     assert.throws(() => s3Sink({} as S3SinkOptions), /s3Sink: options\.bucket must be a non-empty string, got undefined/);
     assert.throws(() => s3Sink({ bucket: 'bkt', commitSizeBytes: -1 }), /^ManifoldError: s3Sink: options\.commitSizeBytes must be a positive integer \(bytes\), got -1$/m);
-    assert.throws(() => s3Sink({ bucket: 'bkt', client: new S3Client({}), region: 'eu-west-1' }), /s3Sink: options\.client and options\.region cannot be used together/);
+    assert.throws(() => s3Sink({ bucket: 'bkt', client: new S3Client({}), region: 'eu-west-1' }), /s3Sink: options\.client and options\.region cannot be combined: configure the client you pass instead/);
+    assert.throws(() => s3Sink({ bucket: 'bkt', client: new S3Client({}), forcePathStyle: true }), /s3Sink: options\.client and options\.forcePathStyle cannot be combined/);
     assert.throws(() => s3Sink({ bucket: 'bkt', folder: 'x' } as never), /s3Sink: unknown option "folder"/);
     assert.throws(() => s3Sink({ bucket: 'bkt', maxBufferBytes: 0 }), /options\.maxBufferBytes/);
     assert.throws(() => s3Sink({ bucket: 'bkt', closeTimeoutMs: -1 }), /options\.closeTimeoutMs/);
@@ -61,6 +64,47 @@ describe('s3Sink options', () => {
       assert.fail('expected a throw');
     } catch (error) {
       assert.ok(error instanceof ManifoldError && error.code === ErrorCodes.INVALID_OPTION);
+    }
+  });
+
+  it('judges the AWS connection options as kinesisSink and dynamoLeases do, in the same words', () => {
+    const refused = (make: () => unknown): string => {
+      try {
+        make();
+      } catch (error) {
+        assert.ok(error instanceof ManifoldError && error.code === ErrorCodes.INVALID_OPTION, String(error));
+        return error.message.replace(/^\w+: /, '');
+      }
+      return assert.fail('expected a throw');
+    };
+    const cases: Array<Record<string, unknown>> = [
+      { endpoint: 'ftp://x' },
+      { endpoint: 'not a url' },
+      { region: '' },
+      { credentials: 'hunter2' },
+      { credentials: null },
+      { client: { send: () => undefined }, region: 'eu-west-1' },
+      { client: { send: () => undefined }, endpoint: 'http://127.0.0.1:1' },
+      { client: { send: () => undefined }, credentials: {} },
+      { requestTimeoutMs: 0 },
+      { connectTimeoutMs: 'soon' },
+    ];
+    for (const connection of cases) {
+      const s3 = refused(() => s3Sink({ bucket: 'b', ...connection } as S3SinkOptions));
+      assert.equal(s3, refused(() => kinesisSink({ streamName: 's', ...connection } as KinesisSinkOptions)), `kinesisSink, ${JSON.stringify(connection)}`);
+      assert.equal(s3, refused(() => dynamoLeases({ tableName: 'leases', ...connection } as DynamoLeasesOptions)), `dynamoLeases, ${JSON.stringify(connection)}`);
+      assert.ok(!s3.includes('hunter2'), s3);
+    }
+    assert.match(refused(() => s3Sink({ bucket: 'b', endpoint: 'ftp://x' })), /^options\.endpoint must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/x"$/);
+  });
+
+  it('takes credentials as any object or provider, as the other AWS connectors do (the SDK checks their fields)', async (t) => {
+    const bufferPath = await mkdtemp(join(tmpdir(), 'manifold-s3-credentials-'));
+    t.after(() => rm(bufferPath, { recursive: true, force: true }));
+    for (const credentials of [{}, async () => ({ accessKeyId: 'a', secretAccessKey: 'b' })]) {
+      const sink = s3Sink({ bucket: 'b', bufferPath, region: 'us-east-1', credentials: credentials as S3SinkOptions['credentials'] });
+      sink.destroy();
+      await new Promise((resolve) => sink.on('close', resolve));
     }
   });
 

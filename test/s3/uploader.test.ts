@@ -27,11 +27,11 @@ describe('s3Uploader options', () => {
     assert.throws(() => s3Uploader({ bucket: 'b' }), /options\.bufferPath/);
     assert.throws(
       () => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', client: new S3Client({}), endpoint: 'http://127.0.0.1:1' }),
-      /options\.client and options\.endpoint cannot be used together/,
+      /s3Uploader: options\.client and options\.endpoint cannot be combined: configure the client you pass instead/,
     );
     assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', partSizeBytes: 1024 }), /options\.partSizeBytes must be an integer of at least 5242880/);
     assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', uploadConcurrency: 0 }), /options\.uploadConcurrency/);
-    assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', endpoint: 'not a url' }), /options\.endpoint must be a URL/);
+    assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', endpoint: 'not a url' }), /s3Uploader: options\.endpoint must be an http:\/\/ or https:\/\/ URL, got "not a url"/);
     assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', compression: 'zstd' as 'gzip' }), /options\.compression must be one of "none", "gzip"/);
     assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', prefix: '/abs' }), /options\.prefix/);
     assert.throws(
