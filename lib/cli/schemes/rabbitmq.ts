@@ -1,0 +1,57 @@
+/**
+ * amqp:// and amqps://: RabbitMQ, consumed as a source (`?queue=orders`) or published to as a
+ * sink (`?exchange=logs&routingKey=errors`). The query keys are those of the rabbitmqSource and
+ * rabbitmqSink declarations (lib/rabbitmq/options.ts), plus amqplib's own URL parameters
+ * (`heartbeat`, `frameMax`, ...), which stay in the URL for amqplib; any other key is refused.
+ */
+import { cliKey, type OptionDeclaration, type OptionSpecs } from '../../core/options.js';
+import { amqplibUrlParameters, rabbitmqSinkOptions, rabbitmqSourceOptions, type RabbitmqSinkOptions, type RabbitmqSourceOptions } from '../../rabbitmq/options.js';
+import { rabbitmqSink } from '../../rabbitmq/sink.js';
+import { rabbitmqSource } from '../../rabbitmq/source.js';
+import { registerScheme, type EndpointInput } from '../endpoints.js';
+import { UsageError } from '../errors.js';
+import { readOptions } from '../options.js';
+
+/**
+ * The factory's options from the URI's query and the pipeline file, with `url` the URI
+ * keeping only amqplib's parameters. Validated through the declaration here, so that a bad
+ * value exits 2 before anything connects.
+ */
+function optionsOf<D extends OptionSpecs>({ url, display, params }: EndpointInput, declaration: OptionDeclaration<D>): Record<string, unknown> {
+  const declarations = [declaration, amqplibUrlParameters];
+  // Query values are text; a pipeline file's are typed (a quoted number there is not a number).
+  const fromUri: Record<string, unknown> = {};
+  const fromFile: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(params)) (url.searchParams.get(key) === value ? fromUri : fromFile)[key] = value;
+  const values = { ...readOptions(display, fromUri, declarations), ...readOptions(display, fromFile, declarations, { typed: true }) };
+  for (const name of declaration.names) {
+    const spec = declaration.specs[name]!;
+    const key = cliKey(name, spec);
+    if (spec.required && key !== undefined && values[name] === undefined) {
+      throw new UsageError(`${display}: ${key} is required (${spec.doc.charAt(0).toLowerCase()}${spec.doc.slice(1).replace(/\.$/, '')})`);
+    }
+  }
+  const target = new URL(url.href);
+  target.search = '';
+  const options: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(values)) {
+    if (amqplibUrlParameters.names.includes(name as never)) target.searchParams.set(name, String(value));
+    else options[name] = value;
+  }
+  options.url = target.toString();
+  declaration.resolve(options);
+  return options;
+}
+
+registerScheme(['amqp', 'amqps'], {
+  help: `amqp://user:pass@host/vhost?queue=q | ?exchange=logs&routingKey=errors   RabbitMQ consume (queue) or publish (exchange); ${amqplibUrlParameters.names.join(', ')} go to amqplib`,
+  options: { source: [rabbitmqSourceOptions, amqplibUrlParameters], sink: [rabbitmqSinkOptions, amqplibUrlParameters] },
+  source: (input) => {
+    const options = optionsOf(input, rabbitmqSourceOptions) as unknown as RabbitmqSourceOptions;
+    return () => rabbitmqSource(options);
+  },
+  sink: (input) => {
+    const options = optionsOf(input, rabbitmqSinkOptions) as RabbitmqSinkOptions;
+    return () => rabbitmqSink(options);
+  },
+});
