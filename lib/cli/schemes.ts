@@ -12,14 +12,13 @@ import { awsRequestHandler, awsTimeouts } from '../core/aws.js';
 import { kinesisSink } from '../kinesis/sink.js';
 import { s3Sink } from '../s3/sink.js';
 import { stdoutSink } from '../stdio/sink.js';
-import { websocketSink } from '../websocket/sink.js';
 import { kinesisSource } from '../kinesis/source.js';
 import { stdinSource } from '../stdio/source.js';
-import { websocketSource } from '../websocket/source.js';
 import { UsageError } from './errors.js';
 import { registerScheme, validate, zBool, zBytes, zCount, zDuration, type EndpointInput } from './endpoints.js';
 import './schemes/kafka.js';
 import './schemes/rabbitmq.js';
+import './schemes/websocket.js';
 
 /** Copies the defined entries of `o`, so connectors fill their own defaults. */
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
@@ -44,24 +43,6 @@ registerScheme(['stdout'], {
   },
 });
 
-// ---- WebSocket: our keys are taken out of the query; the rest stays in the URL for the server ----
-
-const WS_SOURCE = z.strictObject({
-  reconnectEvery: zDuration.optional(),
-  heartbeatInterval: zDuration.optional(),
-  heartbeatTimeout: zDuration.optional(),
-  connectTimeout: zDuration.optional(),
-  maxPayload: zBytes.optional(),
-  subscribe: z.unknown().optional(),
-});
-const WS_SINK = z.strictObject({
-  heartbeatInterval: zDuration.optional(),
-  heartbeatTimeout: zDuration.optional(),
-  connectTimeout: zDuration.optional(),
-  messageType: z.enum(['binary', 'text']).optional(),
-  maxBuffered: zBytes.optional(),
-});
-
 /**
  * Takes our option keys out of a URI whose other query keys belong to the server (WebSocket
  * feeds, amqplib's heartbeat/frameMax). Options from a pipeline file that are not ours are kept
@@ -76,50 +57,6 @@ function splitUrl({ url, params }: EndpointInput, schema: z.ZodObject): { target
   for (const [key, value] of Object.entries(params)) if (keys.includes(key) || !url.searchParams.has(key)) ours[key] = value;
   return { target: target.toString(), ours };
 }
-
-/** Every `subscribe` value, from the URI (repeatable) and a pipeline file (a string or a list). */
-function subscriptions({ url, params }: EndpointInput): string[] {
-  const fromFile = params['subscribe'];
-  if (Array.isArray(fromFile)) return fromFile.map(String);
-  return url.searchParams.getAll('subscribe');
-}
-
-registerScheme(['ws', 'wss'], {
-  help: 'ws://host/feed?reconnectEvery=12h&subscribe=<text>   WebSocket feed (other query keys go to the server)',
-  source: (input) => {
-    const { target, ours } = splitUrl(input, WS_SOURCE);
-    const subscribe = subscriptions(input);
-    const o = validate(input.display, WS_SOURCE, ours);
-    return () =>
-      websocketSource(
-        defined({
-          url: target,
-          reconnectEveryMs: o.reconnectEvery,
-          heartbeatIntervalMs: o.heartbeatInterval,
-          heartbeatTimeoutMs: o.heartbeatTimeout,
-          connectTimeoutMs: o.connectTimeout,
-          maxPayloadBytes: o.maxPayload,
-          // Subscriptions are re-sent on every (re)connect: a new connection knows nothing of the old one's.
-          onOpen: subscribe.length ? (socket: { send(data: string): void }) => subscribe.forEach((s) => socket.send(s)) : undefined,
-        }) as Parameters<typeof websocketSource>[0],
-      );
-  },
-  sink: (input) => {
-    const { target, ours } = splitUrl(input, WS_SINK);
-    const o = validate(input.display, WS_SINK, ours);
-    return () =>
-      websocketSink(
-        defined({
-          url: target,
-          heartbeatIntervalMs: o.heartbeatInterval,
-          heartbeatTimeoutMs: o.heartbeatTimeout,
-          connectTimeoutMs: o.connectTimeout,
-          messageType: o.messageType,
-          maxBufferedBytes: o.maxBuffered,
-        }) as Parameters<typeof websocketSink>[0],
-      );
-  },
-});
 
 // ---- S3 ----
 
