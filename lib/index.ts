@@ -35,7 +35,8 @@ export {
   type LagEvent,
   type ShardEvent,
 } from './kinesis/source.js';
-export { SHARD_END, memoryCheckpointer, type Checkpoint, type Checkpointer, type MemoryCheckpointer } from './kinesis/memory-checkpointer.js';
+export { SHARD_END, type Checkpoint, type Checkpointer } from './kinesis/checkpoint.js';
+export { memoryCheckpointer, type MemoryCheckpointer } from './kinesis/memory-checkpointer.js';
 export { fileCheckpointer, type FileCheckpointer } from './kinesis/file-checkpointer.js';
 export { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions, type LeaseRow } from './kinesis/dynamo-leases.js';
 export type { ShardCoordinator, CoordinatedSource, GrantedShard, NewShard, LeaseStart, LeaseEvent } from './kinesis/coordinator.js';

@@ -4,7 +4,7 @@
  * checkpoints live, when several processes share one stream.
  * {@link dynamoLeases} (a DynamoDB lease table) is the implementation we ship.
  */
-import type { Checkpoint } from './memory-checkpointer.js';
+import type { Checkpoint } from './checkpoint.js';
 import type { ShardInfo } from './shards.js';
 
 /**

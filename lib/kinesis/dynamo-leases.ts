@@ -41,7 +41,7 @@ import {
   type DynamoDBClientConfig,
   type UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
-import { SHARD_END, type Checkpoint } from './memory-checkpointer.js';
+import { SHARD_END, type Checkpoint } from './checkpoint.js';
 import { awsCall, awsConnection, awsError, awsErrorName, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { booleanOption, checkOptions, conflictingOptions, durationOption, invalidOption, stringOption } from '../core/options.js';

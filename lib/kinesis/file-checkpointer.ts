@@ -7,7 +7,7 @@ import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, ManifoldError, describe } from '../core/errors.js';
 import { invalidOption } from '../core/options.js';
-import { isCheckpoint, type Checkpoint, type Checkpointer } from './memory-checkpointer.js';
+import { isCheckpoint, type Checkpoint, type Checkpointer } from './checkpoint.js';
 
 interface FileContents {
   version: 1;

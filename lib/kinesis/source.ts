@@ -8,7 +8,8 @@ import {
   type KinesisClient,
   type _Record as KinesisRecord,
 } from '@aws-sdk/client-kinesis';
-import { memoryCheckpointer, SHARD_END, type Checkpoint, type Checkpointer } from './memory-checkpointer.js';
+import { SHARD_END, type Checkpoint, type Checkpointer } from './checkpoint.js';
+import { memoryCheckpointer } from './memory-checkpointer.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
 import { awsCall, awsErrorName, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';

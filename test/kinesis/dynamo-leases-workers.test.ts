@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { MergeShardsCommand, SplitShardCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SHARD_END } from '../../lib/kinesis/memory-checkpointer.js';
+import { SHARD_END } from '../../lib/kinesis/checkpoint.js';
 import { ErrorCodes, type ManifoldError } from '../../lib/core/errors.js';
 import { dynamoLeases, type LeaseRow } from '../../lib/kinesis/dynamo-leases.js';
 import type { LeaseEvent } from '../../lib/kinesis/coordinator.js';

@@ -1,7 +1,8 @@
-/** memoryCheckpointer and the checkpoint validation shared by checkpointers. */
+/** memoryCheckpointer. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isCheckpoint, memoryCheckpointer, SHARD_END } from '../../lib/kinesis/memory-checkpointer.js';
+import { SHARD_END } from '../../lib/kinesis/checkpoint.js';
+import { memoryCheckpointer } from '../../lib/kinesis/memory-checkpointer.js';
 
 describe('memoryCheckpointer', () => {
   it('stores per scope and shard, merging stores and returning copies', async () => {
@@ -15,15 +16,5 @@ describe('memoryCheckpointer', () => {
     loaded['shardId-0']!.sequenceNumber = 'changed';
     assert.equal(cp.snapshot('orders')['shardId-0']!.sequenceNumber, '11', 'callers get copies');
     assert.deepEqual(cp.snapshot('other'), { 'shardId-0': { sequenceNumber: 'SHARD_END' } });
-  });
-});
-
-describe('isCheckpoint', () => {
-  it('accepts a sequence number with an optional non-negative integer sub-sequence number, and nothing else', () => {
-    assert.ok(isCheckpoint({ sequenceNumber: '1' }));
-    assert.ok(isCheckpoint({ sequenceNumber: '1', subSequenceNumber: 0 }));
-    for (const bad of [null, 'x', {}, { sequenceNumber: '' }, { sequenceNumber: 1 }, { sequenceNumber: '1', subSequenceNumber: -1 }, { sequenceNumber: '1', subSequenceNumber: 1.5 }]) {
-      assert.equal(isCheckpoint(bad), false, JSON.stringify(bad));
-    }
   });
 });
