@@ -17,6 +17,7 @@ function kafkaTarget({ url, display }: EndpointInput): { brokers: string[]; topi
 
 registerScheme(['kafka'], {
   help: 'kafka://host:9092/topic?group=archiver&from=earliest   Apache Kafka (consumer group for sources)',
+  options: { source: [kafkaSourceOptions], sink: [kafkaSinkOptions] },
   source: (input) => {
     const { brokers, topic } = kafkaTarget(input);
     const { groupId, ...options } = readOptions(input.display, input.params, [kafkaSourceOptions]);
