@@ -2,6 +2,7 @@
 import type { DeclaredOptions } from '../lib/core/options.js';
 import { kafkaSinkOptions, kafkaSourceOptions } from '../lib/kafka/options.js';
 import { amqplibUrlParameters, rabbitmqSinkOptions, rabbitmqSourceOptions } from '../lib/rabbitmq/options.js';
+import { s3CollectorOptions, s3SinkOptions, s3UploaderOptions } from '../lib/s3/options.js';
 import { stdinSourceOptions, stdoutSinkOptions } from '../lib/stdio/options.js';
 import { websocketSinkOptions, websocketSourceOptions } from '../lib/websocket/options.js';
 
@@ -28,4 +29,7 @@ export const DECLARATIONS: DeclarationEntry[] = [
   { declaration: rabbitmqSourceOptions, file: 'lib/rabbitmq/options.ts', type: 'RabbitmqSourceOptions', docs: 'docs/rabbitmq.md' },
   { declaration: rabbitmqSinkOptions, file: 'lib/rabbitmq/options.ts', type: 'RabbitmqSinkOptions', docs: 'docs/rabbitmq.md' },
   { declaration: amqplibUrlParameters, file: 'lib/rabbitmq/options.ts', type: 'AmqplibUrlParameters', docs: 'docs/rabbitmq.md' },
+  { declaration: s3SinkOptions, file: 'lib/s3/options.ts', type: 'S3SinkOptions', docs: 'docs/s3.md' },
+  { declaration: s3CollectorOptions, file: 'lib/s3/options.ts', type: 'S3CollectorOptions', docs: 'docs/s3.md' },
+  { declaration: s3UploaderOptions, file: 'lib/s3/options.ts', type: 'S3UploaderOptions', docs: 'docs/s3.md' },
 ];

@@ -18,18 +18,11 @@ import { join } from 'node:path';
 import { Transform, addAbortSignal, type TransformCallback } from 'node:stream';
 import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
+import type { ResolvedOptions } from '../core/options.js';
 import { BufferLock } from './lock.js';
-import {
-  bytesOption,
-  checkOptions,
-  delimiterOption,
-  durationOption,
-  enumOption,
-  invalidOption,
-  numberOption,
-  signalOption,
-  stringOption,
-} from '../core/options.js';
+import { s3CollectorOptions, type S3CollectorOptions } from './options.js';
+
+export type { S3CollectorOptions } from './options.js';
 
 /** The settle functions of one message. Kept instead of the message so its bytes can be collected once written. */
 export interface AckPair {
@@ -75,57 +68,8 @@ export interface QuotaEvent {
   maxBufferBytes: number;
 }
 
-/** Options of {@link s3Collector}. */
-export interface S3CollectorOptions {
-  /** The buffer folder (created with mode 0700). Required for the collector; s3Sink defaults it per bucket. */
-  bufferPath?: string;
-  /** Commit the buffer file once it holds this many bytes. Default 8 MiB (8,388,608). */
-  commitSizeBytes?: number;
-  /** Commit the buffer file this long after its first record, so an idle stream still commits. Default 60,000 ms. */
-  commitIntervalMs?: number;
-  /** Written after each message. Default `'\n'`. A payload should not contain it: recovery cuts files at the last delimiter. */
-  delimiter?: string | Buffer;
-  /** `'disk'` (default): ack after the group-commit fsync; `'upload'`: attach the acks to the committed file for the uploader. */
-  ackOn?: 'disk' | 'upload';
-  /** Group commit: fsync the buffer file at most this often and ack everything written before it. 0 fsyncs after every write. Default 100 ms. */
-  syncIntervalMs?: number;
-  /** Disk quota for the whole buffer folder (committed and open files). When reached, writes wait (backpressure). Default 1 GiB. */
-  maxBufferBytes?: number;
-  /** Names this process's files. Letters, digits, `_` and `-`. Default `<pid>-<8 random hex>`. */
-  writerId?: string;
-  /** Destroys the collector when aborted. */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark of the writable side. Default 256 messages. */
-  highWaterMark?: number;
-}
-
 /** The collector's options after validation, with defaults filled in. */
-export interface ResolvedCollectorOptions {
-  bufferPath: string;
-  commitSizeBytes: number;
-  commitIntervalMs: number;
-  delimiter: Buffer;
-  ackOn: 'disk' | 'upload';
-  syncIntervalMs: number;
-  maxBufferBytes: number;
-  writerId: string;
-  signal: AbortSignal | undefined;
-  highWaterMark: number;
-}
-
-/** The option names the collector takes. */
-export const COLLECTOR_KEYS = [
-  'bufferPath',
-  'commitSizeBytes',
-  'commitIntervalMs',
-  'delimiter',
-  'ackOn',
-  'syncIntervalMs',
-  'maxBufferBytes',
-  'writerId',
-  'signal',
-  'highWaterMark',
-] as const;
+type Settings = ResolvedOptions<typeof s3CollectorOptions.specs> & { writerId: string };
 
 const DAY_FOLDER = /^\d{4}-\d{2}-\d{2}$/;
 const ACTIVE_FOLDER = '.active';
@@ -134,30 +78,6 @@ const ACTIVE_FOLDER = '.active';
 const MAX_UNSYNCED = 50_000;
 // How often a write held by the disk quota looks again at the folder.
 const QUOTA_POLL_MS = 100;
-
-/**
- * Validates collector options (`where` names the factory in messages). Throws
- * a ManifoldError naming the option; does no I/O.
- */
-export function resolveCollectorOptions(where: string, options: S3CollectorOptions, defaultBufferPath?: string): ResolvedCollectorOptions {
-  const bufferPath = stringOption(where, 'bufferPath', options.bufferPath) ?? defaultBufferPath;
-  if (bufferPath === undefined) invalidOption(where, 'bufferPath', 'a non-empty string (the buffer folder)', options.bufferPath);
-  const writerId = stringOption(where, 'writerId', options.writerId) ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(writerId)) invalidOption(where, 'writerId', 'up to 64 letters, digits, "_" or "-"', writerId);
-  const commitSizeBytes = bytesOption(where, 'commitSizeBytes', options.commitSizeBytes, 8 * 1024 * 1024);
-  return {
-    bufferPath,
-    commitSizeBytes,
-    commitIntervalMs: durationOption(where, 'commitIntervalMs', options.commitIntervalMs, 60_000),
-    delimiter: delimiterOption(where, 'delimiter', options.delimiter, '\n'),
-    ackOn: enumOption(where, 'ackOn', options.ackOn, ['disk', 'upload'] as const, 'disk'),
-    syncIntervalMs: durationOption(where, 'syncIntervalMs', options.syncIntervalMs, 100, 0),
-    maxBufferBytes: bytesOption(where, 'maxBufferBytes', options.maxBufferBytes, 1024 * 1024 * 1024),
-    writerId,
-    signal: signalOption(where, 'signal', options.signal),
-    highWaterMark: numberOption(where, 'highWaterMark', options.highWaterMark, 256, { min: 1, integer: true }),
-  };
-}
 
 /**
  * A Transform from messages to committed buffer files. Each message and the
@@ -263,7 +183,7 @@ interface ActiveFile {
 }
 
 export class S3Collector extends Transform {
-  readonly #o: ResolvedCollectorOptions;
+  readonly #o: Settings;
   readonly #activeFolder: string;
   readonly #lock: BufferLock;
   /** Whether this collector made the lock (standalone) and so releases it; s3Sink holds its own until uploads end. */
@@ -283,8 +203,10 @@ export class S3Collector extends Transform {
   #quotaWake: (() => void) | undefined;
   #stopped = false;
 
-  constructor(options: S3CollectorOptions, where = 's3Collector', defaultBufferPath?: string, lock?: BufferLock) {
-    const o = resolveCollectorOptions(where, checkOptions(where, options, COLLECTOR_KEYS), defaultBufferPath);
+  /** `lock`: the sink's, which it holds until its uploads end; a collector on its own makes and releases one. */
+  constructor(options: S3CollectorOptions, lock?: BufferLock) {
+    const resolved = s3CollectorOptions.resolve(options);
+    const o: Settings = { ...resolved, writerId: resolved.writerId ?? `${process.pid}-${randomBytes(4).toString('hex')}` };
     super({ writableObjectMode: true, readableObjectMode: true, writableHighWaterMark: o.highWaterMark, readableHighWaterMark: 64 });
     this.#o = o;
     this.#activeFolder = join(o.bufferPath, ACTIVE_FOLDER);

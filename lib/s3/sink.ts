@@ -8,34 +8,23 @@ import { join } from 'node:path';
 import { Writable, addAbortSignal } from 'node:stream';
 import { toError } from '../core/errors.js';
 import type { MessageLike } from '../core/message.js';
-import { checkOptions, numberOption, signalOption, stringOption } from '../core/options.js';
-import { COLLECTOR_KEYS, S3Collector, resolveCollectorOptions, type S3CollectorOptions } from './collector.js';
+import type { OptionDeclaration, OptionSpecs, ResolvedOptions } from '../core/options.js';
+import { S3Collector } from './collector.js';
 import { BufferLock } from './lock.js';
-import { S3Uploader, UPLOADER_KEYS, resolveUploaderOptions, type S3UploaderOptions } from './uploader.js';
+import { s3CollectorOptions, s3SinkOptions, s3UploaderOptions, type S3SinkOptions, type S3UploaderOptions } from './options.js';
+import { S3Uploader, uploaderSettings } from './uploader.js';
 
-/**
- * Options of {@link s3Sink}: the collector's and the uploader's, with
- * `bufferPath` defaulting to `<os temp dir>/manifold/s3/<bucket>`.
- */
-export interface S3SinkOptions extends Omit<S3CollectorOptions, 'signal' | 'highWaterMark'>, Omit<S3UploaderOptions, 'signal'> {
-  /** Destroys the sink (and both parts) when aborted. */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark of the sink. Default 256 messages. */
-  highWaterMark?: number;
-}
+export type { S3SinkOptions } from './options.js';
 
-const SINK_KEYS = [...new Set([...COLLECTOR_KEYS, ...UPLOADER_KEYS])];
 // Collector and uploader events the sink re-emits.
 const COLLECTOR_EVENTS = ['rotate', 'commit', 'quota'] as const;
 const UPLOADER_EVENTS = ['upload', 'retry', 'uploaderror', 'closetimeout'] as const;
 
-function pick<T extends object>(options: object, keys: readonly string[]): T {
+/** The options a part's declaration names, taken from the sink's validated ones. */
+function pick<D extends OptionSpecs>(declaration: OptionDeclaration<D>, from: object): ResolvedOptions<D> {
   const out: Record<string, unknown> = {};
-  for (const key of keys) {
-    const value = (options as Record<string, unknown>)[key];
-    if (value !== undefined) out[key] = value;
-  }
-  return out as T;
+  for (const name of declaration.names) out[name] = (from as Record<string, unknown>)[name];
+  return out as ResolvedOptions<D>;
 }
 
 /**
@@ -76,21 +65,19 @@ export class S3Sink extends Writable {
   #finishing: ((error?: Error | null) => void) | undefined;
 
   constructor(options: S3SinkOptions) {
-    const where = 's3Sink';
-    const o = checkOptions<S3SinkOptions>(where, options, SINK_KEYS);
-    const bucket = stringOption(where, 'bucket', o.bucket, { required: true });
-    const defaultBufferPath = join(tmpdir(), 'manifold', 's3', bucket);
-    const highWaterMark = numberOption(where, 'highWaterMark', o.highWaterMark, 256, { min: 1, integer: true });
-    const signal = signalOption(where, 'signal', o.signal);
-    // Validate everything before constructing anything, so a bad option never leaves a half-made sink.
-    const collectorOptions = pick<S3CollectorOptions>(o, COLLECTOR_KEYS.filter((k) => k !== 'signal'));
-    const uploaderOptions = pick<S3UploaderOptions>(o, UPLOADER_KEYS.filter((k) => k !== 'signal'));
-    resolveCollectorOptions(where, collectorOptions, defaultBufferPath);
-    resolveUploaderOptions(where, uploaderOptions, defaultBufferPath);
-    super({ objectMode: true, highWaterMark });
-    this.#lock = new BufferLock(collectorOptions.bufferPath ?? defaultBufferPath);
-    this.#collector = new S3Collector(collectorOptions, where, defaultBufferPath, this.#lock);
-    this.#uploader = new S3Uploader({ ...uploaderOptions, bufferPath: this.#collector.bufferPath }, where);
+    const o = s3SinkOptions.resolve(options);
+    const bufferPath = o.bufferPath ?? join(tmpdir(), 'manifold', 's3', o.bucket);
+    // Each part takes what its own declaration names; the sink's signal is the sink's.
+    const collectorOptions = { ...pick(s3CollectorOptions, o), bufferPath, signal: undefined };
+    const uploaderOptions = { ...pick(s3UploaderOptions, o), bufferPath, signal: undefined };
+    // Validate everything before constructing anything, so a bad option never leaves a half-made sink:
+    // the cross-option checks too, under this factory's name.
+    const settings = uploaderSettings('s3Sink', uploaderOptions);
+    super({ objectMode: true, highWaterMark: o.highWaterMark });
+    this.#lock = new BufferLock(bufferPath);
+    this.#collector = new S3Collector(collectorOptions, this.#lock);
+    // Validated above (the declaration types `client` as unknown: its check is by shape).
+    this.#uploader = new S3Uploader(uploaderOptions as S3UploaderOptions, settings);
     this.#collector.pipe(this.#uploader);
     for (const name of COLLECTOR_EVENTS) this.#collector.on(name, (event: unknown) => this.emit(name, event));
     for (const name of UPLOADER_EVENTS) this.#uploader.on(name, (event: unknown) => this.emit(name, event));
@@ -109,7 +96,7 @@ export class S3Sink extends Writable {
         done?.();
       });
     });
-    if (signal) addAbortSignal(signal, this);
+    if (o.signal) addAbortSignal(o.signal, this);
   }
 
   /** The buffer folder. */

@@ -9,88 +9,23 @@ import { readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, addAbortSignal } from 'node:stream';
 import { createGzip } from 'node:zlib';
-import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { awsCall, awsConnection, type AwsClientSettings, type AwsTimeouts } from '../core/aws.js';
+import { awsCall, awsConnection, type AwsClientSettings, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
-import {
-  bytesOption,
-  checkOptions,
-  conflictingOptions,
-  durationOption,
-  enumOption,
-  invalidOption,
-  numberOption,
-  signalOption,
-  stringOption,
-  booleanOption,
-} from '../core/options.js';
-import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
+import { conflictingOptions, type ResolvedOptions } from '../core/options.js';
+import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
 import type { AckPair, CommittedFile } from './collector.js';
+import { s3UploaderOptions, type S3Credentials, type S3UploaderOptions } from './options.js';
 
-/** AWS credentials, as the SDK takes them (or a provider function). */
-export type S3Credentials = S3ClientConfig['credentials'];
+export type { S3Credentials, S3UploaderOptions } from './options.js';
 
-/** Options of {@link s3Uploader}. */
-export interface S3UploaderOptions {
-  /** The bucket. Required. */
-  bucket?: string;
-  /** Key prefix, a "folder": `'logs'` and `'logs/'` both give `logs/2026-11-28/...`. Default none. */
-  prefix?: string;
-  /** An S3Client to use (not destroyed by the uploader). Excludes region, endpoint, credentials, forcePathStyle. */
-  client?: S3Client;
-  /** AWS region for the client the uploader makes. Default: the SDK's (AWS_REGION...). */
-  region?: string;
-  /** Endpoint URL for S3-compatible servers (s3rver, MinIO). */
-  endpoint?: string;
-  /** Credentials for the client the uploader makes. Default: the SDK's provider chain. */
-  credentials?: S3Credentials;
-  /** Path-style URLs (`http://host/bucket/key`), needed by most S3-compatible servers. Default false. */
-  forcePathStyle?: boolean;
-  /** The buffer folder to rescan for committed files. Required. */
-  bufferPath?: string;
-  /** Rescan `bufferPath` this often for files left by an earlier run or a failed upload. Default 30,000 ms. */
-  uploadIntervalMs?: number;
-  /** Uploads at the same time. Default 4. */
-  uploadConcurrency?: number;
-  /** `'gzip'` compresses while streaming (the key gets `.gz`). Default `'none'`. */
-  compression?: 'none' | 'gzip';
-  /** Multipart part size; each upload holds at most about two parts in memory. Default 8 MiB, at least 5 MiB. */
-  partSizeBytes?: number;
-  /** On `end()`, how long uploads may continue; what is left stays on disk for the next start. Default 30,000 ms. */
-  closeTimeoutMs?: number;
-  /** Retries of one upload. Default: 10 retries from 200 ms to 30 s. A file whose retries run out is tried again at the next rescan. */
-  retry?: RetryOptions | false;
-  /**
-   * How long an S3 request may stall, in milliseconds, before it is aborted and the upload retried (a retryable
-   * CONNECTION error). On the client the uploader builds it is a socket idle timeout: nothing sent or received for
-   * this long, so a large part on a slow link is not cut off while its bytes move. Every request, also through a
-   * client you pass, is in addition aborted once it has taken this long plus 1 s per 64 KiB it carries (a part,
-   * or for CompleteMultipartUpload the object): the default 8 MiB part gets 30 s + 128 s. Default 30,000 ms.
-   */
-  requestTimeoutMs?: number;
-  /** Longest connecting may take, in milliseconds, for the client the uploader builds (excludes `client`). Default 5,000 ms. */
-  connectTimeoutMs?: number;
-  /** Destroys the uploader when aborted. */
-  signal?: AbortSignal;
-}
-
-/** The uploader's options after validation. */
-export interface ResolvedUploaderOptions {
-  bucket: string;
-  prefix: string;
+/** The uploader's options after validation, and what code derives from them. */
+export interface UploaderSettings extends Omit<ResolvedOptions<typeof s3UploaderOptions.specs>, 'retry'> {
   /** The client passed, or the settings to build one from (SDK retries off, the timeouts' handler). */
   connection: { client: S3Client } | { settings: AwsClientSettings<S3Credentials> };
-  forcePathStyle: boolean;
-  bufferPath: string;
-  uploadIntervalMs: number;
-  uploadConcurrency: number;
-  compression: 'none' | 'gzip';
-  partSizeBytes: number;
-  closeTimeoutMs: number;
   retry: ResolvedRetry;
   timeouts: AwsTimeouts;
-  signal: AbortSignal | undefined;
 }
 
 /** Payload of the `'upload'` event. */
@@ -122,29 +57,7 @@ export interface CloseTimeoutEvent {
   bytes: number;
 }
 
-/** The option names the uploader takes. */
-export const UPLOADER_KEYS = [
-  'bucket',
-  'prefix',
-  'client',
-  'region',
-  'endpoint',
-  'credentials',
-  'forcePathStyle',
-  'bufferPath',
-  'uploadIntervalMs',
-  'uploadConcurrency',
-  'compression',
-  'partSizeBytes',
-  'closeTimeoutMs',
-  'retry',
-  'requestTimeoutMs',
-  'connectTimeoutMs',
-  'signal',
-] as const;
-
 const DAY_FOLDER = /^\d{4}-\d{2}-\d{2}$/;
-const MIN_PART = 5 * 1024 * 1024;
 // How many uploaded keys to remember, so a file the rescan already uploaded is not taken for lost when the collector hands it over.
 const REMEMBERED = 10_000;
 // Queued files beyond which the write callback waits (the collector's readable side then fills: backpressure).
@@ -152,36 +65,18 @@ const MAX_QUEUED = 64;
 // The slowest transfer a request may make before its overall deadline ends it: 64 KiB/s (0.5 Mbit/s).
 const MIN_BYTES_PER_SECOND = 64 * 1024;
 
-/** Validates uploader options (`where` names the factory). Throws naming the option; does no I/O. */
-export function resolveUploaderOptions(where: string, options: S3UploaderOptions, defaultBufferPath?: string): ResolvedUploaderOptions {
-  const bucket = stringOption(where, 'bucket', options.bucket, { required: true });
-  let prefix = options.prefix === undefined || options.prefix === '' ? '' : stringOption(where, 'prefix', options.prefix)!;
-  if (prefix.startsWith('/')) invalidOption(where, 'prefix', 'a key prefix without a leading "/"', options.prefix);
-  if (prefix !== '' && !prefix.endsWith('/')) prefix += '/';
-  // The one AWS validation (client vs region/endpoint/credentials/connectTimeoutMs, the timeouts); an idle
-  // timeout on the client we build, not a whole-request one: how long an upload may take grows with its size.
-  const connection = awsConnection<S3Client, S3Credentials>(where, options, 'an S3Client', {}, { idle: true });
-  const forcePathStyle = booleanOption(where, 'forcePathStyle', options.forcePathStyle, false);
-  if ('client' in connection && options.forcePathStyle !== undefined) {
+/**
+ * What the declaration leaves to code, for options it validated (`where` names the
+ * factory the caller called): the one AWS check of client against region, endpoint,
+ * credentials and connectTimeoutMs, and of client against forcePathStyle. Does no I/O.
+ */
+export function uploaderSettings(where: string, o: ResolvedOptions<typeof s3UploaderOptions.specs>): UploaderSettings {
+  // An idle timeout on the client we build, not a whole-request one: how long an upload may take grows with its size.
+  const connection = awsConnection(where, o as AwsConnection<S3Client, S3Credentials>, 'an S3Client', {}, { idle: true });
+  if ('client' in connection && o.forcePathStyle !== undefined) {
     conflictingOptions(where, 'client', 'forcePathStyle', 'cannot be combined: configure the client you pass instead');
   }
-  const bufferPath = stringOption(where, 'bufferPath', options.bufferPath) ?? defaultBufferPath;
-  if (bufferPath === undefined) invalidOption(where, 'bufferPath', 'a non-empty string (the buffer folder)', options.bufferPath);
-  return {
-    bucket,
-    prefix,
-    connection,
-    forcePathStyle,
-    bufferPath,
-    uploadIntervalMs: durationOption(where, 'uploadIntervalMs', options.uploadIntervalMs, 30_000),
-    uploadConcurrency: numberOption(where, 'uploadConcurrency', options.uploadConcurrency, 4, { min: 1, max: 64, integer: true }),
-    compression: enumOption(where, 'compression', options.compression, ['none', 'gzip'] as const, 'none'),
-    partSizeBytes: bytesOption(where, 'partSizeBytes', options.partSizeBytes, 8 * 1024 * 1024, MIN_PART),
-    closeTimeoutMs: durationOption(where, 'closeTimeoutMs', options.closeTimeoutMs, 30_000, 0),
-    retry: resolveRetry(where, options.retry),
-    timeouts: connection.timeouts,
-    signal: signalOption(where, 'signal', options.signal),
-  };
+  return { ...o, connection, retry: resolveRetry(where, o.retry), timeouts: connection.timeouts };
 }
 
 /**
@@ -254,7 +149,7 @@ function carriedBytes(input: unknown, partSizeBytes: number): number {
 }
 
 export class S3Uploader extends Writable {
-  readonly #o: ResolvedUploaderOptions;
+  readonly #o: UploaderSettings;
   readonly #client: S3Client;
   readonly #ownClient: boolean;
   readonly #files = new Map<string, Entry>();
@@ -268,8 +163,9 @@ export class S3Uploader extends Writable {
   #waiters: Array<() => void> = [];
   #held: (() => void) | undefined;
 
-  constructor(options: S3UploaderOptions, where = 's3Uploader', defaultBufferPath?: string) {
-    const o = resolveUploaderOptions(where, checkOptions(where, options, UPLOADER_KEYS), defaultBufferPath);
+  /** `settings`: what s3Sink validated already, under its own name (then `options` is not read). */
+  constructor(options: S3UploaderOptions, settings?: UploaderSettings) {
+    const o = settings ?? uploaderSettings('s3Uploader', s3UploaderOptions.resolve(options));
     super({ objectMode: true, highWaterMark: 16 });
     this.#o = o;
     this.#ownClient = !('client' in o.connection);

@@ -35,7 +35,7 @@ async function collect(inputs: unknown[], options: Parameters<typeof s3Collector
 
 describe('s3Collector options', () => {
   it('throws synchronously, naming the option, the value and what is allowed', () => {
-    assert.throws(() => s3Collector({}), /s3Collector: options\.bufferPath must be a non-empty string/);
+    assert.throws(() => s3Collector({} as never), /s3Collector: options\.bufferPath must be a non-empty string/);
     assert.throws(() => s3Collector({ bufferPath: '/tmp/x', commitSizeBytes: -1 }), /options\.commitSizeBytes must be a positive integer \(bytes\), got -1/);
     assert.throws(() => s3Collector({ bufferPath: '/tmp/x', ackOn: 'never' as 'disk' }), /options\.ackOn must be one of "disk", "upload", got "never"/);
     assert.throws(() => s3Collector({ bufferPath: '/tmp/x', syncIntervalMs: -5 }), /options\.syncIntervalMs/);

@@ -23,8 +23,8 @@ const FAST_RETRY = { retries: 2, minTimeoutMs: 20, maxTimeoutMs: 50 };
 
 describe('s3Uploader options', () => {
   it('throws synchronously, naming the option, and never shows credentials', () => {
-    assert.throws(() => s3Uploader({ bufferPath: '/tmp/x' }), /s3Uploader: options\.bucket must be a non-empty string, got undefined/);
-    assert.throws(() => s3Uploader({ bucket: 'b' }), /options\.bufferPath/);
+    assert.throws(() => s3Uploader({ bufferPath: '/tmp/x' } as never), /s3Uploader: options\.bucket must be a non-empty string, got undefined/);
+    assert.throws(() => s3Uploader({ bucket: 'b' } as never), /options\.bufferPath/);
     assert.throws(
       () => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', client: new S3Client({}), endpoint: 'http://127.0.0.1:1' }),
       /s3Uploader: options\.client and options\.endpoint cannot be combined: configure the client you pass instead/,
