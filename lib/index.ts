@@ -38,7 +38,8 @@ export {
 export { SHARD_END, type Checkpoint, type Checkpointer } from './kinesis/checkpoint.js';
 export { memoryCheckpointer, type MemoryCheckpointer } from './kinesis/memory-checkpointer.js';
 export { fileCheckpointer, type FileCheckpointer } from './kinesis/file-checkpointer.js';
-export { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions, type LeaseRow } from './kinesis/dynamo-leases.js';
+export { dynamoLeases, type DynamoLeases, type DynamoLeasesOptions } from './kinesis/dynamo-leases.js';
+export type { LeaseRow } from './kinesis/lease-table.js';
 export type { ShardCoordinator, CoordinatedSource, GrantedShard, NewShard, LeaseStart, LeaseEvent } from './kinesis/coordinator.js';
 export { RabbitmqSource, rabbitmqSource, type RabbitmqSourceOptions, type RabbitmqSourceAssert, type RabbitmqSourceStats } from './rabbitmq/source.js';
 export {

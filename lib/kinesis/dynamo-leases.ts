@@ -4,48 +4,19 @@
  * move to live ones, load is balanced, and the checkpoint lives in the lease
  * row, written only by the lease's current owner.
  *
- * The lease table (one item per shard):
- *
- * | attribute | type | meaning |
- * |---|---|---|
- * | `streamName` | S, hash key | the stream (one table can serve several) |
- * | `shardId` | S, range key | the shard |
- * | `leaseOwner` | S | the worker holding the lease; absent: free |
- * | `leaseCounter` | N | bumped by every write of the owner (renew, checkpoint) and every change of owner |
- * | `checkpoint` | S | last processed sequence number, or `SHARD_END`; absent: nothing processed yet |
- * | `checkpointSubSequenceNumber` | N | inside a KPL aggregate: the last user record processed |
- * | `startingPosition` | S | where a shard without checkpoint starts: `TRIM_HORIZON` or `AT_TIMESTAMP` |
- * | `startingTimestamp` | N | ms since the epoch, for `AT_TIMESTAMP` |
- * | `parentShardIds` | L of S | parents (a split has one, a merge two) |
- * | `pendingOwner` | S | a worker that asked for the lease to balance the load |
- * | `ownerSwitches` | N | how many times the lease changed hands |
- * | `updatedAt` | N | ms since the epoch of the last write (for people; expiry never reads clocks) |
- *
- * Every write is conditional on `leaseOwner` and `leaseCounter` being what
- * the writer last saw, so a worker that lost a lease can neither renew it nor
- * move its checkpoint. Expiry does not compare clocks: a worker counts a
- * lease as expired once its counter has not moved for `leaseDurationMs` of
- * its own time.
+ * The lease table, its rows and the conditional writes are in lease-table.ts.
+ * Expiry does not compare clocks: a worker counts a lease as expired once its
+ * counter has not moved for `leaseDurationMs` of its own time.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  CreateTableCommand,
-  DescribeTableCommand,
-  DynamoDBClient,
-  PutItemCommand,
-  QueryCommand,
-  UpdateItemCommand,
-  type AttributeValue,
-  type DynamoDBClientConfig,
-  type UpdateItemCommandInput,
-} from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { SHARD_END, type Checkpoint } from './checkpoint.js';
-import { awsCall, awsConnection, awsError, awsErrorName, type AwsTimeouts } from '../core/aws.js';
+import { awsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { booleanOption, checkOptions, conflictingOptions, durationOption, invalidOption, stringOption } from '../core/options.js';
-import type { CoordinatedSource, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from './coordinator.js';
+import type { CoordinatedSource, LeaseEvent, NewShard, ShardCoordinator } from './coordinator.js';
+import { ConditionFailed, LeaseTable, type LeaseRow, type Owned } from './lease-table.js';
 
 /** Options of {@link dynamoLeases}. */
 export interface DynamoLeasesOptions {
@@ -77,19 +48,6 @@ export interface DynamoLeasesOptions {
   requestTimeoutMs?: number;
   /** Longest connecting may take, in milliseconds, for the client we build (excludes `client`). Default 5,000 ms. */
   connectTimeoutMs?: number;
-}
-
-/** A lease row as read from the table. */
-export interface LeaseRow {
-  streamName: string;
-  shardId: string;
-  owner: string | undefined;
-  counter: number;
-  checkpoint: Checkpoint | undefined;
-  start: LeaseStart;
-  parents: string[];
-  pendingOwner: string | undefined;
-  ownerSwitches: number;
 }
 
 /** The coordinator returned by {@link dynamoLeases}. */
@@ -168,14 +126,12 @@ interface Seen {
   changedAt: number;
 }
 
-class ConditionFailed extends Error {}
-
 class DynamoLeaseCoordinator implements DynamoLeases {
   readonly workerId: string;
   readonly tableName: string;
   readonly #client: DynamoDBClient;
   readonly #ownsClient: boolean;
-  readonly #timeouts: AwsTimeouts;
+  readonly #table: LeaseTable;
   readonly #leaseDurationMs: number;
   readonly #renewIntervalMs: number;
   readonly #createTable: boolean;
@@ -210,7 +166,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     const { client, owned, timeouts } = resolveDynamoClient(o, defaultTimeoutMs);
     this.#client = client;
     this.#ownsClient = owned;
-    this.#timeouts = timeouts;
+    this.#table = new LeaseTable(client, tableName, timeouts.requestTimeoutMs);
   }
 
   held(): string[] {
@@ -221,112 +177,17 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     if (this.#source) throw new ManifoldError(`${WHERE}: already coordinating stream ${JSON.stringify(this.#streamName)}; use one dynamoLeases() per source`, { code: ErrorCodes.INVALID_OPTION, details: { option: 'coordinator' } });
     this.#source = source;
     this.#streamName = source.streamName;
-    await this.#ensureTable();
+    await this.#table.ensure(this.#createTable);
     this.#watchdog = setInterval(() => this.#expireOwn(), this.#renewIntervalMs);
     this.#schedule(0);
   }
 
   // ---- the table --------------------------------------------------------
 
-  /** Runs one call of the table within requestTimeoutMs; `fn` passes the abort signal to `client.send`. */
-  async #send<T>(operation: string, fn: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
-    try {
-      return await this.#timed(operation, fn);
-    } catch (error) {
-      if (awsErrorName(error) === 'ConditionalCheckFailedException') throw new ConditionFailed();
-      throw dynamoError(operation, this.tableName, error);
-    }
-  }
-
-  #timed<T>(operation: string, fn: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
-    return awsCall({ what: `${WHERE}: ${operation} on lease table ${JSON.stringify(this.tableName)}`, timeoutMs: this.#timeouts.requestTimeoutMs }, fn);
-  }
-
-  async #ensureTable(): Promise<void> {
-    const describeTable = async (): Promise<{ status: string | undefined; keys: string } | undefined> => {
-      try {
-        const out = await this.#timed('DescribeTable', (abortSignal) => this.#client.send(new DescribeTableCommand({ TableName: this.tableName }), { abortSignal }));
-        const keys = (out.Table?.KeySchema ?? []).map((k) => `${k.AttributeName}:${k.KeyType}`).join(',');
-        return { status: out.Table?.TableStatus, keys };
-      } catch (error) {
-        if (awsErrorName(error) === 'ResourceNotFoundException') return undefined;
-        throw dynamoError('DescribeTable', this.tableName, error);
-      }
-    };
-    let table = await describeTable();
-    if (table === undefined) {
-      if (!this.#createTable) {
-        throw new ManifoldError(`${WHERE}: lease table ${JSON.stringify(this.tableName)} does not exist; create it (see docs/kinesis.md) or set createTable: true`, {
-          code: ErrorCodes.NOT_FOUND,
-          details: { option: 'tableName', tableName: this.tableName },
-        });
-      }
-      await this.#send('CreateTable', (abortSignal) =>
-        this.#client.send(
-          new CreateTableCommand({
-            TableName: this.tableName,
-            BillingMode: 'PAY_PER_REQUEST',
-            AttributeDefinitions: [
-              { AttributeName: 'streamName', AttributeType: 'S' },
-              { AttributeName: 'shardId', AttributeType: 'S' },
-            ],
-            KeySchema: [
-              { AttributeName: 'streamName', KeyType: 'HASH' },
-              { AttributeName: 'shardId', KeyType: 'RANGE' },
-            ],
-          }),
-          { abortSignal },
-        ),
-      ).catch((error: unknown) => {
-        // Another worker created it first.
-        if (!(error instanceof ManifoldError && awsErrorName(error.cause) === 'ResourceInUseException')) throw error;
-      });
-      table = await describeTable();
-    }
-    const deadline = Date.now() + 120_000;
-    while (table?.status !== 'ACTIVE') {
-      if (Date.now() > deadline) {
-        throw new ManifoldError(`${WHERE}: lease table ${JSON.stringify(this.tableName)} did not become ACTIVE within 120 s (status ${table?.status})`, { code: ErrorCodes.CONNECTION, retryable: true });
-      }
-      await sleep(500);
-      table = await describeTable();
-    }
-    if (table.keys !== 'streamName:HASH,shardId:RANGE') {
-      throw new ManifoldError(`${WHERE}: table ${JSON.stringify(this.tableName)} is not a lease table (its key is ${table.keys || 'unknown'}, not streamName:HASH,shardId:RANGE); give another tableName`, {
-        code: ErrorCodes.INVALID_OPTION,
-        details: { option: 'tableName', tableName: this.tableName },
-      });
-    }
-  }
-
-  #key(shardId: string): Record<string, AttributeValue> {
-    return { streamName: { S: this.#streamName }, shardId: { S: shardId } };
-  }
-
-  async leases(streamName = this.#streamName): Promise<LeaseRow[]> {
-    const rows: LeaseRow[] = [];
-    let startKey: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await this.#send('Query', (abortSignal) =>
-        this.#client.send(
-          new QueryCommand({
-            TableName: this.tableName,
-            KeyConditionExpression: 'streamName = :s',
-            ExpressionAttributeValues: { ':s': { S: streamName } },
-            ConsistentRead: true,
-            ...(startKey ? { ExclusiveStartKey: startKey } : {}),
-          }),
-          { abortSignal },
-        ),
-      );
-      for (const item of page.Items ?? []) {
-        const row = parseRow(item);
-        if (row) rows.push(row);
-        else this.#source?.warn(new ManifoldError(`${WHERE}: ignoring a malformed lease row in ${JSON.stringify(this.tableName)}: ${JSON.stringify(item)}`, { code: ErrorCodes.IO }));
-      }
-      startKey = page.LastEvaluatedKey;
-    } while (startKey !== undefined);
-    return rows;
+  leases(streamName = this.#streamName): Promise<LeaseRow[]> {
+    return this.#table.query(streamName, (item) =>
+      this.#source?.warn(new ManifoldError(`${WHERE}: ignoring a malformed lease row in ${JSON.stringify(this.tableName)}: ${JSON.stringify(item)}`, { code: ErrorCodes.IO })),
+    );
   }
 
   async sync(shards: readonly NewShard[]): Promise<void> {
@@ -334,24 +195,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     let created = false;
     for (const shard of shards) {
       if (this.#known.has(shard.shardId)) continue;
-      const item: Record<string, AttributeValue> = {
-        ...this.#key(shard.shardId),
-        leaseCounter: { N: '0' },
-        ownerSwitches: { N: '0' },
-        parentShardIds: { L: shard.parents.map((p) => ({ S: p })) },
-        startingPosition: { S: shard.start.type },
-        updatedAt: { N: String(Date.now()) },
-      };
-      if (shard.start.type === 'AT_TIMESTAMP') item.startingTimestamp = { N: String(shard.start.timestamp) };
-      if (shard.finished) item.checkpoint = { S: SHARD_END };
-      try {
-        await this.#send('PutItem', (abortSignal) =>
-          this.#client.send(new PutItemCommand({ TableName: this.tableName, Item: item, ConditionExpression: 'attribute_not_exists(shardId)' }), { abortSignal }),
-        );
-        created = true;
-      } catch (error) {
-        if (!(error instanceof ConditionFailed)) throw error;
-      }
+      if (await this.#table.create(this.#streamName, shard)) created = true;
       this.#known.add(shard.shardId);
     }
     if (created) this.#poke();
@@ -364,19 +208,9 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     return run;
   }
 
-  #update(input: Omit<UpdateItemCommandInput, 'TableName' | 'Key'>, shardId: string, operation: string): Promise<Record<string, AttributeValue> | undefined> {
-    return this.#send(operation, async (abortSignal) => {
-      const out = await this.#client.send(new UpdateItemCommand({ TableName: this.tableName, Key: this.#key(shardId), ...input }), { abortSignal });
-      return out.Attributes;
-    });
-  }
-
-  /** Condition and values every owner write carries: still ours, at the counter we know. */
-  #owned(held: Held): { ConditionExpression: string; values: Record<string, AttributeValue> } {
-    return {
-      ConditionExpression: 'leaseOwner = :me AND leaseCounter = :counter',
-      values: { ':me': { S: this.workerId }, ':counter': { N: String(held.counter) }, ':one': { N: '1' }, ':now': { N: String(Date.now()) } },
-    };
+  /** What every write of ours is conditional on: still ours, at the counter we know. */
+  #owned(held: Held): Owned {
+    return { workerId: this.workerId, counter: held.counter };
   }
 
   #lose(held: Held, reason: string): void {
@@ -394,21 +228,10 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     await this.#write(held, async () => {
       if (this.#held.get(held.shardId) !== held) return;
       const sentAt = Date.now();
-      const { ConditionExpression, values } = this.#owned(held);
       try {
-        const after = await this.#update(
-          {
-            UpdateExpression: 'SET leaseCounter = leaseCounter + :one, updatedAt = :now',
-            ConditionExpression,
-            ExpressionAttributeValues: values,
-            ReturnValues: 'ALL_NEW',
-          },
-          held.shardId,
-          'UpdateItem (renew)',
-        );
+        const { pendingOwner: pending } = await this.#table.renew(this.#streamName, held.shardId, this.#owned(held));
         held.counter += 1;
         held.renewedAt = sentAt;
-        const pending = after?.pendingOwner?.S;
         if (pending !== undefined && pending !== this.workerId && !held.handingOff && !this.#stopped) {
           held.handingOff = true;
           this.#handOff(held, pending).catch((error: unknown) => this.#source?.warn(toError(error)));
@@ -426,27 +249,9 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     return this.#write(held, async () => {
       if (this.#held.get(shardId) !== held) return false;
       const sentAt = Date.now();
-      const { ConditionExpression, values } = this.#owned(held);
       const end = checkpoint.sequenceNumber === SHARD_END;
-      const set = ['checkpoint = :cp', 'leaseCounter = leaseCounter + :one', 'updatedAt = :now'];
-      const remove: string[] = [];
-      values[':cp'] = { S: checkpoint.sequenceNumber };
-      if (checkpoint.subSequenceNumber !== undefined) {
-        set.push('checkpointSubSequenceNumber = :sub');
-        values[':sub'] = { N: String(checkpoint.subSequenceNumber) };
-      } else remove.push('checkpointSubSequenceNumber');
-      // A finished shard is nobody's: it no longer counts as load, and its children may be taken.
-      if (end) remove.push('leaseOwner', 'pendingOwner');
       try {
-        await this.#update(
-          {
-            UpdateExpression: updateExpression(set, remove),
-            ConditionExpression,
-            ExpressionAttributeValues: values,
-          },
-          shardId,
-          'UpdateItem (checkpoint)',
-        );
+        await this.#table.checkpoint(this.#streamName, shardId, this.#owned(held), checkpoint);
       } catch (error) {
         if (error instanceof ConditionFailed) {
           this.#lose(held, 'taken by another worker (checkpoint refused)');
@@ -465,37 +270,14 @@ class DynamoLeaseCoordinator implements DynamoLeases {
   }
 
   async tryTake(seen: LeaseRow, reason = 'free', previousOwner = seen.owner): Promise<boolean> {
-    const values: Record<string, AttributeValue> = {
-      ':me': { S: this.workerId },
-      ':counter': { N: String(seen.counter) },
-      ':one': { N: '1' },
-      ':zero': { N: '0' },
-      ':now': { N: String(Date.now()) },
-    };
-    let condition = 'leaseCounter = :counter AND ';
-    if (seen.owner === undefined) condition += 'attribute_not_exists(leaseOwner)';
-    else {
-      condition += 'leaseOwner = :owner';
-      values[':owner'] = { S: seen.owner };
-    }
     const sentAt = Date.now();
-    let after: Record<string, AttributeValue> | undefined;
+    let row: LeaseRow | undefined;
     try {
-      after = await this.#update(
-        {
-          UpdateExpression: 'SET leaseOwner = :me, leaseCounter = leaseCounter + :one, ownerSwitches = if_not_exists(ownerSwitches, :zero) + :one, updatedAt = :now REMOVE pendingOwner',
-          ConditionExpression: condition,
-          ExpressionAttributeValues: values,
-          ReturnValues: 'ALL_NEW',
-        },
-        seen.shardId,
-        'UpdateItem (take)',
-      );
+      row = await this.#table.take(this.#streamName, seen, this.workerId);
     } catch (error) {
       if (error instanceof ConditionFailed) return false;
       throw error;
     }
-    const row = after ? parseRow(after) : undefined;
     if (!row) return false;
     if (this.#held.has(row.shardId)) return true;
     this.#held.set(row.shardId, { shardId: row.shardId, counter: row.counter, renewedAt: sentAt, chain: Promise.resolve(), handingOff: false });
@@ -511,29 +293,8 @@ class DynamoLeaseCoordinator implements DynamoLeases {
     const checkpoint = await source.drain(held.shardId, this.#leaseDurationMs);
     if (this.#stopped || this.#held.get(held.shardId) !== held) return;
     await this.#write(held, async () => {
-      const { ConditionExpression, values } = this.#owned(held);
-      const set = ['leaseOwner = :to', 'leaseCounter = leaseCounter + :one', 'ownerSwitches = if_not_exists(ownerSwitches, :zero) + :one', 'updatedAt = :now'];
-      const remove = ['pendingOwner'];
-      values[':to'] = { S: to };
-      values[':zero'] = { N: '0' };
-      if (checkpoint) {
-        set.push('checkpoint = :cp');
-        values[':cp'] = { S: checkpoint.sequenceNumber };
-        if (checkpoint.subSequenceNumber !== undefined) {
-          set.push('checkpointSubSequenceNumber = :sub');
-          values[':sub'] = { N: String(checkpoint.subSequenceNumber) };
-        } else remove.push('checkpointSubSequenceNumber');
-      }
       try {
-        await this.#update(
-          {
-            UpdateExpression: updateExpression(set, remove),
-            ConditionExpression: `${ConditionExpression} AND pendingOwner = :to`,
-            ExpressionAttributeValues: values,
-          },
-          held.shardId,
-          'UpdateItem (handoff)',
-        );
+        await this.#table.handOff(this.#streamName, held.shardId, this.#owned(held), to, checkpoint);
       } catch (error) {
         if (error instanceof ConditionFailed) {
           this.#lose(held, 'taken by another worker during the handoff');
@@ -660,15 +421,7 @@ class DynamoLeaseCoordinator implements DynamoLeases {
       if (!victim) return;
       asked.set(owner, (asked.get(owner) ?? 0) + 1);
       try {
-        await this.#update(
-          {
-            UpdateExpression: 'SET pendingOwner = :me',
-            ConditionExpression: 'leaseOwner = :owner AND attribute_not_exists(pendingOwner)',
-            ExpressionAttributeValues: { ':me': { S: this.workerId }, ':owner': { S: owner } },
-          },
-          victim.shardId,
-          'UpdateItem (request)',
-        );
+        await this.#table.request(this.#streamName, victim.shardId, owner, this.workerId);
         this.#requests.set(victim.shardId, { owner, since: now });
         coming += 1;
       } catch (error) {
@@ -692,17 +445,8 @@ class DynamoLeaseCoordinator implements DynamoLeases {
   async #release(held: Held): Promise<void> {
     await this.#write(held, async () => {
       if (this.#held.get(held.shardId) !== held) return;
-      const { ConditionExpression, values } = this.#owned(held);
       try {
-        await this.#update(
-          {
-            UpdateExpression: 'SET leaseCounter = leaseCounter + :one, updatedAt = :now REMOVE leaseOwner, pendingOwner',
-            ConditionExpression,
-            ExpressionAttributeValues: values,
-          },
-          held.shardId,
-          'UpdateItem (release)',
-        );
+        await this.#table.release(this.#streamName, held.shardId, this.#owned(held));
         this.#held.delete(held.shardId);
         this.#emit({ type: 'released', shardId: held.shardId, workerId: this.workerId });
       } catch (error) {
@@ -716,49 +460,12 @@ class DynamoLeaseCoordinator implements DynamoLeases {
   }
 }
 
-function updateExpression(set: string[], remove: string[]): string {
-  return remove.length === 0 ? `SET ${set.join(', ')}` : `SET ${set.join(', ')} REMOVE ${remove.join(', ')}`;
-}
-
 function shuffle<T>(items: T[]): T[] {
   for (let i = items.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));
     [items[i], items[j]] = [items[j]!, items[i]!];
   }
   return items;
-}
-
-function parseRow(item: Record<string, AttributeValue>): LeaseRow | undefined {
-  const streamName = item.streamName?.S;
-  const shardId = item.shardId?.S;
-  const counter = Number(item.leaseCounter?.N);
-  if (streamName === undefined || shardId === undefined || !Number.isInteger(counter)) return undefined;
-  let checkpoint: Checkpoint | undefined;
-  if (item.checkpoint?.S !== undefined) {
-    checkpoint = { sequenceNumber: item.checkpoint.S };
-    if (item.checkpointSubSequenceNumber?.N !== undefined) checkpoint.subSequenceNumber = Number(item.checkpointSubSequenceNumber.N);
-  }
-  const start: LeaseStart =
-    item.startingPosition?.S === 'AT_TIMESTAMP' && item.startingTimestamp?.N !== undefined
-      ? { type: 'AT_TIMESTAMP', timestamp: Number(item.startingTimestamp.N) }
-      : { type: 'TRIM_HORIZON' };
-  return {
-    streamName,
-    shardId,
-    owner: item.leaseOwner?.S,
-    counter,
-    checkpoint,
-    start,
-    parents: (item.parentShardIds?.L ?? []).map((p) => p.S).filter((p): p is string => typeof p === 'string'),
-    pendingOwner: item.pendingOwner?.S,
-    ownerSwitches: Number(item.ownerSwitches?.N ?? 0),
-  };
-}
-
-/** A DynamoDB failure as a ManifoldError (through the one AWS mapping), naming the lease table. */
-function dynamoError(operation: string, tableName: string, error: unknown): Error {
-  const table = `lease table ${JSON.stringify(tableName)}`;
-  return awsError({ where: WHERE, operation, resource: table, missing: `${table} does not exist (deleted while in use?)`, details: { tableName } }, error);
 }
 
 function resolveDynamoClient(o: DynamoLeasesOptions, defaultTimeoutMs: number): { client: DynamoDBClient; owned: boolean; timeouts: AwsTimeouts } {

@@ -14,7 +14,8 @@ import { MergeShardsCommand, SplitShardCommand, type KinesisClient } from '@aws-
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SHARD_END } from '../../lib/kinesis/checkpoint.js';
 import { ErrorCodes, type ManifoldError } from '../../lib/core/errors.js';
-import { dynamoLeases, type LeaseRow } from '../../lib/kinesis/dynamo-leases.js';
+import { dynamoLeases } from '../../lib/kinesis/dynamo-leases.js';
+import type { LeaseRow } from '../../lib/kinesis/lease-table.js';
 import type { LeaseEvent } from '../../lib/kinesis/coordinator.js';
 import { startDynamo, type DynamoServer } from '../fixtures/dynamodb.js';
 import { createStream, deleteStream, putRaw, shardsOf, startKinesisServer, waitActive, type KinesisServer } from '../fixtures/kinesis.js';
