@@ -11,8 +11,8 @@ import { Writable, addAbortSignal } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { awsCall, awsConnection, type AwsClientSettings, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
-import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
+import { awsCall, awsConnection, awsError, type AwsClientSettings, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
+import { ErrorCodes, ManifoldError, isRetryable, toError } from '../core/errors.js';
 import { conflictingOptions, type ResolvedOptions } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
 import type { AckPair, CommittedFile } from './collector.js';
@@ -118,24 +118,6 @@ interface Entry {
 function isCommittedFile(value: unknown): value is CommittedFile {
   const v = value as CommittedFile;
   return typeof v === 'object' && v !== null && typeof v.path === 'string' && typeof v.relativePath === 'string' && typeof v.bytes === 'number';
-}
-
-/** A fatal S3 failure as the error the stream fails with. */
-function fatalError(what: string, error: unknown): ManifoldError {
-  if (error instanceof ManifoldError && error.code !== ErrorCodes.DELIVERY) return error;
-  const cause = error instanceof ManifoldError && error.cause !== undefined ? error.cause : error;
-  const name = (cause as { name?: unknown }).name;
-  const status = (cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-  let code: (typeof ErrorCodes)[keyof typeof ErrorCodes] = ErrorCodes.DELIVERY;
-  let hint = '';
-  if (name === 'NoSuchBucket' || status === 404) {
-    code = ErrorCodes.NOT_FOUND;
-    hint = '; create the bucket or fix options.bucket';
-  } else if (name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || status === 403) {
-    code = ErrorCodes.AUTH;
-    hint = '; check the credentials and the bucket policy';
-  }
-  return new ManifoldError(`s3Uploader: ${what} failed: ${describe(cause)}${hint}`, { code, cause, details: { status } });
 }
 
 /** The bytes an S3 request carries (a part's body) or completes (every part of the object), for its deadline. */
@@ -350,7 +332,8 @@ export class S3Uploader extends Writable {
         this.emit('uploaderror', { key, path: entry.path, error: toError(error) } satisfies UploadErrorEvent);
         return;
       }
-      this.destroy(fatalError(`uploading ${entry.path} to s3://${this.#o.bucket}/${key}`, error));
+      // Not retryable (missing bucket, refused credentials, a bad request): the stream fails, the file stays on disk.
+      this.destroy(this.#awsError('upload', key, entry.path, cause));
     }
   }
 
@@ -364,7 +347,7 @@ export class S3Uploader extends Writable {
     const body = this.#o.compression === 'gzip' ? file.pipe(createGzip()) : file;
     if (body !== file) file.once('error', (error) => body.destroy(error));
     const upload = new Upload({
-      client: this.#timed(key),
+      client: this.#timed(key, entry.path),
       params: {
         Bucket: this.#o.bucket,
         Key: key,
@@ -390,7 +373,7 @@ export class S3Uploader extends Writable {
    * The client as an Upload sees it: every request it sends (Upload passes no abort signal of its own)
    * gets a deadline that grows with what it carries, and stops when the uploader does.
    */
-  #timed(key: string): S3Client {
+  #timed(key: string, path: string): S3Client {
     const client = this.#client;
     const { bucket, partSizeBytes, timeouts } = this.#o;
     const send = (command: { input?: unknown }, options?: { abortSignal?: AbortSignal }): Promise<unknown> => {
@@ -402,13 +385,31 @@ export class S3Uploader extends Writable {
       const signal = options?.abortSignal && stop ? AbortSignal.any([options.abortSignal, stop]) : (options?.abortSignal ?? stop);
       const sent = awsCall({ what: `s3Uploader: ${operation} to s3://${bucket}/${key}`, timeoutMs, signal }, (abortSignal) =>
         client.send(command as Parameters<S3Client['send']>[0], { ...options, abortSignal }),
-      );
+      ).catch((error: unknown) => {
+        // Mapped here, per request, so the retry decides on the one AWS classification and its events name the operation.
+        throw this.#awsError(operation, key, path, error);
+      });
       // Upload throws the cleanup's error in place of the part's: a refused abort (no s3:AbortMultipartUpload permission,
       // a server without it) would turn a part that timed out, retryable, into a fatal failure. The parts left behind
       // are the bucket's lifecycle rule's business.
       return cleanup ? sent.catch(() => ({})) : sent;
     };
     return new Proxy(client, { get: (target, property) => (property === 'send' ? send : Reflect.get(target, property, target)) });
+  }
+
+  /** An S3 failure as a ManifoldError, through the one AWS mapping: a missing bucket is NOT_FOUND, refused credentials AUTH (both fatal). */
+  #awsError(operation: string, key: string, path: string, error: unknown): Error {
+    const bucket = this.#o.bucket;
+    return awsError(
+      {
+        where: 's3Uploader',
+        operation,
+        resource: `s3://${bucket}/${key}`,
+        missing: `bucket ${JSON.stringify(bucket)} does not exist (create it, or fix options.bucket)`,
+        details: { bucket, key, path },
+      },
+      error,
+    );
   }
 
   #remember(relativePath: string): void {

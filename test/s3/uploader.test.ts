@@ -160,10 +160,41 @@ describe('s3Uploader', () => {
     await mkdir(join(bufferPath, '2022-01-01'), { recursive: true });
     await writeFile(join(bufferPath, '2022-01-01', '000000.000000001-x'), 'kept\n');
     const uploader = s3Uploader({ bucket: 'manifold-no-such-bucket', bufferPath, client: s3.client, retry: FAST_RETRY });
+    const retries: unknown[] = [];
+    uploader.on('retry', (e) => retries.push(e));
     const error = await new Promise<Error>((resolve) => uploader.on('error', resolve));
+    // Through awsError(), the one AWS mapping: fatal at once (no retry), naming the call, the bucket and what to do.
     assert.ok(error instanceof ManifoldError);
     assert.equal(error.code, ErrorCodes.NOT_FOUND);
-    assert.match(error.message, /manifold-no-such-bucket/);
+    assert.equal(error.retryable, false);
+    assert.match(error.message, /^s3Uploader: PutObject failed: bucket "manifold-no-such-bucket" does not exist \(create it, or fix options\.bucket\): /);
+    assert.equal((error.cause as Error).name, 'NoSuchBucket');
+    assert.equal(error.key, '2022-01-01/000000.000000001-x');
+    assert.equal(error.path, join(bufferPath, '2022-01-01', '000000.000000001-x'));
+    assert.deepEqual(retries, []);
+    assert.ok((await stat(join(bufferPath, '2022-01-01', '000000.000000001-x'))).isFile());
+  });
+
+  it('fails with AUTH when S3 refuses the credentials, and keeps the file', async () => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    await mkdir(join(bufferPath, '2022-01-01'), { recursive: true });
+    await writeFile(join(bufferPath, '2022-01-01', '000000.000000001-x'), 'kept\n');
+    const uploader = s3Uploader({
+      bucket,
+      bufferPath,
+      endpoint: s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'NOT-S3RVER', secretAccessKey: 'wrong-secret' },
+      retry: FAST_RETRY,
+    });
+    const error = await new Promise<Error>((resolve) => uploader.on('error', resolve));
+    assert.ok(error instanceof ManifoldError);
+    assert.equal(error.code, ErrorCodes.AUTH, error.message);
+    assert.equal(error.retryable, false);
+    assert.match(error.message, new RegExp(`^s3Uploader: PutObject on s3://${bucket}/2022-01-01/000000\\.000000001-x was refused \\(\\w+\\): check the credentials`));
+    assert.ok(!error.message.includes('wrong-secret'));
     assert.ok((await stat(join(bufferPath, '2022-01-01', '000000.000000001-x'))).isFile());
   });
 
