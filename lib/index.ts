@@ -30,11 +30,11 @@ export {
   KinesisSource,
   kinesisSource,
   type KinesisSourceOptions,
-  type StartingPosition,
   type CheckpointEvent,
   type LagEvent,
   type ShardEvent,
 } from './kinesis/source.js';
+export type { StartingPosition } from './kinesis/positions.js';
 export { SHARD_END, type Checkpoint, type Checkpointer } from './kinesis/checkpoint.js';
 export { memoryCheckpointer, type MemoryCheckpointer } from './kinesis/memory-checkpointer.js';
 export { fileCheckpointer, type FileCheckpointer } from './kinesis/file-checkpointer.js';

@@ -12,19 +12,12 @@ import {
   SubscribeToShardCommand,
   type ConsumerDescription,
   type KinesisClient,
-  type ShardIteratorType,
   type _Record as KinesisRecord,
 } from '@aws-sdk/client-kinesis';
 import { awsCall, awsErrorName } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { backoffDelay, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
-
-/** A starting position as GetShardIterator and SubscribeToShard both take it. */
-export interface StartingPositionParam {
-  Type: ShardIteratorType;
-  SequenceNumber?: string;
-  Timestamp?: Date;
-}
+import type { StartingPositionParam } from './positions.js';
 
 interface ConsumerOptions {
   client: KinesisClient;

@@ -27,20 +27,10 @@ import {
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
 import { kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from './client.js';
 import { deaggregate } from './deaggregate.js';
-import { deregisterConsumer, ensureConsumer, subscribeShard, type StartingPositionParam } from './fan-out.js';
+import { deregisterConsumer, ensureConsumer, subscribeShard } from './fan-out.js';
+import { checkStartingPosition, checkpointKey, leaseStartParam, resumeFrom, type StartingPosition, type StartingPositionParam } from './positions.js';
 import { listShards, parentsDone, type ShardInfo } from './shards.js';
-import type { CoordinatedSource, GrantedShard, LeaseEvent, LeaseStart, NewShard, ShardCoordinator } from './coordinator.js';
-
-/**
- * Where reading starts in a shard that has no checkpoint:
- * - `'LATEST'`: records put after the source starts (closed shards are skipped);
- * - `'TRIM_HORIZON'`: the oldest record kept;
- * - `{ timestamp }`: records arriving at or after that time (a Date or ms since the epoch);
- * - `{ afterSequenceNumber }`: after that record (sequence numbers belong to one shard, so this needs exactly one `shardIds` entry).
- *
- * Shards discovered later (children of a split or merge) are always read from their start.
- */
-export type StartingPosition = 'LATEST' | 'TRIM_HORIZON' | { timestamp: Date | number } | { afterSequenceNumber: string };
+import type { CoordinatedSource, GrantedShard, LeaseEvent, NewShard, ShardCoordinator } from './coordinator.js';
 
 /** Options of {@link kinesisSource}. */
 export interface KinesisSourceOptions extends KinesisConnectionOptions {
@@ -199,19 +189,6 @@ interface ShardState extends ShardInfo {
   markOpened: () => void;
 }
 
-function checkpointKey(checkpoint: Checkpoint | undefined): string | undefined {
-  if (checkpoint === undefined) return undefined;
-  return checkpoint.subSequenceNumber === undefined ? checkpoint.sequenceNumber : `${checkpoint.sequenceNumber}/${checkpoint.subSequenceNumber}`;
-}
-
-function resumeFrom(checkpoint: Checkpoint): { start: StartingPositionParam; skipThrough: Checkpoint | undefined } {
-  if (checkpoint.subSequenceNumber === undefined) {
-    return { start: { Type: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: checkpoint.sequenceNumber }, skipThrough: undefined };
-  }
-  // Inside an aggregate: read it again and skip the user records already processed.
-  return { start: { Type: 'AT_SEQUENCE_NUMBER', SequenceNumber: checkpoint.sequenceNumber }, skipThrough: checkpoint };
-}
-
 export class KinesisSource extends Readable {
   readonly #stream: StreamRef;
   readonly #client: KinesisClient;
@@ -255,7 +232,7 @@ export class KinesisSource extends Readable {
     const o = checkOptions(WHERE, options, KNOWN_OPTIONS);
     super({ objectMode: true, highWaterMark: numberOption(WHERE, 'highWaterMark', o.highWaterMark, 256, { min: 1, integer: true }) });
     this.#stream = resolveStream(WHERE, o.streamName, o.streamARN);
-    this.#startingPosition = checkStartingPosition(o.startingPosition);
+    this.#startingPosition = checkStartingPosition(WHERE, o.startingPosition);
     if (o.shardIds !== undefined) {
       if (!Array.isArray(o.shardIds) || o.shardIds.length === 0 || !o.shardIds.every((s) => typeof s === 'string' && s.length > 0)) {
         invalidOption(WHERE, 'shardIds', 'a non-empty array of shard ids', o.shardIds);
@@ -964,25 +941,4 @@ export class KinesisSource extends Readable {
       callback(error);
     });
   }
-}
-
-function checkStartingPosition(value: unknown): StartingPosition {
-  if (value === undefined) return 'LATEST';
-  if (value === 'LATEST' || value === 'TRIM_HORIZON') return value;
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    const keys = Object.keys(value);
-    const v = value as Record<string, unknown>;
-    if (keys.length === 1 && keys[0] === 'timestamp') {
-      const ms = v.timestamp instanceof Date ? v.timestamp.getTime() : v.timestamp;
-      if (typeof ms === 'number' && Number.isFinite(ms)) return { timestamp: ms };
-    }
-    if (keys.length === 1 && keys[0] === 'afterSequenceNumber' && typeof v.afterSequenceNumber === 'string' && /^\d+$/.test(v.afterSequenceNumber)) {
-      return { afterSequenceNumber: v.afterSequenceNumber };
-    }
-  }
-  invalidOption(WHERE, 'startingPosition', "'LATEST', 'TRIM_HORIZON', { timestamp: Date | ms } or { afterSequenceNumber: '<digits>' }", value);
-}
-
-function leaseStartParam(start: LeaseStart): StartingPositionParam {
-  return start.type === 'AT_TIMESTAMP' ? { Type: 'AT_TIMESTAMP', Timestamp: new Date(start.timestamp) } : { Type: 'TRIM_HORIZON' };
 }
