@@ -41,8 +41,14 @@ const { requestTimeoutMs, connectTimeoutMs, ...client } = awsConnectionOptions({
 /** How the client is made: the AWS connection options, and S3's own. */
 const connection = {
   ...client,
-  // No constant default: a client excludes it only when it is given.
-  forcePathStyle: opt.boolean('Path-style URLs (`http://host/bucket/key`), which most S3-compatible servers need; with `client`, set it on that client.', { defaultText: 'false' }),
+  endpoint: {
+    ...client.endpoint,
+    doc: 'Endpoint URL of an S3-compatible server (s3rver, MinIO, Ceph): the client built for it uses path-style URLs and sends checksums only where S3 requires them.',
+  },
+  // No constant default: it depends on endpoint, and a client excludes it only when it is given.
+  forcePathStyle: opt.boolean('Path-style URLs (`http://host/bucket/key`), which S3-compatible servers need; with `client`, set it on that client.', {
+    defaultText: 'true with `endpoint`, else false',
+  }),
 } satisfies OptionSpecs;
 
 const bufferPath = opt.string('The local buffer folder, created with mode 0700; one live process per folder.');
@@ -156,11 +162,11 @@ export interface S3UploaderOptions {
   client?: S3Client;
   /** AWS region. Default: from the environment (AWS_REGION) or the shared config; "us-east-1" with a local endpoint on the command line. */
   region?: string;
-  /** Endpoint URL of a compatible service or a local server (a plain http:// one is spoken to over HTTP/1.1). */
+  /** Endpoint URL of an S3-compatible server (s3rver, MinIO, Ceph): the client built for it uses path-style URLs and sends checksums only where S3 requires them. */
   endpoint?: string;
   /** AWS credentials ({ accessKeyId, secretAccessKey, sessionToken }) or a credential provider. Default: the SDK chain. */
   credentials?: S3Credentials;
-  /** Path-style URLs (`http://host/bucket/key`), which most S3-compatible servers need; with `client`, set it on that client. Default false. */
+  /** Path-style URLs (`http://host/bucket/key`), which S3-compatible servers need; with `client`, set it on that client. Default true with `endpoint`, else false. */
   forcePathStyle?: boolean;
   /** The local buffer folder, created with mode 0700; one live process per folder. Required. */
   bufferPath: string;
@@ -196,11 +202,11 @@ export interface S3SinkOptions {
   client?: S3Client;
   /** AWS region. Default: from the environment (AWS_REGION) or the shared config; "us-east-1" with a local endpoint on the command line. */
   region?: string;
-  /** Endpoint URL of a compatible service or a local server (a plain http:// one is spoken to over HTTP/1.1). */
+  /** Endpoint URL of an S3-compatible server (s3rver, MinIO, Ceph): the client built for it uses path-style URLs and sends checksums only where S3 requires them. */
   endpoint?: string;
   /** AWS credentials ({ accessKeyId, secretAccessKey, sessionToken }) or a credential provider. Default: the SDK chain. */
   credentials?: S3Credentials;
-  /** Path-style URLs (`http://host/bucket/key`), which most S3-compatible servers need; with `client`, set it on that client. Default false. */
+  /** Path-style URLs (`http://host/bucket/key`), which S3-compatible servers need; with `client`, set it on that client. Default true with `endpoint`, else false. */
   forcePathStyle?: boolean;
   /** The local buffer folder, created with mode 0700; one live process per folder. Default `<os temp dir>/manifold/s3/<bucket>`. */
   bufferPath?: string;

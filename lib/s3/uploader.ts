@@ -9,7 +9,7 @@ import { readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, addAbortSignal } from 'node:stream';
 import { createGzip } from 'node:zlib';
-import { S3Client } from '@aws-sdk/client-s3';
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { awsCall, awsConnection, awsError, type AwsClientSettings, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, isRetryable, toError } from '../core/errors.js';
@@ -120,6 +120,16 @@ function isCommittedFile(value: unknown): value is CommittedFile {
   return typeof v === 'object' && v !== null && typeof v.path === 'string' && typeof v.relativePath === 'string' && typeof v.bytes === 'number';
 }
 
+/**
+ * The config of the client the uploader builds. With `endpoint` it talks to an S3-compatible server
+ * (s3rver, MinIO, Ceph): path-style URLs unless `forcePathStyle: false`, and checksums
+ * only where S3 requires them, since several such servers refuse or mis-store the SDK's default ones.
+ */
+function clientConfig(settings: AwsClientSettings<S3Credentials>, forcePathStyle: boolean | undefined): S3ClientConfig {
+  if (settings.endpoint === undefined) return { ...settings, forcePathStyle: forcePathStyle ?? false };
+  return { ...settings, forcePathStyle: forcePathStyle ?? true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' };
+}
+
 /** The bytes an S3 request carries (a part's body) or completes (every part of the object), for its deadline. */
 function carriedBytes(input: unknown, partSizeBytes: number): number {
   const { Body: body, MultipartUpload: multipart } = (input ?? {}) as { Body?: unknown; MultipartUpload?: { Parts?: unknown[] } };
@@ -151,7 +161,7 @@ export class S3Uploader extends Writable {
     super({ objectMode: true, highWaterMark: 16 });
     this.#o = o;
     this.#ownClient = !('client' in o.connection);
-    this.#client = 'client' in o.connection ? o.connection.client : new S3Client({ ...o.connection.settings, ...(o.forcePathStyle ? { forcePathStyle: true } : {}) });
+    this.#client = 'client' in o.connection ? o.connection.client : new S3Client(clientConfig(o.connection.settings, o.forcePathStyle));
     if (o.signal) addAbortSignal(o.signal, this);
   }
 

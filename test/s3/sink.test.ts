@@ -18,6 +18,7 @@ import type { UploadEvent } from '../../lib/s3/uploader.js';
 import { s3Sink, type S3SinkOptions } from '../../lib/s3/sink.js';
 import { sinkConformance } from '../conformance/suite.js';
 import { childRecord } from '../fixtures/s3-child.js';
+import { startBlackholeProxy, type SeenRequest } from '../fixtures/blackhole-proxy.js';
 import { startS3, type S3Fixture } from '../fixtures/s3.js';
 
 const FAST = {
@@ -166,6 +167,27 @@ describe('s3Sink against s3rver', () => {
     assert.equal(rotations.at(-1)!.reason, 'end');
     assert.deepEqual(uploads.map((u) => u.key).sort(), objects.map((o) => o.key));
     assert.deepEqual(await filesLeft(bufferPath), [], 'nothing is left on disk');
+  });
+
+  it('with an endpoint, builds a client for a compatible server: path-style URLs and no checksums S3 does not require', async (t) => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    const proxy = await startBlackholeProxy(s3.endpoint);
+    t.after(() => proxy.stop());
+    const seen: SeenRequest[] = [];
+    // A rule that never matches: a spy on every request the sink sends.
+    proxy.swallow((r) => (seen.push(r), false));
+    const lines = Array.from({ length: 50 }, (_, i) => `line-${i}`);
+    await pipeline(
+      Readable.from(lines),
+      s3Sink({ ...FAST, bucket, bufferPath, endpoint: proxy.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }, commitSizeBytes: 100 }),
+    );
+    assert.ok(seen.length >= 3, `${seen.length} requests`);
+    for (const r of seen) {
+      assert.ok(r.url.startsWith(`/${bucket}/`), `path-style: ${r.url}`);
+      assert.deepEqual(Object.keys(r.headers).filter((h) => /checksum/i.test(h)), [], `${r.method} ${r.url}`);
+    }
+    assert.deepEqual(records((await s3.objects(bucket)).map((o) => o.body)), lines);
   });
 
   it('rotates by time and uploads while the stream stays open', async () => {
