@@ -1,17 +1,10 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  DescribeStreamSummaryCommand,
-  GetRecordsCommand,
-  GetShardIteratorCommand,
-  type GetShardIteratorCommandInput,
-  type KinesisClient,
-  type _Record as KinesisRecord,
-} from '@aws-sdk/client-kinesis';
+import { DescribeStreamSummaryCommand, type KinesisClient, type _Record as KinesisRecord } from '@aws-sdk/client-kinesis';
 import { SHARD_END, type Checkpoint, type Checkpointer } from './checkpoint.js';
 import { memoryCheckpointer } from './memory-checkpointer.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
-import { awsCall, awsErrorName, type AwsTimeouts } from '../core/aws.js';
+import { awsCall, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { createMessage, type Message } from '../core/message.js';
 import {
@@ -29,6 +22,7 @@ import { kinesisError, resolveClient, resolveStream, type KinesisConnectionOptio
 import { deaggregate } from './deaggregate.js';
 import { deregisterConsumer, ensureConsumer, subscribeShard } from './fan-out.js';
 import { checkStartingPosition, checkpointKey, leaseStartParam, resumeFrom, type StartingPosition, type StartingPositionParam } from './positions.js';
+import { MIN_CALL_GAP_MS, pollShard } from './polling.js';
 import { listShards, parentsDone, type ShardInfo } from './shards.js';
 import type { CoordinatedSource, GrantedShard, LeaseEvent, NewShard, ShardCoordinator } from './coordinator.js';
 
@@ -123,8 +117,6 @@ const KNOWN_OPTIONS = [
 ] as const;
 
 const WHERE = 'kinesisSource';
-// Kinesis allows 5 GetRecords calls per second per shard.
-const MIN_CALL_GAP_MS = 200;
 
 /**
  * Reads a Kinesis stream as an object-mode Readable of Messages, every shard
@@ -661,14 +653,6 @@ export class KinesisSource extends Readable {
     }
   }
 
-  async #sleep(ms: number, signal: AbortSignal): Promise<void> {
-    try {
-      await sleep(ms, undefined, { signal });
-    } catch {
-      // Stopped: the caller checks #stopping.
-    }
-  }
-
   /** Pushes the records of one GetRecords page or fan-out event, de-aggregated, in order. */
   #deliver(shard: ShardState, records: readonly KinesisRecord[]): void {
     if (shard.signal.aborted) return;
@@ -716,65 +700,31 @@ export class KinesisSource extends Readable {
     return { Type: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: last.sequenceNumber };
   }
 
-  async #iterator(shard: ShardState, position: StartingPositionParam): Promise<string | undefined> {
-    const input: GetShardIteratorCommandInput = {
-      ...this.#stream.params,
-      ShardId: shard.shardId,
-      ShardIteratorType: position.Type,
-    };
-    if (position.SequenceNumber !== undefined) input.StartingSequenceNumber = position.SequenceNumber;
-    if (position.Timestamp !== undefined) input.Timestamp = position.Timestamp;
-    const out = await this.#call('GetShardIterator', () => awsCall({ what: `${WHERE}: GetShardIterator of ${shard.shardId}`, timeoutMs: this.#timeouts.requestTimeoutMs, signal: shard.signal }, (abortSignal) => this.#client.send(new GetShardIteratorCommand(input), { abortSignal })), { shardId: shard.shardId }, shard.signal);
-    return out.ShardIterator;
-  }
-
   /** Polling: GetRecords in a loop, paced, until the shard ends or the source stops. */
-  async #poll(shard: ShardState): Promise<void> {
-    const openedAt = new Date();
-    let iterator = await this.#iterator(shard, shard.start);
-    // LATEST means "from when this source started": should the iterator expire before a record comes, the new one
-    // starts at that time, not at a later LATEST that would skip what arrived in between.
-    if (shard.start.Type === 'LATEST') shard.start = { Type: 'AT_TIMESTAMP', Timestamp: openedAt };
-    shard.markOpened();
-    let lastCall = 0;
-    const { signal } = shard;
-    while (iterator !== undefined && !signal.aborted) {
-      await this.#gate(shard);
-      if (signal.aborted) return;
-      const gap = lastCall + MIN_CALL_GAP_MS - Date.now();
-      if (gap > 0) await this.#sleep(gap, signal);
-      if (signal.aborted) return;
-      // Never fetch far past maxInFlightPerShard: that is what bounds memory under a slow consumer.
-      const room = Math.max(1, this.#tracker.maxInFlight - this.#tracker.inFlight(shard.shardId));
-      const limit = Math.min(this.#maxRecordsPerCall, room);
-      const out = await this.#call(
-        'GetRecords',
-        async () => {
-          lastCall = Date.now();
-          try {
-            return await awsCall({ what: `${WHERE}: GetRecords of ${shard.shardId}`, timeoutMs: this.#timeouts.requestTimeoutMs, signal }, (abortSignal) => this.#client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: limit }), { abortSignal }));
-          } catch (error) {
-            // Iterators live 5 minutes (a slow consumer can outlast one): get a new one where we are, and try again.
-            if (awsErrorName(error) !== 'ExpiredIteratorException') throw error;
-            iterator = await this.#iterator(shard, this.#resumePosition(shard));
-            throw new ManifoldError(`${WHERE}: the shard iterator of ${shard.shardId} expired; reading on with a new one`, {
-              code: ErrorCodes.CONNECTION,
-              retryable: true,
-              cause: error,
-              details: { shardId: shard.shardId },
-            });
-          }
-        },
-        { shardId: shard.shardId },
-        signal,
-      );
-      if (signal.aborted) return;
-      const records = out.Records ?? [];
-      this.#deliver(shard, records);
-      if (out.MillisBehindLatest !== undefined) this.emit('lag', { shardId: shard.shardId, millisBehindLatest: out.MillisBehindLatest } satisfies LagEvent);
-      iterator = out.NextShardIterator ?? undefined;
-      if (iterator !== undefined && records.length === 0 && (out.MillisBehindLatest ?? 0) === 0) await this.#sleep(this.#pollIntervalMs, signal);
-    }
+  #poll(shard: ShardState): Promise<void> {
+    return pollShard({
+      client: this.#client,
+      stream: this.#stream,
+      shardId: shard.shardId,
+      start: shard.start,
+      resumePosition: () => this.#resumePosition(shard),
+      maxRecordsPerCall: this.#maxRecordsPerCall,
+      room: () => this.#tracker.maxInFlight - this.#tracker.inFlight(shard.shardId),
+      pollIntervalMs: this.#pollIntervalMs,
+      requestTimeoutMs: this.#timeouts.requestTimeoutMs,
+      signal: shard.signal,
+      gate: () => this.#gate(shard),
+      call: (operation, fn) => this.#call(operation, fn, { shardId: shard.shardId }, shard.signal),
+      onOpen: (start) => {
+        // LATEST is pinned to when the iterator was asked for: a resumption before any record was delivered goes there.
+        shard.start = start;
+        shard.markOpened();
+      },
+      onRecords: (records, millisBehindLatest) => {
+        this.#deliver(shard, records);
+        if (millisBehindLatest !== undefined) this.emit('lag', { shardId: shard.shardId, millisBehindLatest } satisfies LagEvent);
+      },
+    });
   }
 
   /** Enhanced fan-out: one subscription after another until the shard ends or the source stops. */
