@@ -4,21 +4,19 @@
  * suffix (`commitSize` for commitSizeBytes, `commitInterval` for commitIntervalMs),
  * and take units (`1MiB`, `5m`).
  */
-import { S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { dynamoLeases } from '../kinesis/dynamo-leases.js';
 import { fileCheckpointer } from '../kinesis/file-checkpointer.js';
-import { awsRequestHandler, awsTimeouts } from '../core/aws.js';
 import { kinesisSink } from '../kinesis/sink.js';
-import { s3Sink } from '../s3/sink.js';
 import { stdoutSink } from '../stdio/sink.js';
 import { kinesisSource } from '../kinesis/source.js';
 import { stdinSource } from '../stdio/source.js';
 import { UsageError } from './errors.js';
-import { registerScheme, validate, zBool, zBytes, zCount, zDuration, type EndpointInput } from './endpoints.js';
+import { registerScheme, validate, zBytes, zCount, zDuration, type EndpointInput } from './endpoints.js';
 import './schemes/kafka.js';
 import './schemes/rabbitmq.js';
 import './schemes/websocket.js';
+import './schemes/s3.js';
 
 /** Copies the defined entries of `o`, so connectors fill their own defaults. */
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
@@ -57,75 +55,6 @@ function splitUrl({ url, params }: EndpointInput, schema: z.ZodObject): { target
   for (const [key, value] of Object.entries(params)) if (keys.includes(key) || !url.searchParams.has(key)) ours[key] = value;
   return { target: target.toString(), ours };
 }
-
-// ---- S3 ----
-
-registerScheme(['s3'], {
-  help: 's3://bucket/prefix?commitSize=1MiB&commitInterval=5m&bufferPath=./buffer   S3 sink buffered on local disk',
-  sink: ({ url, display, params }) => {
-    const o = validate(
-      display,
-      z.strictObject({
-        commitSize: zBytes.optional(),
-        commitInterval: zDuration.optional(),
-        uploadInterval: zDuration.optional(),
-        syncInterval: zDuration.optional(),
-        maxBuffer: zBytes.optional(),
-        bufferPath: z.string().min(1).optional(),
-        delimiter: z.string().min(1).optional(),
-        compression: z.enum(['none', 'gzip']).optional(),
-        ackOn: z.enum(['disk', 'upload']).optional(),
-        uploadConcurrency: zCount.optional(),
-        closeTimeout: zDuration.optional(),
-        requestTimeout: zDuration.optional(),
-        connectTimeout: zDuration.optional(),
-        region: z.string().min(1).optional(),
-        endpoint: z.url().optional(),
-        forcePathStyle: zBool.optional(),
-      }),
-      params,
-    );
-    const bucket = url.hostname;
-    if (!bucket) throw new UsageError(`${display}: give the bucket as s3://<bucket>/<prefix>`);
-    const prefix = decodeURIComponent(url.pathname.replace(/^\//, ''));
-    return () => {
-      // A local S3 API (s3rver, MinIO) wants path-style URLs and no streaming checksums; and the timeouts of the client the sink would build.
-      const client = o.endpoint
-        ? new S3Client({
-            endpoint: o.endpoint,
-            region: o.region ?? 'us-east-1',
-            forcePathStyle: o.forcePathStyle ?? true,
-            requestChecksumCalculation: 'WHEN_REQUIRED',
-            responseChecksumValidation: 'WHEN_REQUIRED',
-            maxAttempts: 1,
-            requestHandler: awsRequestHandler(o.endpoint, awsTimeouts('s3Sink', { requestTimeoutMs: o.requestTimeout, connectTimeoutMs: o.connectTimeout }), { idle: true }),
-          })
-        : undefined;
-      return s3Sink(
-        defined({
-          bucket,
-          prefix,
-          client,
-          region: client ? undefined : o.region,
-          forcePathStyle: client ? undefined : o.forcePathStyle,
-          bufferPath: o.bufferPath,
-          commitSizeBytes: o.commitSize,
-          commitIntervalMs: o.commitInterval,
-          uploadIntervalMs: o.uploadInterval,
-          syncIntervalMs: o.syncInterval,
-          maxBufferBytes: o.maxBuffer,
-          delimiter: o.delimiter,
-          compression: o.compression,
-          ackOn: o.ackOn,
-          uploadConcurrency: o.uploadConcurrency,
-          closeTimeoutMs: o.closeTimeout,
-          requestTimeoutMs: o.requestTimeout,
-          connectTimeoutMs: client ? undefined : o.connectTimeout,
-        }) as Parameters<typeof s3Sink>[0],
-      );
-    };
-  },
-});
 
 // ---- Kinesis: kinesis:<stream> ----
 
