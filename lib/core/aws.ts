@@ -291,10 +291,11 @@ export interface AwsConnectionDeclaration {
  * {@link awsConnection}.
  */
 export function awsConnectionOptions(d: AwsConnectionDeclaration) {
+  const article = /^[AEIOU]/i.test(d.client) ? 'an' : 'a';
   return {
     client: opt.custom<unknown>(`A ready ${d.client} to use; region, endpoint, credentials and connectTimeoutMs then belong to it.`, {
       type: d.client,
-      check: (value, fail) => (typeof (value as { send?: unknown } | null)?.send === 'function' ? value : fail(`a ${d.client}`)),
+      check: (value, fail) => (typeof (value as { send?: unknown } | null)?.send === 'function' ? value : fail(`${article} ${d.client}`)),
     }),
     region: opt.string('AWS region. Default: from the environment (AWS_REGION) or the shared config; "us-east-1" with a local endpoint on the command line.'),
     endpoint: opt.custom<string>('Endpoint URL of a compatible service or a local server (a plain http:// one is spoken to over HTTP/1.1).', {
@@ -312,6 +313,7 @@ export function awsConnectionOptions(d: AwsConnectionDeclaration) {
       d.requestTimeoutDoc ?? 'Longest one AWS call may take before it is aborted and retried as a connection failure (also for a client you pass).',
       { default: d.requestTimeoutMs, defaultText: d.requestTimeoutText, max: MAX_TIMER_MS },
     ),
-    connectTimeoutMs: opt.duration('Longest opening a connection may take, for the client the connector builds.', { default: DEFAULT_CONNECT_TIMEOUT_MS, max: MAX_TIMER_MS }),
+    // No default in the declaration: awsConnection() fills it, so that `client` (which excludes it) can be given alone.
+    connectTimeoutMs: opt.duration('Longest opening a connection may take, for the client the connector builds.', { defaultText: `${DEFAULT_CONNECT_TIMEOUT_MS.toLocaleString('en-US')} ms`, max: MAX_TIMER_MS }),
   };
 }

@@ -143,6 +143,8 @@ export type OptionKind = 'string' | 'boolean' | 'integer' | 'number' | 'duration
  * types and the docs tables all derive from it.
  */
 export interface OptionSpec<T = unknown> {
+  /** The value's type, for the compiler only: no spec has this property. */
+  readonly __value?: T;
   readonly kind: OptionKind;
   /** One line for the docs, TSDoc and the JSON Schema. */
   readonly doc: string;
@@ -172,28 +174,22 @@ export interface OptionSpec<T = unknown> {
   readonly schema?: Record<string, unknown>;
 }
 
-type Extra<T> = Omit<Partial<OptionSpec<T>>, 'kind' | 'doc' | 'default'>;
+type Extra<T> = Omit<Partial<OptionSpec<T>>, 'kind' | 'doc' | '__value'>;
 
-/** Builders for {@link OptionSpec}s: `opt.duration('How often ...', { default: 5000 })`. */
+/** Builders for {@link OptionSpec}s: `opt.duration('How often ...', { default: 5000 })`. The extra settings' literal types are kept, so `required` and `default` reach the resolved type. */
 export const opt = {
-  string: <D extends string | undefined = undefined>(doc: string, extra: Extra<string> & { default?: D } = {}) =>
-    ({ kind: 'string', doc, ...extra }) as OptionSpec<string> & { default: D },
-  boolean: <D extends boolean | undefined = undefined>(doc: string, extra: Extra<boolean> & { default?: D } = {}) =>
-    ({ kind: 'boolean', doc, ...extra }) as OptionSpec<boolean> & { default: D },
-  integer: <D extends number | undefined = undefined>(doc: string, extra: Extra<number> & { default?: D } = {}) =>
-    ({ kind: 'integer', doc, ...extra }) as OptionSpec<number> & { default: D },
-  number: <D extends number | undefined = undefined>(doc: string, extra: Extra<number> & { default?: D } = {}) =>
-    ({ kind: 'number', doc, ...extra }) as OptionSpec<number> & { default: D },
+  string: <const E extends Extra<string> = {}>(doc: string, extra?: E) => ({ kind: 'string', doc, ...extra }) as OptionSpec<string> & E,
+  boolean: <const E extends Extra<boolean> = {}>(doc: string, extra?: E) => ({ kind: 'boolean', doc, ...extra }) as OptionSpec<boolean> & E,
+  integer: <const E extends Extra<number> = {}>(doc: string, extra?: E) => ({ kind: 'integer', doc, ...extra }) as OptionSpec<number> & E,
+  number: <const E extends Extra<number> = {}>(doc: string, extra?: E) => ({ kind: 'number', doc, ...extra }) as OptionSpec<number> & E,
   /** Milliseconds; at least 1 unless `min` says otherwise. Text forms: `500ms`, `30s`, `5m`, `12h`. */
-  duration: <D extends number | undefined = undefined>(doc: string, extra: Extra<number> & { default?: D } = {}) =>
-    ({ kind: 'duration', doc, min: 1, ...extra }) as OptionSpec<number> & { default: D },
+  duration: <const E extends Extra<number> = {}>(doc: string, extra?: E) => ({ kind: 'duration', doc, min: 1, ...extra }) as OptionSpec<number> & E,
   /** A whole number of bytes; at least 1 unless `min` says otherwise. Text forms: `512KiB`, `1MiB`. */
-  bytes: <D extends number | undefined = undefined>(doc: string, extra: Extra<number> & { default?: D } = {}) =>
-    ({ kind: 'bytes', doc, min: 1, ...extra }) as OptionSpec<number> & { default: D },
-  enum: <const V extends readonly string[], D extends V[number] | undefined = undefined>(doc: string, values: V, extra: Extra<V[number]> & { default?: D } = {}) =>
-    ({ kind: 'enum', doc, values, ...extra }) as OptionSpec<V[number]> & { default: D },
+  bytes: <const E extends Extra<number> = {}>(doc: string, extra?: E) => ({ kind: 'bytes', doc, min: 1, ...extra }) as OptionSpec<number> & E,
+  enum: <const V extends readonly string[], const E extends Extra<V[number]> = {}>(doc: string, values: V, extra?: E) =>
+    ({ kind: 'enum', doc, values, ...extra }) as OptionSpec<V[number]> & E,
   /** One string or several (a comma-separated list in a URI). */
-  strings: (doc: string, extra: Extra<string[]> = {}) => ({ kind: 'strings', doc, ...extra }) as OptionSpec<string[]> & { default: undefined },
+  strings: <const E extends Extra<string[]> = {}>(doc: string, extra?: E) => ({ kind: 'strings', doc, ...extra }) as OptionSpec<string[]> & E,
   custom: <T, D extends T | undefined = undefined>(doc: string, extra: Extra<T> & { type: string; check: (value: unknown, fail: (expected: string) => never, where: string) => T; default?: D }) =>
     ({ kind: 'custom', cli: false, ...extra, doc }) as OptionSpec<T> & { default: D },
 };
@@ -201,8 +197,8 @@ export const opt = {
 /** The declared options of one factory. */
 export type OptionSpecs = Record<string, OptionSpec<any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-type ValueOf<S> = S extends OptionSpec<infer T> ? T : never;
-type Filled<S> = S extends { required: true } ? true : S extends { default: undefined } ? false : S extends { default: unknown } ? true : false;
+type ValueOf<S> = S extends { readonly __value?: infer T } ? Exclude<T, undefined> : never;
+type Filled<S> = S extends { required: true } ? true : S extends { default: infer X } ? (undefined extends X ? false : true) : false;
 
 /** What `resolve()` returns: every option, with defaults filled. */
 export type ResolvedOptions<D extends OptionSpecs> = { -readonly [K in keyof D]: Filled<D[K]> extends true ? ValueOf<D[K]> : ValueOf<D[K]> | undefined };

@@ -7,7 +7,7 @@
  */
 import pRetry, { AbortError } from 'p-retry';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from './errors.js';
-import { checkOptions, durationOption, numberOption, signalOption } from './options.js';
+import { checkOptions, durationOption, numberOption, opt, signalOption } from './options.js';
 /** How a connector retries. `retry: false` turns retrying off. */
 export interface RetryOptions {
   /** Retries after the first failure, per outage. Default 10; `Infinity` retries for ever. */
@@ -166,3 +166,22 @@ export interface RetryingOptions {
 
 /** The keys of {@link RetryingOptions}. */
 export const RETRYING_KEYS = ['retry', 'what', 'forwardEvents', 'signal', 'highWaterMark'] as const;
+
+/**
+ * The `retry` option as connectors declare it (see `defineOptions`): validated
+ * here so a bad field is reported against the factory (`kafkaSource:
+ * options.retry.retries ...`), copied so the caller's object is not kept.
+ */
+export function retryOption(doc: string) {
+  return opt.custom<RetryOptions | false>(doc, {
+    type: 'RetryOptions | false',
+    defaultText: '10 retries, 200 ms to 30 s apart',
+    check: (value, fail, where) => {
+      if (value !== false && (value === null || typeof value !== 'object' || Array.isArray(value))) {
+        return fail('false or an object of retry settings (retries, minTimeoutMs, maxTimeoutMs, factor, signal)');
+      }
+      resolveRetry(where, value as RetryOptions | false);
+      return value === false ? false : { ...(value as RetryOptions) };
+    },
+  });
+}

@@ -4,7 +4,7 @@
  */
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { common, defineOptions, enumOption, invalidOption, opt, unknownOption } from '../core/options.js';
-import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { retryOption, type RetryOptions } from '../core/retry.js';
 
 /** SASL credentials. Secrets never appear in errors or events. */
 export interface KafkaSaslOptions {
@@ -49,19 +49,6 @@ export const kafkaConnection = {
   connectTimeoutMs: opt.duration('Longest wait for a TCP/TLS connection.', { default: 5000 }),
 };
 
-/** The `retry` option of either factory; `doc` says what a retry does there. */
-function retry(doc: string) {
-  return opt.custom<RetryOptions | false>(doc, {
-    type: 'RetryOptions | false',
-    defaultText: '10 retries, 200 ms to 30 s apart',
-    // Validated here so a bad value is reported against the factory, not the retrying wrapper.
-    check: (value, _fail, where) => {
-      resolveRetry(where, value as RetryOptions | false);
-      return value === false ? false : { ...(value as RetryOptions) };
-    },
-  });
-}
-
 export const kafkaSourceOptions = defineOptions('kafkaSource', {
   ...kafkaConnection,
   topics: opt.strings('Topic or topics to consume.', { required: true, cli: false }),
@@ -75,7 +62,7 @@ export const kafkaSourceOptions = defineOptions('kafkaSource', {
   maxWaitMs: opt.duration('Longest a fetch waits on the broker for new data (also bounds how long `close()` waits for a fetch).', { default: 500, min: 0 }),
   fetchMaxBytes: opt.bytes('Most bytes one fetch returns, across partitions.', { default: 4 * 1024 * 1024, min: 1024 }),
   autocreateTopics: opt.boolean('Let the broker create a missing topic (auto.create.topics.enable); otherwise a missing topic fails the source with `MANIFOLD_ERR_NOT_FOUND`.', { default: false }),
-  retry: retry('Reconnects after a broker failure (the group resumes at the committed offsets); `false` fails at once.'),
+  retry: retryOption('Reconnects after a broker failure (the group resumes at the committed offsets); `false` fails at once.'),
   signal: common.signal('source'),
   highWaterMark: common.highWaterMark(256),
 });
@@ -94,7 +81,7 @@ export const kafkaSinkOptions = defineOptions('kafkaSink', {
   compression: opt.enum('Compression of record batches.', ['none', 'gzip', 'snappy', 'lz4', 'zstd'], { default: 'none' }),
   maxMessageBytes: opt.bytes("Largest message (data, key, headers) sent; a larger one is nacked without a request (the broker's own limit is about 1 MiB).", { default: 1_000_000 }),
   autocreateTopics: opt.boolean('Let the broker create a missing topic (auto.create.topics.enable); otherwise a missing topic fails the sink with `MANIFOLD_ERR_NOT_FOUND`.', { default: false }),
-  retry: retry('Re-creates the producer after a transient failure and re-sends what was not acked; `false` fails at once.'),
+  retry: retryOption('Re-creates the producer after a transient failure and re-sends what was not acked; `false` fails at once.'),
   signal: common.signal('sink'),
   highWaterMark: common.highWaterMark(1024),
 });

@@ -6,7 +6,7 @@
 import type { Options } from 'amqplib';
 import { redactUrl } from '../core/errors.js';
 import { checkOptions, common, defineOptions, invalidOption, opt, stringOption } from '../core/options.js';
-import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { retryOption, type RetryOptions } from '../core/retry.js';
 
 /** The broker amqplib would use when no URL is given. */
 export const DEFAULT_URL = 'amqp://localhost:5672';
@@ -179,15 +179,7 @@ const connection = {
   connectionName: opt.string('The connection name the broker shows (management UI, `rabbitmqctl list_connections client_properties`).', {
     defaultText: '`manifold <factory> <queue or exchange>`',
   }),
-  retry: opt.custom<RetryOptions | false>('Reconnect policy, or `false` to fail on the first connection loss.', {
-    type: 'RetryOptions | false',
-    defaultText: '10 retries per outage, 200 ms to 30 s apart',
-    check: (value, _fail, where) => {
-      // Validated here so that a bad retry option names the factory, not the core wrapper.
-      resolveRetry(where, value as RetryOptions | false);
-      return value === false ? false : { ...(value as RetryOptions) };
-    },
-  }),
+  retry: retryOption('Reconnect policy, or `false` to fail on the first connection loss.'),
 };
 
 export const rabbitmqSourceOptions = defineOptions('rabbitmqSource', {
@@ -294,7 +286,7 @@ export interface RabbitmqSourceOptions {
   connectTimeoutMs?: number;
   /** The connection name the broker shows (management UI, `rabbitmqctl list_connections client_properties`). Default `manifold <factory> <queue or exchange>`. */
   connectionName?: string;
-  /** Reconnect policy, or `false` to fail on the first connection loss. Default 10 retries per outage, 200 ms to 30 s apart. */
+  /** Reconnect policy, or `false` to fail on the first connection loss. Default 10 retries, 200 ms to 30 s apart. */
   retry?: RetryOptions | false;
   /** The queue to consume. Required. */
   queue: string;
@@ -324,7 +316,7 @@ export interface RabbitmqSinkOptions {
   connectTimeoutMs?: number;
   /** The connection name the broker shows (management UI, `rabbitmqctl list_connections client_properties`). Default `manifold <factory> <queue or exchange>`. */
   connectionName?: string;
-  /** Reconnect policy, or `false` to fail on the first connection loss. Default 10 retries per outage, 200 ms to 30 s apart. */
+  /** Reconnect policy, or `false` to fail on the first connection loss. Default 10 retries, 200 ms to 30 s apart. */
   retry?: RetryOptions | false;
   /** Exchange to publish to; '' is the default exchange, where the routing key names a queue. Default ''. */
   exchange?: string;

@@ -8,7 +8,7 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { awsConnectionOptions } from '../core/aws.js';
 import { common, defineOptions, opt, type OptionSpecs } from '../core/options.js';
-import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { retryOption, type RetryOptions } from '../core/retry.js';
 
 /** AWS credentials, as the SDK takes them (or a provider function). */
 export type S3Credentials = S3ClientConfig['credentials'];
@@ -81,21 +81,9 @@ const uploading = {
   compression: opt.enum("`'gzip'` compresses while uploading (the key gets `.gz`, content type `application/gzip`).", ['none', 'gzip'], { default: 'none' }),
   partSizeBytes: opt.bytes('Multipart part size, at least 5 MiB; each upload holds about two parts in memory at most.', { default: 8 * 1024 * 1024, min: MIN_PART_BYTES }),
   closeTimeoutMs: opt.duration('On `end()`, how long uploads may go on; what is left stays on disk for the next start.', { default: 30_000, min: 0 }),
-  retry: opt.custom<RetryOptions | false>('Retries of one upload (`retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`); when they run out the file waits for the next rescan.', {
-    type: 'RetryOptions | false',
-    defaultText: '10 retries, 200 ms to 30 s apart',
-    check: (value, fail, where) => {
-      if (value !== false && (value === null || typeof value !== 'object' || Array.isArray(value))) {
-        return fail('false or an object of retry settings (retries, minTimeoutMs, maxTimeoutMs, factor)');
-      }
-      // Its fields are checked here, so a bad one is reported against the factory: options.retry.retries.
-      resolveRetry(where, value as RetryOptions | false);
-      return value === false ? false : { ...(value as RetryOptions) };
-    },
-  }),
+  retry: retryOption('Retries of one upload (`retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`); when they run out the file waits for the next rescan.'),
   requestTimeoutMs,
-  // Filled by awsConnection(), not by the declaration: a client excludes connectTimeoutMs only when it is given.
-  connectTimeoutMs: { ...connectTimeoutMs, default: undefined, defaultText: '5,000 ms' },
+  connectTimeoutMs,
 } satisfies OptionSpecs;
 
 export const s3CollectorOptions = defineOptions('s3Collector', {

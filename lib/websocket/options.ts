@@ -6,7 +6,7 @@
 import type WebSocket from 'ws';
 import { redactUrl } from '../core/errors.js';
 import { common, conflictingOptions, defineOptions, invalidOption, opt, type OptionDeclaration, type OptionSpecs, type ResolvedOptions } from '../core/options.js';
-import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { retryOption, type RetryOptions } from '../core/retry.js';
 
 /** Why a connection was opened, as passed to `onOpen` and in `'open'` events. */
 export type OpenReason = 'connect' | 'reconnect' | 'swap';
@@ -96,18 +96,7 @@ const shared = {
   closeTimeoutMs: opt.duration("Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap); then the socket is terminated.", {
     default: 5_000,
   }),
-  retry: opt.custom<RetryOptions | false>('Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection.', {
-    type: 'RetryOptions | false',
-    defaultText: '10 retries, 200 ms .. 30 s',
-    check: (value, fail, where) => {
-      if (value !== false && (value === null || typeof value !== 'object' || Array.isArray(value))) {
-        return fail('false or an object of retry settings (retries, minTimeoutMs, maxTimeoutMs, factor, signal)');
-      }
-      // Its fields are checked where the factory fills them, with messages naming options.retry.<field>.
-      resolveRetry(where, value as RetryOptions | false);
-      return value === false ? false : { ...(value as RetryOptions) };
-    },
-  }),
+  retry: retryOption('Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection.'),
 } satisfies OptionSpecs;
 
 export const websocketSourceOptions = defineOptions('websocketSource', {
@@ -176,7 +165,7 @@ export interface WebSocketSourceOptions {
   connectTimeoutMs?: number;
   /** Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap); then the socket is terminated. Default 5,000 ms. */
   closeTimeoutMs?: number;
-  /** Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection. Default 10 retries, 200 ms .. 30 s. */
+  /** Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection. Default 10 retries, 200 ms to 30 s apart. */
   retry?: RetryOptions | false;
   /** Runs on every new connection (first, after a loss, on a swap) before the source relies on it: send subscriptions here; a rejection fails that attempt. */
   onOpen?: (socket: WebSocket, info: WebSocketOpenInfo) => void | Promise<void>;
@@ -208,7 +197,7 @@ export interface WebSocketSinkOptions {
   connectTimeoutMs?: number;
   /** Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap); then the socket is terminated. Default 5,000 ms. */
   closeTimeoutMs?: number;
-  /** Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection. Default 10 retries, 200 ms .. 30 s. */
+  /** Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection. Default 10 retries, 200 ms to 30 s apart. */
   retry?: RetryOptions | false;
   /** Runs on every (re)connection before any message is sent on it (to authenticate, say); a rejection fails that attempt. */
   onOpen?: (socket: WebSocket, info: WebSocketSinkOpenInfo) => void | Promise<void>;
