@@ -1,6 +1,7 @@
 /** Every declared option set, where its interface is generated and which docs page shows its table. */
 import type { DeclaredOptions } from '../lib/core/options.js';
 import { kafkaSinkOptions, kafkaSourceOptions } from '../lib/kafka/options.js';
+import { dynamoLeasesOptions, kinesisSinkOptions, kinesisSourceOptions } from '../lib/kinesis/options.js';
 import { amqplibUrlParameters, rabbitmqSinkOptions, rabbitmqSourceOptions } from '../lib/rabbitmq/options.js';
 import { s3CollectorOptions, s3SinkOptions, s3UploaderOptions } from '../lib/s3/options.js';
 import { stdinSourceOptions, stdoutSinkOptions } from '../lib/stdio/options.js';
@@ -32,4 +33,7 @@ export const DECLARATIONS: DeclarationEntry[] = [
   { declaration: s3SinkOptions, file: 'lib/s3/options.ts', type: 'S3SinkOptions', docs: 'docs/s3.md' },
   { declaration: s3CollectorOptions, file: 'lib/s3/options.ts', type: 'S3CollectorOptions', docs: 'docs/s3.md' },
   { declaration: s3UploaderOptions, file: 'lib/s3/options.ts', type: 'S3UploaderOptions', docs: 'docs/s3.md' },
+  { declaration: kinesisSourceOptions, file: 'lib/kinesis/options.ts', type: 'KinesisSourceOptions', docs: 'docs/kinesis.md' },
+  { declaration: kinesisSinkOptions, file: 'lib/kinesis/options.ts', type: 'KinesisSinkOptions', docs: 'docs/kinesis.md' },
+  { declaration: dynamoLeasesOptions, file: 'lib/kinesis/options.ts', type: 'DynamoLeasesOptions', docs: 'docs/kinesis.md' },
 ];

@@ -4,30 +4,9 @@
  * ManifoldErrors that say what failed.
  */
 import { KinesisClient, type KinesisClientConfig } from '@aws-sdk/client-kinesis';
-import { awsConnection, awsError, type AwsTimeouts } from '../core/aws.js';
+import { awsConnection, awsError, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError } from '../core/errors.js';
-import { conflictingOptions, invalidOption, stringOption } from '../core/options.js';
-
-/** How a connector reaches Kinesis: a ready client, or what to build one from. */
-export interface KinesisConnectionOptions {
-  /** A client to use (it stays yours: it is not destroyed on close). Excludes region, endpoint and credentials. */
-  client?: KinesisClient;
-  /** AWS region of the client we build. Default: the SDK's (AWS_REGION, profile). */
-  region?: string;
-  /** Endpoint of the client we build, e.g. `http://127.0.0.1:4568` for a local server (HTTP/1.1 is used for `http:`). */
-  endpoint?: string;
-  /** Credentials of the client we build. Default: the SDK's provider chain. */
-  credentials?: KinesisClientConfig['credentials'];
-  /**
-   * Longest one Kinesis call may take, in milliseconds, response included: a call not answered by then is
-   * aborted and fails with a retryable CONNECTION error, which `retry` retries. It holds for a client you pass
-   * too (through the call's abort signal). For enhanced fan-out it bounds the wait for a subscription's
-   * response, and on our client's HTTP/2 connection also a subscription silent for that long. Default 30,000 ms.
-   */
-  requestTimeoutMs?: number;
-  /** Longest connecting may take, in milliseconds, for the client we build (excludes `client`). Default 5,000 ms. */
-  connectTimeoutMs?: number;
-}
+import { conflictingOptions } from '../core/options.js';
 
 /** Which stream the connector talks to, as Kinesis API parameters. */
 export interface StreamRef {
@@ -39,19 +18,16 @@ export interface StreamRef {
   label: string;
 }
 
-const ARN_PATTERN = /^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream\/([a-zA-Z0-9_.-]{1,128})$/;
+/** A stream name as Kinesis allows it. */
+export const STREAM_NAME = /^[a-zA-Z0-9_.-]{1,128}$/;
+/** A stream ARN; its last part is the stream's name. */
+export const STREAM_ARN = /^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream\/([a-zA-Z0-9_.-]{1,128})$/;
 
-/** Validates `streamName` / `streamARN` (at least one; when both, they must name the same stream). */
-export function resolveStream(where: string, streamName: unknown, streamARN: unknown): StreamRef {
-  const name = stringOption(where, 'streamName', streamName);
-  const arn = stringOption(where, 'streamARN', streamARN);
-  if (name !== undefined && !/^[a-zA-Z0-9_.-]{1,128}$/.test(name)) {
-    invalidOption(where, 'streamName', 'a Kinesis stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)', name);
-  }
+/** The stream of `streamName` / `streamARN`, each valid (see the declarations): at least one, and when both, the same stream. */
+export function resolveStream(where: string, name: string | undefined, arn: string | undefined): StreamRef {
   if (arn !== undefined) {
-    const match = ARN_PATTERN.exec(arn);
-    if (!match) invalidOption(where, 'streamARN', 'a Kinesis stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)', arn);
-    const arnName = match[1]!;
+    // The declaration checked the ARN's form.
+    const arnName = STREAM_ARN.exec(arn)![1]!;
     if (name !== undefined && name !== arnName) {
       conflictingOptions(where, 'streamName', 'streamARN', `name different streams (${JSON.stringify(name)} and ${JSON.stringify(arnName)}); give one of them`);
     }
@@ -64,7 +40,7 @@ export function resolveStream(where: string, streamName: unknown, streamARN: unk
 }
 
 /** The client to use, whether we made it (and so destroy it on close), and the timeouts of every call. */
-export function resolveClient(where: string, o: KinesisConnectionOptions): { client: KinesisClient; owned: boolean; timeouts: AwsTimeouts } {
+export function resolveClient(where: string, o: AwsConnection<KinesisClient, KinesisClientConfig['credentials']>): { client: KinesisClient; owned: boolean; timeouts: AwsTimeouts } {
   // HTTP/2 for https: SubscribeToShard (enhanced fan-out) needs it, and it is what the SDK uses by default.
   const connection = awsConnection(where, o, 'a KinesisClient', {}, { http2: true });
   if ('client' in connection) return { client: connection.client, owned: false, timeouts: connection.timeouts };

@@ -12,43 +12,14 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { SHARD_END, type Checkpoint } from './checkpoint.js';
-import { awsConnection, type AwsTimeouts } from '../core/aws.js';
+import { awsConnection, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
-import { booleanOption, checkOptions, conflictingOptions, durationOption, invalidOption, stringOption } from '../core/options.js';
+import { conflictingOptions, invalidOption } from '../core/options.js';
 import type { CoordinatedSource, LeaseEvent, NewShard, ShardCoordinator } from './coordinator.js';
 import { ConditionFailed, LeaseTable, type LeaseRow, type Owned } from './lease-table.js';
+import { dynamoLeasesOptions, type DynamoLeasesOptions } from './options.js';
 
-/** Options of {@link dynamoLeases}. */
-export interface DynamoLeasesOptions {
-  /** The lease table (created when missing and `createTable` is true). */
-  tableName: string;
-  /** A DynamoDB client (it stays yours). Excludes region, endpoint and credentials. */
-  client?: DynamoDBClient;
-  /** AWS region of the client we build. */
-  region?: string;
-  /** Endpoint of the client we build, e.g. `http://127.0.0.1:8000` for a local server. */
-  endpoint?: string;
-  /** Credentials of the client we build. Default: the SDK's provider chain. */
-  credentials?: DynamoDBClientConfig['credentials'];
-  /** This worker's name in the table; unique per process. Default `<hostname>-<pid>-<random>`. */
-  workerId?: string;
-  /** A lease whose counter has not moved for this long is expired and may be taken. Default 10,000 ms. */
-  leaseDurationMs?: number;
-  /** How often leases are renewed and the table is read to take or balance leases. Default a third of `leaseDurationMs`. */
-  renewIntervalMs?: number;
-  /** Create the table (on-demand billing) when it does not exist. Default true. */
-  createTable?: boolean;
-  /**
-   * Longest one DynamoDB call may take, in milliseconds, response included: a call not answered by then is
-   * aborted (also through a client you pass) and the round that made it fails with a retryable CONNECTION
-   * error (a `'warning'` on the source); the next round, `renewIntervalMs` later, tries again. Default half of
-   * `renewIntervalMs`, at least 1,000 and at most 30,000 ms (1,666 ms with the default lease): a renew that
-   * hangs is given up early enough for the next one to keep the lease.
-   */
-  requestTimeoutMs?: number;
-  /** Longest connecting may take, in milliseconds, for the client we build (excludes `client`). Default 5,000 ms. */
-  connectTimeoutMs?: number;
-}
+export type { DynamoLeasesOptions } from './options.js';
 
 /** The coordinator returned by {@link dynamoLeases}. */
 export interface DynamoLeases extends ShardCoordinator {
@@ -66,20 +37,6 @@ export interface DynamoLeases extends ShardCoordinator {
 }
 
 const WHERE = 'dynamoLeases';
-const KNOWN_OPTIONS = [
-  'tableName',
-  'client',
-  'region',
-  'endpoint',
-  'credentials',
-  'requestTimeoutMs',
-  'connectTimeoutMs',
-  'workerId',
-  'leaseDurationMs',
-  'renewIntervalMs',
-  'createTable',
-] as const;
-
 /**
  * A {@link ShardCoordinator} keeping shard leases and checkpoints in a
  * DynamoDB table, for several processes reading one Kinesis stream: pass it
@@ -151,22 +108,22 @@ class DynamoLeaseCoordinator implements DynamoLeases {
   #stopping: Promise<void> | undefined;
 
   constructor(options: DynamoLeasesOptions) {
-    const o = checkOptions(WHERE, options, KNOWN_OPTIONS);
-    const tableName = stringOption(WHERE, 'tableName', o.tableName, { required: true });
-    if (!/^[a-zA-Z0-9_.-]{3,255}$/.test(tableName)) invalidOption(WHERE, 'tableName', 'a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, _ . -)', tableName);
-    this.tableName = tableName;
-    this.workerId = stringOption(WHERE, 'workerId', o.workerId) ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    this.#leaseDurationMs = durationOption(WHERE, 'leaseDurationMs', o.leaseDurationMs, 10_000, 100);
-    this.#renewIntervalMs = durationOption(WHERE, 'renewIntervalMs', o.renewIntervalMs, Math.floor(this.#leaseDurationMs / 3), 10);
+    const o = dynamoLeasesOptions.resolve(options);
+    // Not in the declaration: a missing tableName is told as a missing string, not as a malformed name.
+    if (!/^[a-zA-Z0-9_.-]{3,255}$/.test(o.tableName)) invalidOption(WHERE, 'tableName', 'a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, _ . -)', o.tableName);
+    this.tableName = o.tableName;
+    this.workerId = o.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.#leaseDurationMs = o.leaseDurationMs;
+    this.#renewIntervalMs = o.renewIntervalMs ?? Math.floor(this.#leaseDurationMs / 3);
     if (this.#renewIntervalMs * 2 > this.#leaseDurationMs) {
       conflictingOptions(WHERE, 'renewIntervalMs', 'leaseDurationMs', `do not fit: renew at least twice per lease duration (renewIntervalMs ${this.#renewIntervalMs} > leaseDurationMs ${this.#leaseDurationMs} / 2)`);
     }
-    this.#createTable = booleanOption(WHERE, 'createTable', o.createTable, true);
+    this.#createTable = o.createTable;
     const defaultTimeoutMs = Math.min(30_000, Math.max(1_000, Math.floor(this.#renewIntervalMs / 2)));
-    const { client, owned, timeouts } = resolveDynamoClient(o, defaultTimeoutMs);
+    const { client, owned, timeouts } = resolveDynamoClient(o as AwsConnection<DynamoDBClient, DynamoDBClientConfig['credentials']>, defaultTimeoutMs);
     this.#client = client;
     this.#ownsClient = owned;
-    this.#table = new LeaseTable(client, tableName, timeouts.requestTimeoutMs);
+    this.#table = new LeaseTable(client, this.tableName, timeouts.requestTimeoutMs);
   }
 
   held(): string[] {
@@ -468,7 +425,7 @@ function shuffle<T>(items: T[]): T[] {
   return items;
 }
 
-function resolveDynamoClient(o: DynamoLeasesOptions, defaultTimeoutMs: number): { client: DynamoDBClient; owned: boolean; timeouts: AwsTimeouts } {
+function resolveDynamoClient(o: AwsConnection<DynamoDBClient, DynamoDBClientConfig['credentials']>, defaultTimeoutMs: number): { client: DynamoDBClient; owned: boolean; timeouts: AwsTimeouts } {
   const connection = awsConnection(WHERE, o, 'a DynamoDBClient', { requestTimeoutMs: defaultTimeoutMs });
   if ('client' in connection) return { client: connection.client, owned: false, timeouts: connection.timeouts };
   // maxAttempts 1 (in the settings): a failed call fails its round, and the next round (renewIntervalMs later) is the retry;

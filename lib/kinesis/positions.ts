@@ -4,7 +4,6 @@
  * checkpoints and leases lead to.
  */
 import type { ShardIteratorType } from '@aws-sdk/client-kinesis';
-import { invalidOption } from '../core/options.js';
 import type { Checkpoint } from './checkpoint.js';
 import type { LeaseStart } from './coordinator.js';
 
@@ -26,9 +25,11 @@ export interface StartingPositionParam {
   Timestamp?: Date;
 }
 
-/** Validates a `startingPosition` option (`where` names the factory); a timestamp comes back as ms since the epoch. */
-export function checkStartingPosition(where: string, value: unknown): StartingPosition {
-  if (value === undefined) return 'LATEST';
+/** What `startingPosition` takes, as messages say it. */
+export const STARTING_POSITIONS = "'LATEST', 'TRIM_HORIZON', { timestamp: Date | ms } or { afterSequenceNumber: '<digits>' }";
+
+/** A `startingPosition` value with a timestamp as ms since the epoch; undefined when it is none of {@link STARTING_POSITIONS}. */
+export function toStartingPosition(value: unknown): StartingPosition | undefined {
   if (value === 'LATEST' || value === 'TRIM_HORIZON') return value;
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const keys = Object.keys(value);
@@ -41,7 +42,7 @@ export function checkStartingPosition(where: string, value: unknown): StartingPo
       return { afterSequenceNumber: v.afterSequenceNumber };
     }
   }
-  invalidOption(where, 'startingPosition', "'LATEST', 'TRIM_HORIZON', { timestamp: Date | ms } or { afterSequenceNumber: '<digits>' }", value);
+  return undefined;
 }
 
 /** A checkpoint as one string, to tell whether it moved since it was stored. */

@@ -1,54 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { Writable, addAbortSignal } from 'node:stream';
-import { PutRecordsCommand, type KinesisClient, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
-import { awsCall, type AwsTimeouts } from '../core/aws.js';
+import { PutRecordsCommand, type KinesisClient, type KinesisClientConfig, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
+import { awsCall, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
-import { bytesOption, checkOptions, durationOption, functionOption, invalidOption, numberOption, signalOption } from '../core/options.js';
-import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
-import { kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from './client.js';
+import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
+import { kinesisError, resolveClient, resolveStream, type StreamRef } from './client.js';
+import { MAX_KEY_LENGTH, MAX_RECORD_BYTES, kinesisSinkOptions, type KinesisSinkOptions } from './options.js';
 
-// Kinesis limits: PutRecords takes at most 500 records and 5 MiB, partition keys included;
-// one record (data + partition key) is at most 1 MiB; a partition key is 1 to 256 characters.
-const MAX_BATCH_RECORDS = 500;
-const MAX_BATCH_BYTES = 5 * 1024 * 1024;
-const MAX_RECORD_BYTES = 1024 * 1024;
-const MAX_KEY_LENGTH = 256;
-
-/** Options of {@link kinesisSink}. */
-export interface KinesisSinkOptions extends KinesisConnectionOptions {
-  /** The stream's name. Give this or `streamARN` (or both, naming the same stream). */
-  streamName?: string;
-  /** The stream's ARN. */
-  streamARN?: string;
-  /**
-   * Partition key of messages without a `key`: a string, or a function of the
-   * message. Default: a random key per message (spreads over the shards, no order).
-   */
-  partitionKey?: string | ((message: Message) => string);
-  /** Most records per PutRecords request. Default 500, the Kinesis maximum. */
-  maxBatchRecords?: number;
-  /** Most bytes (data plus partition keys) per PutRecords request. Default 5 MiB, the Kinesis maximum. */
-  maxBatchBytes?: number;
-  /** Largest record (data plus partition key) the stream accepts; larger ones are nacked. Default 1 MiB. */
-  maxRecordBytes?: number;
-  /** How long a batch that is not full waits for more records before it is sent. Default 20 ms. */
-  lingerMs?: number;
-  /**
-   * PutRecords requests in flight at once. Default 1, which keeps per-key order
-   * (two requests in flight may land in either order).
-   */
-  maxInFlightRequests?: number;
-  /**
-   * Retry of whole requests (throttling, network, 5xx, no response within `requestTimeoutMs`) and of the failed entries of a
-   * partial failure, or `false`. Default: 10 retries, 200 ms to 30 s.
-   */
-  retry?: RetryOptions | false;
-  /** Destroys the sink when aborted (buffered records are nacked). */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark. Default 500. */
-  highWaterMark?: number;
-}
+export type { KinesisSinkOptions } from './options.js';
 
 /** The `'retry'` event of a partial failure: these entries are sent again after `delayMs`. */
 export interface PartialRetryEvent {
@@ -70,26 +30,6 @@ export interface RejectEvent {
   bytes: number;
   key: string;
 }
-
-const KNOWN_OPTIONS = [
-  'streamName',
-  'streamARN',
-  'client',
-  'region',
-  'endpoint',
-  'credentials',
-  'requestTimeoutMs',
-  'connectTimeoutMs',
-  'partitionKey',
-  'maxBatchRecords',
-  'maxBatchBytes',
-  'maxRecordBytes',
-  'lingerMs',
-  'maxInFlightRequests',
-  'retry',
-  'signal',
-  'highWaterMark',
-] as const;
 
 const WHERE = 'kinesisSink';
 
@@ -160,39 +100,28 @@ export class KinesisSink extends Writable {
   #fatal: Error | undefined;
 
   constructor(options: KinesisSinkOptions) {
-    const o = checkOptions(WHERE, options, KNOWN_OPTIONS);
-    if (o.maxBatchRecords !== undefined && !(Number.isInteger(o.maxBatchRecords) && o.maxBatchRecords >= 1 && o.maxBatchRecords <= MAX_BATCH_RECORDS)) {
-      invalidOption(WHERE, 'maxBatchRecords', `an integer from 1 to ${MAX_BATCH_RECORDS} (the PutRecords limit)`, o.maxBatchRecords);
-    }
-    const maxBatchRecords = o.maxBatchRecords ?? MAX_BATCH_RECORDS;
-    super({ objectMode: true, highWaterMark: numberOption(WHERE, 'highWaterMark', o.highWaterMark, 500, { min: 1, integer: true }) });
+    const o = kinesisSinkOptions.resolve(options);
+    super({ objectMode: true, highWaterMark: o.highWaterMark });
     this.#stream = resolveStream(WHERE, o.streamName, o.streamARN);
-    if (o.partitionKey !== undefined && typeof o.partitionKey !== 'function') {
-      if (typeof o.partitionKey !== 'string' || o.partitionKey.length === 0 || o.partitionKey.length > MAX_KEY_LENGTH) {
-        invalidOption(WHERE, 'partitionKey', `a string of 1 to ${MAX_KEY_LENGTH} characters or a function of the message`, o.partitionKey);
-      }
-    }
-    this.#partitionKey = typeof o.partitionKey === 'function' ? functionOption(WHERE, 'partitionKey', o.partitionKey) : o.partitionKey;
-    this.#maxBatchRecords = maxBatchRecords;
-    this.#maxBatchBytes = bytesOption(WHERE, 'maxBatchBytes', o.maxBatchBytes, MAX_BATCH_BYTES);
-    if (this.#maxBatchBytes > MAX_BATCH_BYTES) invalidOption(WHERE, 'maxBatchBytes', `at most ${MAX_BATCH_BYTES} bytes (the PutRecords limit)`, o.maxBatchBytes);
-    this.#maxRecordBytes = bytesOption(WHERE, 'maxRecordBytes', o.maxRecordBytes, Math.min(MAX_RECORD_BYTES, this.#maxBatchBytes));
+    this.#partitionKey = o.partitionKey;
+    this.#maxBatchRecords = o.maxBatchRecords;
+    this.#maxBatchBytes = o.maxBatchBytes;
+    this.#maxRecordBytes = o.maxRecordBytes ?? Math.min(MAX_RECORD_BYTES, this.#maxBatchBytes);
     if (this.#maxRecordBytes > this.#maxBatchBytes) {
       throw new ManifoldError(`${WHERE}: options.maxRecordBytes (${this.#maxRecordBytes}) must not exceed options.maxBatchBytes (${this.#maxBatchBytes})`, {
         code: ErrorCodes.INVALID_OPTION,
         details: { option: 'maxRecordBytes', conflictsWith: 'maxBatchBytes' },
       });
     }
-    this.#lingerMs = durationOption(WHERE, 'lingerMs', o.lingerMs, 20, 0);
-    this.#maxInFlightRequests = numberOption(WHERE, 'maxInFlightRequests', o.maxInFlightRequests, 1, { min: 1, integer: true });
+    this.#lingerMs = o.lingerMs;
+    this.#maxInFlightRequests = o.maxInFlightRequests;
     this.#retry = resolveRetry(WHERE, o.retry);
-    const signal = signalOption(WHERE, 'signal', o.signal);
     // The client comes last: nothing may throw after we built one, or it would leak.
-    const { client, owned, timeouts } = resolveClient(WHERE, o);
+    const { client, owned, timeouts } = resolveClient(WHERE, o as AwsConnection<KinesisClient, KinesisClientConfig['credentials']>);
     this.#client = client;
     this.#ownsClient = owned;
     this.#timeouts = timeouts;
-    if (signal) addAbortSignal(signal, this);
+    if (o.signal) addAbortSignal(o.signal, this);
   }
 
   /** Messages accepted and not yet acked or nacked. */

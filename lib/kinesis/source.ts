@@ -1,74 +1,24 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DescribeStreamSummaryCommand, type KinesisClient, type _Record as KinesisRecord } from '@aws-sdk/client-kinesis';
+import { DescribeStreamSummaryCommand, type KinesisClient, type KinesisClientConfig, type _Record as KinesisRecord } from '@aws-sdk/client-kinesis';
 import { SHARD_END, type Checkpoint, type Checkpointer } from './checkpoint.js';
 import { memoryCheckpointer } from './memory-checkpointer.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
-import { awsCall, type AwsTimeouts } from '../core/aws.js';
+import { awsCall, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { createMessage, type Message } from '../core/message.js';
-import {
-  booleanOption,
-  checkOptions,
-  conflictingOptions,
-  durationOption,
-  invalidOption,
-  numberOption,
-  signalOption,
-  stringOption,
-} from '../core/options.js';
-import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent, type RetryOptions } from '../core/retry.js';
-import { kinesisError, resolveClient, resolveStream, type KinesisConnectionOptions, type StreamRef } from './client.js';
+import { conflictingOptions } from '../core/options.js';
+import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
+import { kinesisError, resolveClient, resolveStream, type StreamRef } from './client.js';
 import { deaggregate } from './deaggregate.js';
 import { deregisterConsumer, ensureConsumer, subscribeShard } from './fan-out.js';
-import { checkStartingPosition, checkpointKey, leaseStartParam, resumeFrom, type StartingPosition, type StartingPositionParam } from './positions.js';
-import { MIN_CALL_GAP_MS, pollShard } from './polling.js';
+import { kinesisSourceOptions, type KinesisSourceOptions } from './options.js';
+import { checkpointKey, leaseStartParam, resumeFrom, type StartingPosition, type StartingPositionParam } from './positions.js';
+import { pollShard } from './polling.js';
 import { listShards, parentsDone, type ShardInfo } from './shards.js';
 import type { CoordinatedSource, GrantedShard, LeaseEvent, NewShard, ShardCoordinator } from './coordinator.js';
 
-/** Options of {@link kinesisSource}. */
-export interface KinesisSourceOptions extends KinesisConnectionOptions {
-  /** The stream's name. Give this or `streamARN` (or both, naming the same stream). */
-  streamName?: string;
-  /** The stream's ARN. */
-  streamARN?: string;
-  /** Where shards without a checkpoint start. Default `'LATEST'`. */
-  startingPosition?: StartingPosition;
-  /** Read only these shards (their children are not read). Default: every shard. */
-  shardIds?: readonly string[];
-  /** Where per-shard checkpoints are loaded from and stored. Default: a new {@link memoryCheckpointer}. */
-  checkpointer?: Checkpointer;
-  /**
-   * Share the stream's shards with other processes: this source reads only the
-   * shards the coordinator leases to it, and stores checkpoints in the leases
-   * (e.g. {@link dynamoLeases}). Excludes `checkpointer` and `shardIds`.
-   */
-  coordinator?: ShardCoordinator;
-  /** How often acked progress is stored. Default 5,000 ms. It is also stored on `close()`. */
-  checkpointIntervalMs?: number;
-  /** Most unacked messages per shard; a shard stops fetching when it has this many. Default 1,000. */
-  maxInFlightPerShard?: number;
-  /** Use enhanced fan-out as this registered stream consumer (registered if missing). Default: polling. */
-  consumerName?: string;
-  /** Deregister the consumer on `close()` (enhanced fan-out only). Default false. */
-  deregisterOnClose?: boolean;
-  /** Retry of each Kinesis call on throttling and transient faults, or `false`. Default: 10 retries, 200 ms to 30 s. */
-  retry?: RetryOptions | false;
-  /** Wait between GetRecords calls of a shard that is caught up (polling). Default 1,000 ms; at least 200 ms (Kinesis allows 5 calls per second per shard). */
-  pollIntervalMs?: number;
-  /** Most records per GetRecords call (polling). Default 10,000, the Kinesis maximum. */
-  maxRecordsPerCall?: number;
-  /** How often the shard list is refreshed to find new shards. Default 10,000 ms (it is also refreshed when a shard ends). */
-  shardDiscoveryIntervalMs?: number;
-  /** Renew each enhanced fan-out subscription after this long; Kinesis ends them at 5 minutes. Default 290,000 ms. */
-  resubscribeAfterMs?: number;
-  /** Longest `close()` waits for outstanding acks before storing the final checkpoints. Default 30,000 ms. */
-  closeTimeoutMs?: number;
-  /** Destroys the source when aborted. */
-  signal?: AbortSignal;
-  /** Object-mode high-water mark. Default 256. */
-  highWaterMark?: number;
-}
+export type { KinesisSourceOptions } from './options.js';
 
 /** The `'checkpoint'` event: a shard's progress was stored. `sequenceNumber` is {@link SHARD_END} for a finished shard. */
 export interface CheckpointEvent extends Checkpoint {
@@ -88,33 +38,6 @@ export interface ShardEvent {
   state: 'reading' | 'ended' | 'stopped';
   parents: string[];
 }
-
-const KNOWN_OPTIONS = [
-  'streamName',
-  'streamARN',
-  'client',
-  'region',
-  'endpoint',
-  'credentials',
-  'requestTimeoutMs',
-  'connectTimeoutMs',
-  'startingPosition',
-  'shardIds',
-  'checkpointer',
-  'coordinator',
-  'checkpointIntervalMs',
-  'maxInFlightPerShard',
-  'consumerName',
-  'deregisterOnClose',
-  'retry',
-  'pollIntervalMs',
-  'maxRecordsPerCall',
-  'shardDiscoveryIntervalMs',
-  'resubscribeAfterMs',
-  'closeTimeoutMs',
-  'signal',
-  'highWaterMark',
-] as const;
 
 const WHERE = 'kinesisSource';
 
@@ -221,58 +144,42 @@ export class KinesisSource extends Readable {
   #clientReleased = false;
 
   constructor(options: KinesisSourceOptions) {
-    const o = checkOptions(WHERE, options, KNOWN_OPTIONS);
-    super({ objectMode: true, highWaterMark: numberOption(WHERE, 'highWaterMark', o.highWaterMark, 256, { min: 1, integer: true }) });
+    const o = kinesisSourceOptions.resolve(options);
+    super({ objectMode: true, highWaterMark: o.highWaterMark });
     this.#stream = resolveStream(WHERE, o.streamName, o.streamARN);
-    this.#startingPosition = checkStartingPosition(WHERE, o.startingPosition);
-    if (o.shardIds !== undefined) {
-      if (!Array.isArray(o.shardIds) || o.shardIds.length === 0 || !o.shardIds.every((s) => typeof s === 'string' && s.length > 0)) {
-        invalidOption(WHERE, 'shardIds', 'a non-empty array of shard ids', o.shardIds);
-      }
-      this.#shardIds = new Set(o.shardIds);
-    }
+    this.#startingPosition = o.startingPosition;
+    if (o.shardIds !== undefined) this.#shardIds = new Set(o.shardIds);
     if (typeof this.#startingPosition === 'object' && 'afterSequenceNumber' in this.#startingPosition && this.#shardIds?.size !== 1) {
       conflictingOptions(WHERE, 'startingPosition', 'shardIds', 'must go together: a sequence number belongs to one shard, so afterSequenceNumber needs exactly one shardIds entry');
     }
-    if (o.checkpointer !== undefined && (typeof o.checkpointer?.load !== 'function' || typeof o.checkpointer?.store !== 'function')) {
-      invalidOption(WHERE, 'checkpointer', 'a Checkpointer (an object with load(scope) and store(scope, checkpoints))', o.checkpointer);
-    }
     this.#checkpointer = o.checkpointer ?? memoryCheckpointer();
     if (o.coordinator !== undefined) {
-      const c = o.coordinator as Partial<ShardCoordinator> | null;
-      if (typeof c?.start !== 'function' || typeof c.sync !== 'function' || typeof c.checkpoint !== 'function' || typeof c.stop !== 'function') {
-        invalidOption(WHERE, 'coordinator', 'a ShardCoordinator such as dynamoLeases({ tableName })', o.coordinator);
-      }
       if (o.checkpointer !== undefined) conflictingOptions(WHERE, 'coordinator', 'checkpointer', 'cannot be combined: the coordinator stores the checkpoints (in its leases)');
       if (o.shardIds !== undefined) conflictingOptions(WHERE, 'coordinator', 'shardIds', 'cannot be combined: the coordinator decides which shards this source reads');
       this.#coordinator = o.coordinator;
     }
-    this.#checkpointIntervalMs = durationOption(WHERE, 'checkpointIntervalMs', o.checkpointIntervalMs, 5_000);
+    this.#checkpointIntervalMs = o.checkpointIntervalMs;
     this.#tracker = new AckTracker<Checkpoint>({
-      maxInFlight: numberOption(WHERE, 'maxInFlightPerShard', o.maxInFlightPerShard, 1_000, { min: 1, integer: true }),
+      maxInFlight: o.maxInFlightPerShard,
       onNack: (record) => this.emit('nack', { shardId: record.partition, ...record.position, error: record.error }),
     });
-    this.#consumerName = stringOption(WHERE, 'consumerName', o.consumerName);
-    this.#deregisterOnClose = booleanOption(WHERE, 'deregisterOnClose', o.deregisterOnClose, false);
+    this.#consumerName = o.consumerName;
+    this.#deregisterOnClose = o.deregisterOnClose;
     if (this.#deregisterOnClose && this.#consumerName === undefined) {
       conflictingOptions(WHERE, 'deregisterOnClose', 'consumerName', 'go together: only an enhanced fan-out consumer can be deregistered');
     }
     this.#retry = resolveRetry(WHERE, o.retry);
-    this.#pollIntervalMs = durationOption(WHERE, 'pollIntervalMs', o.pollIntervalMs, 1_000, MIN_CALL_GAP_MS);
-    if (o.maxRecordsPerCall !== undefined && !(Number.isInteger(o.maxRecordsPerCall) && o.maxRecordsPerCall >= 1 && o.maxRecordsPerCall <= 10_000)) {
-      invalidOption(WHERE, 'maxRecordsPerCall', 'an integer from 1 to 10000 (the GetRecords limit)', o.maxRecordsPerCall);
-    }
-    this.#maxRecordsPerCall = o.maxRecordsPerCall ?? 10_000;
-    this.#discoveryIntervalMs = durationOption(WHERE, 'shardDiscoveryIntervalMs', o.shardDiscoveryIntervalMs, 10_000);
-    this.#resubscribeAfterMs = durationOption(WHERE, 'resubscribeAfterMs', o.resubscribeAfterMs, 290_000, 100);
-    this.#closeTimeoutMs = durationOption(WHERE, 'closeTimeoutMs', o.closeTimeoutMs, 30_000, 0);
-    const signal = signalOption(WHERE, 'signal', o.signal);
+    this.#pollIntervalMs = o.pollIntervalMs;
+    this.#maxRecordsPerCall = o.maxRecordsPerCall;
+    this.#discoveryIntervalMs = o.shardDiscoveryIntervalMs;
+    this.#resubscribeAfterMs = o.resubscribeAfterMs;
+    this.#closeTimeoutMs = o.closeTimeoutMs;
     // The client comes last: nothing may throw after we built one, or it would leak.
-    const { client, owned, timeouts } = resolveClient(WHERE, o);
+    const { client, owned, timeouts } = resolveClient(WHERE, o as AwsConnection<KinesisClient, KinesisClientConfig['credentials']>);
     this.#client = client;
     this.#ownsClient = owned;
     this.#timeouts = timeouts;
-    if (signal) addAbortSignal(signal, this);
+    if (o.signal) addAbortSignal(o.signal, this);
   }
 
   /** The checkpointer scope: checkpoints of a stream are kept under its name. */

@@ -52,8 +52,10 @@ describe('kinesisSink options', () => {
   it('names the option, the value and what is allowed', () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{}, /options\.streamName or options\.streamARN is required/],
-      [{ streamName: 's', maxBatchRecords: 501 }, /options\.maxBatchRecords must be an integer from 1 to 500 \(the PutRecords limit\), got 501/],
-      [{ streamName: 's', maxBatchBytes: 6 * 1024 * 1024 }, /options\.maxBatchBytes must be at most 5242880 bytes/],
+      [{ streamName: 's', maxBatchRecords: 501 }, /options\.maxBatchRecords must be a positive integer of at most 500, got 501/],
+      [{ streamName: 's', maxBatchBytes: 6 * 1024 * 1024 }, /options\.maxBatchBytes must be a positive integer of at most 5242880 \(bytes\), got 6291456/],
+      [{ streamName: 's', maxRecordBytes: 0 }, /options\.maxRecordBytes must be a positive integer \(bytes\), got 0/],
+      [{ streamName: 's', maxInFlightRequest: 2 }, /unknown option "maxInFlightRequest" \(did you mean "maxInFlightRequests"\?\)/],
       [{ streamName: 's', maxBatchBytes: 1000, maxRecordBytes: 2000 }, /maxRecordBytes \(2000\) must not exceed options\.maxBatchBytes \(1000\)/],
       [{ streamName: 's', lingerMs: -1 }, /options\.lingerMs must be a number of at least 0/],
       [{ streamName: 's', partitionKey: '' }, /options\.partitionKey must be a string of 1 to 256 characters or a function/],

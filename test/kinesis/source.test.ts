@@ -121,11 +121,14 @@ describe('kinesisSource options', () => {
       [{ streamName: 's', shardIds: [] }, /options\.shardIds must be a non-empty array of shard ids/],
       [{ streamName: 's', deregisterOnClose: true }, /options\.deregisterOnClose and options\.consumerName go together/],
       [{ streamName: 's', pollIntervalMs: 50 }, /options\.pollIntervalMs must be a number of at least 200 \(milliseconds\), got 50/],
-      [{ streamName: 's', maxRecordsPerCall: 20_000 }, /options\.maxRecordsPerCall must be an integer from 1 to 10000 \(the GetRecords limit\), got 20000/],
+      [{ streamName: 's', maxRecordsPerCall: 20_000 }, /options\.maxRecordsPerCall must be a positive integer of at most 10000, got 20000/],
       [{ streamName: 's', maxInFlightPerShard: 0 }, /options\.maxInFlightPerShard must be a positive integer, got 0/],
       [{ streamName: 's', checkpointer: {} }, /options\.checkpointer must be a Checkpointer/],
       [{ streamName: 's', checkpointIntervalMs: 0 }, /options\.checkpointIntervalMs must be a number of at least 1/],
       [{ streamName: 's', consumer: 'x' }, /unknown option "consumer" \(did you mean "consumerName"\?\)/],
+      [{ streamName: 's', maxInFlightPerShrd: 5 }, /kinesisSource: unknown option "maxInFlightPerShrd" \(did you mean "maxInFlightPerShard"\?\)/],
+      [{ streamName: 's', retry: 5 }, /options\.retry must be false or an object of retry settings \(retries, minTimeoutMs, maxTimeoutMs, factor, signal\), got 5/],
+      [{ streamName: 'bad name!' }, /options\.streamName must be a Kinesis stream name \(1 to 128 of a-z, A-Z, 0-9, _ \. -\), got "bad name!"/],
     ];
     for (const [options, pattern] of cases) {
       assert.throws(
