@@ -1,0 +1,119 @@
+/**
+ * kinesis:<stream>: a Kinesis source or sink. The stream is the URI's path; the query keys (and a
+ * pipeline file's keys) are those of the kinesisSource, kinesisSink and dynamoLeases declarations
+ * (lib/kinesis/options.ts), plus two that only the command line takes, because a program passes
+ * objects there: `from` (the source's startingPosition) and `checkpoint` (a fileCheckpointer).
+ * With `leaseTable=` the lease keys build a dynamoLeases coordinator. The factories build the
+ * clients from region, endpoint and timeouts: the same handler, timeouts and SDK retries off as
+ * in a program.
+ */
+import { cliKey, defineOptions, opt, type DeclaredOptions, type OptionSpecs } from '../../core/options.js';
+import { dynamoLeases } from '../../kinesis/dynamo-leases.js';
+import { fileCheckpointer } from '../../kinesis/file-checkpointer.js';
+import { dynamoLeasesOptions, kinesisSinkOptions, kinesisSourceOptions, type DynamoLeasesOptions, type KinesisSinkOptions, type KinesisSourceOptions } from '../../kinesis/options.js';
+import type { StartingPosition } from '../../kinesis/positions.js';
+import { kinesisSink } from '../../kinesis/sink.js';
+import { kinesisSource } from '../../kinesis/source.js';
+import { registerScheme, type EndpointInput } from '../endpoints.js';
+import { UsageError } from '../errors.js';
+import { readOptions } from '../options.js';
+
+const STARTS: Record<string, 'LATEST' | 'TRIM_HORIZON'> = { latest: 'LATEST', 'trim-horizon': 'TRIM_HORIZON', earliest: 'TRIM_HORIZON' };
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** What only the command line takes: text that stands for an object the source takes. */
+export const kinesisUriOptions = defineOptions('kinesis:', {
+  from: opt.custom<StartingPosition>(
+    "Where shards without a checkpoint start: `latest`, `trim-horizon` (or `earliest`), or an ISO time such as `2025-01-31T12:00:00Z` (the source's `startingPosition`).",
+    {
+      type: 'string',
+      cli: 'from',
+      schema: { anyOf: [{ enum: Object.keys(STARTS) }, { type: 'string', format: 'date-time' }] },
+      check: (value, fail) => {
+        if (typeof value === 'string' && Object.hasOwn(STARTS, value)) return STARTS[value]!;
+        if (typeof value === 'string' && ISO_TIME.test(value) && Number.isFinite(Date.parse(value))) return { timestamp: Date.parse(value) };
+        return fail('latest, trim-horizon, earliest or an ISO time such as 2025-01-31T12:00:00Z');
+      },
+    },
+  ),
+  checkpoint: opt.string("Keep the checkpoints in this JSON file (the source's `checkpointer`: a `fileCheckpointer`), so a restart resumes after them."),
+});
+
+const LEASE = 'lease.';
+
+/**
+ * dynamoLeases' keys (leaseTable, dynamoEndpoint, workerId, leaseDuration, ...) read alongside
+ * the source's: the same specs and keys, under names of their own (`lease.tableName`), since
+ * both factories have options called `endpoint`.
+ */
+const leaseKeys: DeclaredOptions = (() => {
+  const specs: OptionSpecs = {};
+  for (const name of dynamoLeasesOptions.names) {
+    const spec = dynamoLeasesOptions.specs[name]!;
+    specs[`${LEASE}${name}`] = { ...spec, cli: cliKey(name, spec) ?? false };
+  }
+  return { where: dynamoLeasesOptions.where, specs, names: Object.keys(specs) };
+})();
+
+function streamOf({ url, display }: EndpointInput): string {
+  const stream = decodeURIComponent(url.pathname || url.hostname);
+  if (!stream) throw new UsageError(`${display}: give the stream as kinesis:<stream>`);
+  return stream;
+}
+
+/** Our keys from the URI's query (text) and the pipeline file (typed: a quoted number there is not a number). */
+function read({ url, display, params }: EndpointInput, declarations: DeclaredOptions[]): Record<string, unknown> {
+  const fromUri: Record<string, unknown> = {};
+  const fromFile: Record<string, unknown> = {};
+  // `params` is the query merged with the pipeline file's options, the file's winning: a value that is not the query's is the file's.
+  for (const [key, value] of Object.entries(params)) (url.searchParams.getAll(key).at(-1) === value ? fromUri : fromFile)[key] = value;
+  return { ...readOptions(display, fromUri, declarations), ...readOptions(display, fromFile, declarations, { typed: true }) };
+}
+
+/** A local server takes any region, but the SDK wants one. */
+function regionFor(region: unknown, endpoint: unknown): unknown {
+  return region ?? (endpoint === undefined ? undefined : 'us-east-1');
+}
+
+registerScheme(['kinesis'], {
+  help: 'kinesis:<stream>?region=us-east-1&from=trim-horizon&checkpoint=./c.json   Kinesis (endpoint= for a local server; leaseTable=<dynamodb table> to share the stream among processes)',
+  options: { source: [kinesisSourceOptions, kinesisUriOptions, leaseKeys], sink: [kinesisSinkOptions] },
+  source: (input) => {
+    const streamName = streamOf(input);
+    const { from, checkpoint, ...rest } = read(input, [kinesisSourceOptions, kinesisUriOptions, leaseKeys]);
+    const options: Record<string, unknown> = {};
+    const lease: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(rest)) {
+      if (name.startsWith(LEASE)) lease[name.slice(LEASE.length)] = value;
+      else options[name] = value;
+    }
+    if (lease.tableName === undefined) {
+      for (const name of Object.keys(lease)) {
+        throw new UsageError(`${input.display}: ${cliKey(name, dynamoLeasesOptions.specs[name as keyof typeof dynamoLeasesOptions.specs])}= goes with leaseTable= (the DynamoDB lease table shared by the processes)`);
+      }
+    } else {
+      for (const [key, given] of [['checkpoint', checkpoint !== undefined], ['shards', options.shardIds !== undefined]] as const) {
+        if (given) throw new UsageError(`${input.display}: ${key}= and leaseTable= cannot be combined: with leaseTable= the lease table decides which shards this process reads and keeps their checkpoints`);
+      }
+    }
+    return () => {
+      const coordinator =
+        lease.tableName === undefined
+          ? undefined
+          : dynamoLeases({ ...lease, region: regionFor(options.region, lease.endpoint) } as DynamoLeasesOptions);
+      return kinesisSource({
+        ...options,
+        streamName,
+        region: regionFor(options.region, options.endpoint),
+        startingPosition: from,
+        checkpointer: checkpoint === undefined ? undefined : fileCheckpointer(checkpoint as string),
+        coordinator,
+      } as KinesisSourceOptions);
+    };
+  },
+  sink: (input) => {
+    const streamName = streamOf(input);
+    const options = read(input, [kinesisSinkOptions]);
+    return () => kinesisSink({ ...options, streamName, region: regionFor(options.region, options.endpoint) } as KinesisSinkOptions);
+  },
+});
