@@ -10,7 +10,7 @@ import type { KinesisClient, KinesisClientConfig } from '@aws-sdk/client-kinesis
 import { DEFAULT_REQUEST_TIMEOUT_MS, awsConnectionOptions } from '../core/aws.js';
 import type { Message } from '../core/message.js';
 import { common, defineOptions, opt, type OptionSpecs } from '../core/options.js';
-import { resolveRetry, type RetryOptions } from '../core/retry.js';
+import { retryOption, type RetryOptions } from '../core/retry.js';
 import type { Checkpointer } from './checkpoint.js';
 import { STREAM_ARN, STREAM_NAME } from './client.js';
 import type { ShardCoordinator } from './coordinator.js';
@@ -26,23 +26,7 @@ export const MAX_RECORD_BYTES = 1024 * 1024;
 export const MAX_KEY_LENGTH = 256;
 const MAX_RECORDS_PER_CALL = 10_000;
 
-/** The `retry` option; `doc` says what is retried. */
-function retry(doc: string) {
-  return opt.custom<RetryOptions | false>(doc, {
-    type: 'RetryOptions | false',
-    defaultText: '10 retries, 200 ms to 30 s apart',
-    check: (value, fail, where) => {
-      if (value !== false && (value === null || typeof value !== 'object' || Array.isArray(value))) {
-        return fail('false or an object of retry settings (retries, minTimeoutMs, maxTimeoutMs, factor, signal)');
-      }
-      // Its fields are checked here, so a bad one is reported against the factory: options.retry.retries.
-      resolveRetry(where, value as RetryOptions | false);
-      return value === false ? false : { ...(value as RetryOptions) };
-    },
-  });
-}
-
-const { connectTimeoutMs: kinesisConnectTimeout, ...kinesisConnection } = awsConnectionOptions({
+const kinesisConnection = awsConnectionOptions({
   client: 'KinesisClient',
   credentials: "KinesisClientConfig['credentials']",
   requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
@@ -61,8 +45,6 @@ const stream = {
     check: (value, fail) => (typeof value === 'string' && STREAM_ARN.test(value) ? value : fail('a Kinesis stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)')),
   }),
   ...kinesisConnection,
-  // Filled by awsConnection(), not by the declaration: a client excludes connectTimeoutMs only when it is given.
-  connectTimeoutMs: { ...kinesisConnectTimeout, default: undefined, defaultText: '5,000 ms' },
 } satisfies OptionSpecs;
 
 export const kinesisSourceOptions = defineOptions('kinesisSource', {
@@ -108,7 +90,7 @@ export const kinesisSourceOptions = defineOptions('kinesisSource', {
   maxInFlightPerShard: opt.integer('Most unacked messages per shard; a shard stops fetching when it has this many.', { default: 1_000, min: 1 }),
   consumerName: opt.string('Read by enhanced fan-out as this stream consumer (registered if missing).', { defaultText: 'none: polling' }),
   deregisterOnClose: opt.boolean('Deregister the consumer on `close()` (enhanced fan-out only).', { default: false }),
-  retry: retry('Retry of each Kinesis call on throttling and transient faults; `false` for none.'),
+  retry: retryOption('Retry of each Kinesis call on throttling and transient faults; `false` for none.'),
   pollIntervalMs: opt.duration('Polling: wait between GetRecords calls of a shard that is caught up; at least 200 ms, as Kinesis allows 5 calls per second per shard.', {
     default: 1_000,
     min: MIN_CALL_GAP_MS,
@@ -144,7 +126,7 @@ export const kinesisSinkOptions = defineOptions('kinesisSink', {
   }),
   lingerMs: opt.duration('How long a batch that is not full waits for more records before it is sent.', { default: 20, min: 0 }),
   maxInFlightRequests: opt.integer('PutRecords requests in flight at once; 1 keeps per-key order (two in flight may land in either order).', { default: 1, min: 1 }),
-  retry: retry('Retry of whole requests (throttling, network, 5xx, no response within `requestTimeoutMs`) and of the failed entries of a partial failure; `false` for none.'),
+  retry: retryOption('Retry of whole requests (throttling, network, 5xx, no response within `requestTimeoutMs`) and of the failed entries of a partial failure; `false` for none.'),
   signal: common.signal('sink (buffered records are nacked)'),
   highWaterMark: common.highWaterMark(500),
 });
@@ -169,7 +151,7 @@ export const dynamoLeasesOptions = defineOptions('dynamoLeases', {
   credentials: dynamo.credentials,
   // The source's requestTimeout= and connectTimeout= keys are not passed on: a renew must give up within the renew interval.
   requestTimeoutMs: { ...dynamo.requestTimeoutMs, cli: false },
-  connectTimeoutMs: { ...dynamo.connectTimeoutMs, default: undefined, defaultText: '5,000 ms', cli: false },
+  connectTimeoutMs: { ...dynamo.connectTimeoutMs, cli: false },
   workerId: opt.string("This worker's name in the table, unique among live workers; a worker restarted with the same id takes its leases back at once.", {
     defaultText: '`<hostname>-<pid>-<random>`',
   }),
