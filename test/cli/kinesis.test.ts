@@ -55,6 +55,7 @@ describe('kinesis: on the command line, before connecting', () => {
     ['a bad stream name (the factory refuses it)', ['kinesis:bad%20name', 'stdout:'], /kinesisSource: options\.streamName must be a Kinesis stream name/],
     ['a bad lease table name (the factory refuses it)', ['kinesis:s?leaseTable=ab', 'stdout:'], /dynamoLeases: options\.tableName must be a DynamoDB table name/],
     ['a combination the factory refuses', ['kinesis:s?deregisterOnClose=true', 'stdout:'], /kinesisSource: options\.deregisterOnClose and options\.consumerName go together/],
+    ['a combination the source refuses, with a lease table', ['kinesis:s?leaseTable=leases&deregisterOnClose=true', 'stdout:'], /kinesisSource: options\.deregisterOnClose and options\.consumerName go together/],
   ];
   for (const [name, argv, message] of bad) {
     it(`exits 2: ${name}`, async () => {

@@ -101,14 +101,20 @@ registerScheme(['kinesis'], {
         lease.tableName === undefined
           ? undefined
           : dynamoLeases({ ...lease, region: regionFor(options.region, lease.endpoint) } as DynamoLeasesOptions);
-      return kinesisSource({
-        ...options,
-        streamName,
-        region: regionFor(options.region, options.endpoint),
-        startingPosition: from,
-        checkpointer: checkpoint === undefined ? undefined : fileCheckpointer(checkpoint as string),
-        coordinator,
-      } as KinesisSourceOptions);
+      try {
+        return kinesisSource({
+          ...options,
+          streamName,
+          region: regionFor(options.region, options.endpoint),
+          startingPosition: from,
+          checkpointer: checkpoint === undefined ? undefined : fileCheckpointer(checkpoint as string),
+          coordinator,
+        } as KinesisSourceOptions);
+      } catch (error) {
+        // The source refused its options: the coordinator it would have stopped is ours to stop (it destroys its client).
+        void coordinator?.stop();
+        throw error;
+      }
     };
   },
   sink: (input) => {
