@@ -153,3 +153,20 @@ export function optionsSchema(declarations: ReadonlyArray<DeclaredOptions>, exce
   }
   return properties;
 }
+
+/**
+ * Reads an endpoint's keys by the declaration(s): the URI query as text, the pipeline
+ * file's options as typed values (a quoted number there is not a number), the file's
+ * winning. `passThrough` applies to query keys only: a pipeline-file key that is no
+ * option is refused, never passed on.
+ */
+export function readEndpointOptions(
+  input: { display: string; query: Record<string, string>; file: Record<string, unknown> },
+  declarations: ReadonlyArray<DeclaredOptions>,
+  extra: { except?: readonly string[]; passThrough?: (key: string) => boolean } = {},
+): Record<string, unknown> {
+  return {
+    ...readOptions(input.display, input.query, declarations, extra),
+    ...readOptions(input.display, input.file, declarations, { except: extra.except, typed: true }),
+  };
+}

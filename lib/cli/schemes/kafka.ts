@@ -7,7 +7,7 @@ import { kafkaSink } from '../../kafka/sink.js';
 import { kafkaSource } from '../../kafka/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
 import { UsageError } from '../errors.js';
-import { readOptions } from '../options.js';
+import { readEndpointOptions } from '../options.js';
 
 function kafkaTarget({ url, display }: EndpointInput): { brokers: string[]; topic: string } {
   const topic = decodeURIComponent(url.pathname.replace(/^\//, ''));
@@ -20,14 +20,14 @@ registerScheme(['kafka'], {
   options: { source: [kafkaSourceOptions], sink: [kafkaSinkOptions] },
   source: (input) => {
     const { brokers, topic } = kafkaTarget(input);
-    const { groupId, ...options } = readOptions(input.display, input.params, [kafkaSourceOptions]);
+    const { groupId, ...options } = readEndpointOptions(input, [kafkaSourceOptions]);
     if (typeof groupId !== 'string') throw new UsageError(`${input.display}: a Kafka source reads as a consumer group: add group=<name> (processes with the same group share the partitions)`);
     // The factory validates the whole set again: cross-option checks (heartbeatInterval < sessionTimeout) are its own.
     return () => kafkaSource({ ...options, brokers, topics: topic.split(','), groupId } as KafkaSourceOptions);
   },
   sink: (input) => {
     const { brokers, topic } = kafkaTarget(input);
-    const options = readOptions(input.display, input.params, [kafkaSinkOptions]);
+    const options = readEndpointOptions(input, [kafkaSinkOptions]);
     return () => kafkaSink({ ...options, brokers, topic } as KafkaSinkOptions);
   },
 });

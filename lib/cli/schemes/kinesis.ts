@@ -16,7 +16,7 @@ import { kinesisSink } from '../../kinesis/sink.js';
 import { kinesisSource } from '../../kinesis/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
 import { UsageError } from '../errors.js';
-import { readOptions } from '../options.js';
+import { readEndpointOptions } from '../options.js';
 
 const STARTS: Record<string, 'LATEST' | 'TRIM_HORIZON'> = { latest: 'LATEST', 'trim-horizon': 'TRIM_HORIZON', earliest: 'TRIM_HORIZON' };
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
@@ -61,15 +61,6 @@ function streamOf({ url, display }: EndpointInput): string {
   return stream;
 }
 
-/** Our keys from the URI's query (text) and the pipeline file (typed: a quoted number there is not a number). */
-function read({ url, display, params }: EndpointInput, declarations: DeclaredOptions[]): Record<string, unknown> {
-  const fromUri: Record<string, unknown> = {};
-  const fromFile: Record<string, unknown> = {};
-  // `params` is the query merged with the pipeline file's options, the file's winning: a value that is not the query's is the file's.
-  for (const [key, value] of Object.entries(params)) (url.searchParams.getAll(key).at(-1) === value ? fromUri : fromFile)[key] = value;
-  return { ...readOptions(display, fromUri, declarations), ...readOptions(display, fromFile, declarations, { typed: true }) };
-}
-
 /** A local server takes any region, but the SDK wants one. */
 function regionFor(region: unknown, endpoint: unknown): unknown {
   return region ?? (endpoint === undefined ? undefined : 'us-east-1');
@@ -80,7 +71,7 @@ registerScheme(['kinesis'], {
   options: { source: [kinesisSourceOptions, kinesisUriOptions, leaseKeys], sink: [kinesisSinkOptions] },
   source: (input) => {
     const streamName = streamOf(input);
-    const { from, checkpoint, ...rest } = read(input, [kinesisSourceOptions, kinesisUriOptions, leaseKeys]);
+    const { from, checkpoint, ...rest } = readEndpointOptions(input, [kinesisSourceOptions, kinesisUriOptions, leaseKeys]);
     const options: Record<string, unknown> = {};
     const lease: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(rest)) {
@@ -119,7 +110,7 @@ registerScheme(['kinesis'], {
   },
   sink: (input) => {
     const streamName = streamOf(input);
-    const options = read(input, [kinesisSinkOptions]);
+    const options = readEndpointOptions(input, [kinesisSinkOptions]);
     return () => kinesisSink({ ...options, streamName, region: regionFor(options.region, options.endpoint) } as KinesisSinkOptions);
   },
 });

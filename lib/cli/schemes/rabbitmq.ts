@@ -10,20 +10,16 @@ import { rabbitmqSink } from '../../rabbitmq/sink.js';
 import { rabbitmqSource } from '../../rabbitmq/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
 import { UsageError } from '../errors.js';
-import { readOptions } from '../options.js';
+import { readEndpointOptions } from '../options.js';
 
 /**
  * The factory's options from the URI's query and the pipeline file, with `url` the URI
  * keeping only amqplib's parameters. Validated through the declaration here, so that a bad
  * value exits 2 before anything connects.
  */
-function optionsOf<D extends OptionSpecs>({ url, display, params }: EndpointInput, declaration: OptionDeclaration<D>): Record<string, unknown> {
-  const declarations = [declaration, amqplibUrlParameters];
-  // Query values are text; a pipeline file's are typed (a quoted number there is not a number).
-  const fromUri: Record<string, unknown> = {};
-  const fromFile: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(params)) (url.searchParams.get(key) === value ? fromUri : fromFile)[key] = value;
-  const values = { ...readOptions(display, fromUri, declarations), ...readOptions(display, fromFile, declarations, { typed: true }) };
+function optionsOf<D extends OptionSpecs>(input: EndpointInput, declaration: OptionDeclaration<D>): Record<string, unknown> {
+  const { url, display } = input;
+  const values = readEndpointOptions(input, [declaration, amqplibUrlParameters]);
   for (const name of declaration.names) {
     const spec = declaration.specs[name]!;
     const key = cliKey(name, spec);

@@ -8,7 +8,7 @@ import { s3SinkOptions, type S3SinkOptions } from '../../s3/options.js';
 import { s3Sink } from '../../s3/sink.js';
 import { registerScheme } from '../endpoints.js';
 import { UsageError } from '../errors.js';
-import { readOptions } from '../options.js';
+import { readEndpointOptions } from '../options.js';
 
 /** What the URI itself says, not a key. */
 const FROM_URI = ['bucket', 'prefix'];
@@ -16,18 +16,12 @@ const FROM_URI = ['bucket', 'prefix'];
 registerScheme(['s3'], {
   help: 's3://bucket/prefix?commitSize=1MiB&commitInterval=5m&bufferPath=./buffer   S3 sink buffered on local disk (endpoint= for an S3-compatible server)',
   options: { sink: [s3SinkOptions], except: FROM_URI },
-  sink: ({ url, display, params }) => {
+  sink: (input) => {
+    const { url, display } = input;
     const bucket = url.hostname;
     if (!bucket) throw new UsageError(`${display}: give the bucket as s3://<bucket>/<prefix>`);
     const prefix = decodeURIComponent(url.pathname.replace(/^\//, ''));
-    // Query values are text; a pipeline file's are typed (a quoted number there is not a number).
-    const fromUri: Record<string, unknown> = {};
-    const fromFile: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(params)) (url.searchParams.get(key) === value ? fromUri : fromFile)[key] = value;
-    const options = {
-      ...readOptions(display, fromUri, [s3SinkOptions], { except: FROM_URI }),
-      ...readOptions(display, fromFile, [s3SinkOptions], { except: FROM_URI, typed: true }),
-    } as Partial<S3SinkOptions>;
+    const options = readEndpointOptions(input, [s3SinkOptions], { except: FROM_URI }) as Partial<S3SinkOptions>;
     // A local server takes any region, but the SDK wants one.
     if (options.endpoint !== undefined) options.region ??= 'us-east-1';
     return () => s3Sink({ ...options, bucket, prefix });

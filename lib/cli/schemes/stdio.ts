@@ -3,13 +3,13 @@ import { stdinSourceOptions, stdoutSinkOptions, type StdinSourceOptions, type St
 import { stdoutSink } from '../../stdio/sink.js';
 import { stdinSource } from '../../stdio/source.js';
 import { registerScheme } from '../endpoints.js';
-import { readOptions } from '../options.js';
+import { readEndpointOptions } from '../options.js';
 
 registerScheme(['stdin'], {
   help: 'stdin:                       lines of standard input (?maxMessage=1MiB&delimiter=%0A)',
   options: { source: [stdinSourceOptions] },
-  source: ({ display, params }) => {
-    const options = readOptions(display, params, [stdinSourceOptions]);
+  source: (input) => {
+    const options = readEndpointOptions(input, [stdinSourceOptions]);
     return () => stdinSource(options as StdinSourceOptions);
   },
 });
@@ -17,8 +17,8 @@ registerScheme(['stdin'], {
 registerScheme(['stdout'], {
   help: 'stdout:                      one line per message on standard output (?delimiter=%0A)',
   options: { sink: [stdoutSinkOptions] },
-  sink: ({ display, params }) => {
-    const options = readOptions(display, params, [stdoutSinkOptions]);
+  sink: (input) => {
+    const options = readEndpointOptions(input, [stdoutSinkOptions]);
     return () => stdoutSink(options as StdoutSinkOptions);
   },
 });

@@ -10,7 +10,7 @@ import { websocketSinkOptions, websocketSourceOptions, type WebSocketSinkOptions
 import { websocketSink } from '../../websocket/sink.js';
 import { websocketSource } from '../../websocket/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
-import { cliKeys, readOptions } from '../options.js';
+import { cliKeys, readEndpointOptions } from '../options.js';
 
 /** What only the command line takes: subscriptions, which a program sends from `onOpen`. */
 const subscribeOptions = defineOptions('ws:', {
@@ -27,22 +27,13 @@ const subscribeOptions = defineOptions('ws:', {
 });
 
 /** Reads our options out of the URI query and the pipeline file; returns them and the URL the server gets. */
-function read({ url, display, params }: EndpointInput, declarations: DeclaredOptions[]): { target: string; options: Record<string, unknown> } {
+function read(input: EndpointInput, declarations: DeclaredOptions[]): { target: string; options: Record<string, unknown> } {
+  const { url } = input;
   const ours = new Set(declarations.flatMap((declaration) => [...cliKeys(declaration).keys()]));
-  // `params` is the query merged with the pipeline file's options, the file's winning: a value that is not the query's is the file's.
-  const fromUri: Record<string, unknown> = {};
-  const fromFile: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(params)) {
-    if (url.searchParams.getAll(key).at(-1) === value) fromUri[key] = value;
-    else fromFile[key] = value;
-  }
-  const options = {
-    // A query key that is not ours is the server's.
-    ...readOptions(display, fromUri, declarations, { passThrough: () => true }),
-    ...readOptions(display, fromFile, declarations, { typed: true }),
-  };
-  // A query key can repeat; `params` kept its last value only.
-  if (ours.has('subscribe') && 'subscribe' in fromUri) options['subscribe'] = url.searchParams.getAll('subscribe');
+  // A query key that is not ours is the server's.
+  const options = readEndpointOptions(input, declarations, { passThrough: () => true });
+  // A query key can repeat; the query keeps its last value only.
+  if (ours.has('subscribe') && 'subscribe' in input.query && !('subscribe' in input.file)) options['subscribe'] = url.searchParams.getAll('subscribe');
   const target = new URL(url);
   for (const key of ours) target.searchParams.delete(key);
   return { target: target.toString(), options };
