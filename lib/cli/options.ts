@@ -72,9 +72,10 @@ export function coerce(display: string, key: string, spec: OptionSpec, value: Ra
 
 function range(spec: OptionSpec, unit = ''): string {
   const u = unit ? ` ${unit}` : '';
-  if (spec.min !== undefined && spec.max !== undefined) return ` from ${spec.min} to ${spec.max}${u}`;
-  if (spec.min !== undefined && spec.min > (spec.kind === 'integer' || spec.kind === 'number' ? -Infinity : 1)) return ` of at least ${spec.min}${u}`;
-  if (spec.max !== undefined) return ` of at most ${spec.max}${u}`;
+  const note = spec.note ? ` (${spec.note})` : '';
+  if (spec.min !== undefined && spec.max !== undefined) return ` from ${spec.min} to ${spec.max}${u}${note}`;
+  if (spec.min !== undefined && spec.min > (spec.kind === 'integer' || spec.kind === 'number' ? -Infinity : 1)) return ` of at least ${spec.min}${u}${note}`;
+  if (spec.max !== undefined) return ` of at most ${spec.max}${u}${note}`;
   return '';
 }
 

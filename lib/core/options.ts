@@ -50,6 +50,8 @@ interface NumberRule {
   integer?: boolean;
   /** Unit named in the message: "bytes", "milliseconds". */
   unit?: string;
+  /** Why the bound is what it is, added to the message: "the GetRecords limit". */
+  note?: string;
 }
 
 /** A number within bounds, or `fallback` when undefined. */
@@ -69,7 +71,8 @@ export function numberOption(where: string, name: string, value: unknown, fallba
     else if (min !== undefined && max !== undefined) expected += ` from ${min} to ${max}`;
     else if (min !== undefined) expected += ` of at least ${min}`;
     else if (max !== undefined) expected += ` of at most ${max}`;
-    if (unit) expected += ` (${unit})`;
+    const notes = [unit, rule.note].filter(Boolean);
+    if (notes.length > 0) expected += ` (${notes.join('; ')})`;
     invalidOption(where, name, expected, value);
   }
   return value as number;
@@ -158,6 +161,8 @@ export interface OptionSpec<T = unknown> {
   readonly values?: readonly string[];
   /** Never shown in errors, logs or metrics. */
   readonly secret?: boolean;
+  /** Why a bound is what it is, named in errors and docs: "the GetRecords limit". */
+  readonly note?: string;
   /**
    * The key in URIs and pipeline files: by default the name without its unit suffix
    * (`commitIntervalMs` -> `commitInterval`, which takes `5m`); `false` for what only a
@@ -261,13 +266,13 @@ function checkValue(where: string, name: string, spec: OptionSpec, value: unknow
     case 'boolean':
       return booleanOption(where, name, value, false);
     case 'integer':
-      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, integer: true });
+      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, integer: true, note: spec.note });
     case 'number':
-      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max });
+      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, note: spec.note });
     case 'duration':
-      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, unit: 'milliseconds' });
+      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, unit: 'milliseconds', note: spec.note });
     case 'bytes':
-      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, integer: true, unit: 'bytes' });
+      return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, integer: true, unit: 'bytes', note: spec.note });
     case 'enum':
       return enumOption(where, name, value, spec.values ?? [], value as string);
     case 'strings': {

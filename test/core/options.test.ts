@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import {
-  booleanOption, bytesOption, checkOptions, conflictingOptions, delimiterOption, durationOption, enumOption,
-  functionOption, numberOption, signalOption, stringOption,
+  booleanOption, bytesOption, checkOptions, closest, conflictingOptions, defineOptions, delimiterOption, durationOption, enumOption,
+  functionOption, numberOption, opt, signalOption, stringOption,
 } from '../../lib/core/options.js';
 
 function throwsOption(fn: () => unknown, message: RegExp): void {
@@ -61,5 +61,34 @@ describe('option validation', () => {
   it('shortens long values in messages', () => {
     throwsOption(() => stringOption('x', 's', 5 as never), /got 5/);
     throwsOption(() => enumOption('x', 'e', 'y'.repeat(200), ['a'] as const, 'a'), /got "y{57}\.\.\."/);
+  });
+
+  it("hints by edit distance, not only by prefix", () => {
+    const known = ['reconnectEveryMs', 'heartbeatIntervalMs', 'prefetch', 'persistent', 'routingKey', 'commitSizeBytes'];
+    assert.equal(closest('reconectEveryMs', known), 'reconnectEveryMs');
+    assert.equal(closest('hearbeatIntervalMs', known), 'heartbeatIntervalMs');
+    assert.equal(closest('prefech', known), 'prefetch');
+    assert.equal(closest('persistant', known), 'persistent');
+    assert.equal(closest('routingkey', known), 'routingKey');
+    assert.equal(closest('commitSize', known), 'commitSizeBytes');
+    assert.equal(closest('bucket', known), undefined);
+    throwsOption(() => checkOptions('websocketSource', { reconectEveryMs: 5 }, known), /unknown option "reconectEveryMs" \(did you mean "reconnectEveryMs"\?\)/);
+  });
+
+  it('a declaration validates, fills defaults, copies, and names the factory and the option', () => {
+    const declared = defineOptions('demoSink', {
+      lingerMs: opt.duration('How long to wait.', { default: 50 }),
+      mode: opt.enum('How.', ['a', 'b'], { default: 'a' }),
+      name: opt.string('Who.', { required: true }),
+      sizeBytes: opt.bytes('How much.', { max: 1024, note: 'the protocol limit' }),
+    });
+    const given = { name: 'x' };
+    const resolved = declared.resolve(given);
+    assert.deepEqual(resolved, { lingerMs: 50, mode: 'a', name: 'x', sizeBytes: undefined });
+    assert.notEqual(resolved as object, given);
+    throwsOption(() => declared.resolve({ name: 'x', lingerMs: -1 }), /^demoSink: options\.lingerMs must be a number of at least 1 \(milliseconds\), got -1$/);
+    throwsOption(() => declared.resolve({ name: 'x', sizeBytes: 4096 }), /must be a positive integer of at most 1024 \(bytes; the protocol limit\), got 4096/);
+    throwsOption(() => declared.resolve({}), /options\.name must be a non-empty string, got undefined/);
+    throwsOption(() => declared.resolve({ name: 'x', mdoe: 'a' }), /unknown option "mdoe" \(did you mean "mode"\?\)/);
   });
 });

@@ -52,8 +52,8 @@ describe('kinesisSink options', () => {
   it('names the option, the value and what is allowed', () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{}, /options\.streamName or options\.streamARN is required/],
-      [{ streamName: 's', maxBatchRecords: 501 }, /options\.maxBatchRecords must be a positive integer of at most 500, got 501/],
-      [{ streamName: 's', maxBatchBytes: 6 * 1024 * 1024 }, /options\.maxBatchBytes must be a positive integer of at most 5242880 \(bytes\), got 6291456/],
+      [{ streamName: 's', maxBatchRecords: 501 }, /options\.maxBatchRecords must be a positive integer of at most 500 \(the PutRecords limit\), got 501/],
+      [{ streamName: 's', maxBatchBytes: 6 * 1024 * 1024 }, /options\.maxBatchBytes must be a positive integer of at most 5242880 \(bytes; the PutRecords limit\), got 6291456/],
       [{ streamName: 's', maxRecordBytes: 0 }, /options\.maxRecordBytes must be a positive integer \(bytes\), got 0/],
       [{ streamName: 's', maxInFlightRequest: 2 }, /unknown option "maxInFlightRequest" \(did you mean "maxInFlightRequests"\?\)/],
       [{ streamName: 's', maxBatchBytes: 1000, maxRecordBytes: 2000 }, /maxRecordBytes \(2000\) must not exceed options\.maxBatchBytes \(1000\)/],

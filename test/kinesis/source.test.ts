@@ -121,7 +121,7 @@ describe('kinesisSource options', () => {
       [{ streamName: 's', shardIds: [] }, /options\.shardIds must be a non-empty array of shard ids/],
       [{ streamName: 's', deregisterOnClose: true }, /options\.deregisterOnClose and options\.consumerName go together/],
       [{ streamName: 's', pollIntervalMs: 50 }, /options\.pollIntervalMs must be a number of at least 200 \(milliseconds\), got 50/],
-      [{ streamName: 's', maxRecordsPerCall: 20_000 }, /options\.maxRecordsPerCall must be a positive integer of at most 10000, got 20000/],
+      [{ streamName: 's', maxRecordsPerCall: 20_000 }, /options\.maxRecordsPerCall must be a positive integer of at most 10000 \(the GetRecords limit\), got 20000/],
       [{ streamName: 's', maxInFlightPerShard: 0 }, /options\.maxInFlightPerShard must be a positive integer, got 0/],
       [{ streamName: 's', checkpointer: {} }, /options\.checkpointer must be a Checkpointer/],
       [{ streamName: 's', checkpointIntervalMs: 0 }, /options\.checkpointIntervalMs must be a number of at least 1/],
