@@ -52,3 +52,8 @@ export {
   type RabbitmqSinkStats,
 } from './rabbitmq/sink.js';
 export type { BindingSpec } from './rabbitmq/connection.js';
+export type { KafkaConnectionOptions } from './kafka/options.js';
+export type { KinesisStreamOptions } from './kinesis/options.js';
+export type { RabbitmqConnectionOptions } from './rabbitmq/options.js';
+export type { WebSocketConnectionOptions } from './websocket/options.js';
+export type { S3CollectingOptions, S3ConnectionOptions, S3TargetOptions, S3UploadingOptions } from './s3/options.js';
