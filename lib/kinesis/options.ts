@@ -7,14 +7,12 @@
  */
 import type { DynamoDBClient, DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient, KinesisClientConfig } from '@aws-sdk/client-kinesis';
-import { DEFAULT_REQUEST_TIMEOUT_MS, awsConnectionOptions } from '../core/aws.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, awsConnectionOptions } from '../core/aws-options.js';
 import type { Message } from '../core/message.js';
 import { common, defineOptions, opt, type OptionSpecs } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
 import type { Checkpointer } from './checkpoint.js';
-import { STREAM_ARN, STREAM_NAME } from './client.js';
 import type { ShardCoordinator } from './coordinator.js';
-import { MIN_CALL_GAP_MS } from './polling.js';
 import { STARTING_POSITIONS, toStartingPosition, type StartingPosition } from './positions.js';
 
 // Kinesis limits: PutRecords takes at most 500 records and 5 MiB, partition keys included;
@@ -25,6 +23,13 @@ export const MAX_BATCH_BYTES = 5 * 1024 * 1024;
 export const MAX_RECORD_BYTES = 1024 * 1024;
 export const MAX_KEY_LENGTH = 256;
 const MAX_RECORDS_PER_CALL = 10_000;
+/** Kinesis allows 5 GetRecords calls per second per shard: calls of one shard are at least this far apart. */
+export const MIN_CALL_GAP_MS = 200;
+
+/** A stream name as Kinesis allows it. */
+export const STREAM_NAME = /^[a-zA-Z0-9_.-]{1,128}$/;
+/** A stream ARN; its last part is the stream's name. */
+export const STREAM_ARN = /^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream\/([a-zA-Z0-9_.-]{1,128})$/;
 
 const kinesisConnection = awsConnectionOptions({
   client: 'KinesisClient',
@@ -50,7 +55,7 @@ export const kinesisStream = {
 export const kinesisSourceOptions = defineOptions('kinesisSource', {
   ...kinesisStream,
   startingPosition: opt.custom<StartingPosition, 'LATEST'>(
-    "Where shards without a checkpoint start: `'LATEST'`, `'TRIM_HORIZON'`, `{ timestamp: Date | ms }`, or `{ afterSequenceNumber }` with exactly one `shardIds` entry; children found later start at their beginning.",
+    "Where shards without a checkpoint start: `'LATEST'`, `'TRIM_HORIZON'`, `{ timestamp: Date | ms }`, or `{ afterSequenceNumber }` with exactly one `shardIds` entry; children found later, and on a restart the children of a read parent, start at their beginning.",
     {
       type: 'StartingPosition',
       default: 'LATEST',
@@ -189,7 +194,7 @@ export interface KinesisStreamOptions {
 // <options KinesisSourceOptions>
 /** Options of {@link kinesisSource}. Generated from its declaration by `npm run options`. */
 export interface KinesisSourceOptions extends KinesisStreamOptions {
-  /** Where shards without a checkpoint start: `'LATEST'`, `'TRIM_HORIZON'`, `{ timestamp: Date | ms }`, or `{ afterSequenceNumber }` with exactly one `shardIds` entry; children found later start at their beginning. Default 'LATEST'. */
+  /** Where shards without a checkpoint start: `'LATEST'`, `'TRIM_HORIZON'`, `{ timestamp: Date | ms }`, or `{ afterSequenceNumber }` with exactly one `shardIds` entry; children found later, and on a restart the children of a read parent, start at their beginning. Default 'LATEST'. */
   startingPosition?: StartingPosition;
   /** Read only these shards (not their children); the source ends once they are read to their end. Default every shard. */
   shardIds?: readonly string[];
