@@ -6,7 +6,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { redactUrl } from '../core/errors.js';
 import type { DeclaredOptions } from '../core/options.js';
-import { UsageError } from './errors.js';
+import { UsageError, subject } from './errors.js';
 import { parseBytes, parseDuration } from './units.js';
 
 export type Role = 'source' | 'sink';
@@ -84,9 +84,9 @@ export function parseEndpoint(uri: string, role: Role, options: Record<string, u
   const scheme = url.protocol.replace(/:$/, '');
   const display = redactUrl(uri);
   const entry = schemes.get(scheme);
-  if (!entry) throw new UsageError(`${role} ${display}: unknown scheme "${scheme}:"; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
+  if (!entry) throw new UsageError(`${role} ${JSON.stringify(display)} has an unknown scheme "${scheme}:"; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
   const builder = entry[role];
-  if (!builder) throw new UsageError(`${role} ${display}: "${scheme}:" cannot be a ${role}`);
+  if (!builder) throw new UsageError(`${display === `${scheme}:` ? '' : `${role} ${subject(display)} `}"${scheme}:" cannot be a ${role}`);
   const query: Record<string, string> = {};
   for (const [key, value] of url.searchParams) query[key] = value;
   const create = builder({ url, display, query, file: { ...options } });

@@ -6,6 +6,14 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * `text` as the subject of a message, with its colon: `amqp://host/?queue=q:`. A subject that ends
+ * with a colon itself (`stdin:`, `kinesis:`) is quoted, so that a message never reads `stdin:: ...`.
+ */
+export function subject(text: string): string {
+  return text.endsWith(':') ? `${JSON.stringify(text)}:` : `${text}:`;
+}
+
 /** Exit codes of the `manifold` command (also in --help and the README). */
 export const ExitCodes = {
   /** The pipeline ended: the source ended, or a signal stopped it gracefully. */

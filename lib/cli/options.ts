@@ -4,7 +4,7 @@
  * JSON Schema of those keys.
  */
 import { closest, cliKey, type DeclaredOptions, type OptionSpec } from '../core/options.js';
-import { UsageError } from './errors.js';
+import { UsageError, subject } from './errors.js';
 import { parseBytes, parseDuration } from './units.js';
 
 /** A pipeline-file value, or a URI query value (always text). */
@@ -12,7 +12,7 @@ type Raw = unknown;
 
 function wrong(display: string, key: string, spec: OptionSpec, expected: string, value: Raw): never {
   const got = spec.secret ? '(hidden)' : JSON.stringify(value);
-  throw new UsageError(`${display}: ${key} must be ${expected}, got ${got}`);
+  throw new UsageError(`${subject(display)} ${key} must be ${expected}, got ${got}`);
 }
 
 /**
@@ -113,7 +113,7 @@ export function readOptions(
     if (!entry) {
       if (extra.passThrough?.(key)) continue;
       const hint = closest(key, [...known.keys()]);
-      throw new UsageError(`${display}: unknown option ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; known options are ${[...known.keys()].join(', ')}`);
+      throw new UsageError(`${subject(display)} unknown option ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; known options are ${[...known.keys()].join(', ')}`);
     }
     if (value === undefined) continue;
     out[entry.name] = coerce(display, key, entry.spec, value, extra.typed);

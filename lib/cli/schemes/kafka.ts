@@ -6,12 +6,12 @@ import { kafkaSinkOptions, kafkaSourceOptions, type KafkaSinkOptions, type Kafka
 import { kafkaSink } from '../../kafka/sink.js';
 import { kafkaSource } from '../../kafka/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
-import { UsageError } from '../errors.js';
+import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
 
 function kafkaTarget({ url, display }: EndpointInput): { brokers: string[]; topic: string } {
   const topic = decodeURIComponent(url.pathname.replace(/^\//, ''));
-  if (!url.host || !topic) throw new UsageError(`${display}: give brokers and topic as kafka://host:9092/topic`);
+  if (!url.host || !topic) throw new UsageError(`${subject(display)} give brokers and topic as kafka://host:9092/topic`);
   return { brokers: url.host.split(','), topic };
 }
 
@@ -21,7 +21,7 @@ registerScheme(['kafka'], {
   source: (input) => {
     const { brokers, topic } = kafkaTarget(input);
     const { groupId, ...options } = readEndpointOptions(input, [kafkaSourceOptions]);
-    if (typeof groupId !== 'string') throw new UsageError(`${input.display}: a Kafka source reads as a consumer group: add group=<name> (processes with the same group share the partitions)`);
+    if (typeof groupId !== 'string') throw new UsageError(`${subject(input.display)} a Kafka source reads as a consumer group: add group=<name> (processes with the same group share the partitions)`);
     // The factory validates the whole set again: cross-option checks (heartbeatInterval < sessionTimeout) are its own.
     return () => kafkaSource({ ...options, brokers, topics: topic.split(','), groupId } as KafkaSourceOptions);
   },

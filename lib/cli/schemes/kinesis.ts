@@ -15,7 +15,7 @@ import type { StartingPosition } from '../../kinesis/positions.js';
 import { kinesisSink } from '../../kinesis/sink.js';
 import { kinesisSource } from '../../kinesis/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
-import { UsageError } from '../errors.js';
+import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
 
 const STARTS: Record<string, 'LATEST' | 'TRIM_HORIZON'> = { latest: 'LATEST', 'trim-horizon': 'TRIM_HORIZON', earliest: 'TRIM_HORIZON' };
@@ -57,7 +57,7 @@ const leaseKeys: DeclaredOptions = (() => {
 
 function streamOf({ url, display }: EndpointInput): string {
   const stream = decodeURIComponent(url.pathname || url.hostname);
-  if (!stream) throw new UsageError(`${display}: give the stream as kinesis:<stream>`);
+  if (!stream) throw new UsageError(`${subject(display)} give the stream as kinesis:<stream>`);
   return stream;
 }
 
@@ -80,11 +80,11 @@ registerScheme(['kinesis'], {
     }
     if (lease.tableName === undefined) {
       for (const name of Object.keys(lease)) {
-        throw new UsageError(`${input.display}: ${cliKey(name, dynamoLeasesOptions.specs[name as keyof typeof dynamoLeasesOptions.specs])}= goes with leaseTable= (the DynamoDB lease table shared by the processes)`);
+        throw new UsageError(`${subject(input.display)} ${cliKey(name, dynamoLeasesOptions.specs[name as keyof typeof dynamoLeasesOptions.specs])}= goes with leaseTable= (the DynamoDB lease table shared by the processes)`);
       }
     } else {
       for (const [key, given] of [['checkpoint', checkpoint !== undefined], ['shards', options.shardIds !== undefined]] as const) {
-        if (given) throw new UsageError(`${input.display}: ${key}= and leaseTable= cannot be combined: with leaseTable= the lease table decides which shards this process reads and keeps their checkpoints`);
+        if (given) throw new UsageError(`${subject(input.display)} ${key}= and leaseTable= cannot be combined: with leaseTable= the lease table decides which shards this process reads and keeps their checkpoints`);
       }
     }
     return () => {

@@ -9,7 +9,7 @@ import { amqplibUrlParameters, rabbitmqSinkOptions, rabbitmqSourceOptions, type 
 import { rabbitmqSink } from '../../rabbitmq/sink.js';
 import { rabbitmqSource } from '../../rabbitmq/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
-import { UsageError } from '../errors.js';
+import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
 
 /**
@@ -24,7 +24,7 @@ function optionsOf<D extends OptionSpecs>(input: EndpointInput, declaration: Opt
     const spec = declaration.specs[name]!;
     const key = cliKey(name, spec);
     if (spec.required && key !== undefined && values[name] === undefined) {
-      throw new UsageError(`${display}: ${key} is required (${spec.doc.charAt(0).toLowerCase()}${spec.doc.slice(1).replace(/\.$/, '')})`);
+      throw new UsageError(`${subject(display)} ${key} is required (${spec.doc.charAt(0).toLowerCase()}${spec.doc.slice(1).replace(/\.$/, '')})`);
     }
   }
   const target = new URL(url.href);

@@ -7,7 +7,7 @@
 import { s3SinkOptions, type S3SinkOptions } from '../../s3/options.js';
 import { s3Sink } from '../../s3/sink.js';
 import { registerScheme } from '../endpoints.js';
-import { UsageError } from '../errors.js';
+import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
 
 /** What the URI itself says, not a key. */
@@ -19,7 +19,7 @@ registerScheme(['s3'], {
   sink: (input) => {
     const { url, display } = input;
     const bucket = url.hostname;
-    if (!bucket) throw new UsageError(`${display}: give the bucket as s3://<bucket>/<prefix>`);
+    if (!bucket) throw new UsageError(`${subject(display)} give the bucket as s3://<bucket>/<prefix>`);
     const prefix = decodeURIComponent(url.pathname.replace(/^\//, ''));
     const options = readEndpointOptions(input, [s3SinkOptions], { except: FROM_URI }) as Partial<S3SinkOptions>;
     // A local server takes any region, but the SDK wants one.
