@@ -7,6 +7,7 @@ import { KinesisClient, type KinesisClientConfig } from '@aws-sdk/client-kinesis
 import { awsConnection, awsError, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import { conflictingOptions } from '../core/options.js';
+import { STREAM_ARN } from './options.js';
 
 /** Which stream the connector talks to, as Kinesis API parameters. */
 export interface StreamRef {
@@ -17,11 +18,6 @@ export interface StreamRef {
   /** For messages: the name or ARN as given. */
   label: string;
 }
-
-/** A stream name as Kinesis allows it. */
-export const STREAM_NAME = /^[a-zA-Z0-9_.-]{1,128}$/;
-/** A stream ARN; its last part is the stream's name. */
-export const STREAM_ARN = /^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream\/([a-zA-Z0-9_.-]{1,128})$/;
 
 /** The stream of `streamName` / `streamARN`, each valid (see the declarations): at least one, and when both, the same stream. */
 export function resolveStream(where: string, name: string | undefined, arn: string | undefined): StreamRef {

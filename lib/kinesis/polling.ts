@@ -9,10 +9,9 @@ import { GetRecordsCommand, GetShardIteratorCommand, type GetShardIteratorComman
 import { awsCall, awsErrorName } from '../core/aws.js';
 import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import type { StreamRef } from './client.js';
+import { MIN_CALL_GAP_MS } from './options.js';
 import type { StartingPositionParam } from './positions.js';
 
-/** Kinesis allows 5 GetRecords calls per second per shard: calls of one shard are at least this far apart. */
-export const MIN_CALL_GAP_MS = 200;
 
 /** What {@link pollShard} needs from the source. */
 export interface PollOptions {

@@ -6,7 +6,7 @@
  * forcePathStyle by the uploader.
  */
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { awsConnectionOptions } from '../core/aws.js';
+import { awsConnectionOptions } from '../core/aws-options.js';
 import { common, defineOptions, opt, type OptionSpecs } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
 
