@@ -8,7 +8,7 @@ export { AckTracker, type AckTrackerOptions, type NackRecord, type Ticket } from
 export { backoffDelay, resolveRetry, withRetry, type FactoryContext, type ResolvedRetry, type RetryEvent, type RetryOptions, type RetryingOptions } from './core/retry.js';
 export { RetryingSource, retryingSource } from './core/retrying-source.js';
 export { RetryingSink, retryingSink } from './core/retrying-sink.js';
-export { flow, type Flow, type FlowOptions, type FlowStats } from './core/flow.js';
+export { flow, SAME_SIGNAL_MS, type Flow, type FlowOptions, type FlowStats, type StopReason } from './core/flow.js';
 export { map, withData, type MapResult } from './transforms/map.js';
 export { filter } from './transforms/filter.js';
 export type { TransformOptions } from './transforms/per-message.js';

@@ -37,23 +37,44 @@ export interface FlowOptions {
   sink: Writable;
   /** Aborting it stops the flow gracefully, like the first SIGTERM. */
   signal?: AbortSignal;
-  /** First SIGINT/SIGTERM stops gracefully, a second destroys at once. Default false. */
+  /**
+   * First SIGINT/SIGTERM stops gracefully, a second destroys at once. A signal within
+   * 1 s of the first counts as the same one (see {@link SAME_SIGNAL_MS}). Default false.
+   */
   handleSignals?: boolean;
   /** Bound on a graceful stop; after it everything is destroyed. Default 30,000 ms. */
   closeTimeoutMs?: number;
 }
 
+/** Why a graceful stop began, as the `'stopping'` event says. */
+export type StopReason =
+  /** SIGINT or SIGTERM (`handleSignals`); `signal` names it. */
+  | { reason: 'signal'; signal: NodeJS.Signals }
+  /** The `signal` option was aborted. */
+  | { reason: 'abort' }
+  /** `stop()` was called. */
+  | { reason: 'stop' }
+  /** The sink's reader went away (`'outputclose'`: stdout EPIPE, as with `manifold ... | head`). */
+  | { reason: 'outputclose'; error: Error | undefined };
+
 /** A running flow: a promise of its stats, with live stats and a graceful `stop()`. */
 export interface Flow extends Promise<FlowStats> {
   /** Live counters (the same object the promise resolves with, minus final timing). */
   readonly stats: FlowStats;
-  /** Emits `'stopping'` (graceful stop began), `'nack'` (message, error). */
+  /** Emits `'stopping'` ({@link StopReason}: a graceful stop began, once), `'nack'` (message, error). */
   readonly events: EventEmitter;
   /** Begins a graceful stop; resolves when the flow has ended. Idempotent. */
   stop(): Promise<FlowStats>;
 }
 
 const ignore = (): void => {};
+
+/**
+ * A second signal within this many milliseconds of the first is the same signal: a wrapper such as
+ * `npx tsx` or `npm run` passes on the SIGINT it got from the terminal to a child that got the terminal's
+ * own SIGINT too (same process group), so one Ctrl-C arrives twice. A person's second Ctrl-C is later.
+ */
+export const SAME_SIGNAL_MS = 1000;
 
 const FLOW_KEYS = ['source', 'transforms', 'sink', 'signal', 'handleSignals', 'closeTimeoutMs'] as const;
 
@@ -67,7 +88,9 @@ function isClosable(stream: unknown): stream is { close(): Promise<void> } {
  * has one: stop fetching, end after what was fetched); in-flight messages
  * reach the sink and are acked, the sink flushes, and the promise resolves, so
  * the process exits 0. A second signal destroys everything at once and the
- * promise rejects with `MANIFOLD_ERR_ABORTED`.
+ * promise rejects with `MANIFOLD_ERR_ABORTED`; one that comes within
+ * {@link SAME_SIGNAL_MS} of the first is taken for the same signal delivered twice
+ * and ignored.
  *
  * @example
  * ```ts
@@ -152,6 +175,8 @@ export function flow(options: FlowOptions): Flow {
   let stopping: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let destroyedBySecondSignal = false;
+  /** When the first signal (or the abort of `signal`) came, to tell a second one from the same one delivered twice. */
+  let firstSignalAt: number | undefined;
 
   const destroyAll = (error: Error): void => {
     for (const stream of [head, ...transforms, sink]) {
@@ -160,10 +185,10 @@ export function flow(options: FlowOptions): Flow {
     if (!source.destroyed) source.destroy(error);
   };
 
-  const gracefulStop = (): Promise<void> => {
+  const gracefulStop = (why: StopReason): Promise<void> => {
     stopping ??= (async () => {
       stats.stopped = true;
-      events.emit('stopping');
+      events.emit('stopping', why);
       timer = setTimeout(() => {
         destroyAll(new ManifoldError(`flow: graceful stop did not finish within closeTimeoutMs (${closeTimeoutMs} ms)`, { code: ErrorCodes.CLOSE_TIMEOUT }));
       }, closeTimeoutMs);
@@ -182,25 +207,31 @@ export function flow(options: FlowOptions): Flow {
     return stopping;
   };
 
-  const onSignal = (): void => {
-    if (stopping) {
-      destroyedBySecondSignal = true;
-      destroyAll(new ManifoldError('flow: stopped at once by a second signal; messages in flight were not delivered', { code: ErrorCodes.ABORTED }));
+  // The first signal stops gracefully, even when a stop began otherwise (stop(), the output closing): only a
+  // second one, later than SAME_SIGNAL_MS, means "at once".
+  const onSignal = (why: StopReason): void => {
+    const now = performance.now();
+    if (firstSignalAt === undefined) {
+      firstSignalAt = now;
+      void gracefulStop(why);
       return;
     }
-    void gracefulStop();
+    if (now - firstSignalAt < SAME_SIGNAL_MS) return;
+    destroyedBySecondSignal = true;
+    destroyAll(new ManifoldError('flow: stopped at once by a second signal; messages in flight were not delivered', { code: ErrorCodes.ABORTED }));
   };
+  const onProcessSignal = (signal: NodeJS.Signals): void => onSignal({ reason: 'signal', signal });
   if (handleSignals) {
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onProcessSignal);
+    process.on('SIGTERM', onProcessSignal);
   }
-  const onAbort = (): void => onSignal();
+  const onAbort = (): void => onSignal({ reason: 'abort' });
   if (signal) {
     if (signal.aborted) queueMicrotask(onAbort);
     else signal.addEventListener('abort', onAbort);
   }
   // A sink whose reader went away (stdout EPIPE) ends the flow like a signal does.
-  const onOutputClose = (): void => void gracefulStop();
+  const onOutputClose = (error?: Error): void => void gracefulStop({ reason: 'outputclose', error });
   sink.on('outputclose', onOutputClose);
 
   const run = (async (): Promise<FlowStats> => {
@@ -223,8 +254,8 @@ export function flow(options: FlowOptions): Flow {
     } finally {
       if (timer) clearTimeout(timer);
       if (handleSignals) {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onProcessSignal);
+        process.off('SIGTERM', onProcessSignal);
       }
       signal?.removeEventListener('abort', onAbort);
       sink.off('outputclose', onOutputClose);
@@ -238,7 +269,7 @@ export function flow(options: FlowOptions): Flow {
     stats,
     events,
     stop: async () => {
-      await gracefulStop();
+      await gracefulStop({ reason: 'stop' });
       return run;
     },
   }) as Flow;

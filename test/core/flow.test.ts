@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes } from '../../lib/core/errors.js';
-import { flow } from '../../lib/core/flow.js';
+import { SAME_SIGNAL_MS, flow } from '../../lib/core/flow.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { filter } from '../../lib/transforms/filter.js';
 import { map } from '../../lib/transforms/map.js';
@@ -71,8 +71,12 @@ describe('flow', () => {
     let n = 0;
     const source = new Readable({ objectMode: true, read() { setTimeout(() => this.push(String(n++)), 1); } });
     const running = flow({ source, sink });
+    const reasons: unknown[] = [];
+    running.events.on('stopping', (why) => reasons.push(why));
     await sleep(50);
     const stats = await running.stop();
+    await running.stop();
+    assert.deepEqual(reasons, [{ reason: 'stop' }], "'stopping' says why, once");
     assert.equal(stats.stopped, true);
     assert.equal(stats.unsettled, 0);
     assert.equal(stats.acks, stats.messages);
@@ -102,10 +106,13 @@ describe('flow', () => {
     const controller = new AbortController();
     const source = new Readable({ objectMode: true, read() { setTimeout(() => this.push('x'), 1); } });
     const running = flow({ source, sink, signal: controller.signal });
+    const reasons: unknown[] = [];
+    running.events.on('stopping', (why) => reasons.push(why));
     await sleep(20);
     controller.abort();
     const stats = await running;
     assert.ok(stats.stopped);
+    assert.deepEqual(reasons, [{ reason: 'abort' }]);
     assert.equal(stats.unsettled, 0);
   });
 
@@ -130,11 +137,15 @@ describe('flow', () => {
     let n = 0;
     const source = new Readable({ objectMode: true, read() { setTimeout(() => this.push(String(n++)), 1); } });
     const running = flow({ source, sink: stdoutSink({ output }) });
+    const reasons: Array<{ reason: string; error?: Error }> = [];
+    running.events.on('stopping', (why) => reasons.push(why));
     output.resume();
     await sleep(30);
     output.emit('error', Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
     const stats = await running;
     assert.ok(stats.stopped);
+    assert.deepEqual(reasons.map((r) => r.reason), ['outputclose'], 'not taken for a signal');
+    assert.match(reasons[0]!.error!.message, /EPIPE/);
   });
 
   it('rejects bad options naming them', () => {
@@ -185,16 +196,29 @@ describe('flow with handleSignals (child process)', () => {
     });
   }
 
-  it('a second signal destroys at once and the flow fails with MANIFOLD_ERR_ABORTED', async (t) => {
+  it('a second signal more than SAME_SIGNAL_MS after the first destroys at once and the flow fails with MANIFOLD_ERR_ABORTED', async (t) => {
     // A sink so slow that the graceful stop cannot finish before the second signal.
     const c = run('plain', 3000);
     t.after(c.cleanup);
     while (!c.stdout().includes('ready')) await sleep(20);
     await sleep(300);
     c.proc.kill('SIGTERM');
-    await sleep(200);
+    await sleep(SAME_SIGNAL_MS + 300);
     c.proc.kill('SIGTERM');
     assert.equal(await c.exited, 130);
     assert.match(c.stdout(), /failed MANIFOLD_ERR_ABORTED flow: stopped at once by a second signal/);
+  });
+
+  it('a second signal within SAME_SIGNAL_MS is the same signal delivered twice (npx tsx passes Ctrl-C on): the stop stays graceful', async (t) => {
+    const c = run('closable', 20);
+    t.after(c.cleanup);
+    while (c.acks().length < 20) await sleep(20);
+    c.proc.kill('SIGINT');
+    await sleep(50);
+    c.proc.kill('SIGINT');
+    assert.equal(await c.exited, 0, c.stdout());
+    const stats = JSON.parse(/^stats (.*)$/m.exec(c.stdout())![1]!);
+    assert.equal(stats.stopped, true);
+    assert.equal(stats.unsettled, 0, 'what was in flight was delivered');
   });
 });
