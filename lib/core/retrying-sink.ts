@@ -27,7 +27,8 @@ interface Pending {
  *
  * A nack from the inner sink with a fatal error (a record too large, unroutable)
  * nacks the outer message; a nack with a retryable error keeps it for the next
- * attempt. Events: `'reconnect'` ({@link RetryEvent}), `'ready'`.
+ * attempt. Events: `'reconnect'` ({@link RetryEvent}), `'ready'` on every (re)connection
+ * (when the inner sink emits it; its retry budget then starts afresh).
  *
  * @example
  * ```ts
@@ -92,8 +93,11 @@ export class RetryingSink extends Writable {
         this.#onFailure(inner, new ManifoldError(`${this.#what}: the sink closed unexpectedly`, { code: ErrorCodes.CONNECTION, retryable: true }));
       }
     });
-    inner.once('ready', () => {
-      if (this.#inner === inner) this.#failures = 0;
+    inner.once('ready', (...args: unknown[]) => {
+      if (this.#inner !== inner) return;
+      this.#failures = 0;
+      // Every (re)connection is announced, as retryingSource does: monitoring tells connected from reconnecting by it.
+      this.emit('ready', ...args);
     });
     for (const event of this.#forward) inner.on(event, (...args: unknown[]) => this.emit(event, ...args));
     return inner;

@@ -40,7 +40,12 @@ export function amqpError(where: string, action: string, error: unknown, facts: 
   if (facts.queue !== undefined) details.queue = facts.queue;
   if (facts.exchange !== undefined) details.exchange = facts.exchange;
   if (facts.routingKey !== undefined) details.routingKey = facts.routingKey;
-  if (code !== undefined) details.replyCode = code;
+  if (code !== undefined) {
+    details.replyCode = code;
+    // amqplib puts the broker's reply text only into its message: 'Connection closed: 320 (CONNECTION-FORCED) with message "..."'.
+    const replyText = /with message "(.*)"$/s.exec(text)?.[1];
+    if (replyText !== undefined) details.replyText = replyText;
+  }
   // The login refusal arrives as a handshake close without a numeric code; a vhost the user may not
   // open arrives as an unexpected ConnectionClose where ConnectionOpenOk was due.
   if (code === 403 || code === 530 || /ACCESS[-_]REFUSED|NOT[-_]ALLOWED|Expected ConnectionOpenOk/.test(text)) {

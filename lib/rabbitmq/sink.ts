@@ -165,7 +165,9 @@ class AmqpPublisher extends Writable {
       channel.on('error', (error: Error) => {
         this.#channelError = error;
       });
-      channel.on('close', () => this.#lose(this.#channelError));
+      // amqplib closes the channels before it reports the connection's close, which carries the broker's reason
+      // (320 CONNECTION_FORCED and its text): a channel closing without an error of its own waits for that.
+      channel.on('close', () => queueMicrotask(() => this.#lose(this.#channelError)));
       channel.on('return', (raw: AmqpMessage) => this.#onReturn(raw));
       channel.on('drain', () => {
         this.#drained = true;

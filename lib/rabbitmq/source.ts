@@ -146,7 +146,9 @@ class AmqpConsumer extends Readable {
       channel.on('error', (error: Error) => {
         this.#channelError = error;
       });
-      channel.on('close', () => this.#lose(this.#channelError));
+      // amqplib closes the channels before it reports the connection's close, which carries the broker's reason
+      // (320 CONNECTION_FORCED and its text): a channel closing without an error of its own waits for that.
+      channel.on('close', () => queueMicrotask(() => this.#lose(this.#channelError)));
       if (c.assert) {
         await channel.assertQueue(c.queue, c.assert.queue);
         await applyBindings(channel, c.queue, c.assert.bindings);

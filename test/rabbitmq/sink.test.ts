@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, test, type TestContext } from 'node:test';
@@ -222,6 +223,38 @@ describe('rabbitmqSink', () => {
     assert.doesNotMatch(String(err.stack), /wrong-s3cret/);
     assert.match(err.message, /guest:\*\*\*@/);
     assert.equal(reconnects, 0);
+  });
+
+  test("'ready' on every (re)connect; the reconnect error carries the broker's reason (320 CONNECTION_FORCED and its text)", async (t) => {
+    const f = fixture(t);
+    const queue = await f.queue();
+    const connectionName = randomName('sink-reason');
+    const s = sink(t, { routingKey: queue, connectionName });
+    const ready: unknown[] = [];
+    const reconnects: Error[] = [];
+    s.on('ready', (info: unknown) => ready.push(info));
+    s.on('reconnect', (event: { error: Error }) => reconnects.push(event.error));
+    const { messages, acked } = tracked(['before', 'after']);
+    s.write(messages[0]);
+    await until('first ack', () => acked.has(0));
+    assert.equal(ready.length, 1, "'ready' after the first connection");
+    const reason = `manifold test ${randomName('reason')}`;
+    assert.equal(await closeConnectionsNamed(connectionName, reason), 1);
+    await until('ready again', () => ready.length === 2);
+    s.write(messages[1]);
+    await until('second ack', () => acked.has(1));
+    assert.equal(reconnects.length, 1);
+    const error = reconnects[0]! as ManifoldError;
+    assert.match(error.message, /320/);
+    assert.match(error.message, /CONNECTION_FORCED/);
+    assert.ok(error.message.includes(reason), error.message);
+    assert.equal(error.code, ErrorCodes.CONNECTION);
+    assert.equal(error.replyCode, 320);
+    assert.equal(error.replyText, `CONNECTION_FORCED - ${reason}`);
+    assert.deepEqual(ready[1], { exchange: '' });
+    s.end();
+    await once(s, 'finish');
+    assert.deepEqual((await f.drain(queue, 2)).map((m) => m.content.toString()), ['before', 'after']);
   });
 
   test('a broker-side connection kill mid-stream: every message arrives at least once, duplicates bounded by maxInFlight', async (t) => {

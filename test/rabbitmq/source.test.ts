@@ -244,6 +244,28 @@ describe('rabbitmqSource', () => {
     assert.equal(await f.count(queue), 0);
   });
 
+  test("after a broker-side close the reconnect error carries the broker's reason (320 CONNECTION_FORCED and its text)", async (t) => {
+    const f = fixture(t);
+    const queue = await f.queue();
+    const connectionName = randomName('src-reason');
+    const s = source(t, { queue, connectionName });
+    const reconnects: Error[] = [];
+    s.on('reconnect', (event: { error: Error }) => reconnects.push(event.error));
+    let ready = 0;
+    s.on('ready', () => ready++);
+    s.resume();
+    await until('connected', () => ready === 1);
+    const reason = `manifold test ${randomName('reason')}`;
+    assert.equal(await closeConnectionsNamed(connectionName, reason), 1);
+    await until('reconnected', () => ready === 2);
+    assert.equal(reconnects.length, 1);
+    const error = reconnects[0]! as Error & { replyCode?: number };
+    assert.match(error.message, /320 \(CONNECTION-FORCED\)/);
+    assert.ok(error.message.includes(`CONNECTION_FORCED - ${reason}`), error.message);
+    assert.equal(error.replyCode, 320);
+    await s.close();
+  });
+
   test('a broker-side connection kill mid-stream: every message at least once, duplicates bounded by prefetch', async (t) => {
     const f = fixture(t);
     const queue = await f.queue();
