@@ -1,13 +1,24 @@
 #!/usr/bin/env node
-/** The `manifold` executable. */
-import { main } from './main.js';
+/**
+ * The `manifold` executable. It checks the Node.js version before it loads anything else: the
+ * command and the connectors use what Node 22 added (Promise.withResolvers, ...), and on an older
+ * Node they would fail deep inside instead of saying what to install. So this file imports
+ * nothing statically and uses no syntax or API newer than Node 14's.
+ */
+const NEEDED_MAJOR = 22;
+const major = Number(process.versions.node.split('.')[0]);
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: Error) => {
-    process.stderr.write(`manifold: ${error.stack ?? error.message}\n`);
+if (!(major >= NEEDED_MAJOR)) {
+  process.stderr.write(
+    `manifold needs Node.js ${NEEDED_MAJOR} or newer (this is ${process.versions.node}): install it from https://nodejs.org or with your version manager (nvm install ${NEEDED_MAJOR}, fnm install ${NEEDED_MAJOR}, volta install node@${NEEDED_MAJOR})\n`,
+  );
+  process.exitCode = 1;
+} else {
+  const { main } = await import('./main.js');
+  try {
+    process.exitCode = await main(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`manifold: ${(error as Error).stack ?? (error as Error).message}\n`);
     process.exitCode = 1;
-  },
-);
+  }
+}
