@@ -11,15 +11,20 @@ import { parseBytes, parseDuration } from './units.js';
 
 export type Role = 'source' | 'sink';
 
-/** A parsed, validated endpoint, ready to create its stream. */
+/**
+ * A parsed, validated endpoint, ready to create its stream. Parsing needs only the connector's
+ * declarations (lib/<system>/options.ts); the connector module, and the client library under it,
+ * is imported by create(): `--help`, `--version`, `schema` and a bad URI load no connector, and a
+ * pipeline loads only the two it uses (the Kafka client alone takes over a second to import).
+ */
 export interface Endpoint {
   role: Role;
   /** The scheme, e.g. 'amqp'. */
   scheme: string;
   /** The URI with the password hidden, for logs. */
   display: string;
-  /** Creates the stream; called once, after every endpoint validated. */
-  create(): Readable | Writable;
+  /** Loads the connector and creates the stream; called once, after every endpoint validated. */
+  create(): Promise<Readable | Writable>;
 }
 
 /** What a scheme's builder receives. */
@@ -33,7 +38,8 @@ export interface EndpointInput {
   file: Record<string, unknown>;
 }
 
-export type EndpointBuilder = (input: EndpointInput) => () => Readable | Writable;
+/** Validates the input (throwing UsageError) and returns what creates the stream: see {@link Endpoint.create}. */
+export type EndpointBuilder = (input: EndpointInput) => () => Promise<Readable | Writable>;
 
 interface SchemeEntry {
   source?: EndpointBuilder;

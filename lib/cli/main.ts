@@ -233,13 +233,16 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   }
 
   const log = createLogger(settings.logFormat, settings.quiet, io.stderr);
-  let source: Readable;
+  let source: Readable | undefined;
   let sink: Writable;
   try {
-    source = settings.from.create() as Readable;
-    sink = settings.to.create() as Writable;
+    // create() imports the connector (and its client library) first: a pipeline loads only the two it uses.
+    source = (await settings.from.create()) as Readable;
+    sink = (await settings.to.create()) as Writable;
   } catch (error) {
     // Connector factories validate their options synchronously: still a usage error, nothing connected.
+    // A source made before its sink was refused must not keep the process alive with its connection.
+    source?.destroy();
     io.stderr.write(`manifold: ${(error as Error).message}\n`);
     return error instanceof ManifoldError && error.code === ErrorCodes.INVALID_OPTION ? ExitCodes.USAGE : ExitCodes.FAILED;
   }

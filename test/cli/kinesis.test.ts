@@ -147,7 +147,7 @@ describe('kinesis: the clients the factories build for a URI', () => {
     const aws = await failingAws(t);
     const endpoint = encodeURIComponent(aws.endpoint);
 
-    const source = parseEndpoint(`kinesis:s?endpoint=${endpoint}&leaseTable=leases&dynamoEndpoint=${endpoint}&requestTimeout=5s`, 'source').create() as Readable & { close(): Promise<void> };
+    const source = (await parseEndpoint(`kinesis:s?endpoint=${endpoint}&leaseTable=leases&dynamoEndpoint=${endpoint}&requestTimeout=5s`, 'source').create()) as Readable & { close(): Promise<void> };
     const retried = once(source, 'retry') as Promise<[{ operation: string; attempt: number }]>;
     source.on('error', () => {});
     source.resume();
@@ -160,7 +160,7 @@ describe('kinesis: the clients the factories build for a URI', () => {
     source.destroy();
     await once(source, 'close');
 
-    const sink = parseEndpoint(`kinesis:s?endpoint=${endpoint}&linger=1ms`, 'sink').create() as Writable;
+    const sink = (await parseEndpoint(`kinesis:s?endpoint=${endpoint}&linger=1ms`, 'sink').create()) as Writable;
     sink.on('error', () => {});
     const sinkRetried = once(sink, 'retry') as Promise<[{ attempt: number }]>;
     sink.write(createMessage({ data: Buffer.from('x'), key: 'k' }));

@@ -99,7 +99,7 @@ describe('s3: on the command line, before anything is made', () => {
       forcePathStyle: 'true',
     });
     const endpoint = parseEndpoint(`s3://b/some%20logs?${query}`, 'sink');
-    const sink = endpoint.create() as S3Sink;
+    const sink = (await endpoint.create()) as S3Sink;
     t.after(() => {
       sink.destroy();
     });

@@ -1,10 +1,9 @@
 /**
  * kafka://host:9092[,host2:9092]/topic: brokers and topic from the URI, every other key read by the
- * declarations of kafkaSource and kafkaSink (lib/kafka/options.ts).
+ * declarations of kafkaSource and kafkaSink (lib/kafka/options.ts). The connector (and the Kafka
+ * client) is loaded by create(), only for a pipeline that uses it.
  */
 import { kafkaSinkOptions, kafkaSourceOptions, type KafkaSinkOptions, type KafkaSourceOptions } from '../../kafka/options.js';
-import { kafkaSink } from '../../kafka/sink.js';
-import { kafkaSource } from '../../kafka/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
 import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
@@ -23,11 +22,17 @@ registerScheme(['kafka'], {
     const { groupId, ...options } = readEndpointOptions(input, [kafkaSourceOptions]);
     if (typeof groupId !== 'string') throw new UsageError(`${subject(input.display)} a Kafka source reads as a consumer group: add group=<name> (processes with the same group share the partitions)`);
     // The factory validates the whole set again: cross-option checks (heartbeatInterval < sessionTimeout) are its own.
-    return () => kafkaSource({ ...options, brokers, topics: topic.split(','), groupId } as KafkaSourceOptions);
+    return async () => {
+      const { kafkaSource } = await import('../../kafka/source.js');
+      return kafkaSource({ ...options, brokers, topics: topic.split(','), groupId } as KafkaSourceOptions);
+    };
   },
   sink: (input) => {
     const { brokers, topic } = kafkaTarget(input);
     const options = readEndpointOptions(input, [kafkaSinkOptions]);
-    return () => kafkaSink({ ...options, brokers, topic } as KafkaSinkOptions);
+    return async () => {
+      const { kafkaSink } = await import('../../kafka/sink.js');
+      return kafkaSink({ ...options, brokers, topic } as KafkaSinkOptions);
+    };
   },
 });

@@ -5,15 +5,12 @@
  * objects there: `from` (the source's startingPosition) and `checkpoint` (a fileCheckpointer).
  * With `leaseTable=` the lease keys build a dynamoLeases coordinator. The factories build the
  * clients from region, endpoint and timeouts: the same handler, timeouts and SDK retries off as
- * in a program.
+ * in a program. The connector (and the AWS SDK) is loaded by create(), only for a pipeline that
+ * uses it.
  */
 import { cliKey, defineOptions, opt, type DeclaredOptions, type OptionSpecs } from '../../core/options.js';
-import { dynamoLeases } from '../../kinesis/dynamo-leases.js';
-import { fileCheckpointer } from '../../kinesis/file-checkpointer.js';
 import { dynamoLeasesOptions, kinesisSinkOptions, kinesisSourceOptions, type DynamoLeasesOptions, type KinesisSinkOptions, type KinesisSourceOptions } from '../../kinesis/options.js';
 import type { StartingPosition } from '../../kinesis/positions.js';
-import { kinesisSink } from '../../kinesis/sink.js';
-import { kinesisSource } from '../../kinesis/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
 import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
@@ -87,18 +84,21 @@ registerScheme(['kinesis'], {
         if (given) throw new UsageError(`${subject(input.display)} ${key}= and leaseTable= cannot be combined: with leaseTable= the lease table decides which shards this process reads and keeps their checkpoints`);
       }
     }
-    return () => {
+    return async () => {
+      const { kinesisSource } = await import('../../kinesis/source.js');
+      // The lease module (and the DynamoDB client) only with a lease table.
+      const checkpointer = checkpoint === undefined ? undefined : (await import('../../kinesis/file-checkpointer.js')).fileCheckpointer(checkpoint as string);
       const coordinator =
         lease.tableName === undefined
           ? undefined
-          : dynamoLeases({ ...lease, region: regionFor(options.region, lease.endpoint) } as DynamoLeasesOptions);
+          : (await import('../../kinesis/dynamo-leases.js')).dynamoLeases({ ...lease, region: regionFor(options.region, lease.endpoint) } as DynamoLeasesOptions);
       try {
         return kinesisSource({
           ...options,
           streamName,
           region: regionFor(options.region, options.endpoint),
           startingPosition: from,
-          checkpointer: checkpoint === undefined ? undefined : fileCheckpointer(checkpoint as string),
+          checkpointer,
           coordinator,
         } as KinesisSourceOptions);
       } catch (error) {
@@ -111,6 +111,9 @@ registerScheme(['kinesis'], {
   sink: (input) => {
     const streamName = streamOf(input);
     const options = readEndpointOptions(input, [kinesisSinkOptions]);
-    return () => kinesisSink({ ...options, streamName, region: regionFor(options.region, options.endpoint) } as KinesisSinkOptions);
+    return async () => {
+      const { kinesisSink } = await import('../../kinesis/sink.js');
+      return kinesisSink({ ...options, streamName, region: regionFor(options.region, options.endpoint) } as KinesisSinkOptions);
+    };
   },
 });

@@ -3,11 +3,10 @@
  * sink (`?exchange=logs&routingKey=errors`). The query keys are those of the rabbitmqSource and
  * rabbitmqSink declarations (lib/rabbitmq/options.ts), plus amqplib's own URL parameters
  * (`heartbeat`, `frameMax`, ...), which stay in the URL for amqplib; any other key is refused.
+ * The connector (and amqplib) is loaded by create(), only for a pipeline that uses it.
  */
 import { cliKey, type OptionDeclaration, type OptionSpecs } from '../../core/options.js';
 import { amqplibUrlParameters, rabbitmqSinkOptions, rabbitmqSourceOptions, type RabbitmqSinkOptions, type RabbitmqSourceOptions } from '../../rabbitmq/options.js';
-import { rabbitmqSink } from '../../rabbitmq/sink.js';
-import { rabbitmqSource } from '../../rabbitmq/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
 import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
@@ -44,10 +43,16 @@ registerScheme(['amqp', 'amqps'], {
   options: { source: [rabbitmqSourceOptions, amqplibUrlParameters], sink: [rabbitmqSinkOptions, amqplibUrlParameters] },
   source: (input) => {
     const options = optionsOf(input, rabbitmqSourceOptions) as unknown as RabbitmqSourceOptions;
-    return () => rabbitmqSource(options);
+    return async () => {
+      const { rabbitmqSource } = await import('../../rabbitmq/source.js');
+      return rabbitmqSource(options);
+    };
   },
   sink: (input) => {
     const options = optionsOf(input, rabbitmqSinkOptions) as RabbitmqSinkOptions;
-    return () => rabbitmqSink(options);
+    return async () => {
+      const { rabbitmqSink } = await import('../../rabbitmq/sink.js');
+      return rabbitmqSink(options);
+    };
   },
 });

@@ -1,7 +1,8 @@
-/** stdin: and stdout:, their query keys read by the declarations in lib/stdio/options.ts. */
+/**
+ * stdin: and stdout:, their query keys read by the declarations in lib/stdio/options.ts. The
+ * connector modules are loaded by create(), as every scheme's are: see lib/cli/endpoints.ts.
+ */
 import { stdinSourceOptions, stdoutSinkOptions, type StdinSourceOptions, type StdoutSinkOptions } from '../../stdio/options.js';
-import { stdoutSink } from '../../stdio/sink.js';
-import { stdinSource } from '../../stdio/source.js';
 import { registerScheme } from '../endpoints.js';
 import { readEndpointOptions } from '../options.js';
 
@@ -10,7 +11,10 @@ registerScheme(['stdin'], {
   options: { source: [stdinSourceOptions] },
   source: (input) => {
     const options = readEndpointOptions(input, [stdinSourceOptions]);
-    return () => stdinSource(options as StdinSourceOptions);
+    return async () => {
+      const { stdinSource } = await import('../../stdio/source.js');
+      return stdinSource(options as StdinSourceOptions);
+    };
   },
 });
 
@@ -19,6 +23,9 @@ registerScheme(['stdout'], {
   options: { sink: [stdoutSinkOptions] },
   sink: (input) => {
     const options = readEndpointOptions(input, [stdoutSinkOptions]);
-    return () => stdoutSink(options as StdoutSinkOptions);
+    return async () => {
+      const { stdoutSink } = await import('../../stdio/sink.js');
+      return stdoutSink(options as StdoutSinkOptions);
+    };
   },
 });

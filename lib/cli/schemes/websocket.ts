@@ -3,12 +3,11 @@
  * websocketSink in lib/websocket/options.ts, and a source's `subscribe`) are taken out of its query;
  * every other query key stays in the URL, because passing query strings to the server is how
  * WebSocket feeds are addressed. Options from a pipeline file are all meant for us: one we do not
- * know is refused with a hint, not sent to the server.
+ * know is refused with a hint, not sent to the server. The connector (and ws) is loaded by
+ * create(), only for a pipeline that uses it.
  */
 import { defineOptions, opt, type DeclaredOptions } from '../../core/options.js';
 import { websocketSinkOptions, websocketSourceOptions, type WebSocketSinkOptions, type WebSocketSourceOptions } from '../../websocket/options.js';
-import { websocketSink } from '../../websocket/sink.js';
-import { websocketSource } from '../../websocket/source.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
 import { cliKeys, readEndpointOptions } from '../options.js';
 
@@ -46,16 +45,21 @@ registerScheme(['ws', 'wss'], {
     const { target, options } = read(input, [websocketSourceOptions, subscribeOptions]);
     const { subscribe, ...rest } = options as Partial<WebSocketSourceOptions> & { subscribe?: string[] };
     // The factory validates the whole set again: its cross-option checks (heartbeatTimeout with heartbeats off) are its own.
-    return () =>
-      websocketSource({
+    return async () => {
+      const { websocketSource } = await import('../../websocket/source.js');
+      return websocketSource({
         ...rest,
         url: target,
         // Re-sent on every (re)connection: a new connection knows nothing of the old one's subscriptions.
         ...(subscribe?.length ? { onOpen: (socket) => subscribe.forEach((text) => socket.send(text)) } : {}),
       });
+    };
   },
   sink: (input) => {
     const { target, options } = read(input, [websocketSinkOptions]);
-    return () => websocketSink({ ...(options as Partial<WebSocketSinkOptions>), url: target });
+    return async () => {
+      const { websocketSink } = await import('../../websocket/sink.js');
+      return websocketSink({ ...(options as Partial<WebSocketSinkOptions>), url: target });
+    };
   },
 });
