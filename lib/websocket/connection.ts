@@ -42,12 +42,40 @@ function connectError(error: Error): ManifoldError {
  * whatever the server did (closed, reset, broke the protocol), a new connection may work.
  */
 export function lostError(where: string, label: string, code: number, reason: string, cause: Error | undefined): ManifoldError {
-  const why = cause ? describe(cause) : `closed with code ${code}${reason ? ` (${reason})` : ''}`;
+  const closed = `closed with code ${code}${reason ? ` (${reason})` : ''}`;
+  // 1006 is no close frame at all: then the cause is all there is to say. Any other code is the server's own word.
+  const why = cause ? (code === 1006 ? describe(cause) : `${describe(cause)} (${closed})`) : closed;
   return new ManifoldError(`${where}: the connection to ${label} was lost: ${why}`, {
     code: ErrorCodes.CONNECTION,
     retryable: true,
     cause,
-    details: { closeCode: code },
+    details: { closeCode: code, closeReason: reason },
+  });
+}
+
+/** A socket's close code and reason, as its `'close'` event gave them. */
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+/**
+ * How a socket that is no longer open closed. A server's close frame puts the socket in CLOSING, and its
+ * code and reason come with `'close'` once the TCP connection ends: wait for that, up to `timeoutMs`.
+ * `seen` is what a `'close'` listener recorded already. Undefined when it did not close in time.
+ */
+export async function closeInfo(ws: WebSocket, seen: CloseInfo | undefined, timeoutMs = 1000): Promise<CloseInfo | undefined> {
+  if (seen || ws.readyState === WebSocket.CLOSED) return seen;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      ws.off('close', onClose);
+      resolve(undefined);
+    }, timeoutMs);
+    const onClose = (code: number, reason: Buffer): void => {
+      clearTimeout(timer);
+      resolve({ code, reason: reason.toString() });
+    };
+    ws.once('close', onClose);
   });
 }
 
@@ -113,9 +141,10 @@ export function connect(target: ConnectTarget, signal?: AbortSignal): Attempt {
       cleanup();
       resolve();
     };
-    const onClose = (code: number): void => {
+    const onClose = (code: number, reason: Buffer): void => {
       cleanup();
-      reject(failure ?? new ManifoldError(`the connection closed during the handshake (code ${code})`, { code: ErrorCodes.CONNECTION, retryable: true }));
+      const why = reason.length > 0 ? ` (code ${code}: ${reason.toString()})` : ` (code ${code})`;
+      reject(failure ?? new ManifoldError(`the connection closed during the handshake${why}`, { code: ErrorCodes.CONNECTION, retryable: true, details: { closeCode: code, closeReason: reason.toString() } }));
     };
     ws.once('open', onOpen);
     ws.once('close', onClose);

@@ -4,7 +4,7 @@ import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } 
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { resolveRetry, type FactoryContext } from '../core/retry.js';
 import { RetryingSink } from '../core/retrying-sink.js';
-import { Heartbeat, closeSocket, connect, lostError, namedError, type ConnectTarget } from './connection.js';
+import { Heartbeat, closeInfo, closeSocket, connect, lostError, namedError, type CloseInfo, type ConnectTarget } from './connection.js';
 import { resolveWebSocketOptions, websocketSinkOptions, type WebSocketSinkOpenInfo, type WebSocketSinkOptions } from './options.js';
 
 export type { WebSocketSinkOpenInfo, WebSocketSinkOptions } from './options.js';
@@ -37,8 +37,8 @@ interface Settings {
  * with an error naming the URL (password hidden) and the last cause, and nacks
  * what it could not send. `end()` waits for every send, then closes with code 1000.
  *
- * Events: `'open'` ({@link WebSocketSinkOpenInfo}), `'reconnect'` (core
- * `RetryEvent`), `'disconnect'` (`{ connectionId, code, reason }`).
+ * Events: `'open'` ({@link WebSocketSinkOpenInfo}), `'ready'` (on every (re)connect), `'reconnect'` (core
+ * `RetryEvent`; the error names the server's close code and reason), `'disconnect'` (`{ connectionId, code, reason }`).
  *
  * @example
  * ```ts
@@ -137,10 +137,12 @@ export class WebSocketConnectionSink extends Writable {
     this.#ws = ws;
     let cause: Error | undefined;
     let established = false;
+    let closed: CloseInfo | undefined;
     ws.on('error', (error: Error) => {
       cause ??= error;
     });
     ws.once('close', (code: number, reason: Buffer) => {
+      closed = { code, reason: reason.toString() };
       this.#heartbeat?.stop();
       // Before it is established, a failure is reported once, through the attempt's promise.
       if (!established || this.#ending || this.destroyed) return;
@@ -149,6 +151,11 @@ export class WebSocketConnectionSink extends Writable {
       this.#failInFlight(error);
       this.destroy(this.#named(error));
     });
+    // Closed before it was established: the server's close code and reason, when it sent them.
+    const closedError = async (fallback: string, why: Error | undefined): Promise<ManifoldError> => {
+      const info = await closeInfo(ws, closed);
+      return lostError(WHERE, this.#s.target.label, info?.code ?? 1006, info?.reason || fallback, why);
+    };
     const open = async (): Promise<void> => {
       await attempt.opened;
       const info: WebSocketSinkOpenInfo = { connectionId: this.#id, url: this.#s.target.label, protocol: ws.protocol };
@@ -157,7 +164,7 @@ export class WebSocketConnectionSink extends Writable {
           await this.#s.onOpen(ws, info);
         } catch (error) {
           const err = toError(error);
-          if (ws.readyState !== WebSocket.OPEN) throw lostError(WHERE, this.#s.target.label, 1006, '', err);
+          if (ws.readyState !== WebSocket.OPEN) throw await closedError('', err);
           throw new ManifoldError(`${WHERE}: options.onOpen failed on connection ${this.#id}: ${describe(err)}`, {
             code: err instanceof ManifoldError ? err.code : ErrorCodes.CONNECTION,
             retryable: isRetryable(err),
@@ -165,7 +172,7 @@ export class WebSocketConnectionSink extends Writable {
           });
         }
       }
-      if (ws.readyState !== WebSocket.OPEN) throw lostError(WHERE, this.#s.target.label, 1006, 'closed while onOpen ran', cause);
+      if (ws.readyState !== WebSocket.OPEN) throw await closedError('closed while onOpen ran', cause);
       if (this.#s.heartbeat.intervalMs > 0) {
         this.#heartbeat = new Heartbeat(ws, this.#s.heartbeat.intervalMs, this.#s.heartbeat.timeoutMs, (error) => {
           cause = error;

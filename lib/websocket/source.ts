@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
 import type { Message } from '../core/message.js';
 import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
-import { Heartbeat, closeSocket, connect, lostError, namedError, type ConnectTarget } from './connection.js';
+import { Heartbeat, closeInfo, closeSocket, connect, lostError, namedError, type CloseInfo, type ConnectTarget } from './connection.js';
 import { resolveWebSocketOptions, websocketSourceOptions, type OpenReason, type WebSocketOpenInfo, type WebSocketSourceOptions } from './options.js';
 
 export type { OpenReason, WebSocketOpenInfo, WebSocketSourceOptions } from './options.js';
@@ -31,8 +31,9 @@ const noop = (): void => {};
  * - `close()` closes the sockets gracefully, emits what they delivered until
  *   then, and ends. `destroy()` terminates them.
  *
- * Events: `'open'` ({@link WebSocketOpenInfo}), `'reconnect'` (core
- * `RetryEvent`: attempt, delayMs, error), `'swap'` (`{ from, to }`
+ * Events: `'open'` ({@link WebSocketOpenInfo}), `'ready'` (`{ connectionId, reason }`:
+ * a connection is open, `onOpen` done, and reading; on every (re)connect), `'reconnect'` (core
+ * `RetryEvent`: attempt, delayMs, error; the error names the server's close code and reason), `'swap'` (`{ from, to }`
  * connection ids), `'disconnect'` (`{ connectionId, code, reason, expected }`).
  *
  * @example
@@ -62,6 +63,8 @@ interface Conn {
   retireTimer: NodeJS.Timeout | undefined;
   /** Set on 'open': only then does the socket exist, so only then can it be paused or resumed. */
   opened: boolean;
+  /** The close code and reason, once the socket closed. */
+  closed: CloseInfo | undefined;
 }
 
 function pauseSocket(conn: Conn): void {
@@ -218,6 +221,8 @@ export class WebSocketSource extends Readable {
         this.#onLoss = resolve;
       });
       this.#adopt(conn);
+      // As the retrying sources do: every (re)connection is announced, and monitoring tells connected from reconnecting by it.
+      this.emit('ready', { connectionId: conn.id, reason });
       lost = await loss;
       this.#onLoss = undefined;
       if (this.#closing || this.destroyed) return;
@@ -239,6 +244,7 @@ export class WebSocketSource extends Readable {
       swapTimer: undefined,
       retireTimer: undefined,
       opened: false,
+      closed: undefined,
     };
     this.#conns.add(conn);
     ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => this.#onMessage(conn, data, isBinary));
@@ -246,6 +252,7 @@ export class WebSocketSource extends Readable {
       conn.error ??= error;
     });
     ws.once('close', (code: number, reason: Buffer) => {
+      conn.closed = { code, reason: reason.toString() };
       this.#onClose(conn, code, reason.toString());
     });
     try {
@@ -259,7 +266,7 @@ export class WebSocketSource extends Readable {
           await this.#onOpen(ws, info);
         } catch (error) {
           // A send on a socket that died meanwhile is the connection's failure, not the callback's.
-          if (ws.readyState !== WebSocket.OPEN) throw lostError(WHERE, this.#target.label, 1006, '', toError(error));
+          if (ws.readyState !== WebSocket.OPEN) throw await this.#closedError(conn, '', toError(error));
           const err = toError(error);
           throw new ManifoldError(`${WHERE}: options.onOpen failed on connection ${conn.id}: ${describe(err)}`, {
             code: err instanceof ManifoldError ? err.code : ErrorCodes.CONNECTION,
@@ -268,9 +275,7 @@ export class WebSocketSource extends Readable {
           });
         }
       }
-      if (ws.readyState !== WebSocket.OPEN) {
-        throw lostError(WHERE, this.#target.label, 1006, 'closed while onOpen ran', conn.error);
-      }
+      if (ws.readyState !== WebSocket.OPEN) throw await this.#closedError(conn, 'closed while onOpen ran', conn.error);
       if (this.#closing || this.destroyed) throw new ManifoldError(`${WHERE}: closed`, { code: ErrorCodes.ABORTED });
       this.emit('open', info);
       return conn;
@@ -278,6 +283,12 @@ export class WebSocketSource extends Readable {
       ws.terminate();
       throw error;
     }
+  }
+
+  /** The error of a connection that closed before it was adopted, with the server's close code and reason when it sent them. */
+  async #closedError(conn: Conn, fallback: string, cause: Error | undefined): Promise<ManifoldError> {
+    const closed = await closeInfo(conn.ws, conn.closed);
+    return lostError(WHERE, this.#target.label, closed?.code ?? 1006, closed?.reason || fallback, cause);
   }
 
   #onMessage(conn: Conn, data: WebSocket.RawData, isBinary: boolean): void {

@@ -207,6 +207,59 @@ describe('websocketSink', { timeout: 60_000 }, () => {
     t.diagnostic(`${unackedAtDrop.length} unacked at the drop, ${later.length} sent on later connections`);
   });
 
+  test("a server closing with 4001 and a reason: the reconnect error names both, during and after onOpen; 'ready' on every connect", async (t) => {
+    let connections = 0;
+    const got: string[] = [];
+    const server = await startWsServer({
+      onConnection: (ws) => {
+        const index = connections++;
+        ws.on('message', (data) => {
+          const text = String(data);
+          // The first connection is refused while onOpen still runs; the second once it was established.
+          if (index === 0) ws.close(4001, 'token expired');
+          else if (index === 1) setTimeout(() => ws.close(4001, 'session revoked'), 300);
+          else if (text !== 'hello') got.push(text);
+        });
+      },
+    });
+    t.after(() => server.close());
+    const sink = websocketSink({
+      url: server.url,
+      messageType: 'text',
+      onOpen: async (ws) => {
+        ws.send('hello');
+        await sleep(100);
+      },
+      retry: fastRetry,
+    });
+    const reconnects: RetryEvent[] = [];
+    let ready = 0;
+    sink.on('reconnect', (e: RetryEvent) => reconnects.push(e));
+    sink.on('ready', () => ready++);
+    const writing = pipeline(
+      Readable.from(
+        (async function* () {
+          // The sink connects when it is made; the messages wait for the third connection.
+          while (ready < 2) await sleep(10);
+          yield 'a';
+          yield 'b';
+        })(),
+      ),
+      sink,
+    );
+    await writing;
+    assert.equal(ready, 2, 'connections 2 and 3');
+    assert.deepEqual(got, ['a', 'b']);
+    assert.equal(reconnects.length, 2);
+    const [during, after] = reconnects.map((r) => r.error as ManifoldError);
+    assert.match(during!.message, /closed with code 4001 \(token expired\)/);
+    assert.equal(during!.closeCode, 4001);
+    assert.equal(during!.closeReason, 'token expired');
+    assert.match(after!.message, /was lost: closed with code 4001 \(session revoked\)/);
+    assert.equal(after!.closeCode, 4001);
+    assert.equal(after!.closeReason, 'session revoked');
+  });
+
   test('a server gone for good: fails after the retry budget naming the URL (no password), nacks what it holds', async () => {
     const url = await deadUrl('me:hush@');
     const sink = websocketSink({ url, retry: { retries: 2, minTimeoutMs: 10, maxTimeoutMs: 20 } });

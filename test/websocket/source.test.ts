@@ -162,6 +162,47 @@ describe('websocketSource', { timeout: 60_000 }, () => {
     await stop(source);
   });
 
+  test("a server closing with 4001 and a reason: the reconnect error names both, after and during onOpen; 'ready' on every connect", async (t) => {
+    let connections = 0;
+    const server = await startWsServer({
+      onConnection: (ws) => {
+        const index = connections++;
+        ws.on('message', () => {
+          // The first connection is refused while onOpen still runs; the second after it was adopted.
+          if (index === 0) ws.close(4001, 'token expired');
+          else if (index === 1) setTimeout(() => ws.close(4001, 'session revoked'), 300);
+          else setTimeout(() => ws.send('hello'), 300);
+        });
+      },
+    });
+    t.after(() => server.close());
+    const source = websocketSource({
+      url: server.url,
+      onOpen: async (ws) => {
+        ws.send('subscribe');
+        await sleep(100);
+      },
+      retry: fastRetry,
+    });
+    t.after(() => source.destroy());
+    const reconnects: RetryEvent[] = [];
+    const ready: Array<{ connectionId: number }> = [];
+    source.on('reconnect', (e: RetryEvent) => reconnects.push(e));
+    source.on('ready', (e: { connectionId: number }) => ready.push(e));
+    const got = await collect(source, (g) => g.length === 1);
+    assert.equal(got[0]!.data.toString(), 'hello');
+    assert.deepEqual(ready.map((r) => r.connectionId), [2, 3]);
+    assert.equal(reconnects.length, 2);
+    const [during, after] = reconnects.map((r) => r.error as ManifoldError);
+    assert.match(during!.message, /closed with code 4001 \(token expired\)/);
+    assert.equal(during!.closeCode, 4001);
+    assert.equal(during!.closeReason, 'token expired');
+    assert.match(after!.message, /was lost: closed with code 4001 \(session revoked\)/);
+    assert.equal(after!.closeCode, 4001);
+    assert.equal(after!.closeReason, 'session revoked');
+    await stop(source);
+  });
+
   test('a server that drops the TCP connection without a close frame: reconnected', async (t) => {
     let count = 0;
     const server = await startWsServer({
