@@ -158,7 +158,13 @@ function countDelimited(data: Buffer, delimiter: Buffer): number {
 
 /** Sums the bytes of committed and open buffer files under `bufferPath`. */
 export async function bufferedBytes(bufferPath: string): Promise<number> {
+  return (await bufferedFiles(bufferPath)).total;
+}
+
+/** The bytes of committed and open buffer files under `bufferPath`, and each committed file's size by its path under it. */
+async function bufferedFiles(bufferPath: string): Promise<{ total: number; committed: Map<string, number> }> {
   let total = 0;
+  const committed = new Map<string, number>();
   const entries = await readdir(bufferPath, { withFileTypes: true }).catch(() => []);
   for (const entry of entries) {
     if (!entry.isDirectory() || (!DAY_FOLDER.test(entry.name) && entry.name !== ACTIVE_FOLDER)) continue;
@@ -166,10 +172,22 @@ export async function bufferedBytes(bufferPath: string): Promise<number> {
     for (const name of await readdir(folder).catch(() => [] as string[])) {
       // A file may be uploaded and deleted between readdir and stat.
       const info = await stat(join(folder, name)).catch(() => undefined);
-      if (info?.isFile()) total += info.size;
+      if (!info?.isFile()) continue;
+      total += info.size;
+      if (entry.name !== ACTIVE_FOLDER) committed.set(`${entry.name}/${name}`, info.size);
     }
   }
-  return total;
+  return { total, committed };
+}
+
+/**
+ * The commit time (ms since the epoch) a committed file's path carries
+ * (`YYYY-MM-DD/HHmmss.nnnnnnnnn-<writerId>`, UTC), to the second; undefined for any other name.
+ */
+export function committedAtMs(relativePath: string): number | undefined {
+  const m = /^(\d{4})-(\d{2})-(\d{2})\/(\d{2})(\d{2})(\d{2})\./.exec(relativePath);
+  if (!m) return undefined;
+  return Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
 }
 
 interface ActiveFile {
@@ -198,7 +216,12 @@ export class S3Collector extends Transform {
   #commitTimer: NodeJS.Timeout | undefined;
   /** Every file operation runs on this chain, so a timer's commit never interleaves with a write. */
   #chain: Promise<void> = Promise.resolve();
+  /** Bytes in the buffer folder: what was found at start (or at the last quota check), plus what was written since, minus what was uploaded. */
   #diskBytes = 0;
+  /** Committed files in the buffer folder, by path under it, with their sizes: what `released()` subtracts. */
+  #committed = new Map<string, number>();
+  /** Set while the folder is being measured: files released meanwhile, which the measurement may still have counted. */
+  #releasedDuringScan: Set<string> | undefined;
   #lastNs = 0n;
   #quotaWake: (() => void) | undefined;
   #stopped = false;
@@ -225,9 +248,58 @@ export class S3Collector extends Transform {
     return this.#o.writerId;
   }
 
-  /** Bytes the collector believes are in the buffer folder (exact after each quota check). */
+  /**
+   * Bytes in the buffer folder: the open buffer file and the committed files not yet uploaded. True
+   * when whoever uploads the files reports each deletion through {@link released} (s3Sink does);
+   * otherwise it only grows until the next quota check measures the folder again.
+   */
   get diskBytes(): number {
     return this.#diskBytes;
+  }
+
+  /** Committed files in the buffer folder, not yet uploaded (see {@link diskBytes} for when this is true). */
+  get committedFiles(): number {
+    return this.#committed.size;
+  }
+
+  /** Age in ms of the oldest committed file not yet uploaded, from the commit time its name carries; 0 when none waits. */
+  oldestCommittedAgeMs(now = Date.now()): number {
+    let oldest: string | undefined;
+    for (const name of this.#committed.keys()) if (oldest === undefined || name < oldest) oldest = name;
+    const at = oldest === undefined ? undefined : committedAtMs(oldest);
+    return at === undefined ? 0 : Math.max(0, now - at);
+  }
+
+  /**
+   * Tells the collector that the committed file at `relativePath` (as emitted) was uploaded and deleted,
+   * so its bytes leave {@link diskBytes}. A path it does not know (deleted before it was measured) changes nothing.
+   */
+  released(relativePath: string): void {
+    this.#releasedDuringScan?.add(relativePath);
+    const bytes = this.#committed.get(relativePath);
+    if (bytes === undefined) return;
+    this.#committed.delete(relativePath);
+    this.#diskBytes -= bytes;
+  }
+
+  /** Measures the buffer folder: the true figures, replacing the running count. */
+  async #measure(): Promise<void> {
+    this.#releasedDuringScan = new Set();
+    try {
+      const { total, committed } = await bufferedFiles(this.#o.bufferPath);
+      let bytes = total;
+      // A file uploaded while the folder was read may have been counted before its deletion.
+      for (const path of this.#releasedDuringScan) {
+        const size = committed.get(path);
+        if (size === undefined) continue;
+        committed.delete(path);
+        bytes -= size;
+      }
+      this.#diskBytes = bytes;
+      this.#committed = committed;
+    } finally {
+      this.#releasedDuringScan = undefined;
+    }
   }
 
   /** Asks a write held by the disk quota to look at the folder again now (the uploader just freed space). */
@@ -252,7 +324,7 @@ export class S3Collector extends Transform {
     for (const name of await readdir(this.#activeFolder)) {
       await this.#recover(join(this.#activeFolder, name));
     }
-    this.#diskBytes = await bufferedBytes(this.#o.bufferPath);
+    await this.#measure();
   }
 
   async #recover(path: string): Promise<void> {
@@ -306,6 +378,8 @@ export class S3Collector extends Transform {
     await syncFolder(folder);
     await syncFolder(this.#activeFolder);
     const file: CommittedFile = { path: target, relativePath: `${day}/${name}`, bytes, records };
+    // Its bytes are in #diskBytes since they were written (or measured, for a recovered file).
+    this.#committed.set(file.relativePath, bytes);
     if (this.#o.ackOn === 'upload') file.acks = acks;
     const { acks: _acks, ...event } = file;
     this.emit('commit', { ...event, reason } satisfies CommitEvent);
@@ -411,7 +485,7 @@ export class S3Collector extends Transform {
     if (this.#diskBytes + bytes <= max) return;
     let announced = false;
     for (;;) {
-      this.#diskBytes = await bufferedBytes(this.#o.bufferPath);
+      await this.#measure();
       // An empty folder takes any record, however large, or a big record would wait for ever.
       if (this.#diskBytes === 0 || this.#diskBytes + bytes <= max || this.#stopped) return;
       // The open file itself may be what fills the quota: commit it so the uploader can free the space.

@@ -12,7 +12,7 @@ import type { OptionDeclaration, OptionSpecs, ResolvedOptions } from '../core/op
 import { S3Collector } from './collector.js';
 import { BufferLock } from './lock.js';
 import { s3CollectorOptions, s3SinkOptions, s3UploaderOptions, type S3SinkOptions, type S3UploaderOptions } from './options.js';
-import { S3Uploader, uploaderSettings } from './uploader.js';
+import { S3Uploader, uploaderSettings, type UploadEvent } from './uploader.js';
 
 export type { S3SinkOptions } from './options.js';
 
@@ -81,8 +81,11 @@ export class S3Sink extends Writable {
     this.#collector.pipe(this.#uploader);
     for (const name of COLLECTOR_EVENTS) this.#collector.on(name, (event: unknown) => this.emit(name, event));
     for (const name of UPLOADER_EVENTS) this.#uploader.on(name, (event: unknown) => this.emit(name, event));
-    // Space freed in S3's favour: a write held by the quota may go on.
-    this.#uploader.on('upload', () => this.#collector.recheckQuota());
+    // Uploaded and deleted: its bytes leave the buffer's count, and a write held by the quota may go on.
+    this.#uploader.on('upload', (event: UploadEvent) => {
+      this.#collector.released(event.relativePath);
+      this.#collector.recheckQuota();
+    });
     const onError = (error: Error): void => {
       this.destroy(error);
     };
@@ -115,14 +118,16 @@ export class S3Sink extends Writable {
   }
 
   /**
-   * Buffer figures for monitoring (the CLI's /metrics): committed files waiting for
-   * upload, bytes in the buffer folder, and the age of the oldest waiting file.
+   * Buffer figures for monitoring (the CLI's /metrics and /readyz), kept by the collector as it
+   * writes and commits and as the uploader deletes what S3 confirmed: committed files waiting for
+   * upload (`s3_buffer_files`), bytes in the buffer folder, the open buffer file included
+   * (`s3_buffer_bytes`), and the age of the oldest waiting file (`s3_buffer_oldest_age_seconds`, to the second).
    */
   gauges(): Record<string, number> {
     return {
-      s3_buffer_files: this.#uploader.pendingFiles,
+      s3_buffer_files: this.#collector.committedFiles,
       s3_buffer_bytes: this.#collector.diskBytes,
-      s3_buffer_oldest_age_seconds: this.#uploader.oldestPendingAgeMs() / 1000,
+      s3_buffer_oldest_age_seconds: this.#collector.oldestCommittedAgeMs() / 1000,
     };
   }
 

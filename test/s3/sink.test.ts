@@ -452,3 +452,83 @@ describe('s3Sink gauges', () => {
     assert.ok(g.s3_buffer_oldest_age_seconds! >= 0 && g.s3_buffer_oldest_age_seconds! < 60, JSON.stringify(g));
   });
 });
+
+describe('s3Sink gauges against the buffer folder', () => {
+  let s3: S3Fixture;
+  before(async () => {
+    s3 = await startS3();
+  });
+  after(async () => {
+    await s3.cleanup();
+  });
+
+  /** What is really in the buffer folder: committed files waiting, and the bytes of every buffer file (the open one too). */
+  async function onDisk(bufferPath: string): Promise<{ files: number; bytes: number }> {
+    let files = 0;
+    let bytes = 0;
+    for (const dir of await readdir(bufferPath).catch(() => [] as string[])) {
+      if (dir === '.lock') continue;
+      for (const name of await readdir(join(bufferPath, dir)).catch(() => [] as string[])) {
+        // Uploaded and deleted between readdir and stat: no longer there.
+        const info = await stat(join(bufferPath, dir, name)).catch(() => undefined);
+        if (!info) continue;
+        bytes += info.size;
+        if (dir !== '.active') files += 1;
+      }
+    }
+    return { files, bytes };
+  }
+
+  it('s3_buffer_files and s3_buffer_bytes equal what is in bufferPath during a run: up during an outage, back down after uploads', async (t) => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir('true-gauges');
+    t.after(() => s3.start());
+    const sink = s3Sink({ ...FAST, bucket, bufferPath, client: s3.client, commitSizeBytes: 300, commitIntervalMs: 200 });
+    t.after(() => sink.destroy());
+    let uploads = 0;
+    sink.on('upload', () => (uploads += 1));
+    const write = async (label: string, n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) await new Promise((resolve) => sink.write(`${label}-${String(i).padStart(3, '0')}-${'x'.repeat(30)}`, resolve));
+    };
+    const gauges = (): { files: number; bytes: number } => {
+      const g = sink.gauges();
+      return { files: g.s3_buffer_files!, bytes: g.s3_buffer_bytes! };
+    };
+    // Quiescent moments only: nothing written, committed or uploaded while the folder is read.
+    const settled = async (what: string, check: (disk: { files: number; bytes: number }) => boolean): Promise<{ files: number; bytes: number }> => {
+      let disk = await onDisk(bufferPath);
+      await until(what, async () => {
+        disk = await onDisk(bufferPath);
+        return check(disk) && JSON.stringify(gauges()) === JSON.stringify(disk);
+      }).catch((error: Error) => {
+        throw new Error(`${error.message}: on disk ${JSON.stringify(disk)}, gauges ${JSON.stringify(gauges())}`);
+      });
+      return disk;
+    };
+
+    // S3 up: everything goes, and the gauges go back to zero with the folder.
+    await write('a', 40);
+    await settled('batch a uploaded', (d) => d.files === 0 && d.bytes === 0);
+    assert.ok(uploads >= 5, `uploads ${uploads}`);
+    assert.deepEqual(gauges(), { files: 0, bytes: 0 });
+
+    // S3 down: files pile up, and the gauges say exactly what is on disk (before, bytes counted batch a too).
+    await s3.stop();
+    await write('b', 40);
+    // 40 records of 36 bytes and a newline.
+    const down = await settled('batch b committed and waiting', (d) => d.files >= 4 && d.bytes === 40 * 37);
+    assert.deepEqual(gauges(), down);
+    assert.ok(sink.gauges().s3_buffer_oldest_age_seconds! >= 0);
+
+    // S3 back: the waiting files go, and the gauges come down with them.
+    const before = uploads;
+    await s3.start();
+    await sink.rescan();
+    await settled('batch b uploaded', (d) => d.files === 0 && d.bytes === 0);
+    assert.ok(uploads >= before + down.files, `uploads ${uploads - before} of ${down.files}`);
+    assert.deepEqual(gauges(), { files: 0, bytes: 0 });
+    sink.end();
+    await new Promise((resolve) => sink.on('finish', resolve));
+    assert.equal(records((await s3.objects(bucket)).map((o) => o.body)).length, 80);
+  });
+});
