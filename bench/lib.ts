@@ -10,7 +10,7 @@ export interface BenchRow {
   /** What was measured, e.g. 'publish 100,000 x 100 B with confirms'. */
   case: string;
   /** Unit of `raw` and `ours`: higher is better. */
-  unit: 'msg/s' | 'MB/s' | 'records/s';
+  unit: 'msg/s' | 'MB/s' | 'records/s' | 'starts/s';
   /** The raw client's (or hand-written baseline's) figure. */
   raw: number;
   /** manifold's figure. */
