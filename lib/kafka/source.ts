@@ -28,6 +28,21 @@ export interface KafkaCheckpointEvent {
   offsets: Array<{ topic: string; partition: number; offset: string }>;
 }
 
+/**
+ * How far the group is behind on one partition (`'lag'`, after each interval commit): the partition's
+ * end offset (high watermark) minus the group's committed offset, in messages. Without a committed
+ * offset yet, the lag counts from where the group starts reading (`startFrom`).
+ */
+export interface KafkaLagEvent {
+  topic: string;
+  partition: number;
+  lag: number;
+  /** The partition's end offset: the offset the next produced record gets. */
+  highWatermark: string;
+  /** The group's committed offset (the next offset to read), or `'-1'` when it has none. */
+  committed: string;
+}
+
 /** A nack seen by the source (`'nack'`): the partition's commits stop before it until it is redelivered. */
 export interface KafkaNackEvent {
   topic: string;
@@ -82,7 +97,8 @@ function resolve(options: KafkaSourceOptions): Resolved {
  * A failure of the broker connection re-creates the consumer with backoff
  * (`retry`); the group resumes at the committed offsets, so messages in
  * flight may be delivered again. Events: `'ready'`, `'reconnect'`,
- * `'checkpoint'` ({@link KafkaCheckpointEvent}), `'checkpointerror'`,
+ * `'checkpoint'` ({@link KafkaCheckpointEvent}), `'checkpointerror'`, `'lag'` ({@link KafkaLagEvent},
+ * per assigned partition every `commitIntervalMs`),
  * `'rebalance'` (`{ assignments }`), `'nack'` ({@link KafkaNackEvent}).
  *
  * @example
@@ -107,7 +123,7 @@ export class KafkaConsumerSource extends RetryingSource {
     super(() => new GroupMember(resolved), {
       retry: resolved.retry,
       what: `kafkaSource: consuming ${resolved.topics.join(', ')} from ${resolved.connection.brokers.join(',')} as group ${resolved.groupId}`,
-      forwardEvents: ['checkpoint', 'checkpointerror', 'rebalance', 'nack'],
+      forwardEvents: ['checkpoint', 'checkpointerror', 'rebalance', 'nack', 'lag'],
       highWaterMark: resolved.highWaterMark,
       signal: resolved.signal,
     });
@@ -160,6 +176,9 @@ class GroupMember extends Readable {
   readonly #assignedAt = new Map<string, number>();
   /** Offsets the broker has from us, so an unchanged partition is not committed again. */
   readonly #sent = new Map<string, bigint>();
+  /** First offset delivered in this membership, per partition: where a group without a committed offset began (startFrom 'latest'). */
+  readonly #firstOffset = new Map<string, bigint>();
+  #lagging = false;
   #assigned = new Set<string>();
   #generation = -1;
   #commitTimer: NodeJS.Timeout | undefined;
@@ -244,7 +263,9 @@ class GroupMember extends Readable {
         this.destroy(new ManifoldError(`${this.#what}: the consumer stream closed unexpectedly`, { code: ErrorCodes.CONNECTION, retryable: true }));
       }
     });
-    this.#commitTimer = setInterval(() => void this.#commit('interval'), this.#o.commitIntervalMs);
+    this.#commitTimer = setInterval(() => {
+      void this.#commit('interval').then(() => this.#reportLag());
+    }, this.#o.commitIntervalMs);
     this.#noteAssignments();
     this.emit('ready');
   }
@@ -312,6 +333,7 @@ class GroupMember extends Readable {
     const last = this.#lastOffset.get(key);
     if (last !== undefined && record.offset <= last) return;
     this.#lastOffset.set(key, record.offset);
+    if (last === undefined && !this.#firstOffset.has(key)) this.#firstOffset.set(key, record.offset);
     const ticket = this.#tracker.track(key, { offset: record.offset, leaderEpoch: record.leaderEpoch });
     let headers: Record<string, string> | undefined;
     if (record.headers.size > 0) {
@@ -360,6 +382,7 @@ class GroupMember extends Readable {
       // Revoked: its late acks must not commit over the new owner's progress.
       this.#tracker.remove(key);
       this.#lastOffset.delete(key);
+      this.#firstOffset.delete(key);
       this.#sent.delete(key);
       this.#assignedAt.delete(key);
     }
@@ -413,6 +436,54 @@ class GroupMember extends Readable {
         this.#committing = undefined;
       });
     return this.#committing;
+  }
+
+  /**
+   * Emits `'lag'` for every assigned partition: its end offset from the broker (ListOffsets) minus the
+   * committed offset, ours when we committed it, else the group's as the broker has it (OffsetFetch).
+   * Best effort, one at a time: a failure leaves the last figures until the next interval.
+   */
+  async #reportLag(): Promise<void> {
+    if (this.#lagging || this.#assigned.size === 0 || this.#closing || this.destroyed) return;
+    this.#lagging = true;
+    try {
+      const keys = [...this.#assigned];
+      const partitions: Record<string, number[]> = {};
+      for (const key of keys) {
+        const { topic, partition } = splitKey(key);
+        (partitions[topic] ??= []).push(partition);
+      }
+      const topics = Object.keys(partitions);
+      const ends = await this.#consumer.listOffsets({ topics, partitions });
+      const unknown = keys.filter((key) => !this.#sent.has(key));
+      const group =
+        unknown.length === 0
+          ? undefined
+          : await this.#consumer.listCommittedOffsets({ topics: topics.map((topic) => ({ topic, partitions: partitions[topic]! })) });
+      let earliest: Map<string, bigint[]> | undefined;
+      const noCommit = (key: string): boolean => {
+        const { topic, partition } = splitKey(key);
+        return !this.#sent.has(key) && (group?.get(topic)?.[partition] ?? -1n) < 0n;
+      };
+      // A group with no committed offset starts at the log start (earliest) or at the end (latest).
+      if (this.#o.startFrom === 'earliest' && keys.some(noCommit)) earliest = await this.#consumer.listOffsets({ topics, partitions, timestamp: -2n });
+      if (this.#closing || this.destroyed) return;
+      for (const key of keys) {
+        // Revoked while we asked: its lag is the new owner's business.
+        if (!this.#assigned.has(key)) continue;
+        const { topic, partition } = splitKey(key);
+        const end = ends.get(topic)?.[partition];
+        if (end === undefined) continue;
+        const committed = this.#sent.get(key) ?? group?.get(topic)?.[partition] ?? -1n;
+        const from = committed >= 0n ? committed : this.#o.startFrom === 'earliest' ? (earliest?.get(topic)?.[partition] ?? 0n) : (this.#firstOffset.get(key) ?? end);
+        const lag = end > from ? end - from : 0n;
+        this.emit('lag', { topic, partition, lag: Number(lag), highWatermark: end.toString(), committed: committed.toString() } satisfies KafkaLagEvent);
+      }
+    } catch {
+      // Lag is a measurement: the next interval tries again.
+    } finally {
+      this.#lagging = false;
+    }
   }
 
   /**

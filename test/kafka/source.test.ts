@@ -18,7 +18,7 @@ import { flow } from '../../lib/core/flow.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { kafkaSink } from '../../lib/kafka/sink.js';
 import { s3Sink } from '../../lib/s3/sink.js';
-import { KafkaConsumerSource, kafkaSource, type KafkaCheckpointEvent, type KafkaSourceOptions } from '../../lib/kafka/source.js';
+import { KafkaConsumerSource, kafkaSource, type KafkaCheckpointEvent, type KafkaLagEvent, type KafkaSourceOptions } from '../../lib/kafka/source.js';
 import { sourceConformance } from '../conformance/suite.js';
 import { startKafka, type KafkaBroker } from '../fixtures/kafka.js';
 import { startS3 } from '../fixtures/s3.js';
@@ -208,6 +208,47 @@ describe('kafkaSource', () => {
     );
     await closeSource(again);
     assert.deepEqual(await broker.committed(groupId, topic, 2), [20n, 20n]);
+  });
+
+  it("reports 'lag' per partition: the end offset minus the group's committed offset, as the broker has them", async () => {
+    const topic = await broker.createTopic({ partitions: 2 });
+    const groupId = `g-${randomUUID()}`;
+    const produced = [30, 20];
+    await broker.produce(topic, [
+      ...Array.from({ length: produced[0]! }, (_, i) => ({ value: `l-0-${i}`, partition: 0 })),
+      ...Array.from({ length: produced[1]! }, (_, i) => ({ value: `l-1-${i}`, partition: 1 })),
+    ]);
+    const source = kafkaSource(fast({ topics: topic, groupId, commitIntervalMs: 100 }));
+    const lag = new Map<number, KafkaLagEvent>();
+    source.on('lag', (e: KafkaLagEvent) => lag.set(e.partition, e));
+    // Partition 0 acks offsets below 10, partition 1 below 15; the rest are held.
+    const held: Message[] = [];
+    const ackedBelow = [10, 15];
+    let ackAll = false;
+    source.on('data', (m: Message) => {
+      const { partition, offset } = m.meta as { partition: number; offset: string };
+      if (ackAll || Number(offset) < ackedBelow[partition]!) m.ack();
+      else held.push(m);
+    });
+    /** Waits until the last 'lag' of each partition is the broker's end offset minus its committed offset. */
+    const agrees = async (what: string, expected: number[]): Promise<void> => {
+      await waitFor(what, async () => {
+        const committed = await broker.committed(groupId, topic, 2);
+        return [0, 1].every((p) => {
+          const e = lag.get(p);
+          return e !== undefined && e.lag === expected[p] && e.lag === produced[p]! - Number(committed[p]) && e.committed === String(committed[p]) && e.highWatermark === String(produced[p]);
+        });
+      });
+    };
+    await agrees('lag 20 and 5', [20, 5]);
+    // Seven more records on partition 1: its end moves, its committed offset does not.
+    await broker.produce(topic, Array.from({ length: 7 }, (_, i) => ({ value: `l-1-more-${i}`, partition: 1 })));
+    produced[1]! += 7;
+    await agrees('lag 20 and 12', [20, 12]);
+    ackAll = true;
+    for (const m of held.splice(0)) m.ack();
+    await agrees('lag 0 once everything is acked and committed', [0, 0]);
+    await closeSource(source);
   });
 
   it('pauses fetching at maxInFlightPerPartition unacked messages and resumes as they are acked', async () => {
