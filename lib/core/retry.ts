@@ -8,9 +8,20 @@
 import pRetry, { AbortError } from 'p-retry';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from './errors.js';
 import { checkOptions, durationOption, numberOption, opt, signalOption } from './options.js';
-/** How a connector retries. `retry: false` turns retrying off. */
+/**
+ * How a connector retries. `retry: false` turns retrying off.
+ *
+ * @example
+ * ```ts
+ * // A collector that keeps trying through any outage, at most 30 s apart:
+ * rabbitmqSource({ queue: 'orders', retry: { retries: Infinity } });
+ * ```
+ */
 export interface RetryOptions {
-  /** Retries after the first failure, per outage. Default 10; `Infinity` retries for ever. */
+  /**
+   * Retries after the first failure, per outage (the count starts afresh once the connector is
+   * healthy again). Default 10; `Infinity` retries for ever, as the `manifold` command does.
+   */
   retries?: number;
   /** Delay before the first retry. Default 200 ms. */
   minTimeoutMs?: number;
@@ -69,6 +80,8 @@ export function resolveRetry(where: string, value: RetryOptions | false | undefi
 
 /** The jittered delay before retry number `attempt` (1-based), as p-retry computes it. */
 export function backoffDelay(retry: ResolvedRetry, attempt: number): number {
+  // With retries: Infinity the attempt count grows without bound: factor ** attempt reaches Infinity, and 0 * Infinity is NaN.
+  if (retry.minTimeoutMs === 0) return 0;
   const base = retry.minTimeoutMs * retry.factor ** Math.max(0, attempt - 1);
   return Math.min(Math.round(base * (1 + Math.random())), retry.maxTimeoutMs);
 }
@@ -168,16 +181,52 @@ export interface RetryingOptions {
 export const RETRYING_KEYS = ['retry', 'what', 'forwardEvents', 'signal', 'highWaterMark'] as const;
 
 /**
+ * `retry` as a URI key takes text: `false` (no retry), a number of retries, or `forever`;
+ * anything else comes back as it is, for the check to refuse.
+ */
+function retryText(text: string): unknown {
+  const t = text.trim().toLowerCase();
+  if (['false', 'no', 'off'].includes(t)) return false;
+  if (t === 'forever') return { retries: Infinity };
+  if (/^\d+$/.test(t)) return { retries: Number(t) };
+  return text;
+}
+
+const RETRY_SCHEMA = {
+  anyOf: [
+    { const: false },
+    { type: 'string', pattern: '^\\s*(\\d+|forever|false|no|off)\\s*$' },
+    {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        retries: { description: 'Retries per outage; .inf for ever.', type: 'number', minimum: 0 },
+        minTimeoutMs: { description: 'Delay before the first retry, in milliseconds.', type: 'number', minimum: 0 },
+        maxTimeoutMs: { description: 'Largest delay between two retries, in milliseconds.', type: 'number', minimum: 0 },
+        factor: { description: 'Growth of the delay per retry.', type: 'number', minimum: 1 },
+      },
+    },
+  ],
+};
+
+/**
  * The `retry` option as connectors declare it (see `defineOptions`): validated
  * here so a bad field is reported against the factory (`kafkaSource:
  * options.retry.retries ...`), copied so the caller's object is not kept.
+ * Its URI and pipeline-file key is `retry`: `?retry=5`, `?retry=forever`,
+ * `?retry=false`, or in a pipeline file the object itself.
  */
 export function retryOption(doc: string) {
   return opt.custom<RetryOptions | false>(doc, {
     type: 'RetryOptions | false',
-    defaultText: '10 retries, 200 ms to 30 s apart',
+    defaultText: '10 retries, 200 ms to 30 s apart (the `manifold` command: for ever)',
+    cli: 'retry',
+    parse: retryText,
+    schema: RETRY_SCHEMA,
     check: (value, fail, where) => {
       if (value !== false && (value === null || typeof value !== 'object' || Array.isArray(value))) {
+        // Text only comes from a URI or a pipeline file (see retryText): say what the command takes.
+        if (typeof value === 'string') return fail('false, a number of retries or forever');
         return fail('false or an object of retry settings (retries, minTimeoutMs, maxTimeoutMs, factor, signal)');
       }
       resolveRetry(where, value as RetryOptions | false);

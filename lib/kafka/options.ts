@@ -127,7 +127,7 @@ export interface KafkaSourceOptions extends KafkaConnectionOptions {
   fetchMaxBytes?: number;
   /** Let the broker create a missing topic (auto.create.topics.enable); otherwise a missing topic fails the source with `MANIFOLD_ERR_NOT_FOUND`. Default false. */
   autocreateTopics?: boolean;
-  /** Reconnects after a broker failure (the group resumes at the committed offsets); `false` fails at once. Default 10 retries, 200 ms to 30 s apart. */
+  /** Reconnects after a broker failure (the group resumes at the committed offsets); `false` fails at once. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
   /** Destroys the source when aborted. */
   signal?: AbortSignal;
@@ -159,7 +159,7 @@ export interface KafkaSinkOptions extends KafkaConnectionOptions {
   maxMessageBytes?: number;
   /** Let the broker create a missing topic (auto.create.topics.enable); otherwise a missing topic fails the sink with `MANIFOLD_ERR_NOT_FOUND`. Default false. */
   autocreateTopics?: boolean;
-  /** Re-creates the producer after a transient failure and re-sends what was not acked; `false` fails at once. Default 10 retries, 200 ms to 30 s apart. */
+  /** Re-creates the producer after a transient failure and re-sends what was not acked; `false` fails at once. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
   /** Destroys the sink when aborted. */
   signal?: AbortSignal;

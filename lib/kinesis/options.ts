@@ -210,7 +210,7 @@ export interface KinesisSourceOptions extends KinesisStreamOptions {
   consumerName?: string;
   /** Deregister the consumer on `close()` (enhanced fan-out only). Default false. */
   deregisterOnClose?: boolean;
-  /** Retry of each Kinesis call on throttling and transient faults; `false` for none. Default 10 retries, 200 ms to 30 s apart. */
+  /** Retry of each Kinesis call on throttling and transient faults; `false` for none. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
   /** Polling: wait between GetRecords calls of a shard that is caught up; at least 200 ms, as Kinesis allows 5 calls per second per shard. Default 1,000 ms. */
   pollIntervalMs?: number;
@@ -244,7 +244,7 @@ export interface KinesisSinkOptions extends KinesisStreamOptions {
   lingerMs?: number;
   /** PutRecords requests in flight at once; 1 keeps per-key order (two in flight may land in either order). Default 1. */
   maxInFlightRequests?: number;
-  /** Retry of whole requests (throttling, network, 5xx, no response within `requestTimeoutMs`) and of the failed entries of a partial failure; `false` for none. Default 10 retries, 200 ms to 30 s apart. */
+  /** Retry of whole requests (throttling, network, 5xx, no response within `requestTimeoutMs`) and of the failed entries of a partial failure; `false` for none. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
   /** Destroys the sink (buffered records are nacked) when aborted. */
   signal?: AbortSignal;

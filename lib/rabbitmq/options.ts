@@ -286,7 +286,7 @@ export interface RabbitmqConnectionOptions {
   connectTimeoutMs?: number;
   /** The connection name the broker shows (management UI, `rabbitmqctl list_connections client_properties`). Default `manifold <factory> <queue or exchange>`. */
   connectionName?: string;
-  /** Reconnect policy, or `false` to fail on the first connection loss. Default 10 retries, 200 ms to 30 s apart. */
+  /** Reconnect policy, or `false` to fail on the first connection loss. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
 }
 // </options>

@@ -170,7 +170,7 @@ export interface S3UploadingOptions {
   partSizeBytes?: number;
   /** On `end()`, how long uploads may go on; what is left stays on disk for the next start. Default 30,000 ms. */
   closeTimeoutMs?: number;
-  /** Retries of one upload (`retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`); when they run out the file waits for the next rescan. Default 10 retries, 200 ms to 30 s apart. */
+  /** Retries of one upload (`retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`); when they run out the file waits for the next rescan. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
   /** How long an S3 request may stall before it is aborted and the upload retried: a socket idle timeout on the client the sink builds; every request, through a client you pass too, is also aborted after this plus 1 s per 64 KiB it carries. Default 30,000 ms. */
   requestTimeoutMs?: number;

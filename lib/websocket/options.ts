@@ -165,7 +165,7 @@ export interface WebSocketConnectionOptions {
   connectTimeoutMs?: number;
   /** Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap); then the socket is terminated. Default 5,000 ms. */
   closeTimeoutMs?: number;
-  /** Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection. Default 10 retries, 200 ms to 30 s apart. */
+  /** Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
 }
 // </options>

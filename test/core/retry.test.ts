@@ -27,6 +27,28 @@ describe('resolveRetry', () => {
   });
 });
 
+describe('retries: Infinity', () => {
+  it('is accepted, and the delay stays capped (and a number) however long the outage lasts', () => {
+    const r = resolveRetry('x', { retries: Infinity, minTimeoutMs: 100, maxTimeoutMs: 1000 });
+    assert.equal(r.retries, Infinity);
+    assert.equal(backoffDelay(r, 5000), 1000, 'factor ** attempt reaches Infinity: the cap holds');
+    assert.equal(backoffDelay(resolveRetry('x', { retries: Infinity, minTimeoutMs: 0, maxTimeoutMs: 0 }), 5000), 0, 'not NaN');
+  });
+
+  it('keeps trying past any finite default until the operation succeeds', async () => {
+    let calls = 0;
+    const events: RetryEvent[] = [];
+    const result = await withRetry('connecting', async () => {
+      calls++;
+      if (calls <= 40) throw transient();
+      return 'ok';
+    }, resolveRetry('t', { retries: Infinity, minTimeoutMs: 1, maxTimeoutMs: 1 }), (e) => events.push(e));
+    assert.equal(result, 'ok');
+    assert.equal(events.length, 40);
+    assert.equal(events.at(-1)!.attempt, 40);
+  });
+});
+
 describe('withRetry', () => {
   it('retries transient failures and reports each retry', async () => {
     const events: RetryEvent[] = [];
