@@ -5,14 +5,15 @@
  */
 import { closest, cliKey, type DeclaredOptions, type OptionSpec } from '../core/options.js';
 import { UsageError, subject } from './errors.js';
-import { parseBytes, parseDuration } from './units.js';
+import { DURATION_UNITS_TEXT, isUnitless, parseBytes, parseDuration } from './units.js';
 
 /** A pipeline-file value, or a URI query value (always text). */
 type Raw = unknown;
 
-function wrong(display: string, key: string, spec: OptionSpec, expected: string, value: Raw): never {
+/** `display` is where the value was given (a URI, a pipeline file); empty for a command-line flag, whose `key` says it all. */
+function wrong(display: string, key: string, spec: OptionSpec, expected: string, value: Raw, hint = ''): never {
   const got = spec.secret ? '(hidden)' : JSON.stringify(value);
-  throw new UsageError(`${subject(display)} ${key} must be ${expected}, got ${got}`);
+  throw new UsageError(`${display ? `${subject(display)} ${key}` : key} must be ${expected}, got ${got}${hint}`);
 }
 
 /**
@@ -46,8 +47,14 @@ export function coerce(display: string, key: string, spec: OptionSpec, value: Ra
       return n;
     }
     case 'duration': {
+      // Text needs a unit ("30" could be ms or s); a pipeline file's YAML number is milliseconds, as the library takes it.
       const ms = typeof value === 'string' || typeof value === 'number' ? parseDuration(value) : undefined;
-      if (ms === undefined || ms < (spec.min ?? 1) || (spec.max !== undefined && ms > spec.max)) wrong(display, key, spec, `a duration such as 500ms, 30s, 5m or 12h${range(spec, 'ms')}`, value);
+      if (ms === undefined || ms < (spec.min ?? 1) || (spec.max !== undefined && ms > spec.max)) {
+        const hint = isUnitless(value)
+          ? `, which has no unit: write ${String(value).trim()}s or ${String(value).trim()}ms (units: ${DURATION_UNITS_TEXT})`
+          : typeof value === 'string' && ms === undefined ? ` (units: ${DURATION_UNITS_TEXT})` : '';
+        wrong(display, key, spec, `a duration such as 500ms, 30s, 5m or 12h${range(spec, 'ms')}`, value, hint);
+      }
       return ms;
     }
     case 'bytes': {
@@ -134,7 +141,7 @@ export function optionSchema(spec: OptionSpec): Record<string, unknown> {
     case 'number':
       return { ...base, type: spec.kind, ...(spec.min !== undefined ? { minimum: spec.min } : {}), ...(spec.max !== undefined ? { maximum: spec.max } : {}) };
     case 'duration':
-      return { ...base, description: `${spec.doc} A duration: 500ms, 30s, 5m, 12h, or milliseconds.`, anyOf: [{ type: 'string', pattern: '^(\\d+(\\.\\d+)?\\s*(ms|sec|min|s|m|h|d))+$|^\\d+(\\.\\d+)?$' }, { type: 'number', minimum: spec.min ?? 1 }] };
+      return { ...base, description: `${spec.doc} A duration with a unit: 500ms, 30s, 5m, 12h; a number is milliseconds.`, anyOf: [{ type: 'string', pattern: '^\\s*((\\d+(\\.\\d+)?\\s*(ms|sec|min|s|m|h|d))+|0)\\s*$' }, { type: 'number', minimum: spec.min ?? 1 }] };
     case 'bytes':
       return { ...base, description: `${spec.doc} A size: 512KiB, 1MiB, 1GB, or bytes.`, anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG]([iI]?[bB])?|[bB])?\\s*$' }, { type: 'integer', minimum: spec.min ?? 1 }] };
     case 'enum':

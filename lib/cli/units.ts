@@ -36,14 +36,20 @@ export function parseBytes(text: string | number): number | undefined {
   return unit === undefined ? undefined : Math.round(Number(match[1]) * unit);
 }
 
+/** The duration units, as messages list them. */
+export const DURATION_UNITS_TEXT = 'ms, s, m, h or d';
+
 /**
- * Parses `500ms`, `30s`, `5m`, `12h`, `1d`, or a plain number of milliseconds; also
- * compound forms such as `1h30m`. Returns undefined when the text is not a duration.
+ * Parses `500ms`, `30s`, `5m`, `12h`, `1d` and compound forms such as `1h30m` into
+ * milliseconds. Text needs a unit: `"30"` could mean 30 ms or 30 s, so it is not a duration
+ * (see {@link isUnitless}); `"0"` is the same in every unit and needs none. A number (a pipeline
+ * file's YAML number) is milliseconds.
+ * Returns undefined when the value is not a duration.
  */
 export function parseDuration(text: string | number): number | undefined {
   if (typeof text === 'number') return Number.isFinite(text) && text >= 0 ? text : undefined;
   const trimmed = text.trim();
-  if (/^\d+(?:\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  if (/^0+(?:\.0+)?$/.test(trimmed)) return 0;
   const part = /(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d)/giy;
   let total = 0;
   let consumed = 0;
@@ -52,6 +58,11 @@ export function parseDuration(text: string | number): number | undefined {
     consumed = part.lastIndex;
   }
   return consumed === trimmed.length && consumed > 0 ? total : undefined;
+}
+
+/** Whether `text` is a number without a unit: a duration written so is refused, with a hint. */
+export function isUnitless(text: unknown): boolean {
+  return typeof text === 'string' && /^\s*-?\d+(?:\.\d+)?\s*$/.test(text) && parseDuration(text) === undefined;
 }
 
 /** `12.3 MB`-style rendering for progress lines. */
@@ -64,4 +75,19 @@ export function formatBytes(bytes: number): string {
     i++;
   }
   return `${i === 0 ? value : value.toFixed(1)} ${units[i]}`;
+}
+
+/** `3m 5s`-style rendering of a duration in milliseconds, for log lines (whole seconds from 1 s up). */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  let rest = Math.round(ms / 1000);
+  const parts: string[] = [];
+  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60]] as const) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+  }
+  if (rest > 0 || parts.length === 0) parts.push(`${rest}s`);
+  return parts.join(' ');
 }
