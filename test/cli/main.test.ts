@@ -1,11 +1,13 @@
 /** The manifold command end to end, as a child process. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseCommandLine } from '../../lib/cli/main.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'lib', 'cli', 'bin.ts');
 
@@ -16,8 +18,8 @@ interface Run {
   proc: ReturnType<typeof spawn>;
 }
 
-function manifold(args: string[], input?: string): Run {
-  const proc = spawn(process.execPath, ['--import', 'tsx', bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+function manifold(args: string[], input?: string, env: NodeJS.ProcessEnv = process.env): Run {
+  const proc = spawn(process.execPath, ['--import', 'tsx', bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
@@ -54,6 +56,8 @@ describe('manifold command', () => {
     ['no arguments', [], /give a source and a sink/],
     ['one argument', ['stdin:'], /give a source and a sink/],
     ['unknown scheme, password hidden', ['ftp://user:hunter2@host/x', 'stdout:'], /unknown scheme "ftp:"/],
+    ['unknown scheme of a URI that is only a scheme', ['stdn:', 'stdout:'], /^manifold: source "stdn:" has an unknown scheme "stdn:"; known schemes are stdin:, stdout:/],
+    ['a URI that is only a scheme and wants more', ['kinesis:', 'stdout:'], /^manifold: "kinesis:": give the stream as kinesis:<stream>/],
     ['not a URI', ['not a uri', 'stdout:'], /is not a URI/],
     ['wrong role', ['stdout:', 'stdin:'], /"stdout:" cannot be a source/],
     ['unknown option', ['stdin:?maxMessage=1MiB&bogus=1', 'stdout:'], /stdin:\?maxMessage=1MiB&bogus=1: unknown option "bogus"/],
@@ -63,7 +67,11 @@ describe('manifold command', () => {
     ['transform without fields', ['stdin:', 'stdout:', '-t', 'json-append:'], /give at least one field/],
     ['bad log format', ['stdin:', 'stdout:', '--log-format', 'xml'], /--log-format must be text or json/],
     ['bad metrics port', ['stdin:', 'stdout:', '--metrics-port', 'http'], /--metrics-port must be a port number/],
-    ['bad close timeout', ['stdin:', 'stdout:', '--close-timeout', 'later'], /must be a duration/],
+    ['bad close timeout', ['stdin:', 'stdout:', '--close-timeout', 'later'], /^manifold: --close-timeout must be a duration such as 500ms, 30s, 5m or 12h, got "later" \(units: ms, s, m, h or d\)/],
+    ['a close timeout without a unit (it meant 30 ms)', ['stdin:', 'stdout:', '--close-timeout', '30'], /^manifold: --close-timeout must be a duration .*, got "30", which has no unit: write 30s or 30ms \(units: ms, s, m, h or d\)/],
+    ['a URI duration without a unit', ['amqp://guest:hunter2@127.0.0.1:5672/?queue=q&closeTimeout=30', 'stdout:'], /closeTimeout must be a duration .*, got "30", which has no unit/],
+    ['bad retries', ['stdin:', 'stdout:', '--retries', 'lots'], /--retries must be a whole number of retries \(0 or more\) or forever, got "lots"/],
+    ['a URI retry that is none', ['amqp://guest:hunter2@127.0.0.1:5672/?queue=q&retry=often', 'stdout:'], /retry must be false, a number of retries or forever, got "often"/],
     ['unknown flag', ['stdin:', 'stdout:', '--fast'], /Unknown option '--fast'/],
     ['missing pipeline file', ['run', '/nonexistent/p.yaml'], /cannot read pipeline file/],
   ];
@@ -73,6 +81,7 @@ describe('manifold command', () => {
       assert.equal(await run.code, 2);
       assert.match(run.stderr(), message);
       assert.doesNotMatch(run.stderr(), /hunter2/);
+      assert.doesNotMatch(run.stderr(), /::/, 'no doubled colons');
       assert.equal(run.stdout(), '');
     });
   }
@@ -94,6 +103,8 @@ describe('manifold command', () => {
       ['metricsPort: "9464"\n', /metricsPort must be a whole number from 0 to 65535, got "9464"/],
       ['quiet: "yes"\n', /quiet must be true or false, got "yes"/],
       ['closeTimeout: later\n', /closeTimeout must be a duration such as 500ms, 30s, 5m or 12h, got "later"/],
+      ['closeTimeout: "30"\n', /pipeline file .*p\.yaml: closeTimeout must be a duration .*, got "30", which has no unit: write 30s or 30ms/],
+      ['retries: -1\n', /retries must be a whole number of retries \(0 or more\), or forever, got -1/],
       ['metricPort: 9\n', /unknown option "metricPort" \(did you mean "metricsPort"\?\)/],
       ['logFormat: xml\n', /logFormat must be one of text, json, got "xml"/],
     ];
@@ -104,6 +115,7 @@ describe('manifold command', () => {
       assert.equal(await run.code, 2, line);
       assert.match(run.stderr(), message);
       assert.doesNotMatch(run.stderr(), /required/);
+      assert.doesNotMatch(run.stderr(), /::/, 'no doubled colons');
     }
     writeFileSync(join(dir, 'p.yaml'), 'from: 7\nto: "stdout:"\n');
     const run = manifold(['run', join(dir, 'p.yaml')]);
@@ -144,5 +156,149 @@ describe('manifold command', () => {
     assert.equal(await run.code, 0, run.stderr());
     assert.match(run.stderr(), /draining/);
     assert.match(run.stderr(), /done: 300 messages, 300 acked, 0 nacked/);
+  });
+
+  it('stdout closed early (| head -3): exit 0, no warning per message not written, no "signal received"', async () => {
+    const input = Array.from({ length: 200_000 }, (_, i) => `line ${i}`).join('\n');
+    for (const quiet of [false, true]) {
+      const run = manifold(['stdin:', 'stdout:', ...(quiet ? ['-q'] : [])], input);
+      // What head -3 does: read three lines, then close its end of the pipe.
+      while (run.stdout().split('\n').length <= 3) await sleep(1);
+      run.proc.stdout!.destroy();
+      assert.equal(await run.code, 0, run.stderr());
+      assert.doesNotMatch(run.stderr(), /nack:|warn/, 'no warning, let alone one per message');
+      assert.doesNotMatch(run.stderr(), /signal/);
+      if (quiet) {
+        assert.equal(run.stderr(), '', '-q: nothing to warn about');
+      } else {
+        assert.match(run.stderr(), /info the output was closed \(write EPIPE\): stopping/);
+        assert.match(run.stderr(), /done: \d+ messages/);
+      }
+    }
+  });
+
+  /** A command whose graceful stop cannot finish while its stdout is not read: stdout's pipe is full. */
+  async function stuckOnOutput(t: TestContext): Promise<Run> {
+    const run = manifold(['stdin:', 'stdout:']);
+    t.after(() => {
+      if (run.proc.exitCode === null && run.proc.signalCode === null) run.proc.kill('SIGKILL');
+    });
+    run.proc.stdout!.pause();
+    run.proc.stdin!.write(`${'x'.repeat(100)}\n`.repeat(20_000));
+    while (!run.stderr().includes('streaming')) await sleep(10);
+    await sleep(300);
+    return run;
+  }
+
+  it('two SIGINTs within 1 s are one Ctrl-C passed on twice (npx tsx does): the stop stays graceful, exit 0', async (t) => {
+    const run = await stuckOnOutput(t);
+    run.proc.kill('SIGINT');
+    await sleep(100);
+    run.proc.kill('SIGINT');
+    await sleep(1500);
+    assert.equal(run.proc.exitCode, null, 'still draining: nothing aborted it');
+    run.proc.stdout!.resume();
+    assert.equal(await run.code, 0, run.stderr());
+    assert.match(run.stderr(), /SIGINT received: draining/);
+    assert.doesNotMatch(run.stderr(), /second signal;|stopped at once/);
+    const done = /done: (\d+) messages, (\d+) acked, 0 nacked/.exec(run.stderr());
+    assert.ok(done, run.stderr());
+    assert.equal(done[1], done[2], 'everything read was delivered');
+    assert.equal(run.stdout().split('\n').length - 1, Number(done[2]));
+  });
+
+  it('a second signal more than 1 s after the first stops at once: exit 130', async (t) => {
+    const run = await stuckOnOutput(t);
+    run.proc.kill('SIGINT');
+    await sleep(1300);
+    run.proc.kill('SIGINT');
+    while (!run.stderr().includes('stopped at once by a second signal')) await sleep(10);
+    // What was written to stdout before the abort still has to leave the process before it exits.
+    run.proc.stdout!.resume();
+    assert.equal(await run.code, 130, run.stderr());
+  });
+
+  it('durations on the command line need a unit; a pipeline file\'s YAML number is milliseconds', async (t) => {
+    const run = manifold(['stdin:', 'stdout:', '--close-timeout', '30s', '-q'], 'a\n');
+    assert.equal(await run.code, 0, run.stderr());
+    assert.equal(run.stdout(), 'a\n');
+    assert.equal((parseCommandLine(['stdin:', 'stdout:', '--close-timeout', '1m30s']) as { closeTimeoutMs: number }).closeTimeoutMs, 90_000);
+    const dir = mkdtempSync(join(tmpdir(), 'manifold-cli-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'p.yaml');
+    writeFileSync(file, 'from: "stdin:"\nto: "stdout:"\ncloseTimeout: 30\n');
+    assert.equal((parseCommandLine(['run', file]) as { closeTimeoutMs: number }).closeTimeoutMs, 30);
+  });
+
+  it('an unquoted URI that ends with a colon in a pipeline file gets a hint to quote it', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'manifold-cli-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'p.yaml');
+    const cases: Array<[string, RegExp]> = [
+      ['from: stdin:\nto: "stdout:"\n', /^manifold: pipeline file .*p\.yaml, line 1, column 7 is not valid YAML: nested mappings are not allowed in compact mappings; quote the URI: from: "stdin:"/],
+      ['from: "stdin:"\nto: { uri: stdout: }\n', /line 2, column 12 is not valid YAML: .*; quote the URI: uri: "stdout:"/],
+    ];
+    for (const [text, message] of cases) {
+      writeFileSync(file, text);
+      const run = manifold(['run', file]);
+      assert.equal(await run.code, 2);
+      assert.match(run.stderr(), message);
+      assert.doesNotMatch(run.stderr(), /::/);
+    }
+  });
+
+  it('a pipeline file takes ${NAME} and ${NAME:-default} from the environment', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'manifold-cli-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'p.yaml');
+    writeFileSync(
+      file,
+      [
+        'from: "stdin:"',
+        'to: { uri: "stdout:", delimiter: "${MANIFOLD_TEST_DELIMITER}" }',
+        'transforms: ["json-append:env=${MANIFOLD_TEST_UNSET:-fallback},set=${MANIFOLD_TEST_SET:-unused},cost=$${5}"]',
+        'quiet: ${MANIFOLD_TEST_QUIET}',
+        'closeTimeout: ${MANIFOLD_TEST_CLOSE_TIMEOUT:-5s}',
+        '',
+      ].join('\n'),
+    );
+    const env: NodeJS.ProcessEnv = { ...process.env, MANIFOLD_TEST_DELIMITER: '|', MANIFOLD_TEST_SET: 'yes', MANIFOLD_TEST_QUIET: 'true' };
+    delete env.MANIFOLD_TEST_UNSET;
+    const run = manifold(['run', file], '{"a":1}\n', env);
+    assert.equal(await run.code, 0, run.stderr());
+    assert.equal(run.stdout(), '{"a":1,"env":"fallback","set":"yes","cost":"${5}"}|');
+    assert.equal(run.stderr(), '', 'quiet: ${MANIFOLD_TEST_QUIET} unquoted is the boolean true');
+  });
+
+  it('an environment variable that is not set is exit 2 naming it; no value from the environment is ever shown', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'manifold-cli-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'p.yaml');
+    const secret = `s3cret-${randomUUID()}`;
+    const env: NodeJS.ProcessEnv = { ...process.env, MANIFOLD_TEST_SECRET: secret, MANIFOLD_TEST_NUMBER: '987654321' };
+    delete env.MANIFOLD_TEST_PASSWORD;
+    const uri = 'amqp://guest:${MANIFOLD_TEST_PASSWORD}@127.0.0.1:5672/?queue=q';
+    writeFileSync(file, `from: "${uri}"\nto: "stdout:"\n`);
+    const missing = manifold(['run', file], '', env);
+    assert.equal(await missing.code, 2);
+    assert.match(missing.stderr(), /^manifold: pipeline file .*p\.yaml: from uses the environment variable MANIFOLD_TEST_PASSWORD, which is not set: set it, or give a default with \$\{MANIFOLD_TEST_PASSWORD:-default\}\n$/);
+
+    const cases: Array<[string, number, RegExp]> = [
+      ['from: "stdin:"\nto: "stdout:"\ncloseTimeout: "${MANIFOLD_TEST_SECRET}"\n', 2, /closeTimeout must be a duration .*, got "\$\{MANIFOLD_TEST_SECRET\}"/],
+      ['from: "stdin:"\nto: "stdout:"\nmetricsPort: ${MANIFOLD_TEST_NUMBER}\n', 2, /metricsPort must be a whole number from 0 to 65535, got "\$\{MANIFOLD_TEST_NUMBER\}"/],
+      ['from: { uri: "stdin:", maxMessage: "${MANIFOLD_TEST_SECRET}" }\nto: "stdout:"\n', 2, /maxMessage must be a size .*, got "\$\{MANIFOLD_TEST_SECRET\}"/],
+      // The password reaches the broker, which refuses it; the logs show the URI, the error says why.
+      ['from: "amqp://guest:${MANIFOLD_TEST_SECRET}@127.0.0.1:5672/?queue=q"\nto: "stdout:"\nlogFormat: json\n', 1, /ACCESS_REFUSED/],
+    ];
+    for (const [text, code, message] of cases) {
+      writeFileSync(file, text);
+      const run = manifold(['run', file], '', env);
+      assert.equal(await run.code, code, run.stderr());
+      assert.match(run.stderr(), message);
+      for (const output of [run.stdout(), run.stderr()]) {
+        assert.ok(!output.includes(secret), `the secret is not shown: ${output}`);
+        assert.ok(!output.includes('987654321'), `the number is not shown: ${output}`);
+      }
+    }
   });
 });

@@ -42,6 +42,19 @@ describe('pipeline file JSON Schema', () => {
     assert.equal(validate({ ...good, from: { uri: 'stdin:', maxMessage: 'lots' } }), false, 'a size that is not one');
   });
 
+  it('takes durations with a unit (a number is milliseconds), the retry budget, and an endpoint\'s own retry', () => {
+    const validate = validator();
+    const good = { from: { uri: 'amqp://h/', queue: 'q' }, to: 'stdout:' };
+    for (const closeTimeout of ['30s', '1m30s', 30, '0']) assert.ok(validate({ ...good, closeTimeout }), `closeTimeout ${closeTimeout}`);
+    assert.equal(validate({ ...good, closeTimeout: '30' }), false, 'text without a unit');
+    for (const retries of [0, 5, 'forever']) assert.ok(validate({ ...good, retries }), `retries ${retries}`);
+    assert.equal(validate({ ...good, retries: 'lots' }), false);
+    for (const retry of [false, '5', 'forever', { retries: 3, maxTimeoutMs: 5000 }]) {
+      assert.ok(validate({ ...good, from: { ...good.from, retry } }), JSON.stringify(validate.errors));
+    }
+    assert.equal(validate({ ...good, from: { ...good.from, retry: { retires: 3 } } }), false, 'a misspelt retry field');
+  });
+
   it('describes every key with its doc and default', () => {
     const schema = pipelineSchema() as { properties: Record<string, { description?: string; default?: unknown }> };
     for (const [key, property] of Object.entries(schema.properties)) assert.ok(property.description, `${key} has a description`);
