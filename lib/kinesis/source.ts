@@ -197,6 +197,20 @@ export class KinesisSource extends Readable {
     return this.#tracker.inFlight(shardId);
   }
 
+  /**
+   * Figures for monitoring (the CLI's /metrics and /readyz): shards this source is reading
+   * (`kinesis_shards_reading`) and, with a coordinator that can tell (such as {@link dynamoLeases}),
+   * the shard leases this process holds (`kinesis_leases_held`).
+   */
+  gauges(): Record<string, number> {
+    let reading = 0;
+    for (const shard of this.#shards.values()) if (shard.status === 'reading') reading += 1;
+    const out: Record<string, number> = { kinesis_shards_reading: reading };
+    const held = (this.#coordinator as { held?: () => string[] } | undefined)?.held;
+    if (typeof held === 'function') out.kinesis_leases_held = held.call(this.#coordinator).length;
+    return out;
+  }
+
   override _read(): void {
     this.#flowing = true;
     this.#drain();

@@ -398,6 +398,42 @@ describe('dynamoLeases with kinesisSource', () => {
     await deleteStream(raw, streamName);
   });
 
+  it("gauges(): kinesis_leases_held is the lease rows the worker owns, as the table says; 'lag' has MillisBehindLatest for every shard it reads", async () => {
+    const { streamName } = await createStream(raw, 4);
+    const tableName = table();
+    await putNumbered(streamName, 0, 200);
+    const a = source(streamName, leases({ tableName, workerId: 'a' }));
+    const lagA = new Map<string, number>();
+    a.on('lag', (e: { shardId: string; millisBehindLatest: number }) => lagA.set(e.shardId, e.millisBehindLatest));
+    const gotA: string[] = [];
+    drainInto(a, gotA);
+    const view = leases({ tableName });
+    const owned = async (worker: string): Promise<string[]> => (await view.leases(streamName)).filter((r) => r.owner === worker).map((r) => r.shardId).sort();
+    await waitFor('a to hold all four', async () => a.gauges().kinesis_leases_held === 4 && (await owned('a')).length === 4);
+    assert.equal(a.gauges().kinesis_shards_reading, 4);
+    await waitFor('a lag for every shard a reads', () => lagA.size === 4);
+    assert.deepEqual([...lagA.keys()].sort(), await owned('a'));
+    assert.ok([...lagA.values()].every((ms) => Number.isInteger(ms) && ms >= 0), JSON.stringify([...lagA]));
+    // A second worker takes two by handoff: both gauges follow the table.
+    const b = source(streamName, leases({ tableName, workerId: 'b' }));
+    const lagB = new Map<string, number>();
+    b.on('lag', (e: { shardId: string; millisBehindLatest: number }) => lagB.set(e.shardId, e.millisBehindLatest));
+    drainInto(b, []);
+    await waitFor('two leases each, in the table and in the gauges', async () => {
+      const [ownedA, ownedB] = await Promise.all([owned('a'), owned('b')]);
+      return ownedA.length === 2 && ownedB.length === 2 && a.gauges().kinesis_leases_held === 2 && b.gauges().kinesis_leases_held === 2;
+    });
+    await waitFor('b lag for the shards it reads', async () => {
+      const ownedB = await owned('b');
+      return ownedB.every((shardId) => lagB.has(shardId));
+    });
+    await b.close();
+    assert.equal(b.gauges().kinesis_leases_held, 0, 'released on close');
+    await waitFor('a to hold all four again', async () => a.gauges().kinesis_leases_held === 4 && (await owned('a')).length === 4, 15_000);
+    await a.close();
+    await deleteStream(raw, streamName);
+  });
+
   it('a second source takes half the shards by handoff, without duplicates; closing it gives them back, without duplicates', async () => {
     const { streamName } = await createStream(raw, 4);
     const tableName = table();
