@@ -1,11 +1,15 @@
 /**
  * Watches a running flow: lifecycle events of the source and sink become log
- * lines and Prometheus metrics, and the flow's counters feed the progress line.
+ * lines, Prometheus metrics and the readiness of each connector, and the flow's
+ * counters feed the progress line.
  */
 import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Flow } from '../core/flow.js';
+import { RetryingSink } from '../core/retrying-sink.js';
+import { RetryingSource } from '../core/retrying-source.js';
 import type { Logger } from './log.js';
 
 /** A stream may report gauges of its own (S3 buffer files, leases held) through this optional method. */
@@ -18,7 +22,63 @@ function hasGauges(stream: unknown): stream is GaugeSource {
 }
 
 /** Lifecycle events worth a log line, per the connectors' documentation. */
-const LOGGED_EVENTS = ['ready', 'reconnect', 'retry', 'swap', 'rotate', 'commit', 'upload', 'uploaderror', 'quota', 'checkpoint', 'lease', 'leasegained', 'leaselost', 'leasestolen', 'outputclose', 'closetimeout', 'skip', 'rebalance'] as const;
+const LOGGED_EVENTS = ['ready', 'reconnect', 'retry', 'swap', 'swapfailed', 'rotate', 'commit', 'upload', 'uploaderror', 'quota', 'checkpoint', 'checkpointerror', 'lease', 'leasegained', 'leaselost', 'leasestolen', 'outputclose', 'closetimeout', 'skip', 'rebalance', 'warning'] as const;
+
+/**
+ * Gauges the connectors report through `gauges()`, each exported as `manifold_<name>`.
+ * A name not listed here is exported as `manifold_stream_gauge{name}`.
+ */
+const KNOWN_GAUGES: Record<string, string> = {
+  s3_buffer_files: 'S3 sink: committed buffer files on disk waiting for upload.',
+  s3_buffer_bytes: 'S3 sink: bytes in the buffer folder (the open buffer file and the files waiting for upload).',
+  s3_buffer_oldest_age_seconds: 'S3 sink: age of the oldest file waiting for upload (0 when none waits).',
+  kinesis_leases_held: 'Kinesis source with a lease table: shard leases this process holds.',
+  kinesis_shards_reading: 'Kinesis source: shards being read by this process.',
+};
+
+/**
+ * Streams that are not a retrying source or sink but also say 'ready' once connected: until then they
+ * count as connecting. Every other stream that is not a retrying one (stdin, stdout, S3, the Kinesis sink)
+ * holds no connection of its own and counts as connected from the start.
+ */
+const READY_REPORTERS = new Set(['KinesisSource', 'WebSocketSource']);
+
+/** What /readyz says of one connector. */
+export interface ConnectorStatus {
+  role: 'source' | 'sink';
+  /** The stream's class: `RabbitmqSource`, `S3Sink`, ... */
+  connector: string;
+  /** The endpoint as the logs show it (password hidden), when known. */
+  endpoint?: string;
+  /** Connected and no retry running. */
+  ready: boolean;
+  /** `'connecting'` (before the first connection), `'connected'`, `'reconnecting'` (lost, retrying). */
+  state: 'connecting' | 'connected' | 'reconnecting';
+  connected: boolean;
+  /** A reconnect, or a retry of an operation (an upload, a call), has not succeeded yet. */
+  retrying: boolean;
+  /** When `state` last changed (ISO 8601). */
+  since: string;
+  reconnects: number;
+  /** The last failure the connector reported: `code` is manifold's, `reason` the system's own (AMQP reply code and text, WebSocket close code and reason, AWS error name, Kafka error). */
+  lastError?: { code: string | undefined; reason: string | undefined; message: string; at: string };
+  /** S3 sink: what waits in the buffer folder. */
+  backlog?: { files: number; bytes: number; oldestAgeSeconds: number };
+  /** Kafka source: messages between each partition's end and the group's committed offset (`topic/partition`). */
+  lag?: Record<string, number>;
+  /** Kinesis source: MillisBehindLatest per shard. */
+  millisBehindLatest?: Record<string, number>;
+  /** Kinesis source with a lease table: leases this process holds. */
+  leasesHeld?: number;
+}
+
+/** The body of /readyz. */
+export interface Readiness {
+  status: 'ready' | 'not ready';
+  /** Set once a signal asked the pipeline to stop: it takes no more work. */
+  stopping: boolean;
+  connectors: ConnectorStatus[];
+}
 
 export interface MonitorCounts {
   reconnects: number;
@@ -26,54 +86,189 @@ export interface MonitorCounts {
   uploads: number;
 }
 
-/** Connects a flow's streams to logs and metrics. */
+/** What the monitor keeps of one stream between events. */
+interface Tracked {
+  role: 'source' | 'sink';
+  stream: Readable | Writable;
+  endpoint: string | undefined;
+  state: ConnectorStatus['state'];
+  since: number;
+  /** Set by 'retry' and 'uploaderror': an operation is being retried. Cleared by a sign of success. */
+  retrying: boolean;
+  /** Acks the flow had counted when the retry began: a sink's later ack means the retried operation went through. */
+  acksAtRetry: number;
+  /** The sink buffers (it emitted 'commit'): its acks do not mean delivery, so only 'upload' ends its retry. */
+  buffering: boolean;
+  reconnects: number;
+  lastError: ConnectorStatus['lastError'];
+  lag: Map<string, number>;
+  millisBehind: Map<string, number>;
+  gauges: Record<string, number>;
+}
+
+/** Connects a flow's streams to logs, metrics and readiness. */
 export class Monitor {
   readonly registry = new Registry();
   readonly counts: MonitorCounts = { reconnects: 0, retries: 0, uploads: 0 };
   readonly #gauges = new Map<string, number>();
-  readonly #lag = new Map<string, number>();
+  readonly #tracked: Tracked[];
+  #stopping = false;
   #server: Server | undefined;
 
+  /** `endpoints`: how the source and sink are shown (passwords hidden), for /readyz. */
   constructor(
     readonly flow: Flow,
     readonly source: Readable,
     readonly sink: Writable,
     readonly log: Logger,
+    endpoints: { source?: string; sink?: string } = {},
   ) {
-    for (const [role, stream] of [['source', source], ['sink', sink]] as const) {
+    const now = Date.now();
+    this.#tracked = (
+      [
+        ['source', source, endpoints.source],
+        ['sink', sink, endpoints.sink],
+      ] as const
+    ).map(([role, stream, endpoint]) => ({
+      role,
+      stream,
+      endpoint,
+      state: expectsReady(stream) ? 'connecting' : 'connected',
+      since: now,
+      retrying: false,
+      acksAtRetry: 0,
+      buffering: false,
+      reconnects: 0,
+      lastError: undefined,
+      lag: new Map(),
+      millisBehind: new Map(),
+      gauges: {},
+    }));
+    for (const tracked of this.#tracked) {
+      const { role, stream } = tracked;
       for (const event of LOGGED_EVENTS) {
         stream.on(event, (details: unknown) => {
           if (event === 'reconnect') this.counts.reconnects++;
           if (event === 'retry') this.counts.retries++;
           if (event === 'upload') this.counts.uploads++;
+          this.#track(tracked, event, details);
           this.log.info({ role, event, ...summarize(details) }, `${role} ${event}`);
         });
       }
-      stream.on('lag', (details: unknown) => this.#recordLag(details));
+      stream.on('lag', (details: unknown) => this.#recordLag(tracked, details));
+      stream.on('shard', (details: unknown) => {
+        const d = details as { shardId?: string; state?: string } | undefined;
+        if (d?.shardId !== undefined && d.state !== 'reading') tracked.millisBehind.delete(d.shardId);
+      });
     }
     this.flow.events.on('nack', (_message: unknown, error: Error) => this.log.warn({ event: 'nack' }, `nack: ${error.message}`));
+    this.flow.events.on('stopping', () => {
+      this.#stopping = true;
+    });
     this.#defineMetrics();
   }
 
-  #recordLag(details: unknown): void {
-    const d = details as { shardId?: string; partition?: number; topic?: string; millisBehindLatest?: number; lag?: number } | undefined;
-    const key = d?.shardId ?? (d?.partition !== undefined ? `${d.topic ?? ''}/${d.partition}` : undefined);
-    const value = d?.millisBehindLatest ?? d?.lag;
-    if (key !== undefined && typeof value === 'number') this.#lag.set(key, value);
+  /** Moves a connector's state on a lifecycle event. */
+  #track(t: Tracked, event: string, details: unknown): void {
+    const now = Date.now();
+    const setState = (state: Tracked['state']): void => {
+      if (t.state !== state) t.since = now;
+      t.state = state;
+    };
+    const error = (details as { error?: unknown } | undefined)?.error ?? (details instanceof Error ? details : undefined);
+    if (error instanceof Error) t.lastError = { ...errorFacts(error), at: new Date(now).toISOString() };
+    switch (event) {
+      case 'ready':
+      case 'swap':
+        setState('connected');
+        t.retrying = false;
+        break;
+      case 'reconnect':
+        t.reconnects += 1;
+        setState(t.state === 'connecting' ? 'connecting' : 'reconnecting');
+        t.retrying = true;
+        break;
+      case 'retry':
+      case 'uploaderror':
+        t.retrying = true;
+        t.acksAtRetry = this.flow.stats.acks;
+        break;
+      case 'commit':
+        t.buffering = true;
+        break;
+      case 'upload':
+      case 'checkpoint':
+        t.retrying = false;
+        break;
+      case 'rebalance': {
+        // Partitions no longer assigned to this member have no lag of ours any more.
+        const assigned = new Set(((details as { assignments?: Array<{ topic: string; partition: number }> }).assignments ?? []).map((a) => `${a.topic}/${a.partition}`));
+        for (const key of t.lag.keys()) if (!assigned.has(key)) t.lag.delete(key);
+        break;
+      }
+      case 'lease': {
+        const d = details as { type?: string; shardId?: string };
+        if (d.type !== 'gained' && d.shardId !== undefined) t.millisBehind.delete(d.shardId);
+        break;
+      }
+    }
   }
 
-  /** Gauges reported by the streams, refreshed at each scrape and progress tick. */
+  #recordLag(t: Tracked, details: unknown): void {
+    const d = details as { shardId?: string; partition?: number; topic?: string; millisBehindLatest?: number; lag?: number } | undefined;
+    if (d?.shardId !== undefined && typeof d.millisBehindLatest === 'number') t.millisBehind.set(d.shardId, d.millisBehindLatest);
+    else if (d?.partition !== undefined && typeof d.lag === 'number') t.lag.set(`${d.topic ?? ''}/${d.partition}`, d.lag);
+    // A read went through: whatever was being retried on the source works again.
+    t.retrying = false;
+  }
+
+  /** Gauges reported by the streams, refreshed at each scrape, readiness check and progress tick. */
   gauges(): Map<string, number> {
     this.#gauges.clear();
-    for (const stream of [this.source, this.sink]) {
-      if (!hasGauges(stream)) continue;
+    for (const t of this.#tracked) {
+      if (!hasGauges(t.stream)) continue;
       try {
-        for (const [k, v] of Object.entries(stream.gauges())) this.#gauges.set(k, v);
+        t.gauges = t.stream.gauges();
+        for (const [k, v] of Object.entries(t.gauges)) this.#gauges.set(k, v);
       } catch {
-        // A stream mid-shutdown may not answer; skip it for this scrape.
+        // A stream mid-shutdown may not answer; keep its last figures for this scrape.
       }
     }
     return this.#gauges;
+  }
+
+  /** Each connector's state, as /readyz serves it; ready when every connector is connected with no retry running. */
+  readiness(): Readiness {
+    this.gauges();
+    const connectors = this.#tracked.map((t) => this.#status(t));
+    const ready = !this.#stopping && connectors.every((c) => c.ready);
+    return { status: ready ? 'ready' : 'not ready', stopping: this.#stopping, connectors };
+  }
+
+  #status(t: Tracked): ConnectorStatus {
+    // A sink whose acks mean delivery (not a buffering one) has got past its retry once an ack came after it.
+    if (t.retrying && t.state === 'connected' && t.role === 'sink' && !t.buffering && this.flow.stats.acks > t.acksAtRetry) t.retrying = false;
+    const connected = t.state === 'connected';
+    const status: ConnectorStatus = {
+      role: t.role,
+      connector: t.stream.constructor.name,
+      ready: connected && !t.retrying,
+      state: t.state,
+      connected,
+      retrying: t.retrying,
+      since: new Date(t.since).toISOString(),
+      reconnects: t.reconnects,
+    };
+    if (t.endpoint !== undefined) status.endpoint = t.endpoint;
+    if (t.lastError) status.lastError = t.lastError;
+    const g = t.gauges;
+    if (g.s3_buffer_files !== undefined) {
+      status.backlog = { files: g.s3_buffer_files, bytes: g.s3_buffer_bytes ?? 0, oldestAgeSeconds: g.s3_buffer_oldest_age_seconds ?? 0 };
+    }
+    if (t.lag.size > 0) status.lag = Object.fromEntries(t.lag);
+    if (t.millisBehind.size > 0) status.millisBehindLatest = Object.fromEntries(t.millisBehind);
+    if (g.kinesis_leases_held !== undefined) status.leasesHeld = g.kinesis_leases_held;
+    return status;
   }
 
   #defineMetrics(): void {
@@ -101,6 +296,7 @@ export class Monitor {
     counter('manifold_retries_total', 'Operations retried after a transient failure.', () => this.counts.retries);
     counter('manifold_s3_uploads_total', 'Files uploaded to S3.', () => this.counts.uploads);
     const monitor = this;
+    const tracked = this.#tracked;
     new Gauge({
       name: 'manifold_unacked_messages',
       help: 'Messages read and not yet acked or nacked.',
@@ -110,31 +306,83 @@ export class Monitor {
       },
     });
     new Gauge({
+      name: 'manifold_connector_ready',
+      help: 'Per connector: 1 when connected with no retry running (what /readyz checks), else 0.',
+      labelNames: ['role'],
+      registers: [this.registry],
+      collect() {
+        for (const t of tracked) this.set({ role: t.role }, monitor.#status(t).ready ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'manifold_connector_connected',
+      help: 'Per connector: 1 while connected, 0 while connecting or reconnecting.',
+      labelNames: ['role'],
+      registers: [this.registry],
+      collect() {
+        for (const t of tracked) this.set({ role: t.role }, t.state === 'connected' ? 1 : 0);
+      },
+    });
+    const reported = (): Map<string, number> => this.gauges();
+    for (const [name, help] of Object.entries(KNOWN_GAUGES)) {
+      new Gauge({
+        name: `manifold_${name}`,
+        help,
+        registers: [this.registry],
+        collect() {
+          // Only connectors that report it: a pipeline without S3 has no S3 figures, not zeros.
+          this.reset();
+          const value = reported().get(name);
+          if (value !== undefined) this.set(value);
+        },
+      });
+    }
+    new Gauge({
       name: 'manifold_stream_gauge',
-      help: 'Gauges reported by the source and sink (S3 buffer files/bytes/oldest age, leases held, ...).',
+      help: 'Other gauges reported by the source and sink.',
       labelNames: ['name'],
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const [name, value] of monitor.gauges()) this.set({ name }, value);
+        for (const [name, value] of reported()) if (!(name in KNOWN_GAUGES)) this.set({ name }, value);
       },
     });
     new Gauge({
-      name: 'manifold_lag',
-      help: 'Lag per shard or partition as the source reports it (Kinesis MillisBehindLatest in ms, Kafka offsets).',
-      labelNames: ['partition'],
+      name: 'manifold_kafka_lag',
+      help: 'Kafka source: messages between a partition\'s end offset (high watermark) and the group\'s committed offset.',
+      labelNames: ['topic', 'partition'],
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const [partition, value] of monitor.#lag) this.set({ partition }, value);
+        for (const t of tracked) {
+          for (const [key, value] of t.lag) {
+            const at = key.lastIndexOf('/');
+            this.set({ topic: key.slice(0, at), partition: key.slice(at + 1) }, value);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: 'manifold_kinesis_millis_behind_latest',
+      help: 'Kinesis source: MillisBehindLatest of the last read of each shard this process reads.',
+      labelNames: ['shard'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const t of tracked) for (const [shard, value] of t.millisBehind) this.set({ shard }, value);
       },
     });
   }
 
-  /** Serves /metrics (Prometheus text) and /healthz on 127.0.0.1:`port`; resolves with the bound port. */
+  /**
+   * Serves /metrics (Prometheus text), /healthz (liveness: the process answers) and /readyz
+   * (readiness: 503 while a connector is not connected or retrying) on `host`:`port`
+   * (127.0.0.1 by default; `0.0.0.0` in a container). Resolves with the bound port.
+   */
   async listen(port: number, host = '127.0.0.1'): Promise<number> {
     const server = createServer((req, res) => {
-      if (req.url === '/metrics') {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
         this.registry.metrics().then(
           (text) => {
             res.writeHead(200, { 'content-type': this.registry.contentType });
@@ -147,21 +395,33 @@ export class Monitor {
         );
         return;
       }
-      if (req.url === '/healthz') {
+      if (path === '/healthz') {
+        // Liveness only: the event loop turns and answers. A broker outage is readiness' business, not a reason to restart us.
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ status: 'ok', messages: this.flow.stats.messages }));
         return;
       }
+      if (path === '/readyz') {
+        const readiness = this.readiness();
+        res.writeHead(readiness.status === 'ready' ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(readiness));
+        return;
+      }
       res.writeHead(404);
-      res.end('try /metrics or /healthz\n');
+      res.end('try /metrics, /healthz or /readyz\n');
     });
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());
     });
-    const address = server.address();
-    return typeof address === 'object' && address ? address.port : port;
+    return (server.address() as AddressInfo).port;
+  }
+
+  /** Where the metrics server listens, once `listen()` resolved. */
+  get address(): AddressInfo | undefined {
+    const address = this.#server?.address();
+    return typeof address === 'object' && address !== null ? address : undefined;
   }
 
   async close(): Promise<void> {
@@ -173,9 +433,50 @@ export class Monitor {
   }
 }
 
+function expectsReady(stream: Readable | Writable): boolean {
+  return stream instanceof RetryingSource || stream instanceof RetryingSink || READY_REPORTERS.has(stream.constructor.name);
+}
+
+interface ErrorNode {
+  code?: unknown;
+  cause?: unknown;
+  name?: unknown;
+  message?: unknown;
+  replyCode?: unknown;
+  replyText?: unknown;
+  closeCode?: unknown;
+  closeReason?: unknown;
+  kafkaError?: unknown;
+  $metadata?: unknown;
+}
+
+/**
+ * manifold's code of an error and the system's own reason found along its cause chain: the AMQP reply
+ * code and text, the WebSocket close code and reason, the AWS error name, the Kafka error, a socket error code.
+ */
+export function errorFacts(error: Error): { code: string | undefined; reason: string | undefined; message: string } {
+  let code: string | undefined;
+  let reason: string | undefined;
+  let node: unknown = error;
+  for (let depth = 0; depth < 8 && node !== null && typeof node === 'object'; depth++) {
+    const e = node as ErrorNode;
+    if (code === undefined && typeof e.code === 'string' && e.code.startsWith('MANIFOLD_ERR_')) code = e.code;
+    if (reason === undefined) {
+      if (typeof e.replyCode === 'number') reason = `AMQP ${e.replyCode}${typeof e.replyText === 'string' ? ` ${e.replyText}` : ''}`;
+      else if (typeof e.closeCode === 'number') reason = `WebSocket close ${e.closeCode}${typeof e.closeReason === 'string' && e.closeReason ? ` ${e.closeReason}` : ''}`;
+      else if (typeof e.kafkaError === 'string') reason = `Kafka ${e.kafkaError}`;
+      else if (e.$metadata !== undefined && typeof e.name === 'string') reason = `AWS ${e.name}`;
+      else if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) reason = e.code;
+    }
+    node = e.cause;
+  }
+  return { code, reason, message: error.message };
+}
+
 /** Event details as flat log fields: errors become their message, Buffers and big values are left out. */
 function summarize(details: unknown): Record<string, unknown> {
   if (details === null || typeof details !== 'object') return details === undefined ? {} : { value: details };
+  if (details instanceof Error) return { error: details.message };
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(details as Record<string, unknown>)) {
     if (v instanceof Error) out[k] = v.message;

@@ -13,9 +13,15 @@ export function progressLine(monitor: Monitor, rate: number): string {
   ];
   if (s.nacks > 0) parts.push(`nacked ${s.nacks.toLocaleString('en-US')}`);
   if (monitor.counts.reconnects > 0) parts.push(`reconnects ${monitor.counts.reconnects}`);
-  const gauges = monitor.gauges();
-  const waiting = gauges.get('s3_buffer_files');
-  if (waiting !== undefined) parts.push(`S3 files waiting ${waiting}`);
+  const { connectors } = monitor.readiness();
+  for (const c of connectors) {
+    // What /readyz would say, in a word: a connector that is not ready names itself and why.
+    if (c.state !== 'connected') parts.push(`${c.role} ${c.state}${c.lastError?.reason ? ` (${c.lastError.reason})` : ''}`);
+    else if (c.retrying) parts.push(`${c.role} retrying`);
+    if (c.backlog) parts.push(`S3 files waiting ${c.backlog.files} (${formatBytes(c.backlog.bytes)})`);
+    if (c.leasesHeld !== undefined) parts.push(`leases ${c.leasesHeld}`);
+    if (c.lag) parts.push(`lag ${Object.values(c.lag).reduce((a, b) => a + b, 0).toLocaleString('en-US')}`);
+  }
   return parts.join(' | ');
 }
 
