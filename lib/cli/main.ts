@@ -47,7 +47,8 @@ Options:
   --transform, -t <spec>   add a transform (repeatable, applied in order)
   --quiet, -q              no progress line, warnings and errors only
   --log-format text|json   log lines on stderr as text (default) or JSON (pino)
-  --metrics-port <port>    serve Prometheus /metrics and /healthz on 127.0.0.1:<port>
+  --metrics-port <port>    serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness)
+  --metrics-host <host>    the address they listen on (default 127.0.0.1; 0.0.0.0 in a container)
   --close-timeout <dur>    bound on the graceful drain after SIGINT/SIGTERM, with a unit (default 30s)
   --retries <n|forever>    retries per outage of each connector (default forever: capped
                            exponential backoff, 200ms to 30s apart; each outage is logged when
@@ -62,6 +63,7 @@ A pipeline file holds the same settings (quote URIs: YAML reads a trailing colon
   quiet: false
   logFormat: json
   metricsPort: 9464
+  metricsHost: 0.0.0.0              # default 127.0.0.1
   closeTimeout: 30s                 # a bare YAML number is milliseconds
   retries: forever                  # or a number
   # \${NAME} and \${NAME:-default} take values from the environment: "amqp://app:\${AMQP_PASSWORD}@host/"
@@ -104,7 +106,8 @@ export const pipelineFileOptions = defineOptions('pipeline file', {
   }),
   quiet: opt.boolean('No progress line; warnings and errors only.', { default: false }),
   logFormat: opt.enum('Log lines on stderr as text or JSON (pino).', ['text', 'json'], { default: 'text' }),
-  metricsPort: opt.integer('Serve Prometheus /metrics and /healthz on 127.0.0.1 at this port (0: any free port).', { min: 0, max: 65535 }),
+  metricsPort: opt.integer('Serve Prometheus /metrics, /healthz and /readyz at this port (0: any free port).', { min: 0, max: 65535 }),
+  metricsHost: opt.string('The address the metrics server listens on: 127.0.0.1 (default) or, in a container, 0.0.0.0.', { default: '127.0.0.1' }),
   closeTimeoutMs: opt.duration('Bound on the graceful drain after SIGINT/SIGTERM.', { default: 30_000 }),
   retries: opt.custom<number>('Retries per outage of every connector (an endpoint\'s own retry wins); the command retries for ever by default, with capped exponential backoff.', {
     type: 'number | "forever"',
@@ -115,7 +118,7 @@ export const pipelineFileOptions = defineOptions('pipeline file', {
   }),
 });
 
-type PipelineFile = { from: EndpointValue; to: EndpointValue; transforms?: string[]; quiet?: boolean; logFormat?: LogFormat; metricsPort?: number; closeTimeoutMs?: number; retries?: number };
+type PipelineFile = { from: EndpointValue; to: EndpointValue; transforms?: string[]; quiet?: boolean; logFormat?: LogFormat; metricsPort?: number; metricsHost?: string; closeTimeoutMs?: number; retries?: number };
 
 /** A retry budget as the command takes it: a whole number, or forever (YAML's .inf too). */
 function retriesOf(value: unknown): number | undefined {
@@ -142,6 +145,7 @@ interface Settings {
   quiet: boolean;
   logFormat: LogFormat;
   metricsPort: number | undefined;
+  metricsHost: string;
   closeTimeoutMs: number;
   /** Retries per outage passed to every connector that takes `retry`; Infinity by default. */
   retries: number;
@@ -217,6 +221,7 @@ const FLAGS = {
   quiet: { type: 'boolean', short: 'q' },
   'log-format': { type: 'string' },
   'metrics-port': { type: 'string' },
+  'metrics-host': { type: 'string' },
   'close-timeout': { type: 'string' },
   retries: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -271,6 +276,8 @@ function settingsOf(values: Flags, positionals: string[], substituted: Map<strin
     if (!/^\d+$/.test(values['metrics-port']) || n > 65535) throw new UsageError(`--metrics-port must be a port number from 0 to 65535, got ${JSON.stringify(values['metrics-port'])}`);
     metricsPort = n;
   }
+  const metricsHost = values['metrics-host'] ?? file?.metricsHost ?? '127.0.0.1';
+  if (metricsHost.trim() === '') throw new UsageError('--metrics-host must be an address to listen on, such as 127.0.0.1 or 0.0.0.0');
   let closeTimeoutMs = file?.closeTimeoutMs ?? 30_000;
   if (values['close-timeout'] !== undefined) {
     // A flag is text: "30" is refused for want of a unit, as in a URI.
@@ -293,6 +300,7 @@ function settingsOf(values: Flags, positionals: string[], substituted: Map<strin
     quiet: values.quiet ?? file?.quiet ?? false,
     logFormat,
     metricsPort,
+    metricsHost,
     closeTimeoutMs,
     retries,
     conceal: (text) => concealSubstitutions(text, substituted),
@@ -349,7 +357,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     outputGone = error?.code === ErrorCodes.OUTPUT_CLOSED;
     if (outputGone) notWritten += 1;
   });
-  const monitor = new Monitor(running, source, sink, monitorLog(log, () => outputGone));
+  const monitor = new Monitor(running, source, sink, monitorLog(log, () => outputGone), { source: settings.from.display, sink: settings.to.display });
   const outages = new OutageLog([['source', source], ['sink', sink]], log, settings.retriesOf);
   running.events.on('stopping', (why: StopReason) => {
     if (why.reason === 'signal') {
@@ -363,8 +371,9 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   log.info({ event: 'start', from: settings.from.display, to: settings.to.display, retries }, `streaming ${settings.from.display} -> ${settings.to.display}`);
   if (settings.metricsPort !== undefined) {
     try {
-      const port = await monitor.listen(settings.metricsPort);
-      log.info({ event: 'metrics', port }, `metrics on http://127.0.0.1:${port}/metrics`);
+      const port = await monitor.listen(settings.metricsPort, settings.metricsHost);
+      const host = settings.metricsHost.includes(':') ? `[${settings.metricsHost}]` : settings.metricsHost;
+      log.info({ event: 'metrics', host: settings.metricsHost, port }, `metrics on http://${host}:${port}/metrics`);
     } catch (error) {
       running.stop().catch(() => undefined);
       io.stderr.write(`manifold: cannot serve metrics on port ${settings.metricsPort}: ${(error as Error).message}\n`);
