@@ -249,8 +249,11 @@ export function awsError(context: AwsErrorContext, error: unknown): Error {
   const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   const { where, operation, resource } = context;
   const details = { operation, ...(status === undefined ? {} : { status }), ...context.details };
+  // The service's own error code leads its text ('InternalFailure: try again'): its message alone often does not name it.
+  const text = describe(err);
+  const said = '$metadata' in err && name !== undefined && name !== 'Error' && !text.includes(name) ? `${name}: ${text}` : text;
   if ((name !== undefined && NOT_FOUND.has(name)) || (status === 404 && name !== 'NoSuchKey')) {
-    return new ManifoldError(`${where}: ${operation} failed: ${context.missing}: ${describe(err)}`, { code: ErrorCodes.NOT_FOUND, cause: err, details });
+    return new ManifoldError(`${where}: ${operation} failed: ${context.missing}: ${said}`, { code: ErrorCodes.NOT_FOUND, cause: err, details });
   }
   if ((name !== undefined && REFUSED.has(name)) || status === 403) {
     return new ManifoldError(`${where}: ${operation} on ${resource} was refused (${name ?? status}): check the credentials and IAM permissions`, { code: ErrorCodes.AUTH, cause: err, details });
@@ -259,7 +262,7 @@ export function awsError(context: AwsErrorContext, error: unknown): Error {
     return new ManifoldError(`${where}: ${operation} on ${resource} was throttled (${name ?? status})`, { code: ErrorCodes.THROTTLED, retryable: true, cause: err, details });
   }
   const retryable = isRetryable(err) || (name !== undefined && TRANSIENT.has(name));
-  return new ManifoldError(`${where}: ${operation} on ${resource} failed: ${describe(err)}`, {
+  return new ManifoldError(`${where}: ${operation} on ${resource} failed: ${said}`, {
     code: retryable ? ErrorCodes.CONNECTION : ErrorCodes.DELIVERY,
     retryable,
     cause: err,

@@ -5,6 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -158,6 +161,39 @@ describe('monitor: /healthz and /readyz through a RabbitMQ outage', () => {
     }
     await f.produce(from, [Buffer.from('two')]);
     await until('the second message through', async () => (await f.count(to)) === 2);
+  });
+});
+
+describe('monitor: an AWS service error', () => {
+  it("a Kinesis call failing with 500 InternalFailure: the retry error names the service's code, /readyz says it", async (t) => {
+    // kinesis-local does not fail on demand: a loopback server answers DescribeStreamSummary, and every other call with a 500.
+    const server = createServer((req, res) => {
+      req.resume();
+      req.once('end', () => {
+        const target = String(req.headers['x-amz-target'] ?? '').split('.').at(-1);
+        res.setHeader('content-type', 'application/x-amz-json-1.1');
+        if (target === 'DescribeStreamSummary') {
+          res.end(JSON.stringify({ StreamDescriptionSummary: { StreamName: 's', StreamARN: 'arn:aws:kinesis:us-east-1:000000000000:stream/s', StreamStatus: 'ACTIVE', RetentionPeriodHours: 24, StreamCreationTimestamp: 1_700_000_000, EnhancedMonitoring: [], OpenShardCount: 1 } }));
+          return;
+        }
+        res.statusCode = 500;
+        res.end(JSON.stringify({ __type: 'InternalFailure', message: 'try again' }));
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.after(() => new Promise((resolve) => server.close(resolve)));
+    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const source = kinesisSource({ streamName: 's', endpoint, region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, retry: { retries: 1000, minTimeoutMs: 20, maxTimeoutMs: 50 } });
+    const retries: Error[] = [];
+    source.on('retry', (e: { error: Error }) => retries.push(e.error));
+    const { sink } = ackingSink();
+    const { base } = await watched(t, source, sink);
+    await until('a retry', () => retries.length > 0);
+    assert.match(retries[0]!.message, /ListShards on "s" failed: InternalFailure: try again/);
+    const status = connector((await readyz(base)).body, 'source');
+    assert.deepEqual([status.state, status.retrying, status.lastError?.code, status.lastError?.reason], ['connecting', true, 'MANIFOLD_ERR_CONNECTION', 'AWS InternalFailure']);
+    assert.equal((await readyz(base)).status, 503);
   });
 });
 
