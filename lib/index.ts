@@ -22,7 +22,7 @@ export { S3Collector, s3Collector, type S3CollectorOptions, type CommittedFile, 
 export { S3Uploader, s3Uploader, type S3UploaderOptions, type S3Credentials, type UploadEvent, type UploadErrorEvent, type CloseTimeoutEvent } from './s3/uploader.js';
 export { WebSocketSource, websocketSource, type WebSocketSourceOptions, type WebSocketOpenInfo, type OpenReason } from './websocket/source.js';
 export { WebSocketSink, websocketSink, type WebSocketSinkOptions, type WebSocketSinkOpenInfo } from './websocket/sink.js';
-export { KafkaConsumerSource, kafkaSource, type KafkaSourceOptions, type KafkaCheckpointEvent, type KafkaNackEvent } from './kafka/source.js';
+export { KafkaConsumerSource, kafkaSource, type KafkaSourceOptions, type KafkaCheckpointEvent, type KafkaLagEvent, type KafkaNackEvent } from './kafka/source.js';
 export type { KafkaSaslOptions } from './kafka/connection.js';
 export { KafkaProducerSink, kafkaSink, type KafkaSinkOptions } from './kafka/sink.js';
 export { KinesisSink, kinesisSink, type KinesisSinkOptions, type PartialRetryEvent, type RejectEvent } from './kinesis/sink.js';
