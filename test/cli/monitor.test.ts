@@ -335,18 +335,24 @@ describe('monitor: metrics read during a run, against the truth', () => {
 
   it('manifold_kinesis_leases_held is the lease rows this worker owns; manifold_kinesis_millis_behind_latest has every shard it reads', async (t) => {
     const [kinesis, dynamo] = await Promise.all([startKinesisServer(), startDynamo()]);
-    t.after(() => Promise.all([kinesis.stop(), dynamo.stop()]));
+    // t.after hooks run in the order they are added, so the servers would stop before the flow and the lease view
+    // that talk to them (a closing source then retried against them for minutes): one hook undoes all, last first.
+    const undo: Array<() => unknown> = [() => Promise.all([kinesis.stop(), dynamo.stop()])];
+    t.after(async () => {
+      for (const step of undo.reverse()) await Promise.resolve(step()).catch(() => undefined);
+    });
+    const later = { after: (step: () => unknown) => undo.push(step) } as unknown as TestContext;
     const raw = kinesis.client();
     const { streamName } = await createStream(raw, 3);
-    t.after(() => deleteStream(raw, streamName).catch(() => undefined));
+    undo.push(() => deleteStream(raw, streamName));
     await putRaw(raw, streamName, Array.from({ length: 60 }, (_, i) => ({ data: Buffer.from(`k-${i}`), key: `key-${i}` })));
     const tableName = `leases-${randomUUID()}`;
     const coordinator = dynamoLeases({ client: dynamo.client(), tableName, workerId: 'monitor', leaseDurationMs: 1_500, renewIntervalMs: 300 });
     const source = kinesisSource({ streamName, client: raw, startingPosition: 'TRIM_HORIZON', coordinator, pollIntervalMs: 200, shardDiscoveryIntervalMs: 500, checkpointIntervalMs: 200 });
     const { sink } = ackingSink();
-    const { base, running } = await watched(t, source, sink);
+    const { base, running } = await watched(later, source, sink);
     const view = dynamoLeases({ client: dynamo.client(), tableName });
-    t.after(() => view.stop());
+    undo.push(() => view.stop());
     let owned: string[] = [];
     await until('three leases held, in the table and in /metrics', async () => {
       // The source's coordinator creates the table: until then there is nothing to read.
