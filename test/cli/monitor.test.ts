@@ -188,12 +188,14 @@ describe('monitor: an AWS service error', () => {
     const retries: Error[] = [];
     source.on('retry', (e: { error: Error }) => retries.push(e.error));
     const { sink } = ackingSink();
-    const { base } = await watched(t, source, sink);
+    const { base, running } = await watched(t, source, sink);
     await until('a retry', () => retries.length > 0);
     assert.match(retries[0]!.message, /ListShards on "s" failed: InternalFailure: try again/);
     const status = connector((await readyz(base)).body, 'source');
     assert.deepEqual([status.state, status.retrying, status.lastError?.code, status.lastError?.reason], ['connecting', true, 'MANIFOLD_ERR_CONNECTION', 'AWS InternalFailure']);
     assert.equal((await readyz(base)).status, 503);
+    // Before the server closes (t.after hooks run in the order they were added).
+    await running.stop();
   });
 });
 
@@ -314,7 +316,7 @@ describe('monitor: metrics read during a run, against the truth', () => {
     const source = kafkaSource({ brokers: broker.bootstrap, topics: topic, groupId, startFrom: 'earliest', commitIntervalMs: 100, sessionTimeoutMs: 6000, heartbeatIntervalMs: 500, maxWaitMs: 100, closeTimeoutMs: 5000 });
     // Offsets from 5 on are held (not acked) on partition 0, from 8 on partition 1.
     const { sink, ackAll } = ackingSink((m) => Number(m.meta!.offset) >= [5, 8][m.meta!.partition as number]!);
-    const { base } = await watched(t, source, sink);
+    const { base, running } = await watched(t, source, sink);
     const agree = async (what: string, expected: number[]): Promise<void> => {
       let seen = '';
       await until(what, async () => {
@@ -331,6 +333,8 @@ describe('monitor: metrics read during a run, against the truth', () => {
     assert.deepEqual(status.lag, { [`${topic}/0`]: 20, [`${topic}/1`]: 4 });
     ackAll();
     await agree('lag 0 and 0', [0, 0]);
+    // Before the broker stops (t.after hooks run in the order they were added).
+    await running.stop();
   });
 
   it('manifold_kinesis_leases_held is the lease rows this worker owns; manifold_kinesis_millis_behind_latest has every shard it reads', async (t) => {
