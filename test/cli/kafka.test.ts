@@ -7,31 +7,15 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { main } from '../../lib/cli/main.js';
 import { cliKeys } from '../../lib/cli/options.js';
 import { kafkaSinkOptions, kafkaSourceOptions } from '../../lib/kafka/options.js';
 import { startKafka, type KafkaBroker } from '../fixtures/kafka.js';
+import { usage } from '../fixtures/cli.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'lib', 'cli', 'bin.ts');
-
-/** Runs main() in this process; only for command lines that fail before connecting. */
-async function usage(argv: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
-  let stdout = '';
-  let stderr = '';
-  const sink = (append: (text: string) => void) =>
-    new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        append(chunk.toString());
-        callback();
-      },
-    });
-  const code = await main(argv, { stdout: sink((t) => (stdout += t)), stderr: sink((t) => (stderr += t)) });
-  return { code, stdout, stderr };
-}
 
 describe('kafka: on the command line, before connecting', () => {
   const bad: Array<[string, string[], RegExp]> = [

@@ -9,28 +9,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable, type Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { once } from 'node:events';
 import { parseEndpoint } from '../../lib/cli/endpoints.js';
-import { main } from '../../lib/cli/main.js';
 import '../../lib/cli/schemes.js';
 import { createMessage } from '../../lib/core/message.js';
-
-/** Runs main() in this process; only for command lines that fail before connecting. */
-async function usage(argv: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
-  let stdout = '';
-  let stderr = '';
-  const sink = (append: (text: string) => void) =>
-    new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        append(chunk.toString());
-        callback();
-      },
-    });
-  const code = await main(argv, { stdout: sink((t) => (stdout += t)), stderr: sink((t) => (stderr += t)) });
-  return { code, stdout, stderr };
-}
+import { usage } from '../fixtures/cli.js';
 
 describe('kinesis: on the command line, before connecting', () => {
   const bad: Array<[string, string[], RegExp]> = [

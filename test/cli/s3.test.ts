@@ -9,29 +9,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { parseEndpoint } from '../../lib/cli/endpoints.js';
-import { main } from '../../lib/cli/main.js';
 import { S3Sink } from '../../lib/s3/sink.js';
 import { startS3 } from '../fixtures/s3.js';
+import { usage } from '../fixtures/cli.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'lib', 'cli', 'bin.ts');
-
-/** Runs main() in this process; only for command lines that fail before anything is made. */
-async function usage(argv: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
-  let stdout = '';
-  let stderr = '';
-  const sink = (append: (text: string) => void) =>
-    new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        append(chunk.toString());
-        callback();
-      },
-    });
-  const code = await main(argv, { stdout: sink((t) => (stdout += t)), stderr: sink((t) => (stderr += t)) });
-  return { code, stdout, stderr };
-}
 
 describe('s3: on the command line, before anything is made', () => {
   const bad: Array<[string, string, RegExp]> = [
