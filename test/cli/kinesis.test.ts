@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -14,6 +13,7 @@ import { describe, it } from 'node:test';
 import { once } from 'node:events';
 import { parseEndpoint } from '../../lib/cli/endpoints.js';
 import '../../lib/cli/schemes.js';
+import { failingAwsServer } from '../fixtures/kinesis.js';
 import { createMessage } from '../../lib/core/message.js';
 import { usage } from '../fixtures/cli.js';
 
@@ -90,30 +90,9 @@ describe('kinesis: on the command line, before connecting', () => {
   });
 });
 
-/**
- * A loopback server speaking just enough of the Kinesis and DynamoDB APIs: DescribeStreamSummary
- * succeeds, every other call fails with a 500 that the SDK's own retry would retry. It counts the calls.
- */
+/** failingAwsServer() with AWS credentials in the environment, as the CLI passes none and the SDK reads them from there. */
 async function failingAws(t: { after(fn: () => unknown): void }): Promise<{ endpoint: string; calls: Map<string, number> }> {
-  const calls = new Map<string, number>();
-  const server: Server = createServer((req: IncomingMessage, res) => {
-    req.resume();
-    req.once('end', () => {
-      const target = String(req.headers['x-amz-target'] ?? '').split('.').at(-1)!;
-      calls.set(target, (calls.get(target) ?? 0) + 1);
-      res.setHeader('content-type', 'application/x-amz-json-1.1');
-      if (target === 'DescribeStreamSummary') {
-        res.end(JSON.stringify({ StreamDescriptionSummary: { StreamName: 's', StreamARN: 'arn:aws:kinesis:us-east-1:000000000000:stream/s', StreamStatus: 'ACTIVE', RetentionPeriodHours: 24, StreamCreationTimestamp: 1_700_000_000, EnhancedMonitoring: [], OpenShardCount: 1 } }));
-        return;
-      }
-      res.statusCode = 500;
-      res.end(JSON.stringify({ __type: 'InternalFailure', message: 'try again' }));
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => new Promise((resolve) => server.close(resolve)));
-  const { port } = server.address() as { port: number };
+  const { endpoint, calls } = await failingAwsServer(t);
   // The CLI passes no credentials: the SDK reads them from the environment.
   const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
   process.env.AWS_ACCESS_KEY_ID = 'AKIDTEST';
@@ -124,7 +103,7 @@ async function failingAws(t: { after(fn: () => unknown): void }): Promise<{ endp
       else process.env[key] = value;
     }
   });
-  return { endpoint: `http://127.0.0.1:${port}`, calls };
+  return { endpoint, calls };
 }
 
 describe('kinesis: the clients the factories build for a URI', () => {

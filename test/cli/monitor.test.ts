@@ -5,9 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,7 +23,7 @@ import { rabbitmqSource } from '../../lib/rabbitmq/source.js';
 import { s3Sink } from '../../lib/s3/sink.js';
 import { startDynamo } from '../fixtures/dynamodb.js';
 import { startKafka } from '../fixtures/kafka.js';
-import { createStream, deleteStream, putRaw, startKinesisServer } from '../fixtures/kinesis.js';
+import { createStream, deleteStream, failingAwsServer, putRaw, startKinesisServer } from '../fixtures/kinesis.js';
 import { RABBITMQ_URL, RabbitFixture, closeConnectionsNamed, randomName } from '../fixtures/rabbitmq.js';
 import { startS3 } from '../fixtures/s3.js';
 
@@ -167,23 +164,7 @@ describe('monitor: /healthz and /readyz through a RabbitMQ outage', () => {
 describe('monitor: an AWS service error', () => {
   it("a Kinesis call failing with 500 InternalFailure: the retry error names the service's code, /readyz says it", async (t) => {
     // kinesis-local does not fail on demand: a loopback server answers DescribeStreamSummary, and every other call with a 500.
-    const server = createServer((req, res) => {
-      req.resume();
-      req.once('end', () => {
-        const target = String(req.headers['x-amz-target'] ?? '').split('.').at(-1);
-        res.setHeader('content-type', 'application/x-amz-json-1.1');
-        if (target === 'DescribeStreamSummary') {
-          res.end(JSON.stringify({ StreamDescriptionSummary: { StreamName: 's', StreamARN: 'arn:aws:kinesis:us-east-1:000000000000:stream/s', StreamStatus: 'ACTIVE', RetentionPeriodHours: 24, StreamCreationTimestamp: 1_700_000_000, EnhancedMonitoring: [], OpenShardCount: 1 } }));
-          return;
-        }
-        res.statusCode = 500;
-        res.end(JSON.stringify({ __type: 'InternalFailure', message: 'try again' }));
-      });
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    t.after(() => new Promise((resolve) => server.close(resolve)));
-    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { endpoint } = await failingAwsServer(t);
     const source = kinesisSource({ streamName: 's', endpoint, region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, retry: { retries: 1000, minTimeoutMs: 20, maxTimeoutMs: 50 } });
     const retries: Error[] = [];
     source.on('retry', (e: { error: Error }) => retries.push(e.error));
