@@ -13,7 +13,10 @@ export interface Ticket {
   nack(error?: Error): void;
 }
 
-/** What a nack means to the tracker: the position stops advancing there. */
+/**
+ * A nack as the tracker lists it: its partition's checkpoint stays before
+ * `position` (or before an earlier position nacked later) until `reset()` or `remove()`.
+ */
 export interface NackRecord<P> {
   partition: string;
   position: P;
@@ -21,9 +24,17 @@ export interface NackRecord<P> {
 }
 
 export interface AckTrackerOptions {
-  /** Most unacked deliveries per partition before {@link AckTracker.isFull} is true. Default 1000. */
+  /**
+   * Most deliveries per partition past the checkpoint (unacked, plus acked ones
+   * held behind an unacked one) before {@link AckTracker.isFull} is true; this
+   * window is what bounds the tracker's memory. On a partition blocked by a nack
+   * only unacked deliveries count. Default 1000.
+   */
   maxInFlight?: number;
 }
+
+/** takeNacks() lists at most this many nacks between two calls; the rest are counted in `unlistedNacks`. */
+const MAX_LISTED_NACKS = 100;
 
 const PENDING = 0;
 const ACKED = 1;
@@ -32,13 +43,21 @@ const NACKED = 2;
 interface Entry<P> {
   position: P;
   state: number;
-  error: Error | undefined;
+  /** Order of delivery on its lane (of its generation). */
+  seq: number;
 }
 
 class Lane<P> {
   // Entries from `head` on are outstanding or not yet contiguous; compaction keeps the array short.
   entries: Entry<P>[] = [];
   head = 0;
+  /** `seq` of entries[0]. */
+  base = 0;
+  nextSeq = 0;
+  /** `seq` of the earliest nacked delivery: the checkpoint never passes it, so nothing from it on is kept. */
+  stop = Infinity;
+  /** Whether a nack of this lane is in the list takeNacks() returns (one per lane is enough: the lane is stuck). */
+  listed = false;
   inFlight = 0;
   committed: P | undefined;
   generation = 0;
@@ -51,10 +70,14 @@ class Lane<P> {
  *
  * - `track()` registers a delivery in order and returns its ticket.
  * - An ack may arrive in any order; the checkpoint advances over the contiguous acked prefix.
- * - A nack stops the checkpoint at that position until the source decides: redeliver
- *   it (the source calls `reset()` and rereads from the checkpoint) or give up on it.
- * - `isFull()` / `whenRoom()` cap the unacked deliveries per partition (`maxInFlight`),
- *   which is how a checkpointing source applies backpressure.
+ * - A nack is final for its partition until `reset()` or `remove()`: the checkpoint may still
+ *   advance over the acked deliveries before the nacked one, never past it, and the source
+ *   redelivers from the checkpoint after a restart (redelivery within the process happens
+ *   upstream, in flow()'s error policy, which acks what a dead-letter sink took). From then on
+ *   the partition keeps no per-delivery state, only its count of unacked deliveries.
+ * - `isFull()` / `whenRoom()` cap the window per partition (`maxInFlight`): the deliveries
+ *   past the checkpoint, acked or not. That is how a checkpointing source applies
+ *   backpressure, and it bounds memory even when one slow delivery holds the checkpoint.
  * - `reset()` forgets a partition (lease lost, partition revoked, re-read from the
  *   checkpoint); tickets from before are ignored when they settle.
  *
@@ -70,6 +93,8 @@ export class AckTracker<P = string> {
   readonly maxInFlight: number;
   /** Settles of tickets from before a `reset()` or `remove()` of their partition: ignored, and counted here. */
   lateSettles = 0;
+  /** Nacks that takeNacks() does not return: later nacks of a partition already listed, or past the list's cap of 100. `onNack` sees every nack. */
+  unlistedNacks = 0;
   #lanes = new Map<string, Lane<P>>();
   #idleWaiters: Array<{ partition: string | undefined; done: () => void }> = [];
   #nacks: NackRecord<P>[] = [];
@@ -95,8 +120,9 @@ export class AckTracker<P = string> {
    */
   track(partition: string, position: P): Ticket {
     const lane = this.#lane(partition);
-    const entry: Entry<P> = { position, state: PENDING, error: undefined };
-    lane.entries.push(entry);
+    const entry: Entry<P> = { position, state: PENDING, seq: lane.nextSeq++ };
+    // Past a nack the checkpoint cannot move: only the ticket holds the entry, for its position and its one settle.
+    if (entry.seq < lane.stop) lane.entries.push(entry);
     lane.inFlight += 1;
     const generation = lane.generation;
     return {
@@ -113,14 +139,22 @@ export class AckTracker<P = string> {
       this.lateSettles += 1;
       return;
     }
-    entry.error = error;
     lane.inFlight -= 1;
     if (state === NACKED) {
+      if (entry.seq < lane.stop) {
+        // Nothing from here on can be checkpointed any more: keep only what is still before it (pending or acked).
+        lane.stop = entry.seq;
+        lane.entries = lane.entries.slice(lane.head, entry.seq - lane.base);
+        lane.base += lane.head;
+        lane.head = 0;
+      }
       const record = { partition, position: entry.position, error };
-      this.#nacks.push(record);
+      if (!lane.listed && this.#nacks.length < MAX_LISTED_NACKS) {
+        lane.listed = true;
+        this.#nacks.push(record);
+      } else this.unlistedNacks += 1;
       this.#onNack?.(record);
-    }
-    this.#advance(lane);
+    } else if (entry.seq < lane.stop) this.#advance(lane);
     this.#wake(lane);
   }
 
@@ -131,16 +165,27 @@ export class AckTracker<P = string> {
       lane.committed = entries[head]!.position;
       head += 1;
     }
-    // Compact once the consumed prefix dominates, so memory is bounded by the unacked window.
-    if (head > 1024 && head * 2 > entries.length) {
+    if (lane.stop !== Infinity && head === entries.length) {
+      // Blocked, and everything before the nack is acked: the lane keeps nothing per delivery from now on.
+      lane.entries = [];
+      lane.base += head;
+      head = 0;
+    } else if (head > 1024 && head * 2 > entries.length) {
+      // Compact once the consumed prefix dominates, so memory is bounded by the window.
       lane.entries = entries.slice(head);
+      lane.base += head;
       head = 0;
     }
     lane.head = head;
   }
 
+  /** What counts against maxInFlight: the window past the checkpoint, or on a blocked lane (no window to keep) the unacked deliveries. */
+  #used(lane: Lane<P>): number {
+    return lane.stop === Infinity ? lane.entries.length - lane.head : lane.inFlight;
+  }
+
   #wake(lane: Lane<P>): void {
-    if (lane.inFlight < this.maxInFlight && lane.waiters.length > 0) {
+    if (this.#used(lane) < this.maxInFlight && lane.waiters.length > 0) {
       const waiters = lane.waiters;
       lane.waiters = [];
       for (const w of waiters) w();
@@ -172,21 +217,31 @@ export class AckTracker<P = string> {
     return total;
   }
 
-  /** Whether `partition` has reached `maxInFlight` unacked deliveries. */
-  isFull(partition: string): boolean {
-    return this.inFlight(partition) >= this.maxInFlight;
+  /**
+   * How many more deliveries `partition` takes before it is full: `maxInFlight`
+   * less its deliveries past the checkpoint (less its unacked ones once a nack
+   * blocked it). Zero or less when full.
+   */
+  room(partition: string): number {
+    const lane = this.#lanes.get(partition);
+    return this.maxInFlight - (lane ? this.#used(lane) : 0);
   }
 
-  /** Whether a nack is holding `partition`'s checkpoint back. */
+  /** Whether `partition` has `maxInFlight` deliveries past its checkpoint (unacked ones, once a nack blocked it). */
+  isFull(partition: string): boolean {
+    return this.room(partition) <= 0;
+  }
+
+  /** Whether a nack holds (or, once the deliveries before it are acked, will hold) `partition`'s checkpoint back, until `reset()` or `remove()`. */
   isBlocked(partition: string): boolean {
     const lane = this.#lanes.get(partition);
-    return lane !== undefined && lane.head < lane.entries.length && lane.entries[lane.head]!.state === NACKED;
+    return lane !== undefined && lane.stop !== Infinity;
   }
 
-  /** Resolves when `partition` is below `maxInFlight` (at once if it already is). */
+  /** Resolves when `partition` is no longer full (at once if it is not). */
   whenRoom(partition: string): Promise<void> {
     const lane = this.#lane(partition);
-    if (lane.inFlight < this.maxInFlight) return Promise.resolve();
+    if (this.#used(lane) < this.maxInFlight) return Promise.resolve();
     return new Promise((resolve) => lane.waiters.push(resolve));
   }
 
@@ -215,7 +270,12 @@ export class AckTracker<P = string> {
     });
   }
 
-  /** Nacks seen since the last call, oldest first; the list is cleared. */
+  /**
+   * Nacks listed since the last call, oldest first; the list is cleared. It
+   * holds the first nack of each partition since its last `reset()` (the one that blocked it), and
+   * at most 100 in all, so it stays small however many nacks come: the others
+   * are counted in `unlistedNacks`, and `onNack` sees every one.
+   */
   takeNacks(): NackRecord<P>[] {
     const nacks = this.#nacks;
     this.#nacks = [];
@@ -223,8 +283,9 @@ export class AckTracker<P = string> {
   }
 
   /**
-   * Forgets `partition`'s deliveries: its tickets become no-ops and its waiters
-   * are released. The committed position is kept (it is what the source resumes from).
+   * Forgets `partition`'s deliveries and its nack: its tickets become no-ops and
+   * its waiters are released. The committed position is kept (it is what the
+   * source resumes from).
    */
   reset(partition: string): void {
     const lane = this.#lanes.get(partition);
