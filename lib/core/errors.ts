@@ -29,6 +29,11 @@ export const ErrorCodes = {
   OUTPUT_CLOSED: 'MANIFOLD_ERR_OUTPUT_CLOSED',
   /** A sink could not deliver a message for a reason of the remote system. */
   DELIVERY: 'MANIFOLD_ERR_DELIVERY',
+  /**
+   * A message could not be delivered within its attempts and there is no dead-letter sink: flow() fails with it,
+   * naming the record's position and the last cause. `details.lost` says whether the source can deliver it again.
+   */
+  UNDELIVERED: 'MANIFOLD_ERR_UNDELIVERED',
   /** A local file or disk operation failed. */
   IO: 'MANIFOLD_ERR_IO',
 } as const;

@@ -7,7 +7,8 @@ import { EventEmitter } from 'node:events';
 import { Readable, type Duplex, type Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { ErrorCodes, ManifoldError, toError } from './errors.js';
-import { relay, toMessage, type Message, type MessageLike } from './message.js';
+import { ERROR_POLICY_KEYS, ErrorPolicy, resolveErrorPolicy, type ErrorPolicyOptions } from './error-policy.js';
+import { toMessage, type Message, type MessageLike } from './message.js';
 import { booleanOption, checkOptions, durationOption, invalidOption, signalOption } from './options.js';
 
 /** What {@link flow} resolves with. */
@@ -20,9 +21,15 @@ export interface FlowStats {
   acks: number;
   /** Payload bytes (as read from the source) of the acked messages. */
   bytesAcked: number;
-  /** Messages nacked (not delivered; the source may redeliver). */
+  /** Messages handed back to their source unacked (it delivers them again on its next start). */
   nacks: number;
-  /** Messages neither acked nor nacked when the flow ended. */
+  /** In-process redeliveries by the error policy (a message delivered three times counts 2). */
+  redeliveries: number;
+  /** Messages written to the dead-letter sink (and acked to their source once it acked them). */
+  deadLettered: number;
+  /** Messages given up on from a source that cannot redeliver them (stdin, WebSocket): not delivered anywhere. */
+  lost: number;
+  /** Messages neither acked, dead-lettered, nacked nor lost when the flow ended. */
   unsettled: number;
   /** Wall time of the flow in milliseconds. */
   durationMs: number;
@@ -30,8 +37,12 @@ export interface FlowStats {
   stopped: boolean;
 }
 
-/** Options of {@link flow}. */
-export interface FlowOptions {
+/**
+ * Options of {@link flow}. The error policy ({@link ErrorPolicyOptions}) says what happens to a message that a
+ * transform or the sink nacks: redelivered in-process with backoff up to `maxAttempts`, then written to
+ * `deadLetter`, else the flow fails naming it.
+ */
+export interface FlowOptions extends ErrorPolicyOptions {
   source: Readable;
   transforms?: Array<Duplex | ((source: AsyncIterable<Message>) => AsyncIterable<MessageLike>)>;
   sink: Writable;
@@ -55,19 +66,47 @@ export type StopReason =
   /** `stop()` was called. */
   | { reason: 'stop' }
   /** The sink's reader went away (`'outputclose'`: stdout EPIPE, as with `manifold ... | head`). */
-  | { reason: 'outputclose'; error: Error | undefined };
+  | { reason: 'outputclose'; error: Error | undefined }
+  /** A message could not be delivered (no dead-letter sink, or it refused): the flow rejects with `error` once stopped. */
+  | { reason: 'undelivered'; error: ManifoldError };
 
 /** A running flow: a promise of its stats, with live stats and a graceful `stop()`. */
 export interface Flow extends Promise<FlowStats> {
   /** Live counters (the same object the promise resolves with, minus final timing). */
   readonly stats: FlowStats;
-  /** Emits `'stopping'` ({@link StopReason}: a graceful stop began, once), `'nack'` (message, error). */
+  /**
+   * Emits `'stopping'` ({@link StopReason}: a graceful stop began, once); `'redeliver'` ({@link RedeliverEvent}: a
+   * nacked message will be delivered again); `'deadletter'` ({@link DeadLetterEvent}: the dead-letter sink acked
+   * it); `'nack'` (message, error: handed back to its source unacked); `'lost'` (message, error: given up on,
+   * and its source cannot redeliver it).
+   */
   readonly events: EventEmitter;
   /** Begins a graceful stop; resolves when the flow has ended. Idempotent. */
   stop(): Promise<FlowStats>;
 }
 
+/** A nacked message will be delivered again after `delayMs`, as delivery number `attempt`. */
+export interface RedeliverEvent {
+  message: Message;
+  error: Error;
+  attempt: number;
+  delayMs: number;
+}
+
+/** The dead-letter sink acked the record of a message given up on after `attempts` deliveries. */
+export interface DeadLetterEvent {
+  message: Message;
+  error: Error;
+  attempts: number;
+}
+
 const ignore = (): void => {};
+
+/**
+ * After the source ended, the head ends once every message is settled, or once nothing settled for this long: a
+ * sink that acks only when it is ended (S3 with `ackOn: 'upload'`) would otherwise wait for ever.
+ */
+const END_QUIET_MS = 1000;
 
 /**
  * A second signal within this many milliseconds of the first is the same signal: a wrapper such as
@@ -76,7 +115,7 @@ const ignore = (): void => {};
  */
 export const SAME_SIGNAL_MS = 1000;
 
-const FLOW_KEYS = ['source', 'transforms', 'sink', 'signal', 'handleSignals', 'closeTimeoutMs'] as const;
+const FLOW_KEYS = ['source', 'transforms', 'sink', 'signal', 'handleSignals', 'closeTimeoutMs', ...ERROR_POLICY_KEYS] as const;
 
 function isClosable(stream: unknown): stream is { close(): Promise<void> } {
   return typeof (stream as { close?: unknown }).close === 'function';
@@ -105,17 +144,37 @@ export function flow(options: FlowOptions): Flow {
   const handleSignals = booleanOption('flow', 'handleSignals', o.handleSignals, false);
   const closeTimeoutMs = durationOption('flow', 'closeTimeoutMs', o.closeTimeoutMs, 30_000);
   const signal = signalOption('flow', 'signal', o.signal);
+  const policyOptions = resolveErrorPolicy('flow', o);
   const { source, sink } = o;
+  const deadLetter = policyOptions.deadLetter;
   const transforms = o.transforms ?? [];
 
   const events = new EventEmitter();
   const started = performance.now();
-  const stats: FlowStats = { messages: 0, bytes: 0, acks: 0, bytesAcked: 0, nacks: 0, unsettled: 0, durationMs: 0, stopped: false };
+  const stats: FlowStats = {
+    messages: 0,
+    bytes: 0,
+    acks: 0,
+    bytesAcked: 0,
+    nacks: 0,
+    redeliveries: 0,
+    deadLettered: 0,
+    lost: 0,
+    unsettled: 0,
+    durationMs: 0,
+    stopped: false,
+  };
+  /** The first message given up on without a dead-letter sink: the flow stops and rejects with it. */
+  let failure: ManifoldError | undefined;
 
   // The head of the pipeline reads the source itself, so a graceful stop works for any Readable:
   // a manifold source is closed; a plain one is simply no longer read and the head ends.
   let head!: Readable;
   let onData: (value: MessageLike) => void;
+  let sourceEnded = false;
+  /** push(null) was called on the head: nothing more may be pushed (readableEnded only says the end was read). */
+  let headEnded = false;
+  let quietTimer: NodeJS.Timeout | undefined;
   const detach = (): void => {
     source.off('data', onData);
     source.off('end', onEnd);
@@ -124,23 +183,87 @@ export function flow(options: FlowOptions): Flow {
     source.on('error', ignore);
     source.pause();
   };
+  const endHead = (): void => {
+    if (quietTimer) clearTimeout(quietTimer);
+    quietTimer = undefined;
+    if (!headEnded && !head.destroyed) {
+      headEnded = true;
+      head.push(null);
+    }
+  };
+  /** After the source ended: end the head once nothing waits for a retry and every message settled (or all is quiet). */
+  const maybeEnd = (): void => {
+    if (!sourceEnded || headEnded || head.destroyed || policy.busy) return;
+    if (policy.outstanding === 0) {
+      endHead();
+      return;
+    }
+    if (quietTimer) clearTimeout(quietTimer);
+    quietTimer = setTimeout(() => {
+      quietTimer = undefined;
+      if (!policy.busy) endHead();
+    }, END_QUIET_MS);
+  };
   const onEnd = (): void => {
-    head.push(null);
+    sourceEnded = true;
+    maybeEnd();
   };
   const onError = (error: Error): void => {
     head.destroy(error);
+  };
+  const resumeSource = (): void => {
+    // A head over its mark makes the next push return false and pause the source again.
+    if (!sourceEnded && policy.hasRoom) source.resume();
   };
   head = new Readable({
     objectMode: true,
     highWaterMark: 16,
     read() {
-      source.resume();
+      resumeSource();
     },
     destroy(error, callback) {
       detach();
+      if (quietTimer) clearTimeout(quietTimer);
+      policy.abandon();
       if (!source.destroyed) source.destroy(error ?? undefined);
       callback(error);
     },
+  });
+  const policy = new ErrorPolicy(policyOptions, {
+    push: (message) => {
+      if (headEnded || head.destroyed) {
+        message.nack(new ManifoldError('flow: the pipeline ended before the message could be delivered', { code: ErrorCodes.ABORTED }));
+        return false;
+      }
+      const more = head.push(message);
+      if (!more) source.pause();
+      return more;
+    },
+    closed: () => headEnded || head.destroyed,
+    redelivers: (source as { redelivers?: unknown }).redelivers === true,
+    fail: (error) => {
+      failure ??= error;
+      void gracefulStop({ reason: 'undelivered', error });
+    },
+    wake: resumeSource,
+    onAck: (message) => {
+      stats.acks += 1;
+      stats.bytesAcked += message.data.length;
+    },
+    onRedeliver: (message, error, attempt, delayMs) => {
+      stats.redeliveries += 1;
+      events.emit('redeliver', { message, error, attempt, delayMs } satisfies RedeliverEvent);
+    },
+    onDeadLetter: (message, error, attempts) => {
+      stats.deadLettered += 1;
+      events.emit('deadletter', { message, error, attempts } satisfies DeadLetterEvent);
+    },
+    onGiveUp: (message, error, lost) => {
+      if (lost) stats.lost += 1;
+      else stats.nacks += 1;
+      events.emit(lost ? 'lost' : 'nack', message, error);
+    },
+    onSettle: maybeEnd,
   });
   onData = (value: MessageLike): void => {
     let message: Message;
@@ -152,25 +275,18 @@ export function flow(options: FlowOptions): Flow {
     }
     stats.messages += 1;
     stats.bytes += message.data.length;
-    const counted = relay(
-      message,
-      () => {
-        stats.acks += 1;
-        stats.bytesAcked += message.data.length;
-        message.ack();
-      },
-      (error) => {
-        stats.nacks += 1;
-        events.emit('nack', message, error);
-        message.nack(error);
-      },
-    );
-    if (!head.push(counted)) source.pause();
+    if (!policy.admit(message)) source.pause();
   };
   source.on('data', onData);
   source.on('end', onEnd);
   source.on('error', onError);
   source.pause();
+  const onDeadLetterError = (error: Error): void => {
+    const err = new ManifoldError(`flow: the dead-letter sink failed: ${error.message}`, { code: ErrorCodes.DELIVERY, cause: error });
+    failure ??= err;
+    head.destroy(err);
+  };
+  deadLetter?.on('error', onDeadLetterError);
 
   let stopping: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -179,7 +295,7 @@ export function flow(options: FlowOptions): Flow {
   let firstSignalAt: number | undefined;
 
   const destroyAll = (error: Error): void => {
-    for (const stream of [head, ...transforms, sink]) {
+    for (const stream of [head, ...transforms, sink, deadLetter]) {
       if (typeof stream === 'object' && stream !== null && 'destroy' in stream) (stream as Duplex).destroy(error);
     }
     if (!source.destroyed) source.destroy(error);
@@ -189,6 +305,7 @@ export function flow(options: FlowOptions): Flow {
     stopping ??= (async () => {
       stats.stopped = true;
       events.emit('stopping', why);
+      policy.stop();
       timer = setTimeout(() => {
         destroyAll(new ManifoldError(`flow: graceful stop did not finish within closeTimeoutMs (${closeTimeoutMs} ms)`, { code: ErrorCodes.CLOSE_TIMEOUT }));
       }, closeTimeoutMs);
@@ -201,7 +318,8 @@ export function flow(options: FlowOptions): Flow {
       } else {
         // A plain Readable has no graceful close: stop reading it and end the pipeline after what was read.
         detach();
-        if (!head.readableEnded) head.push(null);
+        sourceEnded = true;
+        maybeEnd();
       }
     })();
     return stopping;
@@ -243,6 +361,12 @@ export function flow(options: FlowOptions): Flow {
       else if (source.readableEnded && !source.closed) await finished(source).catch(() => undefined);
       // A plain source that we stopped reading is done with; release it.
       if (stats.stopped && !isClosable(source) && !source.destroyed) source.destroy();
+      // The dead-letter sink ends with the flow: it flushes, acks what it holds, and so acks those originals.
+      if (deadLetter) {
+        deadLetter.end();
+        await finished(deadLetter);
+      }
+      if (failure) throw finalFailure(failure, stats);
     } catch (error) {
       if (destroyedBySecondSignal && !(error instanceof ManifoldError && error.code === ErrorCodes.ABORTED)) {
         throw new ManifoldError('flow: stopped at once by a second signal; messages in flight were not delivered', {
@@ -259,8 +383,13 @@ export function flow(options: FlowOptions): Flow {
       }
       signal?.removeEventListener('abort', onAbort);
       sink.off('outputclose', onOutputClose);
+      if (quietTimer) clearTimeout(quietTimer);
+      policy.abandon();
+      if (deadLetter && !deadLetter.writableFinished && !deadLetter.destroyed) deadLetter.destroy();
+      deadLetter?.off('error', onDeadLetterError);
+      deadLetter?.on('error', ignore);
       stats.durationMs = performance.now() - started;
-      stats.unsettled = stats.messages - stats.acks - stats.nacks;
+      stats.unsettled = stats.messages - stats.acks - stats.deadLettered - stats.nacks - stats.lost;
     }
     return stats;
   })();
@@ -273,4 +402,15 @@ export function flow(options: FlowOptions): Flow {
       return run;
     },
   }) as Flow;
+}
+
+/** The error a flow rejects with when a message was given up on: the first one, with the count of the others. */
+function finalFailure(first: ManifoldError, stats: FlowStats): ManifoldError {
+  const others = stats.nacks + stats.lost - 1;
+  const tail = stats.lost > 0 ? ` ${stats.lost} message(s) were lost in all.` : others > 0 ? ` ${others} other message(s) were handed back to the source.` : '';
+  return new ManifoldError(`${first.message}${tail}`, {
+    code: first.code,
+    cause: first.cause,
+    details: { position: first.position, attempts: first.attempts, lost: stats.lost, stats: { ...stats } },
+  });
 }

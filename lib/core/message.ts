@@ -20,6 +20,12 @@ export interface Message {
   timestamp?: number;
   /** Facts from the source: shardId, sequenceNumber, partition, offset, deliveryTag... */
   readonly meta?: Readonly<Record<string, unknown>>;
+  /**
+   * Which delivery of this record this is: 1 the first time. A redelivery by flow()'s error policy counts up;
+   * RabbitMQ's own redeliveries count too (`x-delivery-count` on quorum queues, else at least 2 when `redelivered`).
+   * Absent means 1.
+   */
+  readonly attempt?: number;
   /** The sink has durably delivered it. Idempotent; never throws. */
   ack(): void;
   /** It could not be delivered; the source may redeliver. Idempotent; never throws. */
@@ -33,6 +39,8 @@ export interface MessageInit {
   headers?: Record<string, string> | undefined;
   timestamp?: number | undefined;
   meta?: Readonly<Record<string, unknown>> | undefined;
+  /** Which delivery this is (1 the first time); see {@link Message.attempt}. */
+  attempt?: number | undefined;
   /** Called once, on the first settle, if it is an ack. */
   onAck?: (() => void) | undefined;
   /** Called once, on the first settle, if it is a nack. */
@@ -94,6 +102,7 @@ export function createMessage(init: MessageInit): Message {
   if (init.headers !== undefined) message.headers = init.headers;
   if (init.timestamp !== undefined) message.timestamp = init.timestamp;
   if (init.meta !== undefined) (message as { meta?: Readonly<Record<string, unknown>> }).meta = init.meta;
+  if (init.attempt !== undefined) (message as { attempt?: number }).attempt = init.attempt;
   return message;
 }
 
@@ -153,6 +162,7 @@ export function derive(parent: Message, children: ReadonlyArray<Omit<MessageInit
       headers: parent.headers,
       timestamp: parent.timestamp,
       meta: parent.meta,
+      attempt: parent.attempt,
       ...child,
       onAck,
       onNack,
@@ -172,6 +182,7 @@ export function relay(message: Message, onAck: () => void, onNack: (error: Error
     headers: message.headers,
     timestamp: message.timestamp,
     meta: message.meta,
+    attempt: message.attempt,
     onAck,
     onNack,
   });

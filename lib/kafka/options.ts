@@ -54,7 +54,7 @@ export const kafkaSourceOptions = defineOptions('kafkaSource', {
   topics: opt.strings('Topic or topics to consume.', { required: true, cli: false }),
   groupId: opt.string('Consumer group; processes with the same `groupId` share the partitions.', { required: true, cli: 'group' }),
   startFrom: opt.enum('Where a partition without a committed offset starts.', ['latest', 'earliest'], { default: 'latest', cli: 'from' }),
-  maxInFlightPerPartition: opt.integer('Most unacked messages per partition; fetching pauses at this many.', { default: 1000, min: 1 }),
+  maxInFlightPerPartition: opt.integer('Most messages per partition past the committed offset (unacked, or acked behind one that is not); fetching pauses at this many.', { default: 1000, min: 1 }),
   commitIntervalMs: opt.duration('How often acked offsets are committed.', { default: 5000 }),
   closeTimeoutMs: opt.duration('Longest `close()` waits for outstanding acks before committing what it has.', { default: 30_000, min: 0 }),
   sessionTimeoutMs: opt.duration("Group session: how long until a dead member's partitions move (the broker's `group.min.session.timeout.ms` applies).", { default: 30_000 }),
@@ -111,7 +111,7 @@ export interface KafkaSourceOptions extends KafkaConnectionOptions {
   groupId: string;
   /** Where a partition without a committed offset starts. Default 'latest'. */
   startFrom?: 'latest' | 'earliest';
-  /** Most unacked messages per partition; fetching pauses at this many. Default 1,000. */
+  /** Most messages per partition past the committed offset (unacked, or acked behind one that is not); fetching pauses at this many. Default 1,000. */
   maxInFlightPerPartition?: number;
   /** How often acked offsets are committed. Default 5,000 ms. */
   commitIntervalMs?: number;

@@ -64,6 +64,8 @@ export function kafkaSink(options: KafkaSinkOptions): KafkaProducerSink {
 
 /** The stream {@link kafkaSink} returns: a producer re-created after a broker failure, re-sending what was not acknowledged. */
 export class KafkaProducerSink extends RetryingSink {
+  /** It carries message headers: flow() writes dead-letter records here with `x-manifold-dead-letter-*` headers. */
+  readonly carriesHeaders = true;
   /** The topic produced to. */
   readonly topic: string;
 

@@ -113,6 +113,8 @@ export function kafkaSource(options: KafkaSourceOptions): KafkaConsumerSource {
 
 /** The stream {@link kafkaSource} returns: a group membership re-created after a broker failure. */
 export class KafkaConsumerSource extends RetryingSource {
+  /** It delivers again what it is nacked (from its checkpoint or the broker's queue): flow()'s error policy relies on it. */
+  readonly redelivers = true;
   /** The topics consumed. */
   readonly topics: readonly string[];
   /** The consumer group. */

@@ -92,7 +92,7 @@ export const kinesisSourceOptions = defineOptions('kinesisSource', {
     },
   ),
   checkpointIntervalMs: opt.duration('How often acked progress is stored; it is also stored on `close()`.', { default: 5_000 }),
-  maxInFlightPerShard: opt.integer('Most unacked messages per shard; a shard stops fetching when it has this many.', { default: 1_000, min: 1 }),
+  maxInFlightPerShard: opt.integer('Most messages per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching at this many.', { default: 1_000, min: 1 }),
   consumerName: opt.string('Read by enhanced fan-out as this stream consumer (registered if missing).', { defaultText: 'none: polling' }),
   deregisterOnClose: opt.boolean('Deregister the consumer on `close()` (enhanced fan-out only).', { default: false }),
   retry: retryOption('Retry of each Kinesis call on throttling and transient faults; `false` for none.'),
@@ -204,7 +204,7 @@ export interface KinesisSourceOptions extends KinesisStreamOptions {
   coordinator?: ShardCoordinator;
   /** How often acked progress is stored; it is also stored on `close()`. Default 5,000 ms. */
   checkpointIntervalMs?: number;
-  /** Most unacked messages per shard; a shard stops fetching when it has this many. Default 1,000. */
+  /** Most messages per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching at this many. Default 1,000. */
   maxInFlightPerShard?: number;
   /** Read by enhanced fan-out as this stream consumer (registered if missing). Default none: polling. */
   consumerName?: string;

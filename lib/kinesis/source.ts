@@ -105,6 +105,8 @@ interface ShardState extends ShardInfo {
 }
 
 export class KinesisSource extends Readable {
+  /** It delivers again what it is nacked (from its checkpoint or the broker's queue): flow()'s error policy relies on it. */
+  readonly redelivers = true;
   readonly #stream: StreamRef;
   readonly #client: KinesisClient;
   readonly #ownsClient: boolean;
@@ -630,7 +632,7 @@ export class KinesisSource extends Readable {
       start: shard.start,
       resumePosition: () => this.#resumePosition(shard),
       maxRecordsPerCall: this.#maxRecordsPerCall,
-      room: () => this.#tracker.maxInFlight - this.#tracker.inFlight(shard.shardId),
+      room: () => this.#tracker.room(shard.shardId),
       pollIntervalMs: this.#pollIntervalMs,
       requestTimeoutMs: this.#timeouts.requestTimeoutMs,
       signal: shard.signal,

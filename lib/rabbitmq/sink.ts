@@ -81,6 +81,8 @@ export function rabbitmqSink(options: RabbitmqSinkOptions = {}): RabbitmqSink {
 
 /** The stream {@link rabbitmqSink} returns. */
 export class RabbitmqSink extends RetryingSink {
+  /** It carries message headers: flow() writes dead-letter records here with `x-manifold-dead-letter-*` headers. */
+  readonly carriesHeaders = true;
   /** The exchange published to (`''` is the default exchange). */
   readonly exchange: string;
   readonly #stats: RabbitmqSinkStats;

@@ -73,6 +73,8 @@ export function rabbitmqSource(options: RabbitmqSourceOptions): RabbitmqSource {
 
 /** The stream {@link rabbitmqSource} returns. */
 export class RabbitmqSource extends RetryingSource {
+  /** It delivers again what it is nacked (from its checkpoint or the broker's queue): flow()'s error policy relies on it. */
+  readonly redelivers = true;
   /** The queue being consumed. */
   readonly queue: string;
   readonly #stats: RabbitmqSourceStats;
@@ -202,6 +204,7 @@ class AmqpConsumer extends Readable {
     if (properties.appId !== undefined) meta.appId = properties.appId;
     const message = createMessage({
       data: raw.content,
+      attempt: attemptOf(fields.redelivered, properties.headers as Record<string, unknown> | undefined),
       key: fields.routingKey === '' ? undefined : fields.routingKey,
       headers: headersFromAmqp(properties.headers as Record<string, unknown> | undefined),
       // AMQP timestamps are seconds since the epoch (the spec's time_t).
@@ -328,4 +331,15 @@ class AmqpConsumer extends Readable {
     }
     this.#release().then(() => callback(error));
   }
+}
+
+/**
+ * Which delivery of a message this is, as far as the broker tells: a quorum queue counts earlier deliveries in
+ * `x-delivery-count`; a classic queue only says `redelivered`, so at least the second.
+ */
+export function attemptOf(redelivered: boolean, headers: Record<string, unknown> | undefined): number {
+  const count = headers?.['x-delivery-count'];
+  const n = typeof count === 'number' ? count : typeof count === 'bigint' ? Number(count) : Number.NaN;
+  if (Number.isInteger(n) && n >= 0) return Math.max(n + 1, redelivered ? 2 : 1);
+  return redelivered ? 2 : 1;
 }

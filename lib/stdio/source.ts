@@ -26,6 +26,8 @@ export function stdinSource(options: StdinSourceOptions = {}): StdinSource {
 }
 
 export class StdinSource extends Readable {
+  /** It cannot deliver again what it is nacked: flow() counts a message it gives up on as lost. */
+  readonly redelivers = false;
   readonly #input: NodeJS.ReadableStream | Readable;
   readonly #splitter: ReturnType<typeof lines>;
   #started = false;

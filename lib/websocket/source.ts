@@ -76,6 +76,8 @@ function resumeSocket(conn: Conn): void {
 }
 
 export class WebSocketSource extends Readable {
+  /** It cannot deliver again what it is nacked: flow() counts a message it gives up on as lost. */
+  readonly redelivers = false;
   readonly #target: ConnectTarget;
   readonly #onOpen: WebSocketSourceOptions['onOpen'];
   readonly #reconnectEveryMs: number;
