@@ -8,13 +8,23 @@ export { AckTracker, type AckTrackerOptions, type NackRecord, type Ticket } from
 export { backoffDelay, resolveRetry, withRetry, type FactoryContext, type ResolvedRetry, type RetryEvent, type RetryOptions, type RetryingOptions } from './core/retry.js';
 export { RetryingSource, retryingSource } from './core/retrying-source.js';
 export { RetryingSink, retryingSink } from './core/retrying-sink.js';
-export { flow, SAME_SIGNAL_MS, type Flow, type FlowOptions, type FlowStats, type StopReason } from './core/flow.js';
+export { flow, SAME_SIGNAL_MS, type DeadLetterEvent, type Flow, type FlowOptions, type FlowStats, type RedeliverEvent, type StopReason } from './core/flow.js';
+export {
+  DEAD_LETTER_HEADER,
+  defaultShouldRetry,
+  describePosition,
+  positionOf,
+  type DeadLetterEnvelope,
+  type ErrorPolicyOptions,
+  type RetryBackoffOptions,
+} from './core/error-policy.js';
 export { map, withData, type MapResult } from './transforms/map.js';
 export { filter } from './transforms/filter.js';
 export type { TransformOptions } from './transforms/per-message.js';
 export { batch, type BatchMessage, type BatchOptions } from './transforms/batch.js';
 export { lines, type LinesOptions } from './transforms/lines.js';
 export { jsonAppend, type FieldValue, type JsonAppendOptions } from './transforms/json-append.js';
+export { unwrapDeadLetter, type UnwrapDeadLetterOptions } from './transforms/unwrap-dead-letter.js';
 export { StdinSource, stdinSource, type StdinSourceOptions } from './stdio/source.js';
 export { StdoutSink, stdoutSink, type StdoutSinkOptions } from './stdio/sink.js';
 export { S3Sink, s3Sink, type S3SinkOptions } from './s3/sink.js';

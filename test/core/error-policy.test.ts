@@ -234,3 +234,27 @@ describe('flow error policy', () => {
     assert.throws(() => flow({ ...make(), deadLetterFormat: 'xml' as never }), /deadLetterFormat/);
   });
 });
+
+describe('unwrapDeadLetter', () => {
+  it('gives back the original message from a JSON envelope or x-manifold headers, and names what is neither', async () => {
+    const { unwrapDeadLetter } = await import('../../lib/transforms/unwrap-dead-letter.js');
+    const src = source([{ data: 'one', key: 'k1' }, { data: Buffer.from([0xff, 0x00]), key: 'k2' }]);
+    const out = sink((m) => (m.data.toString() === 'one' ? new ManifoldError('bad', { code: ErrorCodes.INVALID_MESSAGE }) : new ManifoldError('bad', { code: ErrorCodes.MESSAGE_TOO_LARGE })));
+    const dlq = sink();
+    await flow({ source: src.stream, sink: out.stream, deadLetter: dlq.stream });
+    const withHeaders = createMessage({ data: 'h', key: 'k3', headers: { a: '1', 'x-manifold-dead-letter-attempts': '5' } });
+    const records = [...dlq.delivered.map((m) => createMessage({ data: m.data })), withHeaders, createMessage({ data: 'plain' })];
+    const back = sink();
+    const nacked: Error[] = [];
+    const unwrap = unwrapDeadLetter();
+    unwrap.on('nack', (e: Error) => nacked.push(e));
+    const stats = await flow({ source: Readable.from(records), transforms: [unwrap], sink: back.stream, maxAttempts: 1, deadLetter: sink().stream });
+    assert.deepEqual(back.delivered.map((m) => [m.data.toString('hex'), m.key, m.headers]), [
+      [Buffer.from('one').toString('hex'), 'k1', undefined],
+      ['ff00', 'k2', undefined],
+      [Buffer.from('h').toString('hex'), 'k3', { a: '1' }],
+    ]);
+    assert.equal(stats.deadLettered, 1);
+    assert.match(nacked[0]!.message, /not a dead-letter record/);
+  });
+});
