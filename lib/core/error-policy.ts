@@ -153,6 +153,9 @@ interface Item {
   dueAt: number;
   lastError: Error | undefined;
   group: Group | undefined;
+  /** Deliveries so far, and the last one settled: a delivery's ack or nack counts once. */
+  deliveries: number;
+  settled: number;
 }
 
 interface Group {
@@ -281,6 +284,8 @@ export class ErrorPolicy {
       dueAt: 0,
       lastError: undefined,
       group: undefined,
+      deliveries: 0,
+      settled: 0,
     };
     this.#outstanding += 1;
     if (this.#groups.size > 0) {
@@ -295,16 +300,27 @@ export class ErrorPolicy {
 
   #deliver(item: Item): boolean {
     const { original } = item;
-    const message = createMessage({
+    // Each delivery settles once: a late settle of an earlier delivery (after its redelivery began) is ignored.
+    const delivery = ++item.deliveries;
+    // A literal of one shape rather than createMessage(): this is the per-message path of every flow.
+    const message: Message = {
       data: original.data,
       key: original.key,
       headers: original.headers,
       timestamp: original.timestamp,
       meta: original.meta,
       attempt: item.attempt,
-      onAck: () => this.#acked(item),
-      onNack: (error) => this.#nacked(item, error),
-    });
+      ack: () => {
+        if (item.settled >= delivery) return;
+        item.settled = delivery;
+        this.#acked(item);
+      },
+      nack: (error?: Error) => {
+        if (item.settled >= delivery) return;
+        item.settled = delivery;
+        this.#nacked(item, error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY }));
+      },
+    };
     return this.#host.push(message);
   }
 
