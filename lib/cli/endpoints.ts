@@ -29,6 +29,8 @@ export interface Endpoint {
 
 /** What a scheme's builder receives. */
 export interface EndpointInput {
+  /** The URI as given (a `file:` path may be relative, which `url` cannot keep). */
+  uri: string;
   url: URL;
   /** The URI with the password hidden. */
   display: string;
@@ -52,6 +54,11 @@ interface SchemeEntry {
    * options the URI itself sets.
    */
   options?: { source?: readonly DeclaredOptions[]; sink?: readonly DeclaredOptions[]; except?: readonly string[] };
+  /**
+   * How the URI is shown in logs, when the usual redaction (password and secret query values hidden,
+   * through the WHATWG URL) would change it: `file:out.jsonl` would read `file:///out.jsonl`.
+   */
+  display?: (uri: string) => string;
 }
 
 const schemes = new Map<string, SchemeEntry>();
@@ -78,23 +85,29 @@ export function schemeHelp(): string[] {
   return lines;
 }
 
-/** Parses and validates `uri` for `role`, merging `options` from a pipeline file. */
-export function parseEndpoint(uri: string, role: Role, options: Record<string, unknown> = {}): Endpoint {
-  if (typeof uri !== 'string' || uri.length === 0) throw new UsageError(`the ${role} is missing: give a URI such as stdin: or s3://bucket/prefix`);
+/**
+ * Parses and validates `uri` for `role`, merging `options` from a pipeline file. `label` is how
+ * messages name the endpoint (`--dead-letter` for the dead-letter sink); the role by default.
+ */
+export function parseEndpoint(uri: string, role: Role, options: Record<string, unknown> = {}, label: string = role): Endpoint {
+  if (typeof uri !== 'string' || uri.length === 0) throw new UsageError(`the ${label} is missing: give a URI such as stdin: or s3://bucket/prefix`);
   let url: URL;
   try {
     url = new URL(uri);
   } catch {
-    throw new UsageError(`${role} ${JSON.stringify(redactUrl(uri))} is not a URI; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
+    throw new UsageError(`${label} ${JSON.stringify(redactUrl(uri))} is not a URI; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
   }
   const scheme = url.protocol.replace(/:$/, '');
-  const display = redactUrl(uri);
   const entry = schemes.get(scheme);
-  if (!entry) throw new UsageError(`${role} ${JSON.stringify(display)} has an unknown scheme "${scheme}:"; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
+  const display = entry?.display?.(uri) ?? redactUrl(uri);
+  if (!entry) throw new UsageError(`${label} ${JSON.stringify(display)} has an unknown scheme "${scheme}:"; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
   const builder = entry[role];
-  if (!builder) throw new UsageError(`${display === `${scheme}:` ? '' : `${role} ${subject(display)} `}"${scheme}:" cannot be a ${role}`);
+  if (!builder) {
+    const named = label === role ? (display === `${scheme}:` ? '' : `${role} ${subject(display)} `) : `${label} ${subject(display)} `;
+    throw new UsageError(`${named}"${scheme}:" cannot be a ${role}`);
+  }
   const query: Record<string, string> = {};
   for (const [key, value] of url.searchParams) query[key] = value;
-  const create = builder({ url, display, query, file: { ...options } });
+  const create = builder({ uri, url, display, query, file: { ...options } });
   return { role, scheme, display, create };
 }

@@ -5,6 +5,7 @@
  * commitIntervalMs), and take units (`1MiB`, `5m`).
  */
 import './schemes/stdio.js';
+import './schemes/file.js';
 import './schemes/kafka.js';
 import './schemes/rabbitmq.js';
 import './schemes/websocket.js';
