@@ -1,8 +1,9 @@
-/** `--transform` specs: `json-append:receivedAt=$now,source=orders`. */
+/** `--transform` specs: `json-append:receivedAt=$now,source=orders`, `unwrap-dead-letter`. */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Transform } from 'node:stream';
 import { jsonAppend, type FieldValue } from '../transforms/json-append.js';
+import { unwrapDeadLetter } from '../transforms/unwrap-dead-letter.js';
 import { UsageError } from './errors.js';
 
 /** Values a json-append field may take besides a literal. */
@@ -27,14 +28,31 @@ export const transformHelp = [
   'json-append:field=value,...   add fields to each JSON object; values are JSON literals or text,',
   '                              or $now (ms), $nowIso, $uuid (per message), $hostname',
   '                              (&onError=nack|skip|pass after the fields: what to do with non-JSON)',
+  'unwrap-dead-letter            dead-letter records (JSON envelopes, x-manifold-dead-letter-* headers)',
+  '                              back into the messages they were, to re-send them where they failed',
+  '                              (:onOther=pass re-sends other records unchanged; default: refuse them)',
 ];
+
+const KNOWN = ['json-append', 'unwrap-dead-letter'];
+
+/** `unwrap-dead-letter[:onOther=nack|pass]`. */
+function parseUnwrap(spec: string, body: string): () => Transform {
+  let onOther: 'nack' | 'pass' = 'nack';
+  for (const pair of body.split(',').filter(Boolean)) {
+    const [k, v] = pair.split('=');
+    if (k !== 'onOther' || (v !== 'nack' && v !== 'pass')) throw new UsageError(`--transform ${JSON.stringify(spec)}: "${pair}" is not an option; allowed: onOther=nack|pass`);
+    onOther = v;
+  }
+  return () => unwrapDeadLetter({ onOther });
+}
 
 /** Parses one `--transform` spec into a Transform factory. */
 export function parseTransform(spec: string): () => Transform {
   const colon = spec.indexOf(':');
   const name = colon === -1 ? spec : spec.slice(0, colon);
   const body = colon === -1 ? '' : spec.slice(colon + 1);
-  if (name !== 'json-append') throw new UsageError(`--transform ${JSON.stringify(spec)}: unknown transform "${name}"; known transforms: json-append`);
+  if (name === 'unwrap-dead-letter') return parseUnwrap(spec, body);
+  if (name !== 'json-append') throw new UsageError(`--transform ${JSON.stringify(spec)}: unknown transform "${name}"; known transforms: ${KNOWN.join(', ')}`);
   const [fieldsText, optionsText = ''] = body.split('&');
   const fields: Record<string, FieldValue> = {};
   for (const pair of (fieldsText ?? '').split(',').filter(Boolean)) {
