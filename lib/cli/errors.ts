@@ -22,6 +22,11 @@ export const ExitCodes = {
   FAILED: 1,
   /** Bad usage or configuration: nothing was connected. */
   USAGE: 2,
+  /**
+   * Messages were lost: they could not be delivered, their source cannot deliver them again (stdin, a
+   * file, WebSocket), and there was no dead-letter sink to take them (or it refused them). The count is printed.
+   */
+  LOST: 4,
   /** A second signal stopped it at once; messages in flight were not delivered. */
   ABORTED: 130,
 } as const;

@@ -7,9 +7,11 @@ import { parseArgs } from 'node:util';
 import type { Readable, Transform, Writable } from 'node:stream';
 import { parseDocument, type YAMLError } from 'yaml';
 import { ErrorCodes, ManifoldError, redactUrl } from '../core/errors.js';
+import type { RetryBackoffOptions } from '../core/error-policy.js';
 import { flow, SAME_SIGNAL_MS, type StopReason } from '../core/flow.js';
 import { defineOptions, opt } from '../core/options.js';
 import { parseEndpoint, registeredSchemes, schemeHelp, type Endpoint, type Role } from './endpoints.js';
+import { DeliveryLog } from './delivery-log.js';
 import { ExitCodes, UsageError } from './errors.js';
 import { concealSubstitutions, interpolate } from './interpolate.js';
 import { createLogger, type LogFormat, type Logger } from './log.js';
@@ -18,6 +20,7 @@ import { Monitor } from './monitor.js';
 import { OutageLog } from './outages.js';
 import { startProgress } from './progress.js';
 import { parseTransform, transformHelp } from './transforms.js';
+import { DURATION_UNITS_TEXT, formatDuration, isUnitless, parseDuration } from './units.js';
 import './schemes.js';
 
 /** Where the command reads and writes; the real process streams by default, fakes in tests. */
@@ -56,6 +59,23 @@ Options:
   --help, -h               this text
   --version                the version
 
+Messages that cannot be delivered (a transform or the sink refuses them):
+  --max-attempts <n>       deliveries of a message, the first included, before it is given up on
+                           (default 5; 1: no redelivery). Not JSON or too large: given up at once
+  --retry-backoff <min>[..<max>]
+                           jittered exponential backoff between deliveries: the first delay, and
+                           the largest (default 1s..30s, doubling each time)
+  --dead-letter <uri>      where a message given up on goes, with where it came from and why: any
+                           sink URI (file:dead.jsonl, kafka://host:9092/dead, amqp://host/?exchange=dead);
+                           its original is acked once it is there. Default: none, and the pipeline
+                           fails naming the message (a source that redelivers gets it back; stdin:,
+                           file: and ws:// lose it: exit 4)
+  --dead-letter-format headers|json
+                           the original bytes with x-manifold-dead-letter-* headers, or a JSON
+                           envelope around them (default headers for kafka:// and amqp://, which
+                           carry headers; json for the others)
+  Re-send dead letters where they failed: manifold file:dead.jsonl <to> --transform unwrap-dead-letter
+
 A pipeline file holds the same settings (quote URIs: YAML reads a trailing colon as a mapping):
   from: "amqp://user:pass@host/vhost?queue=orders"    # or { uri: "...", <option>: <value> }
   to: "s3://bucket/prefix?commitSize=1MiB&commitInterval=5m"
@@ -66,6 +86,10 @@ A pipeline file holds the same settings (quote URIs: YAML reads a trailing colon
   metricsHost: 0.0.0.0              # default 127.0.0.1
   closeTimeout: 30s                 # a bare YAML number is milliseconds
   retries: forever                  # or a number
+  maxAttempts: 5
+  retryBackoff: 1s..30s
+  deadLetter: "file:/var/lib/manifold/dead.jsonl"     # or { uri: "...", <option>: <value> }
+  deadLetterFormat: json            # default: headers for kafka:// and amqp://, else json
   # \${NAME} and \${NAME:-default} take values from the environment: "amqp://app:\${AMQP_PASSWORD}@host/"
 
 SIGINT/SIGTERM: stop reading, deliver what is in flight, flush, exit 0. A second signal more than
@@ -73,31 +97,59 @@ SIGINT/SIGTERM: stop reading, deliver what is in flight, flush, exit 0. A second
 
 Exit codes:
   0    the source ended or a signal stopped the pipeline gracefully
-  1    the pipeline failed (a fatal error, or retries exhausted)
+  1    the pipeline failed (a fatal error, retries exhausted, or a message that could not be
+       delivered from a source that will deliver it again on its next start)
   2    bad usage or configuration; nothing was connected
+  4    messages were lost: they could not be delivered, their source cannot deliver them again
+       (stdin:, file:, ws://) and there was no dead-letter sink (or it refused them); the count
+       is printed
   130  a second signal stopped it at once; messages in flight were not delivered
 `;
 }
 
 type EndpointValue = string | ({ uri: string } & Record<string, unknown>);
 
-const endpoint = (role: 'source' | 'sink') =>
-  opt.custom<EndpointValue>(`The ${role}: a URI, or { uri, <option>: <value> } with the connector's options as keys.`, {
+const endpoint = (role: 'source' | 'sink' | 'dead-letter sink', key: string) =>
+  opt.custom<EndpointValue>(
+    `${role === 'dead-letter sink' ? 'Where a message given up on goes (any sink), with where it came from and why; without one the pipeline fails naming it' : `The ${role}`}: a URI, or { uri, <option>: <value> } with the connector's options as keys.`,
+    {
     type: 'string | { uri: string }',
-    cli: role === 'source' ? 'from' : 'to',
+    cli: key,
     schema: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'object', required: ['uri'], properties: { uri: { type: 'string', minLength: 1 } } }] },
-    required: true,
+    required: role !== 'dead-letter sink',
     check: (value, fail) => {
       if (typeof value === 'string' && value.length > 0) return value;
       if (value !== null && typeof value === 'object' && !Array.isArray(value) && typeof (value as { uri?: unknown }).uri === 'string') return value as EndpointValue;
       return fail('a URI, or a mapping with a uri key (quote URIs: YAML reads a trailing colon as a mapping)');
     },
-  });
+    },
+  );
+
+/**
+ * `--retry-backoff` / `retryBackoff`: `<min>[..<max>]`, durations with a unit (`1s..30s`, `500ms`); a
+ * pipeline file's YAML number is the first delay in milliseconds. Undefined when it is not one.
+ */
+function backoffOf(value: unknown): RetryBackoffOptions | string {
+  const expected = 'a delay such as 500ms, or a range of delays such as 1s..30s (the first, and the largest)';
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? { minTimeoutMs: value } : expected;
+  if (typeof value !== 'string') return expected;
+  const parts = value.split('..');
+  if (parts.length > 2) return expected;
+  const delays = parts.map((part) => parseDuration(part));
+  if (delays.some((d) => d === undefined)) {
+    const unitless = parts.find((part) => isUnitless(part));
+    return unitless === undefined ? `${expected}, with units ${DURATION_UNITS_TEXT}` : `${expected}; "${unitless.trim()}" has no unit: write ${unitless.trim()}s or ${unitless.trim()}ms`;
+  }
+  const [minTimeoutMs, maxTimeoutMs] = delays as number[];
+  if (maxTimeoutMs === undefined) return { minTimeoutMs: minTimeoutMs! };
+  if (maxTimeoutMs < minTimeoutMs!) return `${expected}, whose largest delay is not less than its first`;
+  return { minTimeoutMs: minTimeoutMs!, maxTimeoutMs };
+}
 
 /** The pipeline file's own keys; `from` and `to` carry the connectors' options. */
 export const pipelineFileOptions = defineOptions('pipeline file', {
-  from: endpoint('source'),
-  to: endpoint('sink'),
+  from: endpoint('source', 'from'),
+  to: endpoint('sink', 'to'),
   transforms: opt.custom<string[]>('Transforms applied in order, as --transform takes them.', {
     type: 'string[]',
     cli: 'transforms',
@@ -116,9 +168,43 @@ export const pipelineFileOptions = defineOptions('pipeline file', {
     schema: { anyOf: [{ type: 'integer', minimum: 0 }, { const: 'forever' }] },
     check: (value, fail) => retriesOf(value) ?? fail('a whole number of retries (0 or more), or forever'),
   }),
+  maxAttempts: opt.integer('Deliveries of a message, the first included, before it is given up on: dead-lettered, or the pipeline fails. 1: no redelivery. A record at fault (not JSON, too large) is given up on at once.', { default: 5, min: 1 }),
+  retryBackoff: opt.custom<RetryBackoffOptions>('Jittered exponential backoff between deliveries of a message: the first delay and the largest, as <min>..<max> (1s..30s), doubling each time; a YAML number is the first delay in milliseconds.', {
+    type: 'string',
+    cli: 'retryBackoff',
+    defaultText: '1s..30s',
+    schema: {
+      anyOf: [
+        { type: 'string', pattern: '^\\s*((\\d+(\\.\\d+)?\\s*(ms|sec|min|s|m|h|d))+|0)\\s*(\\.\\.\\s*((\\d+(\\.\\d+)?\\s*(ms|sec|min|s|m|h|d))+|0)\\s*)?$' },
+        { type: 'number', minimum: 0 },
+      ],
+    },
+    check: (value, fail) => {
+      const backoff = backoffOf(value);
+      return typeof backoff === 'string' ? fail(backoff) : backoff;
+    },
+  }),
+  deadLetter: endpoint('dead-letter sink', 'deadLetter'),
+  deadLetterFormat: opt.enum('How a dead-letter record says what failed: the original bytes with x-manifold-dead-letter-* headers, or a JSON envelope around them.', ['headers', 'json'], {
+    defaultText: 'headers for a sink that carries them (kafka://, amqp://), else json',
+  }),
 });
 
-type PipelineFile = { from: EndpointValue; to: EndpointValue; transforms?: string[]; quiet?: boolean; logFormat?: LogFormat; metricsPort?: number; metricsHost?: string; closeTimeoutMs?: number; retries?: number };
+type PipelineFile = {
+  from: EndpointValue;
+  to: EndpointValue;
+  transforms?: string[];
+  quiet?: boolean;
+  logFormat?: LogFormat;
+  metricsPort?: number;
+  metricsHost?: string;
+  closeTimeoutMs?: number;
+  retries?: number;
+  maxAttempts?: number;
+  retryBackoff?: RetryBackoffOptions;
+  deadLetter?: EndpointValue;
+  deadLetterFormat?: 'headers' | 'json';
+};
 
 /** A retry budget as the command takes it: a whole number, or forever (YAML's .inf too). */
 function retriesOf(value: unknown): number | undefined {
@@ -150,7 +236,16 @@ interface Settings {
   /** Retries per outage passed to every connector that takes `retry`; Infinity by default. */
   retries: number;
   /** What each connector was given, its own `retry` included (undefined: no retry option, or not known). */
-  retriesOf: Record<Role, number | undefined>;
+  retriesOf: Record<Role | 'dead-letter', number | undefined>;
+  /** Deliveries of a message before it is given up on (the error policy's). */
+  maxAttempts: number;
+  /** The backoff between deliveries; undefined: the library's (1 s to 30 s). */
+  retryBackoff: RetryBackoffOptions | undefined;
+  /** Where messages given up on go; undefined: the pipeline fails naming the message. */
+  deadLetter: Endpoint | undefined;
+  /** How `deadLetter` is named in messages: the flag, or the pipeline file's key. */
+  deadLetterLabel: string;
+  deadLetterFormat: 'headers' | 'json' | undefined;
   /** `text` with the values the environment gave the pipeline file shown as the file writes them. */
   conceal(text: string): string;
 }
@@ -182,11 +277,14 @@ function withCommandRetry(uri: string, role: Role, options: Record<string, unkno
   return { options, retries: retriesOf(own) };
 }
 
-/** The endpoint, and the retries per outage its connector was given (undefined: it takes no retry, or it is not known). */
-function endpointOf(value: EndpointValue, role: Role, retries: number): { endpoint: Endpoint; retries: number | undefined } {
+/**
+ * The endpoint, and the retries per outage its connector was given (undefined: it takes no retry, or it is not known).
+ * `label` names it in messages (the dead-letter sink's flag or key); the role by default.
+ */
+function endpointOf(value: EndpointValue, role: Role, retries: number, label?: string): { endpoint: Endpoint; retries: number | undefined } {
   const { uri, ...own } = typeof value === 'string' ? { uri: value } : value;
   const withRetry = withCommandRetry(uri, role, own, retries);
-  return { endpoint: parseEndpoint(uri, role, withRetry.options), retries: withRetry.retries };
+  return { endpoint: parseEndpoint(uri, role, withRetry.options, label), retries: withRetry.retries };
 }
 
 /** The line of a YAML error, the error's own words, and a hint when an unquoted value ends with a colon. */
@@ -224,11 +322,35 @@ const FLAGS = {
   'metrics-host': { type: 'string' },
   'close-timeout': { type: 'string' },
   retries: { type: 'string' },
+  'max-attempts': { type: 'string' },
+  'retry-backoff': { type: 'string' },
+  'dead-letter': { type: 'string' },
+  'dead-letter-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof FLAGS; allowPositionals: true; strict: true }>>['values'];
+
+/** Runs `fn`, and names `label` (`--dead-letter`) in the error it throws, unless its message begins with it. */
+function named<T>(label: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    if (error instanceof Error && !error.message.startsWith(label)) error.message = `${label}: ${error.message}`;
+    throw error;
+  }
+}
+
+/** Promise form of {@link named}. */
+async function namedAsync<T>(label: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof Error && !error.message.startsWith(label)) error.message = `${label}: ${error.message}`;
+    throw error;
+  }
+}
 
 /** Reads argv into validated settings; throws UsageError on anything wrong, before any I/O but reading a pipeline file. */
 export function parseCommandLine(argv: string[]): Settings | 'help' | 'version' | 'schema' {
@@ -289,13 +411,35 @@ function settingsOf(values: Flags, positionals: string[], substituted: Map<strin
     if (n === undefined) throw new UsageError(`--retries must be a whole number of retries (0 or more) or forever, got ${JSON.stringify(values.retries)}`);
     retries = n;
   }
+  const specs = pipelineFileOptions.specs;
+  // Flags are text, read as a URI's values are ("0" is not a whole number of at least 1, "30" no duration).
+  const maxAttempts = values['max-attempts'] !== undefined ? (coerce('', '--max-attempts', specs.maxAttempts, values['max-attempts']) as number) : (file?.maxAttempts ?? 5);
+  const retryBackoff = values['retry-backoff'] !== undefined ? (coerce('', '--retry-backoff', specs.retryBackoff, values['retry-backoff']) as RetryBackoffOptions) : file?.retryBackoff;
+  const deadLetterFormat =
+    values['dead-letter-format'] !== undefined ? (coerce('', '--dead-letter-format', specs.deadLetterFormat, values['dead-letter-format']) as 'headers' | 'json') : file?.deadLetterFormat;
+  const deadLetterValue = values['dead-letter'] ?? file?.deadLetter;
+  const deadLetterLabel = values['dead-letter'] !== undefined ? '--dead-letter' : 'deadLetter';
+  if (deadLetterFormat !== undefined && deadLetterValue === undefined) {
+    const format = values['dead-letter-format'] !== undefined ? '--dead-letter-format' : 'deadLetterFormat';
+    throw new UsageError(`${format} says how dead-letter records are written, but there is no dead-letter sink: add --dead-letter <uri> (deadLetter: in a pipeline file), or leave ${format} out`);
+  }
   const transforms = [...(file?.transforms ?? []), ...(values.transform ?? [])].map(parseTransform);
   const from = endpointOf(file ? file.from : positionals[0]!, 'source', retries);
   const to = endpointOf(file ? file.to : positionals[1]!, 'sink', retries);
+  const deadLetter = deadLetterValue === undefined ? undefined : named(deadLetterLabel, () => endpointOf(deadLetterValue, 'sink', retries, deadLetterLabel));
+  if (deadLetter && deadLetter.endpoint.display === from.endpoint.display) {
+    // A message given up on would be read again, fail again, and be written again: for ever.
+    throw new UsageError(`${deadLetterLabel} ${JSON.stringify(deadLetter.endpoint.display)} is the source itself: what is given up on would be read back and fail again; give another sink`);
+  }
   return {
     from: from.endpoint,
     to: to.endpoint,
-    retriesOf: { source: from.retries, sink: to.retries },
+    retriesOf: { source: from.retries, sink: to.retries, 'dead-letter': deadLetter?.retries },
+    maxAttempts,
+    retryBackoff,
+    deadLetter: deadLetter?.endpoint,
+    deadLetterLabel,
+    deadLetterFormat,
     transforms,
     quiet: values.quiet ?? file?.quiet ?? false,
     logFormat,
@@ -335,30 +479,56 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
 
   const log = createLogger(settings.logFormat, settings.quiet, io.stderr);
   let source: Readable | undefined;
-  let sink: Writable;
+  let sink: Writable | undefined;
+  let deadLetter: Writable | undefined;
   try {
-    // create() imports the connector (and its client library) first: a pipeline loads only the two it uses.
+    // create() imports the connector (and its client library) first: a pipeline loads only those it uses.
     source = (await settings.from.create()) as Readable;
     sink = (await settings.to.create()) as Writable;
+    const dlEndpoint = settings.deadLetter;
+    deadLetter = dlEndpoint ? ((await namedAsync(settings.deadLetterLabel, () => dlEndpoint.create())) as Writable) : undefined;
+    if (deadLetter && settings.deadLetterFormat === 'headers' && (deadLetter as { carriesHeaders?: unknown }).carriesHeaders !== true) {
+      const flag = settings.deadLetterLabel === '--dead-letter' ? '--dead-letter-format' : 'deadLetterFormat';
+      throw new UsageError(`${flag} headers needs a dead-letter sink that carries headers (kafka://, amqp://); ${settings.deadLetter!.display} would drop them, and with them what failed: use json`);
+    }
   } catch (error) {
     // Connector factories validate their options synchronously: still a usage error, nothing connected.
-    // A source made before its sink was refused must not keep the process alive with its connection.
+    // A stream made before another was refused must not keep the process alive with its connection.
     source?.destroy();
+    sink?.destroy();
+    deadLetter?.destroy();
     io.stderr.write(`manifold: ${settings.conceal((error as Error).message)}\n`);
-    return error instanceof ManifoldError && error.code === ErrorCodes.INVALID_OPTION ? ExitCodes.USAGE : ExitCodes.FAILED;
+    return error instanceof UsageError || (error instanceof ManifoldError && error.code === ErrorCodes.INVALID_OPTION) ? ExitCodes.USAGE : ExitCodes.FAILED;
   }
-  const running = flow({ source, transforms: settings.transforms.map((make) => make()), sink, handleSignals: true, closeTimeoutMs: settings.closeTimeoutMs });
-  // Added before the monitor's own 'nack' listener, so it runs first (listeners run in the order they were added):
-  // a message nacked because the reader of stdout went away (`manifold ... | head`) is what the user asked for,
-  // not a warning per message.
-  let notWritten = 0;
-  let outputGone = false;
-  running.events.on('nack', (_message: unknown, error: { code?: unknown } | undefined) => {
-    outputGone = error?.code === ErrorCodes.OUTPUT_CLOSED;
-    if (outputGone) notWritten += 1;
+  const running = flow({
+    source,
+    transforms: settings.transforms.map((make) => make()),
+    sink,
+    handleSignals: true,
+    closeTimeoutMs: settings.closeTimeoutMs,
+    maxAttempts: settings.maxAttempts,
+    ...(settings.retryBackoff ? { retryBackoff: settings.retryBackoff } : {}),
+    ...(deadLetter ? { deadLetter } : {}),
+    ...(settings.deadLetterFormat ? { deadLetterFormat: settings.deadLetterFormat } : {}),
+    // What dead-letter records name as their source: the URI as the logs show it, password hidden.
+    sourceName: settings.from.display,
   });
-  const monitor = new Monitor(running, source, sink, monitorLog(log, () => outputGone), { source: settings.from.display, sink: settings.to.display });
-  const outages = new OutageLog([['source', source], ['sink', sink]], log, settings.retriesOf);
+  // A message nacked because the reader of stdout went away (`manifold ... | head`) is what the user asked for: it is
+  // counted in the done line, not warned about one by one (DeliveryLog leaves those out).
+  let notWritten = 0;
+  running.events.on('nack', (_message: unknown, error: { code?: unknown } | undefined) => {
+    if (error?.code === ErrorCodes.OUTPUT_CLOSED) notWritten += 1;
+  });
+  const deliveries = new DeliveryLog(running.events, log, { maxAttempts: settings.maxAttempts, deadLetter: deadLetter !== undefined, conceal: settings.conceal });
+  const monitor = new Monitor(
+    running,
+    source,
+    sink,
+    monitorLog(log),
+    { source: settings.from.display, sink: settings.to.display, deadLetter: settings.deadLetter?.display },
+    deadLetter,
+  );
+  const outages = new OutageLog([['source', source], ['sink', sink], ...(deadLetter ? [['dead-letter', deadLetter] as const] : [])], log, settings.retriesOf);
   running.events.on('stopping', (why: StopReason) => {
     if (why.reason === 'signal') {
       log.info({ event: 'stopping', signal: why.signal }, `${why.signal} received: draining (a second signal, ${SAME_SIGNAL_MS / 1000}s or more later, exits at once)`);
@@ -368,7 +538,11 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     }
   });
   const retries = settings.retries === Infinity ? 'forever' : settings.retries;
-  log.info({ event: 'start', from: settings.from.display, to: settings.to.display, retries }, `streaming ${settings.from.display} -> ${settings.to.display}`);
+  const dl = settings.deadLetter?.display;
+  log.info(
+    { event: 'start', from: settings.from.display, to: settings.to.display, retries, maxAttempts: settings.maxAttempts, ...(dl ? { deadLetter: dl } : {}) },
+    `streaming ${settings.from.display} -> ${settings.to.display}${dl ? ` (dead letters -> ${dl})` : ''}`,
+  );
   if (settings.metricsPort !== undefined) {
     try {
       const port = await monitor.listen(settings.metricsPort, settings.metricsHost);
@@ -386,12 +560,23 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   try {
     const stats = await running;
     stopProgress?.();
+    deliveries.close();
     const gone = notWritten > 0 ? ` (${notWritten} not written: the output was closed)` : '';
-    log.info({ event: 'done', ...stats }, `done: ${stats.messages} messages, ${stats.acks} acked, ${stats.nacks} nacked${gone}`);
+    log.info(
+      { event: 'done', ...stats },
+      `done: ${stats.messages} messages, ${stats.acks} acked, ${stats.nacks} nacked${gone}, ${stats.deadLettered} dead-lettered, ${stats.lost} lost, ${stats.redeliveries} ${stats.redeliveries === 1 ? 'redelivery' : 'redeliveries'}`,
+    );
     return ExitCodes.OK;
   } catch (error) {
     stopProgress?.();
-    const err = error as Error & { code?: string };
+    deliveries.close();
+    const err = error as Error & { code?: string; lost?: unknown };
+    // Messages the source cannot deliver again (stdin, WebSocket), given up on with no dead-letter sink, or refused by it.
+    const lost = (err.code === ErrorCodes.UNDELIVERED || err.code === ErrorCodes.DELIVERY) && typeof err.lost === 'number' ? err.lost : 0;
+    if (lost > 0) {
+      log.error({ event: 'failed', code: err.code, lost }, `failed, ${lost} ${lost === 1 ? 'message' : 'messages'} lost: ${settings.conceal(err.message)}`);
+      return ExitCodes.LOST;
+    }
     log.error({ event: 'failed', code: err.code }, `failed: ${settings.conceal(err.message)}`);
     return err.code === ErrorCodes.ABORTED ? ExitCodes.ABORTED : ExitCodes.FAILED;
   } finally {
@@ -403,10 +588,10 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
 
 /**
  * The monitor's log, less what other lines say better: a line per retry and per reconnection
- * (the outage lines tell each outage once: see OutageLog), the sink's 'outputclose' (the
- * 'stopping' line says it), and a warning per message nacked because the output went away.
+ * (the outage lines tell each outage once: see OutageLog) and the sink's 'outputclose' (the
+ * 'stopping' line says it).
  */
-function monitorLog(log: Logger, outputGone: () => boolean): Logger {
+function monitorLog(log: Logger): Logger {
   const ready = new Set<unknown>();
   return {
     info: (fields, message) => {
@@ -417,10 +602,7 @@ function monitorLog(log: Logger, outputGone: () => boolean): Logger {
       }
       log.info(fields, message);
     },
-    warn: (fields, message) => {
-      if (fields.event === 'nack' && outputGone()) return;
-      log.warn(fields, message);
-    },
+    warn: (fields, message) => log.warn(fields, message),
     error: (fields, message) => log.error(fields, message),
     flush: () => log.flush(),
   };

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { Flow } from '../core/flow.js';
+import type { Flow, FlowStats } from '../core/flow.js';
 import { RetryingSink } from '../core/retrying-sink.js';
 import { RetryingSource } from '../core/retrying-source.js';
 import type { Logger } from './log.js';
@@ -43,9 +43,12 @@ const KNOWN_GAUGES: Record<string, string> = {
  */
 const READY_REPORTERS = new Set(['KinesisSource', 'WebSocketSource']);
 
+/** Which end of the pipeline a connector is: the dead-letter sink takes what the error policy gives up on. */
+export type ConnectorRole = 'source' | 'sink' | 'dead-letter';
+
 /** What /readyz says of one connector. */
 export interface ConnectorStatus {
-  role: 'source' | 'sink';
+  role: ConnectorRole;
   /** The stream's class: `RabbitmqSource`, `S3Sink`, ... */
   connector: string;
   /** The endpoint as the logs show it (password hidden), when known. */
@@ -88,7 +91,7 @@ export interface MonitorCounts {
 
 /** What the monitor keeps of one stream between events. */
 interface Tracked {
-  role: 'source' | 'sink';
+  role: ConnectorRole;
   stream: Readable | Writable;
   endpoint: string | undefined;
   state: ConnectorStatus['state'];
@@ -115,21 +118,25 @@ export class Monitor {
   #stopping = false;
   #server: Server | undefined;
 
-  /** `endpoints`: how the source and sink are shown (passwords hidden), for /readyz. */
+  /**
+   * `endpoints`: how the source, sink and dead-letter sink are shown (passwords hidden), for /readyz.
+   * `deadLetter`: the dead-letter sink, watched as the sink is (its reconnects, readiness, gauges).
+   */
   constructor(
     readonly flow: Flow,
     readonly source: Readable,
     readonly sink: Writable,
     readonly log: Logger,
-    endpoints: { source?: string; sink?: string } = {},
+    endpoints: { source?: string; sink?: string; deadLetter?: string } = {},
+    readonly deadLetter?: Writable,
   ) {
     const now = Date.now();
-    this.#tracked = (
-      [
-        ['source', source, endpoints.source],
-        ['sink', sink, endpoints.sink],
-      ] as const
-    ).map(([role, stream, endpoint]) => ({
+    const streams: Array<readonly [ConnectorRole, Readable | Writable, string | undefined]> = [
+      ['source', source, endpoints.source],
+      ['sink', sink, endpoints.sink],
+    ];
+    if (deadLetter) streams.push(['dead-letter', deadLetter, endpoints.deadLetter]);
+    this.#tracked = streams.map(([role, stream, endpoint]) => ({
       role,
       stream,
       endpoint,
@@ -161,7 +168,6 @@ export class Monitor {
         if (d?.shardId !== undefined && d.state !== 'reading') tracked.millisBehind.delete(d.shardId);
       });
     }
-    this.flow.events.on('nack', (_message: unknown, error: Error) => this.log.warn({ event: 'nack' }, `nack: ${error.message}`));
     this.flow.events.on('stopping', () => {
       this.#stopping = true;
     });
@@ -191,7 +197,7 @@ export class Monitor {
       case 'retry':
       case 'uploaderror':
         t.retrying = true;
-        t.acksAtRetry = this.flow.stats.acks;
+        t.acksAtRetry = t.role === 'dead-letter' ? this.flow.stats.deadLettered : this.flow.stats.acks;
         break;
       case 'commit':
         t.buffering = true;
@@ -248,6 +254,8 @@ export class Monitor {
   #status(t: Tracked): ConnectorStatus {
     // A sink whose acks mean delivery (not a buffering one) has got past its retry once an ack came after it.
     if (t.retrying && t.state === 'connected' && t.role === 'sink' && !t.buffering && this.flow.stats.acks > t.acksAtRetry) t.retrying = false;
+    // The dead-letter sink's acks are counted as dead-lettered messages.
+    if (t.retrying && t.state === 'connected' && t.role === 'dead-letter' && !t.buffering && this.flow.stats.deadLettered > t.acksAtRetry) t.retrying = false;
     const connected = t.state === 'connected';
     const status: ConnectorStatus = {
       role: t.role,
@@ -291,7 +299,10 @@ export class Monitor {
     counter('manifold_messages_out_total', 'Messages delivered (acked by the sink, or dropped on purpose by a filter).', () => stats.acks);
     counter('manifold_bytes_out_total', 'Payload bytes of acked messages.', () => stats.bytesAcked);
     counter('manifold_acks_total', 'Acks received from the sink.', () => stats.acks);
-    counter('manifold_nacks_total', 'Nacks: messages that could not be delivered.', () => stats.nacks);
+    counter('manifold_nacks_total', 'Messages handed back unacked to a source that redelivers them (RabbitMQ requeues them; Kafka and Kinesis read them again on the next start).', () => stats.nacks);
+    counter('manifold_redeliveries_total', 'Messages delivered again in-process after a nack, with backoff (a message delivered three times counts 2).', () => stats.redeliveries);
+    counter('manifold_dead_lettered_total', 'Messages given up on and written to the dead-letter sink (acked to their source once it acked them).', () => stats.deadLettered);
+    counter('manifold_lost_total', 'Messages given up on from a source that cannot redeliver them (stdin, WebSocket), with no dead-letter sink to take them.', () => stats.lost);
     counter('manifold_reconnects_total', 'Connections re-made after a failure.', () => this.counts.reconnects);
     counter('manifold_retries_total', 'Operations retried after a transient failure.', () => this.counts.retries);
     counter('manifold_s3_uploads_total', 'Files uploaded to S3.', () => this.counts.uploads);
@@ -299,10 +310,10 @@ export class Monitor {
     const tracked = this.#tracked;
     new Gauge({
       name: 'manifold_unacked_messages',
-      help: 'Messages read and not yet acked or nacked.',
+      help: 'Messages read and not yet settled: neither acked, dead-lettered, handed back (nacked) nor lost.',
       registers: [this.registry],
       collect() {
-        this.set(stats.messages - stats.acks - stats.nacks);
+        this.set(unsettled(stats));
       },
     });
     new Gauge({
@@ -431,6 +442,11 @@ export class Monitor {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+/** Messages read and not yet acked, dead-lettered, handed back or lost: the unacked gauge and the progress line. */
+export function unsettled(stats: FlowStats): number {
+  return stats.messages - stats.acks - stats.deadLettered - stats.nacks - stats.lost;
 }
 
 function expectsReady(stream: Readable | Writable): boolean {

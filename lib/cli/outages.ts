@@ -21,7 +21,7 @@ interface Outage {
   timer: NodeJS.Timeout;
 }
 
-/** Watches the source and the sink for outages and logs them; `close()` when the pipeline ended. */
+/** Watches the source, the sink (and a dead-letter sink) for outages and logs them; `close()` when the pipeline ended. */
 export class OutageLog {
   readonly #log: Logger;
   readonly #retries: Readonly<Record<string, number | undefined>>;
@@ -34,7 +34,7 @@ export class OutageLog {
    * lines to say how long we keep trying.
    */
   constructor(
-    streams: ReadonlyArray<readonly [role: 'source' | 'sink', stream: EventEmitter]>,
+    streams: ReadonlyArray<readonly [role: 'source' | 'sink' | 'dead-letter', stream: EventEmitter]>,
     log: Logger,
     retries: Readonly<Record<string, number | undefined>>,
     reportEveryMs = OUTAGE_REPORT_MS,

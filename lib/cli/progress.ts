@@ -1,5 +1,5 @@
 /** The progress line on stderr while the command runs (only when stderr is a terminal). */
-import type { Monitor } from './monitor.js';
+import { unsettled, type Monitor } from './monitor.js';
 import { formatBytes } from './units.js';
 
 /** Renders one progress line from the monitor's counters; `rate` is messages/s since the last tick. */
@@ -9,8 +9,11 @@ export function progressLine(monitor: Monitor, rate: number): string {
     `${Math.round(rate).toLocaleString('en-US')} msg/s`,
     `in ${s.messages.toLocaleString('en-US')} (${formatBytes(s.bytes)})`,
     `acked ${s.acks.toLocaleString('en-US')}`,
-    `unacked ${(s.messages - s.acks - s.nacks).toLocaleString('en-US')}`,
+    `unacked ${unsettled(s).toLocaleString('en-US')}`,
   ];
+  if (s.redeliveries > 0) parts.push(`redelivered ${s.redeliveries.toLocaleString('en-US')}`);
+  if (s.deadLettered > 0) parts.push(`dead-lettered ${s.deadLettered.toLocaleString('en-US')}`);
+  if (s.lost > 0) parts.push(`lost ${s.lost.toLocaleString('en-US')}`);
   if (s.nacks > 0) parts.push(`nacked ${s.nacks.toLocaleString('en-US')}`);
   if (monitor.counts.reconnects > 0) parts.push(`reconnects ${monitor.counts.reconnects}`);
   const { connectors } = monitor.readiness();

@@ -40,7 +40,10 @@ function endpointSchema(role: 'source' | 'sink', description: string): Schema {
 export function pipelineSchema(): Schema {
   const properties: Schema = optionsSchema([pipelineFileOptions]);
   properties.from = endpointSchema('source', pipelineFileOptions.specs.from.doc);
-  properties.to = endpointSchema('sink', pipelineFileOptions.specs.to.doc);
+  // The sink and the dead-letter sink take the same URIs and keys: described once, referred to twice.
+  const { description: _, ...sink } = endpointSchema('sink', '');
+  properties.to = { description: pipelineFileOptions.specs.to.doc, $ref: '#/$defs/sink' };
+  properties.deadLetter = { description: pipelineFileOptions.specs.deadLetter.doc, $ref: '#/$defs/sink' };
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     $id: 'urn:manifold:pipeline-file',
@@ -50,5 +53,6 @@ export function pipelineSchema(): Schema {
     required: ['from', 'to'],
     properties,
     additionalProperties: false,
+    $defs: { sink },
   };
 }

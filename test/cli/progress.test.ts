@@ -27,4 +27,31 @@ describe('progressLine', () => {
     source.end();
     await running;
   });
+
+  it('counts what the error policy did: dead-lettered and lost messages are settled, not unacked', async () => {
+    const source = Object.assign(new PassThrough({ objectMode: true }), { redelivers: false });
+    // The sink refuses every record as at fault: given up on at once, with no retry.
+    const refuse = new ManifoldError('not JSON', { code: ErrorCodes.INVALID_MESSAGE });
+    const sink = new Writable({ objectMode: true, write: (m: { nack(e: Error): void }, _e, cb) => (m.nack(refuse), cb()) });
+    const deadLetter = new Writable({ objectMode: true, write: (m: { ack(): void }, _e, cb) => (m.ack(), cb()) });
+    const running = flow({ source, sink, deadLetter });
+    const monitor = new Monitor(running, source, sink, quiet, {}, deadLetter);
+    source.write('a');
+    source.write('b');
+    source.end();
+    await running;
+    assert.match(progressLine(monitor, 0), /^0 msg\/s \| in 2 \(2 B\) \| acked 0 \| unacked 0 \| dead-lettered 2$/);
+    const metrics = await monitor.registry.metrics();
+    assert.match(metrics, /^manifold_dead_lettered_total 2$/m);
+    assert.match(metrics, /^manifold_unacked_messages 0$/m);
+
+    const lostSource = Object.assign(new PassThrough({ objectMode: true }), { redelivers: false });
+    const lostSink = new Writable({ objectMode: true, write: (m: { nack(e: Error): void }, _e, cb) => (m.nack(refuse), cb()) });
+    const lostRun = flow({ source: lostSource, sink: lostSink });
+    const lostMonitor = new Monitor(lostRun, lostSource, lostSink, quiet);
+    lostSource.end('a');
+    await assert.rejects(lostRun, { code: ErrorCodes.UNDELIVERED, lost: 1 });
+    assert.match(progressLine(lostMonitor, 0), /unacked 0 \| lost 1$/);
+    assert.match(await lostMonitor.registry.metrics(), /^manifold_lost_total 1$/m);
+  });
 });
