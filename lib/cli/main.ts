@@ -540,7 +540,8 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   const retries = settings.retries === Infinity ? 'forever' : settings.retries;
   const dl = settings.deadLetter?.display;
   log.info(
-    { event: 'start', from: settings.from.display, to: settings.to.display, retries, maxAttempts: settings.maxAttempts, ...(dl ? { deadLetter: dl } : {}) },
+    // retries last: what a reader (and test/cli/outages.test.ts) looks for at the end of the line.
+    { event: 'start', from: settings.from.display, to: settings.to.display, ...(dl ? { deadLetter: dl } : {}), maxAttempts: settings.maxAttempts, retries },
     `streaming ${settings.from.display} -> ${settings.to.display}${dl ? ` (dead letters -> ${dl})` : ''}`,
   );
   if (settings.metricsPort !== undefined) {
