@@ -17,6 +17,41 @@ export interface ConnectTarget {
   protocols: string[] | undefined;
   connectTimeoutMs: number;
   maxPayloadBytes: number;
+  /** Offer permessage-deflate. */
+  perMessageDeflate: boolean;
+  /** How long ws waits for the peer's close frame after it closed for a protocol error (ws's own default is 30 s). */
+  closeTimeoutMs: number;
+}
+
+/** The close code ws sends for each of its receiver's protocol errors (ws keeps it on a private symbol). */
+const PROTOCOL_CLOSE_CODES: Readonly<Record<string, number>> = {
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 1009,
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: 1009,
+  WS_ERR_INVALID_UTF8: 1007,
+  WS_ERR_TOO_MANY_BUFFERED_PARTS: 1008,
+};
+
+/** Close codes that say a peer broke the protocol or sent what cannot be taken: a new connection is likely to do the same. */
+const PROTOCOL_CODES = new Set([1002, 1003, 1007, 1008, 1009]);
+
+/**
+ * The close code of a protocol error ws's receiver reported (a frame above maxPayload, a bad frame, invalid
+ * UTF-8), or undefined when `error` is not one.
+ */
+export function protocolCloseCode(error: unknown): number | undefined {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  if (typeof code !== 'string' || !code.startsWith('WS_ERR_')) return undefined;
+  return PROTOCOL_CLOSE_CODES[code] ?? 1002;
+}
+
+/**
+ * Whether a connection ended for a protocol violation, ours to see (`error` from ws's receiver) or the
+ * peer's to say (its close code: 1002 protocol error, 1003 unacceptable data, 1007 invalid data, 1008
+ * policy, 1009 too big). Such a loss never counts as a healthy connection: reconnecting at once would
+ * only meet the same frame again.
+ */
+export function isProtocolLoss(error: unknown, closeCode: number | undefined): boolean {
+  return protocolCloseCode(error) !== undefined || (closeCode !== undefined && PROTOCOL_CODES.has(closeCode));
 }
 
 /** The error of a failed upgrade: 401/403 are AUTH, 404 NOT_FOUND, 5xx/429/408 retryable. */
@@ -44,12 +79,17 @@ function connectError(error: Error): ManifoldError {
 export function lostError(where: string, label: string, code: number, reason: string, cause: Error | undefined): ManifoldError {
   const closed = `closed with code ${code}${reason ? ` (${reason})` : ''}`;
   // 1006 is no close frame at all: then the cause is all there is to say. Any other code is the server's own word.
-  const why = cause ? (code === 1006 ? describe(cause) : `${describe(cause)} (${closed})`) : closed;
+  let why = cause ? (code === 1006 ? describe(cause) : `${describe(cause)} (${closed})`) : closed;
+  // A protocol error of ours: say which close code we sent, and for an oversize message what to change if it was legitimate.
+  const sent = protocolCloseCode(cause);
+  if (sent !== undefined) {
+    why += `; the client closed with code ${sent}${sent === 1009 ? ': raise maxPayloadBytes if the server legitimately sends messages this large' : ''}`;
+  }
   return new ManifoldError(`${where}: the connection to ${label} was lost: ${why}`, {
     code: ErrorCodes.CONNECTION,
     retryable: true,
     cause,
-    details: { closeCode: code, closeReason: reason },
+    details: sent === undefined ? { closeCode: code, closeReason: reason } : { closeCode: code, closeReason: reason, sentCloseCode: sent },
   });
 }
 
@@ -109,11 +149,16 @@ export interface Attempt {
  * crashes the process.
  */
 export function connect(target: ConnectTarget, signal?: AbortSignal): Attempt {
-  const ws = new WebSocket(target.url, target.protocols, {
+  // closeTimeout (ws 8.18+) is not in @types/ws yet.
+  const options: WebSocket.ClientOptions & { closeTimeout: number } = {
     headers: target.headers,
     maxPayload: target.maxPayloadBytes,
+    perMessageDeflate: target.perMessageDeflate,
+    // After a protocol error ws sends its close frame and waits this long for the peer's before it cuts the socket (ws: 30 s).
+    closeTimeout: target.closeTimeoutMs,
     followRedirects: false,
-  });
+  };
+  const ws = new WebSocket(target.url, target.protocols, options);
   let failure: ManifoldError | undefined;
   const fail = (error: ManifoldError): void => {
     failure ??= error;

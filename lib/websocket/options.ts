@@ -93,9 +93,13 @@ export const websocketConnection = {
   heartbeatIntervalMs: opt.duration('Ping the server this often; `0` turns heartbeats off.', { default: 30_000, min: 0 }),
   heartbeatTimeoutMs: opt.duration('With no pong (nor any other frame) this long after a ping, the connection is dropped and re-made.', { default: 10_000 }),
   connectTimeoutMs: opt.duration("Longest wait for one connection's opening handshake; a timeout is a transient failure.", { default: 10_000 }),
-  closeTimeoutMs: opt.duration("Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap); then the socket is terminated.", {
+  closeTimeoutMs: opt.duration("Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap, or one dropped for a protocol error); then the socket is terminated.", {
     default: 5_000,
   }),
+  perMessageDeflate: opt.boolean(
+    'Offer permessage-deflate compression to the server. Off by default: a compressed message can inflate to about 1,000 times its size on the wire (decompressed messages are still capped: `maxPayloadBytes` in the source, 16 MiB in the sink).',
+    { default: false },
+  ),
   retry: retryOption('Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection.'),
 } satisfies OptionSpecs;
 
@@ -108,7 +112,11 @@ export const websocketSourceOptions = defineOptions('websocketSource', {
   reconnectEveryMs: opt.duration('Replace the connection this often, make-before-break: the new one is open and its `onOpen` has run before the old one is closed.', {
     defaultText: 'never',
   }),
-  maxPayloadBytes: opt.bytes('Largest message accepted; a larger one drops the connection (close code 1009) and reconnects.', { default: 100 * 1024 * 1024 }),
+  maxPayloadBytes: opt.bytes('Largest message accepted (decompressed); a larger one drops the connection (close code 1009) and reconnects with growing backoff.', { default: 16 * 1024 * 1024 }),
+  maxInFlightBytes: opt.bytes(
+    'Payload bytes (decompressed) held in the source and not yet read at which the socket is paused, as `highWaterMark` does by count; it is resumed at half.',
+    { default: 16 * 1024 * 1024, cli: 'maxInFlightBytes' },
+  ),
   signal: common.signal('source'),
   highWaterMark: common.highWaterMark(1024),
 });
@@ -163,8 +171,10 @@ export interface WebSocketConnectionOptions {
   heartbeatTimeoutMs?: number;
   /** Longest wait for one connection's opening handshake; a timeout is a transient failure. Default 10,000 ms. */
   connectTimeoutMs?: number;
-  /** Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap); then the socket is terminated. Default 5,000 ms. */
+  /** Longest wait for the server's close frame when closing (in the source, also for a connection retired by a swap, or one dropped for a protocol error); then the socket is terminated. Default 5,000 ms. */
   closeTimeoutMs?: number;
+  /** Offer permessage-deflate compression to the server. Off by default: a compressed message can inflate to about 1,000 times its size on the wire (decompressed messages are still capped: `maxPayloadBytes` in the source, 16 MiB in the sink). Default false. */
+  perMessageDeflate?: boolean;
   /** Reconnect settings per outage (core retry: `retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`, `signal`); `false` fails at the first lost connection. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
 }
@@ -177,8 +187,10 @@ export interface WebSocketSourceOptions extends WebSocketConnectionOptions {
   onOpen?: (socket: WebSocket, info: WebSocketOpenInfo) => void | Promise<void>;
   /** Replace the connection this often, make-before-break: the new one is open and its `onOpen` has run before the old one is closed. Default never. */
   reconnectEveryMs?: number;
-  /** Largest message accepted; a larger one drops the connection (close code 1009) and reconnects. Default 100 MiB. */
+  /** Largest message accepted (decompressed); a larger one drops the connection (close code 1009) and reconnects with growing backoff. Default 16 MiB. */
   maxPayloadBytes?: number;
+  /** Payload bytes (decompressed) held in the source and not yet read at which the socket is paused, as `highWaterMark` does by count; it is resumed at half. Default 16 MiB. */
+  maxInFlightBytes?: number;
   /** Destroys the source when aborted. */
   signal?: AbortSignal;
   /** Object-mode high-water mark, in messages. Default 1,024. */

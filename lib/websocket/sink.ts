@@ -62,8 +62,10 @@ export class WebSocketSink extends RetryingSink {
         headers: o.headers,
         protocols: o.protocols,
         connectTimeoutMs: o.connectTimeoutMs,
-        // ws's own default: the sink does not read what the server sends.
-        maxPayloadBytes: 100 * 1024 * 1024,
+        // The sink does not read what the server sends, but ws still assembles each message: cap it as the source's default does.
+        maxPayloadBytes: 16 * 1024 * 1024,
+        perMessageDeflate: o.perMessageDeflate,
+        closeTimeoutMs: o.closeTimeoutMs,
       },
       onOpen: o.onOpen,
       binary: o.messageType === 'binary',

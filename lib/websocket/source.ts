@@ -3,8 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
 import type { Message } from '../core/message.js';
-import { backoffDelay, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
-import { Heartbeat, closeInfo, closeSocket, connect, lostError, namedError, type CloseInfo, type ConnectTarget } from './connection.js';
+import { backoffDelay, finalError, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
+import { Heartbeat, closeInfo, closeSocket, connect, isProtocolLoss, lostError, namedError, type CloseInfo, type ConnectTarget } from './connection.js';
 import { resolveWebSocketOptions, websocketSourceOptions, type OpenReason, type WebSocketOpenInfo, type WebSocketSourceOptions } from './options.js';
 
 export type { OpenReason, WebSocketOpenInfo, WebSocketSourceOptions } from './options.js';
@@ -12,6 +12,19 @@ export type { OpenReason, WebSocketOpenInfo, WebSocketSourceOptions } from './op
 const WHERE = 'websocketSource';
 
 const noop = (): void => {};
+
+/**
+ * A connection open this long counts as healthy whatever ends it: its loss starts a new outage with a fresh
+ * retry budget. A shorter one counts as healthy only when it delivered a message and did not end in a
+ * protocol error (see #onClose).
+ */
+const STABLE_MS = 10_000;
+
+/** How the current connection was lost: the error, and whether it had been healthy (see STABLE_MS). */
+interface Loss {
+  error: Error;
+  healthy: boolean;
+}
 
 /**
  * Reads a WebSocket feed: one Message per WebSocket message (text or binary,
@@ -23,11 +36,15 @@ const noop = (): void => {};
  *   jittered backoff (core retry); `onOpen` runs on each new connection. When
  *   no connection can be made within the retry budget, the stream fails with
  *   `MANIFOLD_ERR_RETRIES_EXHAUSTED` naming the URL (password hidden) and the
- *   last cause. HTTP 401/403/404 on the upgrade are fatal at once.
+ *   last cause. HTTP 401/403/404 on the upgrade are fatal at once. A
+ *   connection that dies before it was healthy (a frame above
+ *   `maxPayloadBytes`, a protocol error, a close before any message) is a
+ *   failed attempt of the same outage: the delay keeps growing.
  * - `reconnectEveryMs` swaps connections make-before-break.
  * - Heartbeats detect a peer that stopped answering without closing.
- * - Backpressure: when the stream's buffer is full the sockets are paused
- *   (TCP flow control then slows the server) and resumed when it drains.
+ * - Backpressure: when the stream's buffer is full (`highWaterMark` messages,
+ *   or `maxInFlightBytes` of payload) the sockets are paused (TCP flow control
+ *   then slows the server) and resumed when it drains.
  * - `close()` closes the sockets gracefully, emits what they delivered until
  *   then, and ends. `destroy()` terminates them.
  *
@@ -65,6 +82,10 @@ interface Conn {
   opened: boolean;
   /** The close code and reason, once the socket closed. */
   closed: CloseInfo | undefined;
+  /** When it was adopted (ms since the epoch), 0 before. */
+  adoptedAt: number;
+  /** Messages it delivered. */
+  delivered: number;
 }
 
 function pauseSocket(conn: Conn): void {
@@ -83,6 +104,7 @@ export class WebSocketSource extends Readable {
   readonly #reconnectEveryMs: number;
   readonly #heartbeat: { intervalMs: number; timeoutMs: number };
   readonly #closeTimeoutMs: number;
+  readonly #maxInFlightBytes: number;
   readonly #retry: ResolvedRetry;
   readonly #what: string;
   readonly #abort = new AbortController();
@@ -96,7 +118,9 @@ export class WebSocketSource extends Readable {
   #ended = false;
   #closed: Promise<void> | undefined;
   /** Resolves the run loop's wait for the current connection to be lost. */
-  #onLoss: ((error: Error | undefined) => void) | undefined;
+  #onLoss: ((loss: Loss | undefined) => void) | undefined;
+  /** Payload bytes of the messages in the stream's buffer (pushed, not yet read). */
+  #bufferedBytes = 0;
   #swapping = false;
   /** Messages delivered by the socket read now being handled (ws emits a read's messages synchronously). */
   #burst = 0;
@@ -117,7 +141,7 @@ export class WebSocketSource extends Readable {
     this.#burst = 0;
   };
   /** The current connection died while a swap was under way: the swap takes over, or reports this loss. */
-  #lossDuringSwap: Error | undefined;
+  #lossDuringSwap: Loss | undefined;
 
   constructor(options: WebSocketSourceOptions) {
     const o = resolveWebSocketOptions(websocketSourceOptions, options);
@@ -129,11 +153,14 @@ export class WebSocketSource extends Readable {
       protocols: o.protocols,
       connectTimeoutMs: o.connectTimeoutMs,
       maxPayloadBytes: o.maxPayloadBytes,
+      perMessageDeflate: o.perMessageDeflate,
+      closeTimeoutMs: o.closeTimeoutMs,
     };
     this.#onOpen = o.onOpen;
     this.#reconnectEveryMs = o.reconnectEveryMs ?? 0;
     this.#heartbeat = { intervalMs: o.heartbeatIntervalMs, timeoutMs: o.heartbeatTimeoutMs };
     this.#closeTimeoutMs = o.closeTimeoutMs;
+    this.#maxInFlightBytes = o.maxInFlightBytes;
     this.#retry = resolveRetry(WHERE, o.retry);
     this.#pauseAt = this.readableHighWaterMark;
     this.#resumeAt = this.readableHighWaterMark - 1;
@@ -156,6 +183,11 @@ export class WebSocketSource extends Readable {
     return this.#paused;
   }
 
+  /** Payload bytes held in the stream's buffer, not yet read (bounded by `maxInFlightBytes`, plus what ws had read when the socket paused). */
+  get bufferedBytes(): number {
+    return this.#bufferedBytes;
+  }
+
   override _read(): void {
     if (!this.#started) {
       this.#started = true;
@@ -175,12 +207,19 @@ export class WebSocketSource extends Readable {
   // low-water mark rather than at the first free slot (see #onMessage).
   override read(size?: number): Message | null {
     const message = super.read(size) as Message | null;
+    // Every message leaves the buffer through here (flowing mode, pipe() and async iteration call read() too);
+    // one handed to a 'data' listener without being buffered was never counted (see #onMessage).
+    if (message !== null) this.#bufferedBytes = Math.max(0, this.#bufferedBytes - message.data.length);
     if (this.#paused) this.#maybeResume();
     return message;
   }
 
   #maybeResume(): void {
-    if (!this.#paused || this.readableLength > this.#resumeAt) return;
+    if (!this.#paused) return;
+    // Resume at half the byte bound, so a stream of large messages does not pause and resume on each one.
+    if (this.#bufferedBytes > this.#maxInFlightBytes / 2) return;
+    // While closing only the byte bound holds the sockets: the close handshake has to be read.
+    if (!this.#closing && this.readableLength > this.#resumeAt) return;
     this.#paused = false;
     for (const conn of this.#conns) {
       resumeSocket(conn);
@@ -200,26 +239,59 @@ export class WebSocketSource extends Readable {
 
   async #run(): Promise<void> {
     let reason: OpenReason = 'connect';
-    let lost: Error | undefined;
+    let lost: Loss | undefined;
+    // Connections of this outage that died before they were healthy (the one a healthy loss ended counts as 1).
+    let failures = 0;
     for (;;) {
       if (lost) {
-        if (this.#retry.retries === 0) throw lost;
-        // A healthy connection was lost: a new outage with a fresh budget, after one short jittered wait
-        // so a server that accepts and drops at once cannot make us spin.
-        const delayMs = backoffDelay(this.#retry, 1);
-        this.emit('reconnect', { attempt: 1, delayMs, error: lost } satisfies RetryEvent);
+        if (this.#retry.retries === 0) throw lost.error;
+        // A healthy connection lost starts a new outage with a fresh budget, after one short jittered wait so a
+        // server that drops a working connection now and then is back at once. One that died before it was
+        // healthy (an oversize frame, a protocol error, a close before any message) is one more failed attempt of
+        // the same outage: the delay grows and the budget runs down, as for a refused connection.
+        failures = lost.healthy ? 1 : failures + 1;
+        if (failures > this.#retry.retries) throw finalError(this.#what, lost.error, failures);
+        const delayMs = backoffDelay(this.#retry, failures);
+        this.emit('reconnect', { attempt: failures, delayMs, error: lost.error } satisfies RetryEvent);
         await sleep(delayMs, undefined, { signal: this.#abort.signal });
       }
-      const offset = lost ? 1 : 0;
+      const offset = failures;
+      // The attempts of this outage so far are spent: the next delays carry on growing from there.
+      const retry: ResolvedRetry =
+        failures === 0
+          ? this.#retry
+          : {
+              ...this.#retry,
+              retries: this.#retry.retries - failures,
+              // With retries: Infinity, factor ** failures may reach Infinity, and 0 * Infinity is NaN.
+              minTimeoutMs: this.#retry.minTimeoutMs === 0 ? 0 : Math.min(this.#retry.maxTimeoutMs, this.#retry.minTimeoutMs * this.#retry.factor ** failures),
+            };
       let conn: Conn;
+      let tries = 0;
       try {
-        conn = await withRetry(this.#what, () => this.#open(reason), this.#retry, (event) => {
-          this.emit('reconnect', { ...event, attempt: event.attempt + offset } satisfies RetryEvent);
-        }, this.#abort.signal);
+        conn = await withRetry(
+          this.#what,
+          () => {
+            tries += 1;
+            return this.#open(reason);
+          },
+          retry,
+          (event) => {
+            this.emit('reconnect', { ...event, attempt: event.attempt + offset } satisfies RetryEvent);
+          },
+          this.#abort.signal,
+        );
       } catch (error) {
-        throw namedError(WHERE, this.#target.label, toError(error));
+        const err = toError(error);
+        const last = err instanceof ManifoldError && err.cause instanceof Error ? err.cause : undefined;
+        // withRetry counted only its own attempts: name the whole outage's.
+        if (offset > 0 && last && isRetryable(last) && (err as ManifoldError).code !== ErrorCodes.ABORTED) throw finalError(this.#what, last, offset + tries);
+        throw namedError(WHERE, this.#target.label, err);
       }
-      const loss = new Promise<Error | undefined>((resolve) => {
+      // The attempts that failed before this one belong to the outage too: should this connection die before it is
+      // healthy, the next delay follows on from theirs.
+      failures = offset + tries - 1;
+      const loss = new Promise<Loss | undefined>((resolve) => {
         this.#onLoss = resolve;
       });
       this.#adopt(conn);
@@ -227,7 +299,7 @@ export class WebSocketSource extends Readable {
       this.emit('ready', { connectionId: conn.id, reason });
       lost = await loss;
       this.#onLoss = undefined;
-      if (this.#closing || this.destroyed) return;
+      if (this.#closing || this.destroyed || !lost) return;
       reason = 'reconnect';
     }
   }
@@ -247,6 +319,8 @@ export class WebSocketSource extends Readable {
       retireTimer: undefined,
       opened: false,
       closed: undefined,
+      adoptedAt: 0,
+      delivered: 0,
     };
     this.#conns.add(conn);
     ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => this.#onMessage(conn, data, isBinary));
@@ -295,6 +369,7 @@ export class WebSocketSource extends Readable {
 
   #onMessage(conn: Conn, data: WebSocket.RawData, isBinary: boolean): void {
     if (this.#ended) return;
+    conn.delivered += 1;
     if (conn.heartbeat) conn.heartbeat.seenSincePing = true;
     if (this.#burst === 0) {
       // One clock read per socket read: its messages arrived together, and Date.now() costs as much as the rest.
@@ -311,9 +386,15 @@ export class WebSocketSource extends Readable {
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     // A WebSocket server cannot redeliver, so acks are no-ops; a literal of fixed shape is the cheapest Message.
     const message: Message = { data: bytes, timestamp: this.#burstAt, meta, ack: noop, nack: noop };
-    // Pausing stops the socket, not the frames ws already read: the rest of a 64 KiB read still arrives. Pausing
-    // a burst's worth early (and resuming two bursts below the mark) keeps the buffer within the high-water mark.
-    if (!this.push(message) || this.readableLength >= this.#pauseAt) this.#pause();
+    const before = this.readableLength;
+    const pushed = this.push(message);
+    // Counted only when it was buffered: push() hands a message straight to a flowing consumer when the buffer is empty.
+    if (this.readableLength > before) this.#bufferedBytes += bytes.length;
+    // Pausing stops the socket, not the frames ws already read: the rest of a 64 KiB read still arrives (and with
+    // permessage-deflate, inflates: each message up to maxPayloadBytes). Pausing a burst's worth early (and
+    // resuming two bursts below the mark) keeps the buffer within the high-water mark.
+    if (this.#bufferedBytes >= this.#maxInFlightBytes) this.#pause();
+    else if (!this.#closing && (!pushed || this.readableLength >= this.#pauseAt)) this.#pause();
   }
 
 
@@ -321,6 +402,7 @@ export class WebSocketSource extends Readable {
   #adopt(conn: Conn): void {
     const previous = this.#current;
     conn.state = 'current';
+    conn.adoptedAt = Date.now();
     this.#current = conn;
     if (this.#heartbeat.intervalMs > 0) {
       conn.heartbeat = new Heartbeat(conn.ws, this.#heartbeat.intervalMs, this.#heartbeat.timeoutMs, (error) => {
@@ -391,8 +473,12 @@ export class WebSocketSource extends Readable {
       return;
     }
     const error = lostError(WHERE, this.#target.label, code, reason, conn.error);
-    if (this.#swapping) this.#lossDuringSwap = error;
-    else this.#onLoss?.(error);
+    // A connection that died at its first message (above maxPayloadBytes, say) did not prove the server works:
+    // resetting the backoff for it would reconnect a few times a second for ever.
+    const healthy = Date.now() - conn.adoptedAt >= STABLE_MS || (conn.delivered > 0 && !isProtocolLoss(conn.error, code));
+    const loss: Loss = { error, healthy };
+    if (this.#swapping) this.#lossDuringSwap = loss;
+    else this.#onLoss?.(loss);
   }
 
   /**
@@ -409,12 +495,15 @@ export class WebSocketSource extends Readable {
       this.#closing = true;
       this.#abort.abort(new ManifoldError(`${WHERE}: closed`, { code: ErrorCodes.ABORTED }));
       const conns = [...this.#conns];
+      // The close handshake has to be read: resume even when the consumer is behind, up to maxInFlightBytes (a server
+      // that keeps sending is then held back again, and terminated after closeTimeoutMs).
+      const overBytes = this.#bufferedBytes > this.#maxInFlightBytes / 2;
+      if (!overBytes) this.#paused = false;
       for (const conn of conns) {
         conn.heartbeat?.stop();
         clearTimeout(conn.swapTimer);
         clearTimeout(conn.retireTimer);
-        // The close handshake has to be read: resume even when the consumer is behind (bounded by what the server sent before our close frame).
-        resumeSocket(conn);
+        if (!overBytes) resumeSocket(conn);
       }
       await Promise.all(conns.map((conn) => closeSocket(conn.ws, this.#closeTimeoutMs)));
       if (!this.#ended && !this.destroyed) {
