@@ -1,7 +1,7 @@
 import { Writable, addAbortSignal } from 'node:stream';
 import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
-import { stdoutSinkOptions, type StdoutSinkOptions } from './options.js';
+import { delimitedRecord, delimiterError, delimiterPolicy, stdoutSinkOptions, type DelimiterPolicy, type DelimiterRejectEvent, type StdoutSinkOptions } from './options.js';
 
 /** The reader went away: `manifold ... | head`. */
 function isGone(error: NodeJS.ErrnoException): boolean {
@@ -12,11 +12,16 @@ function outputError(error: Error): ManifoldError {
   return new ManifoldError(`stdoutSink: writing the output failed: ${error.message}`, { code: ErrorCodes.IO, cause: error });
 }
 
-export type { StdoutSinkOptions } from './options.js';
+export type { DelimiterRejectEvent, StdoutSinkOptions } from './options.js';
 
 /**
  * Writes each message plus a newline to stdout (or `output`) and acks it when
  * the write callback fires. Applies the output's backpressure.
+ *
+ * One record is one line: a message that contains the delimiter is nacked with
+ * `MANIFOLD_ERR_INVALID_MESSAGE` and a `'reject'` event (`onDelimiter: 'refuse'`,
+ * the default; `flow()` dead-letters it without retrying), or every record is
+ * written escaped (`onDelimiter: 'escape'`: `\` as `\\`, a newline as `\n`).
  *
  * When the reader goes away (`EPIPE`, as with `manifold ... | head`) the sink
  * ends quietly: it emits `'outputclose'`, nacks what it could not write (so a
@@ -35,6 +40,7 @@ export function stdoutSink(options: StdoutSinkOptions = {}): StdoutSink {
 export class StdoutSink extends Writable {
   readonly #output: Writable;
   readonly #delimiter: Buffer;
+  readonly #policy: DelimiterPolicy;
   readonly #end: boolean;
   #outputClosed: Error | undefined;
   /** Messages given to the output whose write callback has not fired. */
@@ -53,6 +59,7 @@ export class StdoutSink extends Writable {
     const output = (o.output ?? process.stdout) as Writable;
     this.#output = output;
     this.#delimiter = o.delimiter;
+    this.#policy = delimiterPolicy('stdoutSink', o.delimiter, o.onDelimiter);
     // Not `output === process.stderr`: reading process.stderr creates its handle. fd 1 and 2 are never ended.
     const fd = (output as { fd?: unknown }).fd;
     this.#end = o.end ?? (o.output !== undefined && fd !== 1 && fd !== 2);
@@ -89,7 +96,26 @@ export class StdoutSink extends Writable {
       return;
     }
     const parts: Buffer[] = [];
-    for (const m of messages) parts.push(m.data, this.#delimiter);
+    let refused = 0;
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i]!;
+      const record = delimitedRecord(m.data, this.#policy);
+      if (typeof record === 'number') {
+        // One record is one line: written as is, this message would be read back as two.
+        const error = delimiterError('stdoutSink', this.#policy, record);
+        m.nack(error);
+        this.emit('reject', { error, bytes: m.data.length } satisfies DelimiterRejectEvent);
+        refused += 1;
+        continue;
+      }
+      parts.push(record, this.#delimiter);
+      if (refused > 0) messages[i - refused] = m;
+    }
+    if (refused > 0) messages.length -= refused;
+    if (messages.length === 0) {
+      callback();
+      return;
+    }
     this.#inFlight.add(messages);
     let called = false;
     const release = (error?: Error): void => {
