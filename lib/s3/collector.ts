@@ -10,19 +10,36 @@
  * .active/<writerId>                      the open buffer file; never uploaded as is
  * YYYY-MM-DD/HHmmss.nnnnnnnnn-<writerId>  committed files (UTC), uploaded then deleted
  * ```
+ *
+ * Nothing else there is read, moved or deleted (see buffer-folder.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, addAbortSignal, type TransformCallback } from 'node:stream';
 import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import type { ResolvedOptions } from '../core/options.js';
+import { delimitedRecord, delimiterError, delimiterPolicy, type DelimiterPolicy, type DelimiterRejectEvent } from '../stdio/options.js';
+import {
+  ACTIVE_FOLDER,
+  COMMITTED_NAME,
+  DAY_FOLDER,
+  LOCK_NAMES,
+  OnceReporter,
+  WRITER_ID,
+  checkBufferFolder,
+  ignoredEntry,
+  openBufferFile,
+  ownFolder,
+  refusal,
+} from './buffer-folder.js';
 import { BufferLock } from './lock.js';
 import { s3CollectorOptions, type S3CollectorOptions } from './options.js';
 
 export type { S3CollectorOptions } from './options.js';
+export type { DelimiterRejectEvent } from '../stdio/options.js';
 
 /** The settle functions of one message. Kept instead of the message so its bytes can be collected once written. */
 export interface AckPair {
@@ -69,10 +86,8 @@ export interface QuotaEvent {
 }
 
 /** The collector's options after validation, with defaults filled in. */
-type Settings = ResolvedOptions<typeof s3CollectorOptions.specs> & { writerId: string };
+type Settings = ResolvedOptions<typeof s3CollectorOptions.specs> & { writerId: string; policy: DelimiterPolicy };
 
-const DAY_FOLDER = /^\d{4}-\d{2}-\d{2}$/;
-const ACTIVE_FOLDER = '.active';
 // Unsynced messages beyond which a write waits for the fsync in flight: a memory bound on the ack closures
 // held, reached only when a disk's fsync takes far longer than syncIntervalMs.
 const MAX_UNSYNCED = 50_000;
@@ -161,20 +176,26 @@ export async function bufferedBytes(bufferPath: string): Promise<number> {
   return (await bufferedFiles(bufferPath)).total;
 }
 
-/** The bytes of committed and open buffer files under `bufferPath`, and each committed file's size by its path under it. */
+/**
+ * The bytes of committed and open buffer files under `bufferPath`, and each committed file's size by its path
+ * under it: only regular files under the names the collector writes, in real folders (nothing else is ours).
+ */
 async function bufferedFiles(bufferPath: string): Promise<{ total: number; committed: Map<string, number> }> {
   let total = 0;
   const committed = new Map<string, number>();
+  // withFileTypes does not follow links: a link to a folder is not a directory here.
   const entries = await readdir(bufferPath, { withFileTypes: true }).catch(() => []);
   for (const entry of entries) {
-    if (!entry.isDirectory() || (!DAY_FOLDER.test(entry.name) && entry.name !== ACTIVE_FOLDER)) continue;
+    const active = entry.name === ACTIVE_FOLDER;
+    if (!entry.isDirectory() || (!DAY_FOLDER.test(entry.name) && !active)) continue;
     const folder = join(bufferPath, entry.name);
     for (const name of await readdir(folder).catch(() => [] as string[])) {
-      // A file may be uploaded and deleted between readdir and stat.
-      const info = await stat(join(folder, name)).catch(() => undefined);
-      if (!info?.isFile()) continue;
+      if (!(active ? WRITER_ID : COMMITTED_NAME).test(name)) continue;
+      // A file may be uploaded and deleted between readdir and lstat.
+      const info = await lstat(join(folder, name)).catch(() => undefined);
+      if (!info || refusal(info) !== undefined) continue;
       total += info.size;
-      if (entry.name !== ACTIVE_FOLDER) committed.set(`${entry.name}/${name}`, info.size);
+      if (!active) committed.set(`${entry.name}/${name}`, info.size);
     }
   }
   return { total, committed };
@@ -225,11 +246,17 @@ export class S3Collector extends Transform {
   #lastNs = 0n;
   #quotaWake: (() => void) | undefined;
   #stopped = false;
+  /** Entries of the buffer folder left alone, each reported once. */
+  readonly #ignored = new OnceReporter((path, reason) => this.emit('warning', ignoredEntry('s3Collector', path, reason)));
 
   /** `lock`: the sink's, which it holds until its uploads end; a collector on its own makes and releases one. */
   constructor(options: S3CollectorOptions, lock?: BufferLock) {
     const resolved = s3CollectorOptions.resolve(options);
-    const o: Settings = { ...resolved, writerId: resolved.writerId ?? `${process.pid}-${randomBytes(4).toString('hex')}` };
+    const o: Settings = {
+      ...resolved,
+      writerId: resolved.writerId ?? `${process.pid}-${randomBytes(4).toString('hex')}`,
+      policy: delimiterPolicy('s3Collector', resolved.delimiter, resolved.onDelimiter),
+    };
     super({ writableObjectMode: true, readableObjectMode: true, writableHighWaterMark: o.highWaterMark, readableHighWaterMark: 64 });
     this.#o = o;
     this.#activeFolder = join(o.bufferPath, ACTIVE_FOLDER);
@@ -317,18 +344,36 @@ export class S3Collector extends Transform {
   }
 
   async #start(): Promise<void> {
-    await mkdir(this.#o.bufferPath, { recursive: true, mode: 0o700 });
+    const root = this.#o.bufferPath;
+    await checkBufferFolder('s3Collector', root, { create: true, allowShared: this.#o.allowSharedBufferPath });
     await this.#lock.take();
-    await mkdir(this.#activeFolder, { recursive: true, mode: 0o700 });
+    await ownFolder('s3Collector', this.#activeFolder);
+    // What is not ours is left alone, and said once.
+    for (const entry of await readdir(root, { withFileTypes: true })) {
+      if (entry.name === ACTIVE_FOLDER || LOCK_NAMES.test(entry.name)) continue;
+      // Day folders (and what pretends to be one) are the uploader's to look into.
+      if (DAY_FOLDER.test(entry.name)) continue;
+      this.#ignored.note(join(root, entry.name), 'name');
+    }
     // Buffers left by a crash: cut back to the last complete record (a torn record was never acked), commit.
     for (const name of await readdir(this.#activeFolder)) {
-      await this.#recover(join(this.#activeFolder, name));
+      const path = join(this.#activeFolder, name);
+      if (!WRITER_ID.test(name)) {
+        this.#ignored.note(path, 'name');
+        continue;
+      }
+      await this.#recover(path);
     }
     await this.#measure();
   }
 
   async #recover(path: string): Promise<void> {
-    const handle = await open(path, 'r+');
+    const opened = await openBufferFile(path, 'recover');
+    if (typeof opened === 'string') {
+      this.#ignored.note(path, opened);
+      return;
+    }
+    const handle = opened;
     let size: number;
     let records: number;
     try {
@@ -370,8 +415,8 @@ export class S3Collector extends Transform {
     this.#lastNs = nowNs > this.#lastNs ? nowNs : this.#lastNs + 1n;
     const { day, name } = committedName(this.#lastNs, this.#o.writerId);
     const folder = join(this.#o.bufferPath, day);
-    const created = await mkdir(folder, { recursive: true, mode: 0o700 });
-    if (created !== undefined) await syncFolder(this.#o.bufferPath);
+    // Never through a link: a day folder that is a symbolic link to elsewhere fails the stream instead.
+    if (await ownFolder('s3Collector', folder)) await syncFolder(this.#o.bufferPath);
     const target = join(folder, name);
     await rename(path, target);
     // Both folders: the new name must survive a power loss, and the old one must not come back as a second copy.
@@ -409,11 +454,30 @@ export class S3Collector extends Transform {
   }
 
   #writeBatch(chunks: MessageLike[], callback: (error?: Error | null) => void): void {
-    const messages: Message[] = new Array(chunks.length);
+    const messages: Message[] = [];
+    const policy = this.#o.policy;
     try {
-      for (let k = 0; k < chunks.length; k++) messages[k] = toMessage(chunks[k]!);
+      for (let k = 0; k < chunks.length; k++) {
+        const message = toMessage(chunks[k]!);
+        const record = delimitedRecord(message.data, policy);
+        if (typeof record === 'number') {
+          // One record is one line: written as is, this message would be read back (and recovered) as two.
+          const error = delimiterError('s3Collector', policy, record);
+          message.nack(error);
+          this.emit('reject', { error, bytes: message.data.length } satisfies DelimiterRejectEvent);
+        } else if (record !== message.data) {
+          // Escaped. Its settle functions are closures that do not use `this` (see Message), so this copy settles the original.
+          messages.push({ data: record, ack: message.ack, nack: message.nack } as Message);
+        } else {
+          messages.push(message);
+        }
+      }
     } catch (error) {
       callback(error as Error);
+      return;
+    }
+    if (messages.length === 0) {
+      callback();
       return;
     }
     this.#enqueue(() => this.#append(messages)).then(

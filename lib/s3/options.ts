@@ -7,8 +7,10 @@
  */
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { awsConnectionOptions } from '../core/aws-options.js';
-import { common, defineOptions, opt, type OptionSpecs } from '../core/options.js';
+import { ErrorCodes, ManifoldError } from '../core/errors.js';
+import { common, defineOptions, invalidOption, opt, type OptionSpecs } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
+import { onDelimiterOption } from '../stdio/options.js';
 
 /** AWS credentials, as the SDK takes them (or a provider function). */
 export type S3Credentials = S3ClientConfig['credentials'];
@@ -16,18 +18,81 @@ export type S3Credentials = S3ClientConfig['credentials'];
 /** S3's smallest multipart part (the last part excepted). */
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
 
+/** The longest prefix: an S3 key is at most 1,024 bytes, and the file's path under it takes up to 95. */
+export const MAX_PREFIX_BYTES = 900;
+
+// C0 controls (NUL, newline, ESC ...), DEL and C1 controls.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/**
+ * What is wrong with a key prefix, as the end of "must be ...", or undefined when it is fine.
+ * Keys cannot escape: a `.` or `..` segment is resolved by servers that take the key as a path
+ * (a path-style endpoint then writes into another bucket), NUL and control characters make
+ * requests that fail for ever or that a log shows as something else, `\` is a separator to some
+ * servers, and an empty segment (`a//b`) is a folder nobody meant.
+ */
+export function prefixProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string') return 'a key prefix (text)';
+  if (value === '') return undefined;
+  if (value.startsWith('/')) return 'a key prefix without a leading "/"';
+  if (CONTROL.test(value)) return 'a key prefix without NUL or other control characters';
+  if (Buffer.from(value).toString() !== value) return 'a key prefix of valid Unicode text (no lone surrogate)';
+  if (value.includes('\\')) return 'a key prefix without "\\" (a path separator to some servers)';
+  const segments = value.replace(/\/$/, '').split('/');
+  if (segments.some((segment) => segment === '.' || segment === '..')) return 'a key prefix without "." or ".." segments (they would leave the bucket or the prefix)';
+  if (segments.some((segment) => segment === '')) return 'a key prefix without empty segments ("//")';
+  if (Buffer.byteLength(value) > MAX_PREFIX_BYTES) return `a key prefix of at most ${MAX_PREFIX_BYTES} bytes (an S3 key is at most 1,024)`;
+  return undefined;
+}
+
+/**
+ * What is wrong with a bucket name, or undefined: a name of letters, digits, `.`, `_` and `-` (S3's
+ * rules and the legacy ones), or an access point ARN. Nothing that a URL or a path would resolve.
+ */
+export function bucketProblem(value: string): string | undefined {
+  if (/^arn:[A-Za-z0-9-]+:s3[A-Za-z0-9-]*:[A-Za-z0-9-]*:\d*:[A-Za-z0-9._:/-]+$/.test(value) && !value.split(/[/:]/).some((s) => s === '.' || s === '..')) return undefined;
+  if (/^[A-Za-z0-9._-]{1,255}$/.test(value) && !/^\.+$/.test(value)) return undefined;
+  return 'a bucket name (letters, digits, ".", "_" and "-") or an access point ARN';
+}
+
+/**
+ * A refused key or name as a message shows it: quoted, shortened, and with every control character
+ * escaped (JSON escapes C0 ones; DEL and C1 ones too here, which a terminal may act on).
+ */
+export function quoted(value: string): string {
+  const short = value.length > 60 ? `${value.slice(0, 57)}...` : value;
+  return JSON.stringify(short).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Throws INVALID_OPTION for options.<name>, showing the value with its control characters escaped. */
+function refuseKeyOption(where: string, name: string, expected: string, value: unknown): never {
+  if (typeof value !== 'string') invalidOption(where, name, expected, value);
+  throw new ManifoldError(`${where}: options.${name} must be ${expected}, got ${quoted(value)}`, { code: ErrorCodes.INVALID_OPTION, details: { option: name } });
+}
+
+/** Throws INVALID_OPTION naming options.bucket when it is not a bucket name. */
+export function checkBucket(where: string, bucket: string): void {
+  const problem = bucketProblem(bucket);
+  if (problem !== undefined) refuseKeyOption(where, 'bucket', problem, bucket);
+}
+
 /** Where the object goes: set by a program, or by the s3://bucket/prefix URI itself. */
 export const s3Target = {
   bucket: opt.string('The bucket; it must exist (a missing bucket fails the stream with `MANIFOLD_ERR_NOT_FOUND`).', { required: true, cli: false }),
-  prefix: opt.custom<string, string>('Key prefix, used as a folder: `logs` and `logs/` both give `logs/<day>/<file>`.', {
-    type: 'string',
-    default: '',
-    defaultText: 'none',
-    check: (value, fail) => {
-      if (typeof value !== 'string' || value.startsWith('/')) return fail('a key prefix without a leading "/"');
-      return value === '' || value.endsWith('/') ? value : `${value}/`;
+  prefix: opt.custom<string, string>(
+    'Key prefix, used as a folder: `logs` and `logs/` both give `logs/<day>/<file>`. No `.` or `..` segment, empty segment, leading `/`, `\\` or control character, at most 900 bytes.',
+    {
+      type: 'string',
+      default: '',
+      defaultText: 'none',
+      check: (value, _fail, where) => {
+        const problem = prefixProblem(value);
+        if (problem !== undefined) refuseKeyOption(where, 'prefix', problem, value);
+        const prefix = value as string;
+        return prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+      },
     },
-  }),
+  ),
 } satisfies OptionSpecs;
 
 const { requestTimeoutMs, connectTimeoutMs, ...client } = awsConnectionOptions({
@@ -51,13 +116,21 @@ export const s3Connection = {
   }),
 } satisfies OptionSpecs;
 
-const bufferPath = opt.string('The local buffer folder, created with mode 0700; one live process per folder.');
+const bufferPath = opt.string(
+  'The local buffer folder, created with mode 0700; one live process per folder. A folder that another user owns or that group or others may write to is refused (see `allowSharedBufferPath`).',
+);
+
+const allowSharedBufferPath = opt.boolean(
+  'Accept a `bufferPath` that another user owns or that group or others may write to (a shared spool folder): whoever can write there can have files uploaded.',
+  { default: false },
+);
 
 /** What the collector does with messages. */
 export const s3Collecting = {
   commitSizeBytes: opt.bytes('Commit the buffer file once it holds this many bytes (records are never split).', { default: 8 * 1024 * 1024 }),
   commitIntervalMs: opt.duration('Commit the buffer file this long after its first record, so an idle stream still commits.', { default: 60_000 }),
-  delimiter: common.delimiter('Written after each message; a payload should not contain it (recovery cuts files at the last one).', '\n'),
+  delimiter: common.delimiter('Written after each message; a message containing it is refused or escaped (`onDelimiter`).', '\n'),
+  onDelimiter: onDelimiterOption(),
   ackOn: opt.enum("When a message is acked: `'disk'` once fsynced in the buffer file, `'upload'` once the file holding it is in S3.", ['disk', 'upload'], { default: 'disk' }),
   syncIntervalMs: opt.duration('Group commit: fsync the buffer file at most this often and ack everything written before it; 0 fsyncs after every write.', {
     default: 100,
@@ -90,6 +163,7 @@ export const s3CollectorOptions = defineOptions('s3Collector', {
   bufferPath: { ...bufferPath, required: true as const },
   ...s3Collecting,
   writerId,
+  allowSharedBufferPath,
   signal: common.signal('collector'),
   highWaterMark: common.highWaterMark(256),
 });
@@ -99,16 +173,18 @@ export const s3UploaderOptions = defineOptions('s3Uploader', {
   ...s3Connection,
   bufferPath: { ...bufferPath, required: true as const },
   ...s3Uploading,
+  allowSharedBufferPath,
   signal: common.signal('uploader'),
 });
 
 export const s3SinkOptions = defineOptions('s3Sink', {
   ...s3Target,
   ...s3Connection,
-  bufferPath: { ...bufferPath, defaultText: '`<os temp dir>/manifold/s3/<bucket>`' },
+  bufferPath: { ...bufferPath, defaultText: '`$XDG_STATE_HOME/manifold/s3/<bucket>/<prefix>-<hash>` (`~/.local/state` without XDG_STATE_HOME)' },
   ...s3Collecting,
   ...s3Uploading,
   writerId,
+  allowSharedBufferPath,
   signal: common.signal('sink (and both its parts)'),
   highWaterMark: common.highWaterMark(256),
 });
@@ -118,7 +194,7 @@ export const s3SinkOptions = defineOptions('s3Sink', {
 export interface S3TargetOptions {
   /** The bucket; it must exist (a missing bucket fails the stream with `MANIFOLD_ERR_NOT_FOUND`). Required. */
   bucket: string;
-  /** Key prefix, used as a folder: `logs` and `logs/` both give `logs/<day>/<file>`. Default none. */
+  /** Key prefix, used as a folder: `logs` and `logs/` both give `logs/<day>/<file>`. No `.` or `..` segment, empty segment, leading `/`, `\` or control character, at most 900 bytes. Default none. */
   prefix?: string;
 }
 // </options>
@@ -146,8 +222,10 @@ export interface S3CollectingOptions {
   commitSizeBytes?: number;
   /** Commit the buffer file this long after its first record, so an idle stream still commits. Default 60,000 ms. */
   commitIntervalMs?: number;
-  /** Written after each message; a payload should not contain it (recovery cuts files at the last one). Default "\n". */
+  /** Written after each message; a message containing it is refused or escaped (`onDelimiter`). Default "\n". */
   delimiter?: string | Buffer;
+  /** A message containing the delimiter: `'refuse'` nacks it with `MANIFOLD_ERR_INVALID_MESSAGE` (flow() dead-letters it without retrying) and emits `'reject'`; `'escape'` writes every record with `\` as `\\` and the delimiter's characters as `\n`, `\r`, `\t`, `\u00XX`, reversibly. Default 'refuse'. */
+  onDelimiter?: 'refuse' | 'escape';
   /** When a message is acked: `'disk'` once fsynced in the buffer file, `'upload'` once the file holding it is in S3. Default 'disk'. */
   ackOn?: 'disk' | 'upload';
   /** Group commit: fsync the buffer file at most this often and ack everything written before it; 0 fsyncs after every write. Default 100 ms. */
@@ -182,10 +260,12 @@ export interface S3UploadingOptions {
 // <options S3CollectorOptions>
 /** Options of {@link s3Collector}. Generated from its declaration by `npm run options`. */
 export interface S3CollectorOptions extends S3CollectingOptions {
-  /** The local buffer folder, created with mode 0700; one live process per folder. Required. */
+  /** The local buffer folder, created with mode 0700; one live process per folder. A folder that another user owns or that group or others may write to is refused (see `allowSharedBufferPath`). Required. */
   bufferPath: string;
   /** Names this process's files and keys: up to 64 letters, digits, `_` or `-`. Default `<pid>-<8 random hex>`. */
   writerId?: string;
+  /** Accept a `bufferPath` that another user owns or that group or others may write to (a shared spool folder): whoever can write there can have files uploaded. Default false. */
+  allowSharedBufferPath?: boolean;
   /** Destroys the collector when aborted. */
   signal?: AbortSignal;
   /** Object-mode high-water mark, in messages. Default 256. */
@@ -196,8 +276,10 @@ export interface S3CollectorOptions extends S3CollectingOptions {
 // <options S3UploaderOptions>
 /** Options of {@link s3Uploader}. Generated from its declaration by `npm run options`. */
 export interface S3UploaderOptions extends S3TargetOptions, S3ConnectionOptions, S3UploadingOptions {
-  /** The local buffer folder, created with mode 0700; one live process per folder. Required. */
+  /** The local buffer folder, created with mode 0700; one live process per folder. A folder that another user owns or that group or others may write to is refused (see `allowSharedBufferPath`). Required. */
   bufferPath: string;
+  /** Accept a `bufferPath` that another user owns or that group or others may write to (a shared spool folder): whoever can write there can have files uploaded. Default false. */
+  allowSharedBufferPath?: boolean;
   /** Destroys the uploader when aborted. */
   signal?: AbortSignal;
 }
@@ -206,10 +288,12 @@ export interface S3UploaderOptions extends S3TargetOptions, S3ConnectionOptions,
 // <options S3SinkOptions>
 /** Options of {@link s3Sink}. Generated from its declaration by `npm run options`. */
 export interface S3SinkOptions extends S3TargetOptions, S3ConnectionOptions, S3CollectingOptions, S3UploadingOptions {
-  /** The local buffer folder, created with mode 0700; one live process per folder. Default `<os temp dir>/manifold/s3/<bucket>`. */
+  /** The local buffer folder, created with mode 0700; one live process per folder. A folder that another user owns or that group or others may write to is refused (see `allowSharedBufferPath`). Default `$XDG_STATE_HOME/manifold/s3/<bucket>/<prefix>-<hash>` (`~/.local/state` without XDG_STATE_HOME). */
   bufferPath?: string;
   /** Names this process's files and keys: up to 64 letters, digits, `_` or `-`. Default `<pid>-<8 random hex>`. */
   writerId?: string;
+  /** Accept a `bufferPath` that another user owns or that group or others may write to (a shared spool folder): whoever can write there can have files uploaded. Default false. */
+  allowSharedBufferPath?: boolean;
   /** Destroys the sink (and both its parts) when aborted. */
   signal?: AbortSignal;
   /** Object-mode high-water mark, in messages. Default 256. */

@@ -3,22 +3,21 @@
  * (messages -> crash-safe local buffer files) piped into an s3Uploader
  * (committed files -> S3).
  */
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable, addAbortSignal } from 'node:stream';
 import { toError } from '../core/errors.js';
 import type { MessageLike } from '../core/message.js';
 import type { OptionDeclaration, OptionSpecs, ResolvedOptions } from '../core/options.js';
+import { defaultBufferPath } from './buffer-folder.js';
 import { S3Collector } from './collector.js';
 import { BufferLock } from './lock.js';
-import { s3CollectorOptions, s3SinkOptions, s3UploaderOptions, type S3SinkOptions, type S3UploaderOptions } from './options.js';
+import { checkBucket, s3CollectorOptions, s3SinkOptions, s3UploaderOptions, type S3SinkOptions, type S3UploaderOptions } from './options.js';
 import { S3Uploader, uploaderSettings, type UploadEvent } from './uploader.js';
 
 export type { S3SinkOptions } from './options.js';
 
 // Collector and uploader events the sink re-emits.
-const COLLECTOR_EVENTS = ['rotate', 'commit', 'quota'] as const;
-const UPLOADER_EVENTS = ['upload', 'retry', 'uploaderror', 'closetimeout'] as const;
+const COLLECTOR_EVENTS = ['rotate', 'commit', 'quota', 'reject', 'warning'] as const;
+const UPLOADER_EVENTS = ['upload', 'retry', 'uploaderror', 'closetimeout', 'warning'] as const;
 
 /** The options a part's declaration names, taken from the sink's validated ones. */
 function pick<D extends OptionSpecs>(declaration: OptionDeclaration<D>, from: object): ResolvedOptions<D> {
@@ -42,8 +41,17 @@ function pick<D extends OptionSpecs>(declaration: OptionDeclaration<D>, from: ob
  * `end()` commits the open buffer and finishes once uploads are done or
  * `closeTimeoutMs` ran out (the rest stays on disk for the next start).
  *
- * Events: `'rotate'`, `'commit'`, `'quota'` (from the collector), `'upload'`,
- * `'retry'`, `'uploaderror'`, `'closetimeout'` (from the uploader).
+ * One record is one line: a message containing `delimiter` is nacked with
+ * `MANIFOLD_ERR_INVALID_MESSAGE` (`onDelimiter: 'refuse'`, the default) or every
+ * record is escaped (`onDelimiter: 'escape'`).
+ *
+ * The buffer folder must be this user's and not writable by group or others
+ * (`allowSharedBufferPath` to accept one that is); its default is per user and per
+ * bucket and prefix. Only files the sink writes there are read, uploaded or deleted.
+ *
+ * Events: `'rotate'`, `'commit'`, `'quota'`, `'reject'` (from the collector), `'upload'`,
+ * `'retry'`, `'uploaderror'`, `'closetimeout'` (from the uploader), `'warning'` (from
+ * both: an entry of the buffer folder left alone, once per entry).
  *
  * @example
  * ```ts
@@ -66,7 +74,9 @@ export class S3Sink extends Writable {
 
   constructor(options: S3SinkOptions) {
     const o = s3SinkOptions.resolve(options);
-    const bufferPath = o.bufferPath ?? join(tmpdir(), 'manifold', 's3', o.bucket);
+    // Checked before it names the default folder.
+    checkBucket('s3Sink', o.bucket);
+    const bufferPath = o.bufferPath ?? defaultBufferPath(o.bucket, o.prefix);
     // Each part takes what its own declaration names; the sink's signal is the sink's.
     const collectorOptions = { ...pick(s3CollectorOptions, o), bufferPath, signal: undefined };
     const uploaderOptions = { ...pick(s3UploaderOptions, o), bufferPath, signal: undefined };

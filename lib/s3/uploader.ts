@@ -2,10 +2,10 @@
  * The delivery half of the S3 sink: a Writable of committed buffer files that
  * uploads each to a deterministic key, deletes it only after S3 confirmed,
  * retries with backoff, and rescans the buffer folder for files an earlier run
- * or a failed upload left behind.
+ * or a failed upload left behind. It reads, uploads and deletes only the files
+ * the collector writes (see buffer-folder.ts); anything else is left alone.
  */
-import { createReadStream } from 'node:fs';
-import { readdir, rmdir, stat, unlink } from 'node:fs/promises';
+import { lstat, readdir, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, addAbortSignal } from 'node:stream';
 import { createGzip } from 'node:zlib';
@@ -15,8 +15,9 @@ import { awsCall, awsConnection, awsError, type AwsClientSettings, type AwsConne
 import { ErrorCodes, ManifoldError, isRetryable, toError } from '../core/errors.js';
 import { conflictingOptions, type ResolvedOptions } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
+import { COMMITTED_NAME, COMMITTED_PATH, DAY_FOLDER, OnceReporter, checkBufferFolder, ignoredEntry, openBufferFile, refusal, type IgnoredReason } from './buffer-folder.js';
 import type { AckPair, CommittedFile } from './collector.js';
-import { s3UploaderOptions, type S3Credentials, type S3UploaderOptions } from './options.js';
+import { checkBucket, s3UploaderOptions, type S3Credentials, type S3UploaderOptions } from './options.js';
 
 export type { S3Credentials, S3UploaderOptions } from './options.js';
 
@@ -57,7 +58,6 @@ export interface CloseTimeoutEvent {
   bytes: number;
 }
 
-const DAY_FOLDER = /^\d{4}-\d{2}-\d{2}$/;
 // How many uploaded keys to remember, so a file the rescan already uploaded is not taken for lost when the collector hands it over.
 const REMEMBERED = 10_000;
 // Queued files beyond which the write callback waits (the collector's readable side then fills: backpressure).
@@ -71,6 +71,7 @@ const MIN_BYTES_PER_SECOND = 64 * 1024;
  * credentials and connectTimeoutMs, and of client against forcePathStyle. Does no I/O.
  */
 export function uploaderSettings(where: string, o: ResolvedOptions<typeof s3UploaderOptions.specs>): UploaderSettings {
+  checkBucket(where, o.bucket);
   // An idle timeout on the client we build, not a whole-request one: how long an upload may take grows with its size.
   const connection = awsConnection(where, o as AwsConnection<S3Client, S3Credentials>, 'an S3Client', {}, { idle: true });
   if ('client' in connection && o.forcePathStyle !== undefined) {
@@ -154,6 +155,8 @@ export class S3Uploader extends Writable {
   #rescanning: Promise<void> | undefined;
   #waiters: Array<() => void> = [];
   #held: (() => void) | undefined;
+  /** Entries of the buffer folder left alone, each reported once. */
+  readonly #ignored = new OnceReporter((path, reason) => this.emit('warning', ignoredEntry('s3Uploader', path, reason)));
 
   /** `settings`: what s3Sink validated already, under its own name (then `options` is not read). */
   constructor(options: S3UploaderOptions, settings?: UploaderSettings) {
@@ -209,24 +212,48 @@ export class S3Uploader extends Writable {
 
   async #scan(): Promise<void> {
     const root = this.#o.bufferPath;
-    const days = await readdir(root, { withFileTypes: true }).catch(() => []);
+    try {
+      // Missing: the collector has not made it yet, nothing to upload.
+      if (!(await checkBufferFolder('s3Uploader', root, { create: false, allowShared: this.#o.allowSharedBufferPath }))) return;
+    } catch (error) {
+      this.destroy(toError(error));
+      return;
+    }
+    // Dirents do not follow links: a link named like a day folder is not a directory here, and is left alone.
+    const entries = await readdir(root, { withFileTypes: true }).catch(() => []);
+    const days: string[] = [];
+    for (const entry of entries) {
+      if (!DAY_FOLDER.test(entry.name)) continue;
+      if (entry.isDirectory()) days.push(entry.name);
+      else this.#ignored.note(join(root, entry.name), entry.isSymbolicLink() ? 'symlink' : 'not a folder');
+    }
     // Only folders before yesterday: the collector may be committing into yesterday's around midnight.
     const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
-    for (const day of days.filter((d) => d.isDirectory() && DAY_FOLDER.test(d.name)).map((d) => d.name).sort()) {
+    for (const day of days.sort()) {
       if (this.destroyed) return;
-      const names = (await readdir(join(root, day)).catch(() => [] as string[])).filter((n) => !n.startsWith('.')).sort();
+      const names = (await readdir(join(root, day)).catch(() => [] as string[])).sort();
       if (names.length === 0 && day < yesterday) {
         await rmdir(join(root, day)).catch(() => undefined);
         continue;
       }
       for (const name of names) {
+        const path = join(root, day, name);
+        if (!COMMITTED_NAME.test(name)) {
+          this.#ignored.note(path, 'name');
+          continue;
+        }
         const relativePath = `${day}/${name}`;
         const known = this.#files.get(relativePath);
         if (known?.state === 'failed') this.#requeue(known);
         if (known || this.#uploaded.has(relativePath)) continue;
-        const info = await stat(join(root, day, name)).catch(() => undefined);
-        if (!info?.isFile()) continue;
-        this.#add(relativePath, join(root, day, name), info.size, []);
+        const info = await lstat(path).catch(() => undefined);
+        if (!info) continue;
+        const why = refusal(info);
+        if (why !== undefined) {
+          this.#ignored.note(path, why);
+          continue;
+        }
+        this.#add(relativePath, path, info.size, []);
       }
     }
     this.#pump();
@@ -257,6 +284,16 @@ export class S3Uploader extends Writable {
   override _write(file: CommittedFile, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (!isCommittedFile(file)) {
       callback(new ManifoldError(`s3Uploader: expected a committed file ({ path, relativePath, bytes }) from s3Collector, got ${typeof file}`, { code: ErrorCodes.INVALID_MESSAGE }));
+      return;
+    }
+    // Its path decides the key and what is deleted after the upload: only a name the collector writes, in this folder.
+    if (!COMMITTED_PATH.test(file.relativePath) || file.path !== join(this.#o.bufferPath, file.relativePath)) {
+      callback(
+        new ManifoldError(
+          `s3Uploader: expected a committed file of ${this.#o.bufferPath} (relativePath YYYY-MM-DD/HHmmss.nnnnnnnnn-<writerId>, path under bufferPath), got ${JSON.stringify(file.relativePath)} at ${JSON.stringify(file.path)}`,
+          { code: ErrorCodes.INVALID_MESSAGE },
+        ),
+      );
       return;
     }
     this.#add(file.relativePath, file.path, file.bytes, file.acks ?? []);
@@ -328,6 +365,14 @@ export class S3Uploader extends Writable {
     } catch (error) {
       entry.state = 'failed';
       if (this.destroyed || this.#abort.signal.aborted) return;
+      const refused = (error as { refusedReason?: IgnoredReason }).refusedReason;
+      if (refused !== undefined) {
+        // Replaced by a link, a FIFO or a hard link since the scan: never read; left alone, said once.
+        this.#files.delete(entry.relativePath);
+        this.#ignored.note(entry.path, refused);
+        for (const pair of entry.acks) pair.nack(toError(error));
+        return;
+      }
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (toError(error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
         // Someone removed the file (another uploader on the same folder): nothing left to send from here.
         this.#files.delete(entry.relativePath);
@@ -348,12 +393,10 @@ export class S3Uploader extends Writable {
   }
 
   async #put(entry: Entry, key: string): Promise<{ ETag?: string | undefined }> {
-    const file = createReadStream(entry.path);
-    // Open first, so a missing file fails as ENOENT instead of inside the SDK.
-    await new Promise<void>((resolve, reject) => {
-      file.once('open', () => resolve());
-      file.once('error', reject);
-    });
+    // Open first, so a missing file fails as ENOENT instead of inside the SDK; never through a link.
+    const opened = await openBufferFile(entry.path, 'read');
+    if (typeof opened === 'string') throw Object.assign(ignoredEntry('s3Uploader', entry.path, opened), { refusedReason: opened });
+    const file = opened.createReadStream();
     const body = this.#o.compression === 'gzip' ? file.pipe(createGzip()) : file;
     if (body !== file) file.once('error', (error) => body.destroy(error));
     const upload = new Upload({

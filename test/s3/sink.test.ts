@@ -113,23 +113,33 @@ describe('s3Sink options', () => {
     }
   });
 
-  it('defaults bufferPath to manifold/s3/<bucket> under the OS temp dir, created with mode 0700', async (t) => {
-    // os.tmpdir() follows TMPDIR: point it at a folder of our own so nothing is left in the real one.
-    const scratch = await mkdtemp(join(tmpdir(), 'manifold-s3-tmpdir-'));
-    const saved = process.env.TMPDIR;
-    process.env.TMPDIR = scratch;
+  it('defaults bufferPath to $XDG_STATE_HOME/manifold/s3/<bucket>/<prefix>-<hash>, per bucket and prefix, created with mode 0700', async (t) => {
+    // Point XDG_STATE_HOME at a folder of our own so nothing is left in the real one.
+    const scratch = await mkdtemp(join(tmpdir(), 'manifold-s3-state-'));
+    const saved = process.env.XDG_STATE_HOME;
+    process.env.XDG_STATE_HOME = scratch;
     t.after(async () => {
-      if (saved === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = saved;
+      if (saved === undefined) delete process.env.XDG_STATE_HOME;
+      else process.env.XDG_STATE_HOME = saved;
       await rm(scratch, { recursive: true, force: true });
     });
     const bucket = `manifold-default-${process.pid}`;
     const sink = s3Sink({ bucket, client: new S3Client({ region: 'us-east-1' }) });
-    assert.equal(sink.bufferPath, join(scratch, 'manifold', 's3', bucket));
+    assert.match(sink.bufferPath, new RegExp(`^${scratch}/manifold/s3/${bucket}/_-[0-9a-f]{12}$`));
     await new Promise((resolve) => sink.write('x', resolve));
     assert.equal((await stat(sink.bufferPath)).mode & 0o777, 0o700);
     sink.destroy();
     await new Promise((resolve) => sink.on('close', resolve));
+    // Another prefix of the same bucket never shares it.
+    const paths: string[] = [];
+    for (const prefix of ['logs', 'logs/', 'logs/a', 'logs_a', 'other']) {
+      const other = s3Sink({ bucket, prefix, client: new S3Client({ region: 'us-east-1' }) });
+      paths.push(other.bufferPath);
+      await new Promise((resolve) => other.on('close', resolve).destroy());
+    }
+    assert.match(paths[0]!, new RegExp(`^${scratch}/manifold/s3/${bucket}/logs-[0-9a-f]{12}$`));
+    assert.equal(paths[0], paths[1], '"logs" and "logs/" are one prefix');
+    assert.equal(new Set([sink.bufferPath, ...paths]).size, 5, paths.join(', '));
   });
 });
 

@@ -5,7 +5,7 @@
  * region, endpoint, forcePathStyle and the timeouts, as it does for a program. The sink (and the
  * AWS SDK) is loaded by create(), only for a pipeline that uses it.
  */
-import { s3SinkOptions, type S3SinkOptions } from '../../s3/options.js';
+import { bucketProblem, prefixProblem, quoted, s3SinkOptions, type S3SinkOptions } from '../../s3/options.js';
 import { registerScheme } from '../endpoints.js';
 import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
@@ -13,20 +13,56 @@ import { readEndpointOptions } from '../options.js';
 /** What the URI itself says, not a key. */
 const FROM_URI = ['bucket', 'prefix'];
 
+/**
+ * The URI's path as written (after the authority, before `?` or `#`). Not `url.pathname`: the URL
+ * parser resolves `..` and `%2e%2e` segments by itself, and what the user wrote is what is judged.
+ */
+function rawPath(uri: string): string {
+  const rest = uri.replace(/^s3:\/\/[^/?#]*/i, '');
+  return rest.replace(/[?#].*$/s, '');
+}
+
 registerScheme(['s3'], {
   help: 's3://bucket/prefix?commitSize=1MiB&commitInterval=5m&bufferPath=./buffer   S3 sink buffered on local disk (endpoint= for an S3-compatible server)',
   options: { sink: [s3SinkOptions], except: FROM_URI },
   sink: (input) => {
-    const { url, display } = input;
+    const { url } = input;
+    // Neither the key id nor the secret is shown, whatever the usual redaction shows.
+    const display = input.display.replace(/^s3:\/\/[^/?#]*@/i, 's3://***@');
+    if (url.username !== '' || url.password !== '') {
+      throw new UsageError(
+        `${subject(display)} credentials in the URI are not used; give them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), the shared credentials file or the machine's role, and write the URI as s3://<bucket>/<prefix>`,
+      );
+    }
     const bucket = url.hostname;
     if (!bucket) throw new UsageError(`${subject(display)} give the bucket as s3://<bucket>/<prefix>`);
-    const prefix = decodeURIComponent(url.pathname.replace(/^\//, ''));
+    const bad = bucketProblem(bucket);
+    if (bad !== undefined) throw new UsageError(`${subject(display)} the bucket ${quoted(bucket)} must be ${bad}`);
+    let prefix: string;
+    try {
+      // %2F is a "/" of the prefix like any other: decoded first, then judged.
+      prefix = decodeURIComponent(rawPath(input.uri).replace(/^\//, ''));
+    } catch {
+      throw new UsageError(`${subject(display)} the key prefix (the URI's path) is not valid percent-encoding: write "%" as %25`);
+    }
+    const problem = prefixProblem(prefix);
+    if (problem !== undefined) {
+      throw new UsageError(`${subject(display)} the key prefix ${quoted(prefix)} (the URI's path, decoded) must be ${problem}`);
+    }
     const options = readEndpointOptions(input, [s3SinkOptions], { except: FROM_URI }) as Partial<S3SinkOptions>;
     // A local server takes any region, but the SDK wants one.
     if (options.endpoint !== undefined) options.region ??= 'us-east-1';
     return async () => {
-      const { s3Sink } = await import('../../s3/sink.js');
-      return s3Sink({ ...options, bucket, prefix });
+      const [{ s3Sink }, { checkBufferFolder }] = await Promise.all([import('../../s3/sink.js'), import('../../s3/buffer-folder.js')]);
+      const sink = s3Sink({ ...options, bucket, prefix });
+      // A buffer folder others may write to is a usage error (exit 2), found before anything connects.
+      try {
+        await checkBufferFolder('s3Sink', sink.bufferPath, { create: false, allowShared: options.allowSharedBufferPath === true });
+      } catch (error) {
+        sink.destroy();
+        throw error;
+      }
+      return sink;
     };
   },
 });
