@@ -4,12 +4,34 @@
  * and what is allowed: `s3Sink: options.commitSizeBytes must be a positive number of bytes, got -1`.
  */
 import { inspect } from 'node:util';
-import { ErrorCodes, ManifoldError } from './errors.js';
+import { ErrorCodes, ManifoldError, redactText } from './errors.js';
 
-/** A short, single-line rendering of a bad value (secrets are never passed here). */
+/**
+ * The longest duration an option takes, in milliseconds: 2^31 - 1 (about 24.8 days). Node runs a
+ * longer timer after 1 ms, so a `commitIntervalMs` of 25 days would commit after every record.
+ */
+export const MAX_DURATION_MS = 2_147_483_647;
+
+/**
+ * A short, single-line rendering of a bad value. A string is shown with any URI in it redacted; an
+ * object or array by its shape only (its keys, its length), never its contents, which may hold a
+ * secret in a field the validation did not expect. Values of secret options are never passed here.
+ */
 export function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
-  return inspect(value, { depth: 1, breakLength: Infinity, maxArrayLength: 5, maxStringLength: 60 });
+  if (typeof value === 'string') {
+    const text = redactText(value);
+    return JSON.stringify(text.length > 60 ? `${text.slice(0, 57)}...` : text);
+  }
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return value.length === 0 ? '[]' : `an array of ${value.length} ${value.length === 1 ? 'item' : 'items'}`;
+  if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value);
+    const proto: unknown = Object.getPrototypeOf(value);
+    const kind = proto === Object.prototype || proto === null ? 'an object' : `an instance of ${(value as { constructor?: { name?: string } }).constructor?.name || 'a class'}`;
+    if (keys.length === 0) return kind === 'an object' ? '{}' : kind;
+    return `${kind} with keys ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', ...' : ''}`;
+  }
+  return inspect(value);
 }
 
 /** Throws the standard invalid-option error. */
@@ -78,8 +100,17 @@ export function numberOption(where: string, name: string, value: unknown, fallba
   return value as number;
 }
 
-/** A positive duration in milliseconds. */
+/** What a duration above {@link MAX_DURATION_MS} is told. */
+export const DURATION_LIMIT_TEXT = `at most ${MAX_DURATION_MS} ms (about 24.8 days: Node runs a longer timer after 1 ms)`;
+
+/** Refuses a duration above {@link MAX_DURATION_MS} (Infinity included) with its own message. */
+function checkDurationLimit(where: string, name: string, value: unknown): void {
+  if (typeof value === 'number' && value > MAX_DURATION_MS) invalidOption(where, name, `a duration of ${DURATION_LIMIT_TEXT}`, value);
+}
+
+/** A duration in milliseconds, from `min` (1 by default) to {@link MAX_DURATION_MS}. */
 export function durationOption(where: string, name: string, value: unknown, fallback: number, min = 1): number {
+  checkDurationLimit(where, name, value);
   return numberOption(where, name, value, fallback, { min, unit: 'milliseconds' });
 }
 
@@ -251,12 +282,28 @@ export function unknownOption(where: string, key: string, known: readonly string
   });
 }
 
-/** Validates one declared option's value (already in its library form), filling its default. */
+/**
+ * Validates one declared option's value (already in its library form), filling its default. A secret
+ * option's value is never shown: whatever check refused it, its message ends `got "(hidden)"`.
+ */
 function checkValue(where: string, name: string, spec: OptionSpec, value: unknown): unknown {
   if (value === undefined) {
     if (spec.required) invalidOption(where, name, describeExpected(spec), value);
     return spec.default;
   }
+  if (!spec.secret) return checkGiven(where, name, spec, value);
+  try {
+    return checkGiven(where, name, spec, value);
+  } catch (error) {
+    if (!(error instanceof ManifoldError) || error.code !== ErrorCodes.INVALID_OPTION) throw error;
+    // Our messages end with ", got <value>": the value is cut off, whichever check (a custom one too) wrote it.
+    const at = error.message.indexOf(', got ');
+    if (at === -1 || /, got "[(<]hidden[)>]"$/.test(error.message)) throw error;
+    throw new ManifoldError(`${error.message.slice(0, at)}, got "(hidden)"`, { code: ErrorCodes.INVALID_OPTION, details: { option: error.option ?? name } });
+  }
+}
+
+function checkGiven(where: string, name: string, spec: OptionSpec, value: unknown): unknown {
   const shown = spec.secret ? '(hidden)' : value;
   const fail = (expected: string): never => invalidOption(where, name, expected, shown);
   switch (spec.kind) {
@@ -270,6 +317,7 @@ function checkValue(where: string, name: string, spec: OptionSpec, value: unknow
     case 'number':
       return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, note: spec.note });
     case 'duration':
+      if (spec.max === undefined || spec.max > MAX_DURATION_MS) checkDurationLimit(where, name, value);
       return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, unit: 'milliseconds', note: spec.note });
     case 'bytes':
       return numberOption(where, name, value, 0, { min: spec.min, max: spec.max, integer: true, unit: 'bytes', note: spec.note });

@@ -32,6 +32,10 @@ export function resolveConnection(where: string, o: ResolvedOptions<typeof kafka
   // Present once the declaration's resolve() returned: brokers is required.
   const list = o.brokers!.flatMap((b) => b.split(',').map((part) => part.trim()));
   for (const broker of list) {
+    if (broker.includes('@')) {
+      // user:password@host: never echo it, and say where credentials go instead.
+      invalidOption(where, 'brokers', 'a list of "host:port" strings, without credentials (give them as options.sasl)', `***@${broker.slice(broker.lastIndexOf('@') + 1)}`);
+    }
     const match = HOST_PORT.exec(broker);
     const port = match ? Number(match[2]) : 0;
     if (!match || port < 1 || port > 65535) invalidOption(where, 'brokers', 'a list of "host:port" strings', broker);
