@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { lstat, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ErrorCodes, ManifoldError, describe } from '../core/errors.js';
 
 /** A day folder: `YYYY-MM-DD` (UTC). */
@@ -125,10 +125,19 @@ export async function checkBufferFolder(where: string, bufferPath: string, optio
     );
   };
   if (!info.isDirectory()) refuse('is not a folder', 'give a folder');
-  if (options.allowShared) return true;
+  // Windows has no owner uid nor group/other bits to judge (its ACLs are another matter).
+  if (options.allowShared || process.platform === 'win32') return true;
   const uid = process.getuid?.();
   if (uid !== undefined && info.uid !== uid) refuse(`belongs to another user (uid ${info.uid}, this process runs as ${uid})`, 'give a folder of your own');
   if ((info.mode & 0o022) !== 0) refuse(`is writable by ${writers(info.mode)} (mode 0${(info.mode & 0o7777).toString(8)})`, `chmod 700 ${bufferPath}`);
+  // A folder above it that anyone may write to without the sticky bit (which /tmp has) lets anyone rename it away and put theirs in its place.
+  for (let folder = dirname(resolve(bufferPath)); ; folder = dirname(folder)) {
+    const above = await stat(folder).catch(() => undefined);
+    if (above && (above.mode & 0o002) !== 0 && (above.mode & 0o1000) === 0) {
+      refuse(`is inside ${folder}, which others may write to without the sticky bit (mode 0${(above.mode & 0o7777).toString(8)}): they could replace it`, `chmod o-w,+t ${folder} or choose another place`);
+    }
+    if (dirname(folder) === folder) break;
+  }
   return true;
 }
 

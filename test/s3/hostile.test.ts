@@ -325,6 +325,20 @@ describe('s3: the buffer folder holds only what manifold wrote', () => {
     const { bucket: allowed, sink } = await sinkOver(t, shared, { allowSharedBufferPath: true });
     await pipeline(Readable.from(['meant']), sink);
     assert.deepEqual((await s3.objects(allowed)).map((o) => o.body.toString()).sort(), ['meant\n', 'planted\n']);
+    // Inside a folder anyone may write to without the sticky bit: anyone could rename it away and put theirs there.
+    const open = await s3.tempDir('open-parent');
+    await chmod(open, 0o777);
+    const inside = join(open, 'buffer');
+    const { sink: replaceable } = await sinkOver(t, inside);
+    const replaceableError = await new Promise<Error>((resolve) => replaceable.once('error', resolve));
+    assert.equal((replaceableError as ManifoldError).code, ErrorCodes.INVALID_OPTION);
+    assert.match(replaceableError.message, new RegExp(`options\\.bufferPath ${inside} is inside ${open}, which others may write to without the sticky bit \\(mode 0777\\)`));
+    await closed(replaceable);
+    // With the sticky bit (as /tmp has), fine.
+    await chmod(open, 0o1777);
+    const { bucket: stickyBucket, sink: sticky } = await sinkOver(t, inside);
+    await pipeline(Readable.from(['under a sticky folder']), sticky);
+    assert.deepEqual((await s3.objects(stickyBucket)).map((o) => o.body.toString()), ['under a sticky folder\n']);
     // Another user's folder (needs root to make one).
     if (process.getuid?.() === 0) {
       const theirs = await s3.tempDir('theirs');
