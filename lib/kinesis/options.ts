@@ -92,7 +92,19 @@ export const kinesisSourceOptions = defineOptions('kinesisSource', {
     },
   ),
   checkpointIntervalMs: opt.duration('How often acked progress is stored; it is also stored on `close()`.', { default: 5_000 }),
-  maxInFlightPerShard: opt.integer('Most messages per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching at this many.', { default: 1_000, min: 1 }),
+  maxInFlightPerShard: opt.integer(
+    'Most messages (user records, once KPL aggregates are split) per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching and handing out at this many.',
+    { default: 1_000, min: 1 },
+  ),
+  maxInFlightBytes: opt.bytes(
+    'Most payload bytes this source holds, every shard together: unacked messages plus records fetched and not yet handed out; shards stop fetching at this many and resume as acks bring it under (one GetRecords page or fan-out event per shard may come on top).',
+    { default: 64 * 1024 * 1024, cli: 'maxInFlightBytes' },
+  ),
+  malformedAggregates: opt.enum(
+    "A record with the KPL magic bytes that does not decode (too short, MD5 mismatch, bad protobuf): `'reject'` delivers its bytes as one message with `meta.malformed` (the reason), which flow() and the command send to the error policy (dead-letter sink, else failure); `'deliver'` delivers it as an ordinary record, as the KCL does. Both emit `'malformed'`.",
+    ['reject', 'deliver'],
+    { default: 'reject' },
+  ),
   consumerName: opt.string('Read by enhanced fan-out as this stream consumer (registered if missing).', { defaultText: 'none: polling' }),
   deregisterOnClose: opt.boolean('Deregister the consumer on `close()` (enhanced fan-out only).', { default: false }),
   retry: retryOption('Retry of each Kinesis call on throttling and transient faults; `false` for none.'),
@@ -100,7 +112,7 @@ export const kinesisSourceOptions = defineOptions('kinesisSource', {
     default: 1_000,
     min: MIN_CALL_GAP_MS,
   }),
-  maxRecordsPerCall: opt.integer('Polling: most records per GetRecords call (10,000 is the GetRecords limit); also capped by the room left under `maxInFlightPerShard`.', {
+  maxRecordsPerCall: opt.integer('Polling: most records per GetRecords call (10,000 is the GetRecords limit); also capped by the room left under `maxInFlightPerShard`. Lower it to lower what a page can add on top of `maxInFlightBytes`.', {
     note: 'the GetRecords limit',
     default: MAX_RECORDS_PER_CALL,
     min: 1,
@@ -204,8 +216,12 @@ export interface KinesisSourceOptions extends KinesisStreamOptions {
   coordinator?: ShardCoordinator;
   /** How often acked progress is stored; it is also stored on `close()`. Default 5,000 ms. */
   checkpointIntervalMs?: number;
-  /** Most messages per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching at this many. Default 1,000. */
+  /** Most messages (user records, once KPL aggregates are split) per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching and handing out at this many. Default 1,000. */
   maxInFlightPerShard?: number;
+  /** Most payload bytes this source holds, every shard together: unacked messages plus records fetched and not yet handed out; shards stop fetching at this many and resume as acks bring it under (one GetRecords page or fan-out event per shard may come on top). Default 64 MiB. */
+  maxInFlightBytes?: number;
+  /** A record with the KPL magic bytes that does not decode (too short, MD5 mismatch, bad protobuf): `'reject'` delivers its bytes as one message with `meta.malformed` (the reason), which flow() and the command send to the error policy (dead-letter sink, else failure); `'deliver'` delivers it as an ordinary record, as the KCL does. Both emit `'malformed'`. Default 'reject'. */
+  malformedAggregates?: 'reject' | 'deliver';
   /** Read by enhanced fan-out as this stream consumer (registered if missing). Default none: polling. */
   consumerName?: string;
   /** Deregister the consumer on `close()` (enhanced fan-out only). Default false. */
@@ -214,7 +230,7 @@ export interface KinesisSourceOptions extends KinesisStreamOptions {
   retry?: RetryOptions | false;
   /** Polling: wait between GetRecords calls of a shard that is caught up; at least 200 ms, as Kinesis allows 5 calls per second per shard. Default 1,000 ms. */
   pollIntervalMs?: number;
-  /** Polling: most records per GetRecords call (10,000 is the GetRecords limit); also capped by the room left under `maxInFlightPerShard`. Default 10,000. */
+  /** Polling: most records per GetRecords call (10,000 is the GetRecords limit); also capped by the room left under `maxInFlightPerShard`. Lower it to lower what a page can add on top of `maxInFlightBytes`. Default 10,000. */
   maxRecordsPerCall?: number;
   /** How often the shard list is refreshed to find new shards; it is also refreshed when a shard ends. Default 10,000 ms. */
   shardDiscoveryIntervalMs?: number;

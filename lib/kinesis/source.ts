@@ -1,16 +1,15 @@
 import { Readable, addAbortSignal } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeStreamSummaryCommand, type KinesisClient, type KinesisClientConfig, type _Record as KinesisRecord } from '@aws-sdk/client-kinesis';
 import { SHARD_END, type Checkpoint, type Checkpointer } from './checkpoint.js';
 import { memoryCheckpointer } from './memory-checkpointer.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
 import { awsCall, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
-import { createMessage, type Message } from '../core/message.js';
+import { createMessage } from '../core/message.js';
 import { conflictingOptions } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
 import { kinesisError, resolveClient, resolveStream, type StreamRef } from './client.js';
-import { deaggregate } from './deaggregate.js';
+import { openAggregate, type AggregateCursor, type MalformedFault } from './deaggregate.js';
 import { deregisterConsumer, ensureConsumer, subscribeShard } from './fan-out.js';
 import { kinesisSourceOptions, type KinesisSourceOptions } from './options.js';
 import { checkpointKey, leaseStartParam, resumeFrom, type StartingPosition, type StartingPositionParam } from './positions.js';
@@ -29,6 +28,21 @@ export interface CheckpointEvent extends Checkpoint {
 export interface LagEvent {
   shardId: string;
   millisBehindLatest: number;
+}
+
+/**
+ * The `'malformed'` event: a record starts with the KPL magic bytes but is not a valid aggregate
+ * (too short, an MD5 digest that does not match, a protobuf that does not decode). With
+ * `malformedAggregates: 'reject'` (the default) its bytes are delivered as one message whose
+ * `meta.malformed` is `reason`, which flow() and the command hand to the error policy.
+ */
+export interface MalformedEvent {
+  shardId: string;
+  sequenceNumber: string;
+  fault: MalformedFault;
+  reason: string;
+  /** Size of the record's data. */
+  bytes: number;
 }
 
 /** The `'shard'` event: a shard started or finished being read. */
@@ -51,7 +65,14 @@ const WHERE = 'kinesisSource';
  * - Progress is checkpointed per shard at the highest contiguous acked record,
  *   every `checkpointIntervalMs` and on `close()`; a new source over the same
  *   checkpointer resumes after it (at-least-once: unacked messages come again).
- * - KPL aggregated records are split into their user records.
+ * - KPL aggregated records are split into their user records, one at a time as
+ *   there is room: `maxInFlightPerShard` and `maxInFlightBytes` count user records.
+ *   A record with the KPL magic bytes that does not decode is emitted as
+ *   `'malformed'` ({@link MalformedEvent}) and delivered as one message with
+ *   `meta.malformed` (the reason), unless `malformedAggregates: 'deliver'`.
+ * - Memory: a shard stops fetching while it has `maxInFlightPerShard` messages
+ *   past its checkpoint, or while the source holds `maxInFlightBytes` of
+ *   unacked payload plus records fetched and not yet handed out.
  * - Each Message has `data`, `key` (partition key), `timestamp` (approximate
  *   arrival, ms) and `meta` `{ shardId, sequenceNumber, subSequenceNumber }`.
  *
@@ -59,7 +80,7 @@ const WHERE = 'kinesisSource';
  * `'checkpoint'` ({@link CheckpointEvent}), `'shard'` ({@link ShardEvent}),
  * `'retry'` ({@link RetryEvent} plus `operation`), `'subscribe'` (enhanced fan-out: a
  * subscription started, `{ shardId, position, sequenceNumber }`), `'nack'` (a nacked message holds its shard's
- * checkpoint back until a restart redelivers it), `'warning'` (close timed out; with a coordinator, also a
+ * checkpoint back until a restart redelivers it), `'malformed'` ({@link MalformedEvent}), `'warning'` (close timed out; with a coordinator, also a
  * lease table briefly unreachable), `'lease'` ({@link LeaseEvent}, with a coordinator).
  *
  * With `coordinator` (e.g. {@link dynamoLeases}), several processes share the
@@ -102,6 +123,16 @@ interface ShardState extends ShardInfo {
   /** Resolves once the reader holds its first iterator or subscription (or has stopped): records put after that are read. */
   opened: Promise<void>;
   markOpened: () => void;
+  /**
+   * The records of the last GetRecords page or fan-out event, handed out from `next` on as there is room;
+   * the reader fetches again only once they are all out. Handed-out slots are cleared to let them go.
+   */
+  pending: Array<KinesisRecord | undefined>;
+  next: number;
+  /** The aggregate at `pending[next]`, handed out one user record at a time. */
+  cursor: AggregateCursor | undefined;
+  /** Data bytes of `pending` from `next` on. */
+  pendingBytes: number;
 }
 
 export class KinesisSource extends Readable {
@@ -124,6 +155,8 @@ export class KinesisSource extends Readable {
   readonly #discoveryIntervalMs: number;
   readonly #resubscribeAfterMs: number;
   readonly #closeTimeoutMs: number;
+  readonly #maxInFlightBytes: number;
+  readonly #rejectMalformed: boolean;
   readonly #tracker: AckTracker<Checkpoint>;
   /** Aborted to stop every reader (close or destroy); in-flight requests are cancelled with it. */
   readonly #stop = new AbortController();
@@ -131,11 +164,20 @@ export class KinesisSource extends Readable {
   readonly #shards = new Map<string, ShardState>();
   readonly #readers = new Set<Promise<void>>();
   #started = false;
-  /** Messages fetched and not yet pushed: pushing only while push() says yes keeps the Readable's buffer within its highWaterMark. */
-  #backlog: Message[] = [];
+  /** push() has not said "full" since the last _read: messages are made only while it has not, so none waits outside the Readable. */
   #flowing = true;
   #ending = false;
-  #flowWaiters: Array<() => void> = [];
+  /** Payload bytes of the messages pushed and not yet settled. */
+  #inFlightBytes = 0;
+  /** Data bytes fetched and not yet handed out, every shard together. */
+  #pendingBytes = 0;
+  /** Shards with fetched records to hand out, in turn: one that had to stop goes to the back. */
+  readonly #feeding = new Set<ShardState>();
+  #pumping = false;
+  #pumpAgain = false;
+  #wakeScheduled = false;
+  /** Readers waiting in #gate or for their records to be handed out: woken when anything that bounds them changes. */
+  #waiters: Array<() => void> = [];
   #discoveryTimer: NodeJS.Timeout | undefined;
   #checkpointTimer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
@@ -176,6 +218,8 @@ export class KinesisSource extends Readable {
     this.#discoveryIntervalMs = o.shardDiscoveryIntervalMs;
     this.#resubscribeAfterMs = o.resubscribeAfterMs;
     this.#closeTimeoutMs = o.closeTimeoutMs;
+    this.#maxInFlightBytes = o.maxInFlightBytes;
+    this.#rejectMalformed = o.malformedAggregates === 'reject';
     // The client comes last: nothing may throw after we built one, or it would leak.
     const { client, owned, timeouts } = resolveClient(WHERE, o as AwsConnection<KinesisClient, KinesisClientConfig['credentials']>);
     this.#client = client;
@@ -199,6 +243,16 @@ export class KinesisSource extends Readable {
     return this.#tracker.inFlight(shardId);
   }
 
+  /** Payload bytes of the unacked messages (what `maxInFlightBytes` bounds, with {@link pendingBytes}). */
+  get inFlightBytes(): number {
+    return this.#inFlightBytes;
+  }
+
+  /** Data bytes fetched from Kinesis and not yet handed out as messages. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
   /**
    * Figures for monitoring (the CLI's /metrics and /readyz): shards this source is reading
    * (`kinesis_shards_reading`) and, with a coordinator that can tell (such as {@link dynamoLeases}),
@@ -207,7 +261,7 @@ export class KinesisSource extends Readable {
   gauges(): Record<string, number> {
     let reading = 0;
     for (const shard of this.#shards.values()) if (shard.status === 'reading') reading += 1;
-    const out: Record<string, number> = { kinesis_shards_reading: reading };
+    const out: Record<string, number> = { kinesis_shards_reading: reading, kinesis_in_flight_bytes: this.#inFlightBytes + this.#pendingBytes };
     const held = (this.#coordinator as { held?: () => string[] } | undefined)?.held;
     if (typeof held === 'function') out.kinesis_leases_held = held.call(this.#coordinator).length;
     return out;
@@ -215,26 +269,34 @@ export class KinesisSource extends Readable {
 
   override _read(): void {
     this.#flowing = true;
-    this.#drain();
-    if (this.#flowing) this.#wakeFlow();
+    this.#pump();
+    if (this.#flowing) this.#wakeWaiters();
     if (!this.#started) {
       this.#started = true;
       this.#start().catch((error: unknown) => this.#fail(error));
     }
   }
 
-  #wakeFlow(): void {
-    const waiters = this.#flowWaiters;
-    this.#flowWaiters = [];
+  #wakeWaiters(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
     for (const w of waiters) w();
   }
 
-  /** Pushes from the backlog while the consumer wants more; ends the stream once closing and empty. */
-  #drain(): void {
-    while (this.#flowing && this.#backlog.length > 0) {
-      if (!this.push(this.#backlog.shift())) this.#flowing = false;
-    }
-    if (this.#ending && this.#backlog.length === 0 && !this.destroyed && !this.readableEnded) this.push(null);
+  /** After a settle (or a lease change): room may have opened. Once per turn, not once per ack. */
+  #scheduleWake(): void {
+    if (this.#wakeScheduled) return;
+    this.#wakeScheduled = true;
+    queueMicrotask(() => {
+      this.#wakeScheduled = false;
+      this.#pump();
+      this.#wakeWaiters();
+    });
+  }
+
+  /** Ends the stream once closing (what was handed out is in the Readable's buffer). */
+  #end(): void {
+    if (this.#ending && !this.destroyed && !this.readableEnded) this.push(null);
   }
 
   #fail(error: unknown): void {
@@ -400,6 +462,10 @@ export class KinesisSource extends Readable {
       storedKey: undefined,
       opened: Promise.resolve(),
       markOpened: () => {},
+      pending: [],
+      next: 0,
+      cursor: undefined,
+      pendingBytes: 0,
     };
   }
 
@@ -519,6 +585,7 @@ export class KinesisSource extends Readable {
   /** Stops a shard's reader; the shard is no longer ours to read or checkpoint. */
   #stopShard(shard: ShardState): void {
     shard.abort.abort(new ManifoldError(`${WHERE}: stopped reading ${shard.shardId}`, { code: ErrorCodes.ABORTED }));
+    this.#dropPending(shard);
     shard.status = 'idle';
     this.emit('shard', { shardId: shard.shardId, state: 'stopped', parents: shard.parents } satisfies ShardEvent);
   }
@@ -529,8 +596,9 @@ export class KinesisSource extends Readable {
     if (!shard || shard.status === 'idle' || shard.status === 'finished') return;
     this.#stopShard(shard);
     this.#tracker.remove(shardId);
-    // Not pushed yet: nobody has seen these, and the next owner reads them again.
-    this.#backlog = this.#backlog.filter((m) => m.meta?.shardId !== shardId);
+    // Not handed out yet: nobody has seen these, and the next owner reads them again.
+    this.#dropPending(shard);
+    this.#scheduleWake();
   }
 
   /** Coordinated handoff: stop reading, let what was delivered be acked, return the checkpoint to hand over. */
@@ -541,18 +609,15 @@ export class KinesisSource extends Readable {
       shard.abort.abort(new ManifoldError(`${WHERE}: handing ${shardId} over`, { code: ErrorCodes.ABORTED }));
       shard.status = 'draining';
       await shard.reader?.catch(() => {});
-      // Fetched but not pushed: drop them and let the next owner read them, rather than wait for the consumer to get to them.
+      // Fetched but not handed out: drop them and let the next owner read them, rather than wait for the consumer to get to them.
       // They are the newest of the shard, so the checkpoint can still reach every message pushed before them.
-      const before = this.#backlog.length;
-      this.#backlog = this.#backlog.filter((m) => m.meta?.shardId !== shardId);
-      const dropped = before - this.#backlog.length;
-      const deadline = Date.now() + timeoutMs;
-      const settled = (): boolean => this.#tracker.inFlight(shardId) <= dropped;
-      if (dropped === 0) await this.#tracker.whenIdle(timeoutMs, shardId);
-      else while (!settled() && Date.now() < deadline && !this.destroyed) await sleep(20);
-      if (!settled()) this.emit('warning', closeTimeoutError(`${WHERE}: handing ${shardId} over`, timeoutMs, this.#tracker.inFlight(shardId) - dropped));
+      this.#dropPending(shard);
+      if (!(await this.#tracker.whenIdle(timeoutMs, shardId))) {
+        this.emit('warning', closeTimeoutError(`${WHERE}: handing ${shardId} over`, timeoutMs, this.#tracker.inFlight(shardId)));
+      }
     }
     const checkpoint = this.#tracker.remove(shardId);
+    this.#scheduleWake();
     if (shard.status === 'draining') {
       shard.status = 'idle';
       this.emit('shard', { shardId, state: 'stopped', parents: shard.parents } satisfies ShardEvent);
@@ -567,65 +632,205 @@ export class KinesisSource extends Readable {
     this.close().catch((error: unknown) => this.#fail(error));
   }
 
-  /** Resolves when the consumer wants more and the shard is below maxInFlightPerShard, or on stop. */
+  /**
+   * Resolves when the shard may fetch again, or on stop: the consumer wants more, the records of the
+   * last fetch are all handed out, the shard is below `maxInFlightPerShard`, and the source holds less
+   * than `maxInFlightBytes` (unacked plus fetched).
+   */
   async #gate(shard: ShardState): Promise<void> {
-    const { shardId, stopped } = shard;
-    while (!shard.signal.aborted && (!this.#flowing || this.#backlog.length > 0 || this.#tracker.isFull(shardId))) {
-      if (!this.#flowing || this.#backlog.length > 0) await Promise.race([new Promise<void>((resolve) => this.#flowWaiters.push(resolve)), stopped]);
-      else await Promise.race([this.#tracker.whenRoom(shardId), stopped]);
+    while (!shard.signal.aborted && !this.#mayFetch(shard)) await this.#wait(shard);
+  }
+
+  #mayFetch(shard: ShardState): boolean {
+    return (
+      this.#flowing &&
+      shard.next >= shard.pending.length &&
+      this.#tracker.room(shard.shardId) > 0 &&
+      this.#inFlightBytes + this.#pendingBytes < this.#maxInFlightBytes
+    );
+  }
+
+  #wait(shard: ShardState): Promise<void> {
+    return Promise.race([new Promise<void>((resolve) => this.#waiters.push(resolve)), shard.stopped]);
+  }
+
+  /**
+   * Resolves once every record the reader fetched is handed out (or on stop). A reader that found
+   * its shard's end waits for it: the shard counts as ended (its children start, SHARD_END may be
+   * stored) only then.
+   */
+  async #handedOut(shard: ShardState): Promise<void> {
+    while (!shard.signal.aborted && shard.next < shard.pending.length) await this.#wait(shard);
+  }
+
+  /** Takes the records of one GetRecords page or fan-out event; they are handed out as there is room. */
+  #deliver(shard: ShardState, records: readonly KinesisRecord[]): void {
+    if (shard.signal.aborted || records.length === 0) return;
+    for (const record of records) {
+      shard.pending.push(record);
+      const size = record.Data?.length ?? 0;
+      shard.pendingBytes += size;
+      this.#pendingBytes += size;
+    }
+    this.#feeding.add(shard);
+    this.#pump();
+  }
+
+  /**
+   * Hands out fetched records, shard by shard, while the consumer wants more and each shard has room:
+   * below `maxInFlightPerShard` messages past its checkpoint and the source below `maxInFlightBytes`
+   * of unacked payload. Only as many messages are made as can be pushed, so what a GetRecords page
+   * or an aggregate holds is never all in memory as messages at once.
+   */
+  #pump(): void {
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#pumpAgain = false;
+        for (const shard of [...this.#feeding]) {
+          if (!this.#flowing || this.#ending || this.destroyed) return;
+          this.#feed(shard);
+        }
+      } while (this.#pumpAgain);
+    } finally {
+      this.#pumping = false;
     }
   }
 
-  /** Pushes the records of one GetRecords page or fan-out event, de-aggregated, in order. */
-  #deliver(shard: ShardState, records: readonly KinesisRecord[]): void {
-    if (shard.signal.aborted) return;
-    for (const record of records) {
+  #feed(shard: ShardState): void {
+    if (shard.signal.aborted) {
+      this.#dropPending(shard);
+      return;
+    }
+    while (this.#flowing && !this.#ending && this.#tracker.room(shard.shardId) > 0 && this.#inFlightBytes < this.#maxInFlightBytes) {
+      if (!this.#handOut(shard)) break;
+    }
+    this.#feeding.delete(shard);
+    if (shard.next < shard.pending.length) this.#feeding.add(shard);
+    else {
+      shard.pending = [];
+      shard.next = 0;
+      // Its reader may fetch again.
+      this.#wakeWaiters();
+    }
+  }
+
+  /** Hands out the shard's next message (a plain record, a user record, a malformed record); false when nothing is left. */
+  #handOut(shard: ShardState): boolean {
+    for (;;) {
+      const record = shard.pending[shard.next];
+      if (record === undefined) return false;
       const sequenceNumber = record.SequenceNumber!;
-      const data = Buffer.from(record.Data ?? new Uint8Array(0));
       const timestamp = record.ApproximateArrivalTimestamp?.getTime();
-      const users = deaggregate(data);
-      if (users === undefined) {
-        this.#emitMessage(shard, { sequenceNumber }, data, record.PartitionKey, timestamp, 0);
-        continue;
+      const cursor = shard.cursor;
+      if (cursor !== undefined) {
+        const index = cursor.index;
+        const user = cursor.next();
+        if (user === undefined) {
+          // No user record left to hand out (an empty aggregate, or all of them processed before a restart).
+          shard.lastDelivered = { sequenceNumber };
+          this.#finishRecord(shard, record);
+          continue;
+        }
+        // The last user record completes the aggregate: its checkpoint resumes after the whole record.
+        const last = cursor.done;
+        const checkpoint: Checkpoint = last ? { sequenceNumber } : { sequenceNumber, subSequenceNumber: index };
+        // A copy: a view would keep the whole aggregate alive for as long as this one message is unacked.
+        this.#emitMessage(shard, checkpoint, Buffer.from(user.data), user.partitionKey, timestamp, index, undefined);
+        if (last) this.#finishRecord(shard, record);
+        return true;
+      }
+      const raw = record.Data ?? new Uint8Array(0);
+      const view = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+      const opened = openAggregate(view);
+      if (opened === undefined || opened.malformed) {
+        if (opened !== undefined) {
+          this.emit('malformed', { shardId: shard.shardId, sequenceNumber, fault: opened.fault, reason: opened.reason, bytes: view.length } satisfies MalformedEvent);
+        }
+        shard.skipThrough = undefined;
+        this.#emitMessage(shard, { sequenceNumber }, Buffer.from(view), record.PartitionKey, timestamp, 0, this.#rejectMalformed ? opened?.reason : undefined);
+        this.#finishRecord(shard, record);
+        return true;
       }
       const skip = shard.skipThrough;
-      users.forEach((user, index) => {
-        if (skip && skip.sequenceNumber === sequenceNumber && index <= skip.subSequenceNumber!) return;
-        // The last user record completes the aggregate: its checkpoint resumes after the whole record.
-        const checkpoint: Checkpoint = index === users.length - 1 ? { sequenceNumber } : { sequenceNumber, subSequenceNumber: index };
-        this.#emitMessage(shard, checkpoint, user.data, user.partitionKey, timestamp, index);
-      });
-      if (users.length === 0) shard.lastDelivered = { sequenceNumber };
+      if (skip && skip.sequenceNumber === sequenceNumber) opened.skip(skip.subSequenceNumber! + 1);
       shard.skipThrough = undefined;
+      shard.cursor = opened;
     }
   }
 
-  #emitMessage(shard: ShardState, checkpoint: Checkpoint, data: Buffer, key: string | undefined, timestamp: number | undefined, subSequenceNumber: number): void {
+  /** The record at `next` is handed out: let it go. */
+  #finishRecord(shard: ShardState, record: KinesisRecord): void {
+    const size = record.Data?.length ?? 0;
+    shard.pendingBytes -= size;
+    this.#pendingBytes -= size;
+    shard.pending[shard.next] = undefined;
+    shard.next += 1;
+    shard.cursor = undefined;
+  }
+
+  /** Forgets what the shard fetched and did not hand out (stopped, revoked, handed over, closing): nobody saw it, and it is read again. */
+  #dropPending(shard: ShardState): void {
+    this.#pendingBytes -= shard.pendingBytes;
+    shard.pendingBytes = 0;
+    shard.pending = [];
+    shard.next = 0;
+    shard.cursor = undefined;
+    this.#feeding.delete(shard);
+  }
+
+  #emitMessage(
+    shard: ShardState,
+    checkpoint: Checkpoint,
+    data: Buffer,
+    key: string | undefined,
+    timestamp: number | undefined,
+    subSequenceNumber: number,
+    malformed: string | undefined,
+  ): void {
     const ticket = this.#tracker.track(shard.shardId, checkpoint);
     shard.lastDelivered = checkpoint;
+    const size = data.length;
+    this.#inFlightBytes += size;
+    const meta: Record<string, unknown> = { shardId: shard.shardId, sequenceNumber: checkpoint.sequenceNumber, subSequenceNumber };
+    if (malformed !== undefined) meta.malformed = malformed;
     const message = createMessage({
       data,
       key,
       timestamp,
-      meta: { shardId: shard.shardId, sequenceNumber: checkpoint.sequenceNumber, subSequenceNumber },
-      onAck: ticket.ack,
-      onNack: ticket.nack,
+      meta,
+      onAck: () => {
+        ticket.ack();
+        this.#settled(size);
+      },
+      onNack: (error) => {
+        ticket.nack(error);
+        this.#settled(size);
+      },
     });
-    this.#backlog.push(message);
-    this.#drain();
+    if (!this.push(message)) this.#flowing = false;
+  }
+
+  #settled(size: number): void {
+    this.#inFlightBytes -= size;
+    this.#scheduleWake();
   }
 
   /** Where a reader picks up after an interruption (expired iterator, ended subscription). */
   #resumePosition(shard: ShardState): StartingPositionParam {
     const last = shard.lastDelivered;
     if (last === undefined) return shard.start;
-    // Whole records are delivered at once, so the last one handed out is complete.
+    // A reader asks only once every record it fetched is handed out, so the last one handed out is complete.
     return { Type: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: last.sequenceNumber };
   }
 
   /** Polling: GetRecords in a loop, paced, until the shard ends or the source stops. */
-  #poll(shard: ShardState): Promise<void> {
-    return pollShard({
+  async #poll(shard: ShardState): Promise<void> {
+    await pollShard({
       client: this.#client,
       stream: this.#stream,
       shardId: shard.shardId,
@@ -648,6 +853,7 @@ export class KinesisSource extends Readable {
         if (millisBehindLatest !== undefined) this.emit('lag', { shardId: shard.shardId, millisBehindLatest } satisfies LagEvent);
       },
     });
+    await this.#handedOut(shard);
   }
 
   /** Enhanced fan-out: one subscription after another until the shard ends or the source stops. */
@@ -675,6 +881,7 @@ export class KinesisSource extends Readable {
       },
       toError: (error) => kinesisError(WHERE, 'SubscribeToShard', this.#stream, error, { shardId: shard.shardId }),
     });
+    await this.#handedOut(shard);
   }
 
   /** Stores every shard's checkpoint that moved since the last store (one at a time). */
@@ -765,11 +972,12 @@ export class KinesisSource extends Readable {
     this.#closed ??= (async () => {
       this.#stop.abort(new ManifoldError(`${WHERE}: closed`, { code: ErrorCodes.ABORTED }));
       this.#clearTimers();
-      this.#wakeFlow();
+      this.#wakeWaiters();
       await Promise.allSettled([...this.#readers, this.#discovering]);
-      // The stream ends once what was fetched has been read.
+      // The stream ends after what was handed out; what was fetched and not handed out is read again after a restart.
+      for (const shard of this.#shards.values()) this.#dropPending(shard);
       this.#ending = true;
-      this.#drain();
+      this.#end();
       try {
         const idle = await this.#tracker.whenIdle(this.#closeTimeoutMs);
         if (!idle) this.emit('warning', closeTimeoutError(WHERE, this.#closeTimeoutMs, this.#tracker.inFlight()));
@@ -799,8 +1007,8 @@ export class KinesisSource extends Readable {
     }
     this.#stop.abort(error ?? new ManifoldError(`${WHERE}: destroyed`, { code: ErrorCodes.ABORTED }));
     this.#clearTimers();
-    this.#wakeFlow();
-    this.#backlog = [];
+    this.#wakeWaiters();
+    for (const shard of this.#shards.values()) this.#dropPending(shard);
     // What is acked is safe to store even now; a failure here must not hide the error that destroyed us.
     const final =
       this.#started && !this.#closed
