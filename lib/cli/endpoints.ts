@@ -4,7 +4,7 @@
  * name the URI (password hidden), the key, the bad value and what is allowed.
  */
 import type { Readable, Writable } from 'node:stream';
-import { redactUrl } from '../core/errors.js';
+import { redactUrl, uriCredentials } from '../core/errors.js';
 import type { DeclaredOptions } from '../core/options.js';
 import { UsageError, subject } from './errors.js';
 import { parseBytes, parseDuration } from './units.js';
@@ -54,10 +54,7 @@ interface SchemeEntry {
    * options the URI itself sets.
    */
   options?: { source?: readonly DeclaredOptions[]; sink?: readonly DeclaredOptions[]; except?: readonly string[] };
-  /**
-   * How the URI is shown in logs, when the usual redaction (password and secret query values hidden,
-   * through the WHATWG URL) would change it: `file:out.jsonl` would read `file:///out.jsonl`.
-   */
+  /** How the URI is shown in logs, when it must differ from `redactUrl(uri)` (the URI as written, secrets hidden). */
   display?: (uri: string) => string;
 }
 
@@ -92,14 +89,25 @@ export function schemeHelp(): string[] {
 export function parseEndpoint(uri: string, role: Role, options: Record<string, unknown> = {}, label: string = role): Endpoint {
   if (typeof uri !== 'string' || uri.length === 0) throw new UsageError(`the ${label} is missing: give a URI such as stdin: or s3://bucket/prefix`);
   let url: URL;
+  const credentials = uriCredentials(uri);
   try {
     url = new URL(uri);
   } catch {
-    throw new UsageError(`${label} ${JSON.stringify(redactUrl(uri))} is not a URI; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
+    // A password holding a / ? or # cuts the URI short for the URL parser (`amqp://u:pa/ss@host`: port "pa").
+    const hint = credentials?.password !== undefined ? `; if the password holds / ? # or @, percent-encode them (%2F %3F %23 %40)` : '';
+    throw new UsageError(`${label} ${JSON.stringify(redactUrl(uri))} is not a URI${hint}; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
   }
   const scheme = url.protocol.replace(/:$/, '');
   const entry = schemes.get(scheme);
+  // As written, not as the URL parser normalizes it, with what is secret hidden.
   const display = entry?.display?.(uri) ?? redactUrl(uri);
+  if (credentials?.password !== undefined && credentials.password !== safeDecode(url.password)) {
+    // The URL parser, and the client library after it, would read another host (`amqp://u:12/ss@host`: host u, port
+    // 12) and send part of the password as a path: refuse it rather than connect somewhere else with a secret.
+    throw new UsageError(
+      `${label} ${JSON.stringify(display)} reads two ways: as user:password@host with a password holding / ? or #, or with an @ in its path or query; percent-encode those characters in the password (%2F %3F %23), or the @ (%40)`,
+    );
+  }
   if (!entry) throw new UsageError(`${label} ${JSON.stringify(display)} has an unknown scheme "${scheme}:"; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
   const builder = entry[role];
   if (!builder) {
@@ -110,4 +118,22 @@ export function parseEndpoint(uri: string, role: Role, options: Record<string, u
   for (const [key, value] of url.searchParams) query[key] = value;
   const create = builder({ uri, url, display, query, file: { ...options } });
   return { role, scheme, display, create };
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * Refuses a URI with a user or password for a scheme that would ignore them (`kinesis://key:secret@stream`
+ * reads the stream with the SDK's credentials): credentials given and ignored are an error, not a surprise.
+ * `instead` says where they go.
+ */
+export function refuseCredentials(input: EndpointInput, instead: string): void {
+  if (uriCredentials(input.uri) === undefined) return;
+  throw new UsageError(`${subject(input.display)} the user and password in the URI would be ignored: ${instead}; remove user:password@`);
 }

@@ -1,5 +1,6 @@
 /** Logging for the command: human lines by default, pino JSON with --log-format json. Always on stderr. */
 import pino from 'pino';
+import { isSecretName, redactText } from '../core/errors.js';
 
 export interface Logger {
   info(fields: Record<string, unknown>, message: string): void;
@@ -38,6 +39,19 @@ function escapeForJson(text: string): string {
   return text.replace(UNESCAPED_BY_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/**
+ * The fields as a line may show them: a field named as a secret's (`password`, `token`) is `***`, text is
+ * redacted (URIs, the command's known secrets), and anything but a number, boolean or null is redacted as text.
+ */
+function redactFields(fields: Record<string, unknown>, redact: (text: string) => string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined) continue;
+    out[k] = isSecretName(k) ? '***' : typeof v === 'string' ? redact(v) : typeof v === 'number' || typeof v === 'boolean' || v === null ? v : redact(String(v));
+  }
+  return out;
+}
+
 /** String fields with what JSON leaves as it is escaped, for pino. */
 function escapeFields(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -45,23 +59,28 @@ function escapeFields(fields: Record<string, unknown>): Record<string, unknown> 
   return out;
 }
 
-/** A logger writing to `stream` (stderr by default); `quiet` keeps warnings and errors only. */
-export function createLogger(format: LogFormat, quiet: boolean, stream: NodeJS.WritableStream = process.stderr): Logger {
+/**
+ * A logger writing to `stream` (stderr by default); `quiet` keeps warnings and errors only. Every message
+ * and field goes through `redact` (by default: URIs redacted, see redactText) before it is written: no
+ * line shows a secret, whatever event or error it came from.
+ */
+export function createLogger(format: LogFormat, quiet: boolean, stream: NodeJS.WritableStream = process.stderr, redact: (text: string) => string = redactText): Logger {
   if (format === 'json') {
     const logger = pino({ level: quiet ? 'warn' : 'info', base: { name: 'manifold' } }, pino.destination({ dest: 2, sync: true }));
+    const json = (f: Record<string, unknown>): Record<string, unknown> => escapeFields(redactFields(f, redact));
     return {
-      info: (f, m) => logger.info(escapeFields(f), escapeForJson(m)),
-      warn: (f, m) => logger.warn(escapeFields(f), escapeForJson(m)),
-      error: (f, m) => logger.error(escapeFields(f), escapeForJson(m)),
+      info: (f, m) => logger.info(json(f), escapeForJson(redact(m))),
+      warn: (f, m) => logger.warn(json(f), escapeForJson(redact(m))),
+      error: (f, m) => logger.error(json(f), escapeForJson(redact(m))),
       flush: () => logger.flush(),
     };
   }
   const line = (level: string, fields: Record<string, unknown>, message: string): void => {
-    const extra = Object.entries(fields)
+    const extra = Object.entries(redactFields(fields, redact))
       .filter(([k]) => k !== 'role' && k !== 'event')
       .map(([k, v]) => `${k}=${fieldText(v)}`)
       .join(' ');
-    stream.write(`${new Date().toISOString()} ${level} ${escapeControls(message)}${extra ? ` ${extra}` : ''}\n`);
+    stream.write(`${new Date().toISOString()} ${level} ${escapeControls(redact(message))}${extra ? ` ${extra}` : ''}\n`);
   };
   return {
     info: (f, m) => {

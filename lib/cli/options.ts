@@ -3,16 +3,31 @@
  * pipeline-file keys read into library options (text coerced with units), and the
  * JSON Schema of those keys.
  */
-import { closest, cliKey, type DeclaredOptions, type OptionSpec } from '../core/options.js';
+import { isSecretName, redactText } from '../core/errors.js';
+import { closest, cliKey, DURATION_LIMIT_TEXT, MAX_DURATION_MS, type DeclaredOptions, type OptionSpec } from '../core/options.js';
 import { UsageError, subject } from './errors.js';
 import { DURATION_UNITS_TEXT, isUnitless, parseBytes, parseDuration } from './units.js';
 
 /** A pipeline-file value, or a URI query value (always text). */
 type Raw = unknown;
 
-/** `display` is where the value was given (a URI, a pipeline file); empty for a command-line flag, whose `key` says it all. */
+/**
+ * A refused value as a message shows it: text (with any URI in it redacted) and numbers as they are; a
+ * mapping or a list by its shape only, since a secret may sit anywhere in a value of the wrong type.
+ */
+export function shownValue(value: Raw): string {
+  if (typeof value === 'string') return JSON.stringify(redactText(value));
+  if (Array.isArray(value)) return value.length === 0 ? 'an empty list' : `a list of ${value.length}`;
+  if (value !== null && typeof value === 'object') return Object.keys(value).length === 0 ? 'an empty mapping' : 'a mapping';
+  return JSON.stringify(value) ?? String(value);
+}
+
+/**
+ * `display` is where the value was given (a URI, a pipeline file); empty for a command-line flag, whose `key` says it all.
+ * The value of a secret option, or of a key named as a secret's (`token`, `password`), is never shown.
+ */
 function wrong(display: string, key: string, spec: OptionSpec, expected: string, value: Raw, hint = ''): never {
-  const got = spec.secret ? '(hidden)' : JSON.stringify(value);
+  const got = spec.secret || isSecretName(key) ? '(hidden)' : shownValue(value);
   throw new UsageError(`${display ? `${subject(display)} ${key}` : key} must be ${expected}, got ${got}${hint}`);
 }
 
@@ -49,6 +64,10 @@ export function coerce(display: string, key: string, spec: OptionSpec, value: Ra
     case 'duration': {
       // Text needs a unit ("30" could be ms or s); a pipeline file's YAML number is milliseconds, as the library takes it.
       const ms = typeof value === 'string' || typeof value === 'number' ? parseDuration(value) : undefined;
+      // Node runs a longer timer after 1 ms: `25d` would be a 1 ms interval.
+      if (ms !== undefined && ms > MAX_DURATION_MS && (spec.max === undefined || spec.max > MAX_DURATION_MS)) {
+        wrong(display, key, spec, `a duration of ${DURATION_LIMIT_TEXT}`, value);
+      }
       if (ms === undefined || ms < (spec.min ?? 1) || (spec.max !== undefined && ms > spec.max)) {
         const hint = isUnitless(value)
           ? `, which has no unit: write ${String(value).trim()}s or ${String(value).trim()}ms (units: ${DURATION_UNITS_TEXT})`
@@ -141,7 +160,11 @@ export function optionSchema(spec: OptionSpec): Record<string, unknown> {
     case 'number':
       return { ...base, type: spec.kind, ...(spec.min !== undefined ? { minimum: spec.min } : {}), ...(spec.max !== undefined ? { maximum: spec.max } : {}) };
     case 'duration':
-      return { ...base, description: `${spec.doc} A duration with a unit: 500ms, 30s, 5m, 12h; a number is milliseconds.`, anyOf: [{ type: 'string', pattern: '^\\s*((\\d+(\\.\\d+)?\\s*(ms|sec|min|s|m|h|d))+|0)\\s*$' }, { type: 'number', minimum: spec.min ?? 1 }] };
+      return {
+        ...base,
+        description: `${spec.doc} A duration with a unit: 500ms, 30s, 5m, 12h; a number is milliseconds.`,
+        anyOf: [{ type: 'string', pattern: '^\\s*((\\d+(\\.\\d+)?\\s*(ms|sec|min|s|m|h|d))+|0)\\s*$' }, { type: 'number', minimum: spec.min ?? 1, maximum: Math.min(spec.max ?? MAX_DURATION_MS, MAX_DURATION_MS) }],
+      };
     case 'bytes':
       return { ...base, description: `${spec.doc} A size: 512KiB, 1MiB, 1GB, or bytes.`, anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG]([iI]?[bB])?|[bB])?\\s*$' }, { type: 'integer', minimum: spec.min ?? 1 }] };
     case 'enum':

@@ -1,4 +1,6 @@
 /** The progress line on stderr while the command runs (only when stderr is a terminal). */
+import { redactText } from '../core/errors.js';
+import { escapeControls } from './log.js';
 import { unsettled, type Monitor } from './monitor.js';
 import { formatBytes } from './units.js';
 
@@ -28,8 +30,12 @@ export function progressLine(monitor: Monitor, rate: number): string {
   return parts.join(' | ');
 }
 
-/** Redraws the progress line every `intervalMs` on a TTY; returns a stop function that clears it. */
-export function startProgress(monitor: Monitor, stream: NodeJS.WriteStream, intervalMs = 1000): () => void {
+/**
+ * Redraws the progress line every `intervalMs` on a TTY; returns a stop function that clears it. The line
+ * carries a system's own words (a connector's last error reason): it goes through `redact` (the command's
+ * secrets) and its control characters are escaped, as log lines' are.
+ */
+export function startProgress(monitor: Monitor, stream: NodeJS.WriteStream, intervalMs = 1000, redact: (text: string) => string = redactText): () => void {
   let last = monitor.flow.stats.messages;
   let lastAt = performance.now();
   const timer = setInterval(() => {
@@ -37,7 +43,7 @@ export function startProgress(monitor: Monitor, stream: NodeJS.WriteStream, inte
     const rate = ((monitor.flow.stats.messages - last) * 1000) / Math.max(1, now - lastAt);
     last = monitor.flow.stats.messages;
     lastAt = now;
-    stream.write(`\r\x1b[K${progressLine(monitor, rate)}`);
+    stream.write(`\r\x1b[K${escapeControls(redact(progressLine(monitor, rate)))}`);
   }, intervalMs);
   timer.unref();
   return () => {

@@ -13,8 +13,6 @@ import { readEndpointOptions } from '../options.js';
 registerScheme(['file'], {
   help: 'file:<path>                  lines of a file (source), or lines appended to it, fsynced at the end (sink); file:dead.jsonl, file:///var/x.jsonl',
   options: { source: [stdinSourceOptions], sink: [stdoutSinkOptions] },
-  // The path as written: the WHATWG URL would make file:dead.jsonl read file:///dead.jsonl. A file: URI holds no password.
-  display: (uri) => uri,
   source: (input) => {
     const path = filePath(input.uri);
     const options = readEndpointOptions(input, [stdinSourceOptions]);

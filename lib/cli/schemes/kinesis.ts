@@ -11,7 +11,7 @@
 import { cliKey, defineOptions, opt, type DeclaredOptions, type OptionSpecs } from '../../core/options.js';
 import { dynamoLeasesOptions, kinesisSinkOptions, kinesisSourceOptions, type DynamoLeasesOptions, type KinesisSinkOptions, type KinesisSourceOptions } from '../../kinesis/options.js';
 import type { StartingPosition } from '../../kinesis/positions.js';
-import { registerScheme, type EndpointInput } from '../endpoints.js';
+import { refuseCredentials, registerScheme, type EndpointInput } from '../endpoints.js';
 import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
 
@@ -67,6 +67,7 @@ registerScheme(['kinesis'], {
   help: 'kinesis:<stream>?region=us-east-1&from=trim-horizon&checkpoint=./c.json   Kinesis (endpoint= for a local server; leaseTable=<dynamodb table> to share the stream among processes)',
   options: { source: [kinesisSourceOptions, kinesisUriOptions, leaseKeys], sink: [kinesisSinkOptions] },
   source: (input) => {
+    refuseCredentials(input, 'AWS credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), a profile (AWS_PROFILE) or the instance role');
     const streamName = streamOf(input);
     const { from, checkpoint, ...rest } = readEndpointOptions(input, [kinesisSourceOptions, kinesisUriOptions, leaseKeys]);
     const options: Record<string, unknown> = {};
@@ -109,6 +110,7 @@ registerScheme(['kinesis'], {
     };
   },
   sink: (input) => {
+    refuseCredentials(input, 'AWS credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), a profile (AWS_PROFILE) or the instance role');
     const streamName = streamOf(input);
     const options = readEndpointOptions(input, [kinesisSinkOptions]);
     return async () => {
