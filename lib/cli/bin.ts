@@ -6,6 +6,8 @@
  * nothing statically and uses no syntax or API newer than Node 14's.
  */
 const NEEDED_MAJOR = 22;
+/** How long the process may take to exit by itself once the command returned. */
+const EXIT_GRACE_MS = 500;
 const major = Number(process.versions.node.split('.')[0]);
 
 if (!(major >= NEEDED_MAJOR)) {
@@ -21,4 +23,8 @@ if (!(major >= NEEDED_MAJOR)) {
     process.stderr.write(`manifold: ${(error as Error).stack ?? (error as Error).message}\n`);
     process.exitCode = 1;
   }
+  // The command is done, and said so. The process exits by itself when nothing is left; a connection that a
+  // client library failed to release (a connect still in progress when the pipeline stopped) must not keep it
+  // running for ever with nothing to do, so it exits anyway a moment later. unref(): this timer keeps nothing alive.
+  setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
 }

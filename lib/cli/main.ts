@@ -6,19 +6,20 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Readable, Transform, Writable } from 'node:stream';
 import { parseDocument, type YAMLError } from 'yaml';
-import { ErrorCodes, ManifoldError, redactUrl } from '../core/errors.js';
+import { ErrorCodes, ManifoldError, redactText, redactUrl } from '../core/errors.js';
 import type { RetryBackoffOptions } from '../core/error-policy.js';
 import { flow, SAME_SIGNAL_MS, type StopReason } from '../core/flow.js';
-import { defineOptions, opt } from '../core/options.js';
+import { DURATION_LIMIT_TEXT, MAX_DURATION_MS, defineOptions, opt } from '../core/options.js';
 import { parseEndpoint, registeredSchemes, schemeHelp, type Endpoint, type Role } from './endpoints.js';
 import { DeliveryLog } from './delivery-log.js';
 import { ExitCodes, UsageError } from './errors.js';
 import { concealSubstitutions, interpolate } from './interpolate.js';
-import { createLogger, type LogFormat, type Logger } from './log.js';
-import { cliKeys, coerce, readOptions } from './options.js';
-import { Monitor } from './monitor.js';
+import { createLogger, escapeControls, type LogFormat, type Logger } from './log.js';
+import { cliKeys, coerce, readOptions, shownValue } from './options.js';
+import { listenMetrics, Monitor, type MetricsServer } from './monitor.js';
 import { OutageLog } from './outages.js';
 import { startProgress } from './progress.js';
+import { Secrets } from './secrets.js';
 import { parseTransform, transformHelp } from './transforms.js';
 import { DURATION_UNITS_TEXT, formatDuration, isUnitless, parseDuration } from './units.js';
 import './schemes.js';
@@ -40,7 +41,8 @@ Usage:
   manifold schema          print the JSON Schema of pipeline files (for an editor's YAML support)
 
 Endpoints (URIs; query keys are the connector's options; sizes take units such as 1MiB;
-durations need one of the units ms, s, m, h, d: 500ms, 30s, 5m, 12h):
+durations need one of the units ms, s, m, h, d: 500ms, 30s, 5m, 12h; at most 2147483647ms, about 24.8d;
+passwords and secret query values are shown as ***):
   ${schemeHelp().join('\n  ')}
 
 Transforms:
@@ -51,7 +53,9 @@ Options:
   --quiet, -q              no progress line, warnings and errors only
   --log-format text|json   log lines on stderr as text (default) or JSON (pino)
   --metrics-port <port>    serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness)
-  --metrics-host <host>    the address they listen on (default 127.0.0.1; 0.0.0.0 in a container)
+  --metrics-host <host>    the address they listen on (default 127.0.0.1; 0.0.0.0 in a container);
+                           requests naming another host (Host: header) than localhost, 127.0.0.1,
+                           [::1] or this address (any IP address with 0.0.0.0) get 421
   --close-timeout <dur>    bound on the graceful drain after SIGINT/SIGTERM, with a unit (default 30s)
   --retries <n|forever>    retries per outage of each connector (default forever: capped
                            exponential backoff, 200ms to 30s apart; each outage is logged when
@@ -131,7 +135,10 @@ const endpoint = (role: 'source' | 'sink' | 'dead-letter sink', key: string) =>
  */
 function backoffOf(value: unknown): RetryBackoffOptions | string {
   const expected = 'a delay such as 500ms, or a range of delays such as 1s..30s (the first, and the largest)';
-  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? { minTimeoutMs: value } : expected;
+  if (typeof value === 'number') {
+    if (value > MAX_DURATION_MS) return `${expected}, of ${DURATION_LIMIT_TEXT}`;
+    return Number.isFinite(value) && value >= 0 ? { minTimeoutMs: value } : expected;
+  }
   if (typeof value !== 'string') return expected;
   const parts = value.split('..');
   if (parts.length > 2) return expected;
@@ -141,6 +148,7 @@ function backoffOf(value: unknown): RetryBackoffOptions | string {
     return unitless === undefined ? `${expected}, with units ${DURATION_UNITS_TEXT}` : `${expected}; "${unitless.trim()}" has no unit: write ${unitless.trim()}s or ${unitless.trim()}ms`;
   }
   const [minTimeoutMs, maxTimeoutMs] = delays as number[];
+  if ((delays as number[]).some((d) => d > MAX_DURATION_MS)) return `${expected}, each of ${DURATION_LIMIT_TEXT}`;
   if (maxTimeoutMs === undefined) return { minTimeoutMs: minTimeoutMs! };
   if (maxTimeoutMs < minTimeoutMs!) return `${expected}, whose largest delay is not less than its first`;
   return { minTimeoutMs: minTimeoutMs!, maxTimeoutMs };
@@ -216,7 +224,7 @@ function retriesOf(value: unknown): number | undefined {
 
 /** Reads a parsed pipeline file by its declaration: unknown keys get a hint, wrong types say what they got. */
 function readPipelineFile(display: string, raw: unknown): PipelineFile {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new UsageError(`${display} must be a mapping of settings (from, to, ...), got ${JSON.stringify(raw)}`);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new UsageError(`${display} must be a mapping of settings (from, to, ...), got ${shownValue(raw)}`);
   const values = readOptions(display, raw as Record<string, unknown>, [pipelineFileOptions], { typed: true });
   for (const name of ['from', 'to'] as const) {
     if (values[name] === undefined) throw new UsageError(`${display} needs ${name}: the ${name === 'from' ? 'source' : 'sink'} URI`);
@@ -246,7 +254,11 @@ interface Settings {
   /** How `deadLetter` is named in messages: the flag, or the pipeline file's key. */
   deadLetterLabel: string;
   deadLetterFormat: 'headers' | 'json' | undefined;
-  /** `text` with the values the environment gave the pipeline file shown as the file writes them. */
+  /**
+   * `text` as the command may print it: the values the environment gave the pipeline file shown as the file
+   * writes them, every URI redacted, and every secret the command was given (passwords, secret query values,
+   * secret pipeline-file values) replaced by `***`, wherever it came from.
+   */
   conceal(text: string): string;
 }
 
@@ -295,12 +307,12 @@ function yamlError(path: string, text: string, error: YAMLError): UsageError {
   const line = at ? (text.split('\n')[at.line - 1] ?? '') : '';
   // `from: stdin:` -- YAML takes the value's trailing colon for a mapping key: a URI with a colon and nothing after it wants quotes.
   const unquoted = /(^|[\s{,])([\w-]+):\s+([^\s"'{}[\],#][^\s,}\]#]*:)(?=[\s,}\]]|$)/.exec(line);
-  const hint = unquoted ? `; quote the URI: ${unquoted[2]}: "${unquoted[3]}" (YAML reads a value ending with a colon as a mapping)` : '';
+  const hint = unquoted ? `; quote the URI: ${unquoted[2]}: "${redactUrl(unquoted[3]!)}" (YAML reads a value ending with a colon as a mapping)` : '';
   return new UsageError(`pipeline file ${path}${where} is not valid YAML: ${words.charAt(0).toLowerCase()}${words.slice(1)}${hint}`);
 }
 
-/** Reads, parses and interpolates a pipeline file; `substituted` is filled for messages to conceal. */
-function readPipelineFileAt(path: string, substituted: Map<string, string>): PipelineFile {
+/** Reads, parses and interpolates a pipeline file; `substituted` and `secrets` are filled for messages to conceal. */
+function readPipelineFileAt(path: string, substituted: Map<string, string>, secrets: Secrets): PipelineFile {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -311,7 +323,10 @@ function readPipelineFileAt(path: string, substituted: Map<string, string>): Pip
   if (document.errors.length > 0) throw yamlError(path, text, document.errors[0]!);
   // After parsing, so that YAML's quoting decides what is text, and an environment value cannot change the file's structure.
   for (const [shown, original] of interpolate(`pipeline file ${path}`, document)) substituted.set(shown, original);
-  return readPipelineFile(`pipeline file ${path}`, document.toJS() ?? {});
+  const raw: unknown = document.toJS() ?? {};
+  // Before anything is validated: a message about any value may then hide what the file holds in secret.
+  secrets.addValue(raw);
+  return readPipelineFile(`pipeline file ${path}`, raw);
 }
 
 const FLAGS = {
@@ -369,19 +384,22 @@ export function parseCommandLine(argv: string[]): Settings | 'help' | 'version' 
   }
   // What the environment gave the pipeline file: an error about such a value shows the file's ${NAME}, never the value.
   const substituted = new Map<string, string>();
+  // The secrets in the URIs (and, once read, the pipeline file): no message shows one.
+  const secrets = new Secrets();
+  for (const text of [...positionals, values['dead-letter']]) if (text !== undefined) secrets.addUri(text);
   try {
-    return settingsOf(values, positionals, substituted);
+    return settingsOf(values, positionals, substituted, secrets);
   } catch (error) {
-    if (substituted.size > 0 && error instanceof Error) error.message = concealSubstitutions(error.message, substituted);
+    if (error instanceof Error) error.message = secrets.conceal(concealSubstitutions(error.message, substituted));
     throw error;
   }
 }
 
-function settingsOf(values: Flags, positionals: string[], substituted: Map<string, string>): Settings {
+function settingsOf(values: Flags, positionals: string[], substituted: Map<string, string>, secrets: Secrets): Settings {
   let file: PipelineFile | undefined;
   if (positionals[0] === 'run') {
     if (positionals.length !== 2) throw new UsageError('manifold run takes one pipeline file: manifold run <pipeline.yaml>');
-    file = readPipelineFileAt(positionals[1]!, substituted);
+    file = readPipelineFileAt(positionals[1]!, substituted, secrets);
   } else if (positionals.length !== 2) {
     throw new UsageError(
       positionals.length < 2
@@ -447,8 +465,19 @@ function settingsOf(values: Flags, positionals: string[], substituted: Map<strin
     metricsHost,
     closeTimeoutMs,
     retries,
-    conceal: (text) => concealSubstitutions(text, substituted),
+    conceal: (text) => secrets.conceal(concealSubstitutions(text, substituted)),
   };
+}
+
+/**
+ * How long after the drain's own bound (`closeTimeoutMs`) the command gives up waiting for the pipeline
+ * to end and returns anyway: a connector that never settles must not keep the command from exiting.
+ */
+export const STOP_GRACE_MS = 5000;
+
+/** A message of the command's own, as stderr shows it: secrets hidden, control characters escaped. */
+function usageLine(message: string, conceal: (text: string) => string = redactText): string {
+  return `manifold: ${escapeControls(conceal(message))}\n`;
 }
 
 /** Runs the command; resolves with the exit code. */
@@ -458,7 +487,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     settings = parseCommandLine(argv);
   } catch (error) {
     if (error instanceof UsageError || (error instanceof ManifoldError && error.code === ErrorCodes.INVALID_OPTION)) {
-      io.stderr.write(`manifold: ${error.message}\n`);
+      io.stderr.write(usageLine(error.message));
       return ExitCodes.USAGE;
     }
     throw error;
@@ -476,8 +505,28 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     io.stdout.write(`${JSON.stringify(pipelineSchema(), null, 2)}\n`);
     return ExitCodes.OK;
   }
+  const conceal = settings.conceal;
 
-  const log = createLogger(settings.logFormat, settings.quiet, io.stderr);
+  // The metrics port first: a port that is taken is a usage error, and exit 2 means nothing was connected.
+  let metrics: MetricsServer | undefined;
+  if (settings.metricsPort !== undefined) {
+    try {
+      metrics = await listenMetrics(settings.metricsPort, settings.metricsHost);
+    } catch (error) {
+      io.stderr.write(usageLine(`cannot serve metrics on ${settings.metricsHost} port ${settings.metricsPort}: ${(error as Error).message}; give another --metrics-port (0 takes any free one)`, conceal));
+      return ExitCodes.USAGE;
+    }
+  }
+
+  // A signal before the flow exists (it handles them from then on) stops the command once the streams are made:
+  // without this, SIGTERM while a connector module loads would leave a connection being made with no one to close it.
+  let signalled: NodeJS.Signals | undefined;
+  const onEarlySignal = (signal: NodeJS.Signals): void => {
+    signalled ??= signal;
+  };
+  process.on('SIGINT', onEarlySignal);
+  process.on('SIGTERM', onEarlySignal);
+  const log = createLogger(settings.logFormat, settings.quiet, io.stderr, conceal);
   let source: Readable | undefined;
   let sink: Writable | undefined;
   let deadLetter: Writable | undefined;
@@ -492,13 +541,27 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
       throw new UsageError(`${flag} headers needs a dead-letter sink that carries headers (kafka://, amqp://); ${settings.deadLetter!.display} would drop them, and with them what failed: use json`);
     }
   } catch (error) {
+    process.off('SIGINT', onEarlySignal);
+    process.off('SIGTERM', onEarlySignal);
     // Connector factories validate their options synchronously: still a usage error, nothing connected.
     // A stream made before another was refused must not keep the process alive with its connection.
     source?.destroy();
     sink?.destroy();
     deadLetter?.destroy();
-    io.stderr.write(`manifold: ${settings.conceal((error as Error).message)}\n`);
+    await metrics?.close();
+    io.stderr.write(usageLine((error as Error).message, conceal));
     return error instanceof UsageError || (error instanceof ManifoldError && error.code === ErrorCodes.INVALID_OPTION) ? ExitCodes.USAGE : ExitCodes.FAILED;
+  }
+  process.off('SIGINT', onEarlySignal);
+  process.off('SIGTERM', onEarlySignal);
+  if (signalled !== undefined) {
+    source.destroy();
+    sink.destroy();
+    deadLetter?.destroy();
+    await metrics?.close();
+    log.info({ event: 'stopping', signal: signalled }, `${signalled} received before the pipeline started: stopped, nothing read`);
+    log.flush();
+    return ExitCodes.OK;
   }
   const running = flow({
     source,
@@ -519,7 +582,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   running.events.on('nack', (_message: unknown, error: { code?: unknown } | undefined) => {
     if (error?.code === ErrorCodes.OUTPUT_CLOSED) notWritten += 1;
   });
-  const deliveries = new DeliveryLog(running.events, log, { maxAttempts: settings.maxAttempts, deadLetter: deadLetter !== undefined, conceal: settings.conceal });
+  const deliveries = new DeliveryLog(running.events, log, { maxAttempts: settings.maxAttempts, deadLetter: deadLetter !== undefined, conceal });
   const monitor = new Monitor(
     running,
     source,
@@ -527,8 +590,18 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     monitorLog(log),
     { source: settings.from.display, sink: settings.to.display, deadLetter: settings.deadLetter?.display },
     deadLetter,
+    { redact: conceal },
   );
+  metrics?.attach(monitor);
   const outages = new OutageLog([['source', source], ['sink', sink], ...(deadLetter ? [['dead-letter', deadLetter] as const] : [])], log, settings.retriesOf);
+  // Once a stop began, the pipeline has closeTimeoutMs to drain (flow() destroys it then); should it still not
+  // settle (a connector that never answers its destroy), the command returns anyway, STOP_GRACE_MS later.
+  let stopDeadline: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<'gave up'>((resolve) => {
+    running.events.once('stopping', () => {
+      stopDeadline = setTimeout(() => resolve('gave up'), settings.closeTimeoutMs + STOP_GRACE_MS);
+    });
+  });
   running.events.on('stopping', (why: StopReason) => {
     if (why.reason === 'signal') {
       log.info({ event: 'stopping', signal: why.signal }, `${why.signal} received: draining (a second signal, ${SAME_SIGNAL_MS / 1000}s or more later, exits at once)`);
@@ -544,24 +617,23 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     { event: 'start', from: settings.from.display, to: settings.to.display, ...(dl ? { deadLetter: dl } : {}), maxAttempts: settings.maxAttempts, retries },
     `streaming ${settings.from.display} -> ${settings.to.display}${dl ? ` (dead letters -> ${dl})` : ''}`,
   );
-  if (settings.metricsPort !== undefined) {
-    try {
-      const port = await monitor.listen(settings.metricsPort, settings.metricsHost);
-      const host = settings.metricsHost.includes(':') ? `[${settings.metricsHost}]` : settings.metricsHost;
-      log.info({ event: 'metrics', host: settings.metricsHost, port }, `metrics on http://${host}:${port}/metrics`);
-    } catch (error) {
-      running.stop().catch(() => undefined);
-      io.stderr.write(`manifold: cannot serve metrics on port ${settings.metricsPort}: ${(error as Error).message}\n`);
-      await running.catch(() => undefined);
-      return ExitCodes.USAGE;
-    }
+  if (metrics) {
+    const host = settings.metricsHost.includes(':') ? `[${settings.metricsHost}]` : settings.metricsHost;
+    log.info({ event: 'metrics', host: settings.metricsHost, port: metrics.port }, `metrics on http://${host}:${metrics.port}/metrics`);
   }
   const stderr = io.stderr as NodeJS.WriteStream;
-  const stopProgress = !settings.quiet && stderr.isTTY ? startProgress(monitor, stderr) : undefined;
+  const stopProgress = !settings.quiet && stderr.isTTY ? startProgress(monitor, stderr, undefined, conceal) : undefined;
   try {
-    const stats = await running;
+    const stats = await Promise.race([running, gaveUp]);
     stopProgress?.();
     deliveries.close();
+    if (stats === 'gave up') {
+      log.error(
+        { event: 'failed', code: ErrorCodes.CLOSE_TIMEOUT },
+        `failed: the pipeline did not end within ${formatDuration(settings.closeTimeoutMs + STOP_GRACE_MS)} of the stop (--close-timeout ${formatDuration(settings.closeTimeoutMs)}); exiting with what is in flight not delivered`,
+      );
+      return ExitCodes.FAILED;
+    }
     const gone = notWritten > 0 ? ` (${notWritten} not written: the output was closed)` : '';
     log.info(
       { event: 'done', ...stats },
@@ -575,14 +647,15 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     // Messages the source cannot deliver again (stdin, WebSocket), given up on with no dead-letter sink, or refused by it.
     const lost = (err.code === ErrorCodes.UNDELIVERED || err.code === ErrorCodes.DELIVERY) && typeof err.lost === 'number' ? err.lost : 0;
     if (lost > 0) {
-      log.error({ event: 'failed', code: err.code, lost }, `failed, ${lost} ${lost === 1 ? 'message' : 'messages'} lost: ${settings.conceal(err.message)}`);
+      log.error({ event: 'failed', code: err.code, lost }, `failed, ${lost} ${lost === 1 ? 'message' : 'messages'} lost: ${conceal(err.message)}`);
       return ExitCodes.LOST;
     }
-    log.error({ event: 'failed', code: err.code }, `failed: ${settings.conceal(err.message)}`);
+    log.error({ event: 'failed', code: err.code }, `failed: ${conceal(err.message)}`);
     return err.code === ErrorCodes.ABORTED ? ExitCodes.ABORTED : ExitCodes.FAILED;
   } finally {
+    clearTimeout(stopDeadline);
     outages.close();
-    await monitor.close();
+    await metrics?.close();
     log.flush();
   }
 }

@@ -3,10 +3,11 @@
  * lines, Prometheus metrics and the readiness of each connector, and the flow's
  * counters feed the progress line.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isIP, isIPv6, type AddressInfo } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { redactText } from '../core/errors.js';
 import type { Flow, FlowStats } from '../core/flow.js';
 import { RetryingSink } from '../core/retrying-sink.js';
 import { RetryingSource } from '../core/retrying-source.js';
@@ -116,7 +117,8 @@ export class Monitor {
   readonly #gauges = new Map<string, number>();
   readonly #tracked: Tracked[];
   #stopping = false;
-  #server: Server | undefined;
+  #server: MetricsServer | undefined;
+  readonly #redact: (text: string) => string;
 
   /**
    * `endpoints`: how the source, sink and dead-letter sink are shown (passwords hidden), for /readyz.
@@ -129,7 +131,9 @@ export class Monitor {
     readonly log: Logger,
     endpoints: { source?: string; sink?: string; deadLetter?: string } = {},
     readonly deadLetter?: Writable,
+    options: { redact?: (text: string) => string } = {},
   ) {
+    this.#redact = options.redact ?? redactText;
     const now = Date.now();
     const streams: Array<readonly [ConnectorRole, Readable | Writable, string | undefined]> = [
       ['source', source, endpoints.source],
@@ -389,59 +393,164 @@ export class Monitor {
    * Serves /metrics (Prometheus text), /healthz (liveness: the process answers) and /readyz
    * (readiness: 503 while a connector is not connected or retrying) on `host`:`port`
    * (127.0.0.1 by default; `0.0.0.0` in a container). Resolves with the bound port.
+   * The command binds first and attaches later (see {@link listenMetrics}); this is both at once.
    */
   async listen(port: number, host = '127.0.0.1'): Promise<number> {
-    const server = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (path === '/metrics') {
-        this.registry.metrics().then(
-          (text) => {
-            res.writeHead(200, { 'content-type': this.registry.contentType });
-            res.end(text);
-          },
-          (error: Error) => {
-            res.writeHead(500);
-            res.end(error.message);
-          },
-        );
-        return;
-      }
-      if (path === '/healthz') {
-        // Liveness only: the event loop turns and answers. A broker outage is readiness' business, not a reason to restart us.
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: 'ok', messages: this.flow.stats.messages }));
-        return;
-      }
-      if (path === '/readyz') {
-        const readiness = this.readiness();
-        res.writeHead(readiness.status === 'ready' ? 200 : 503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(readiness));
-        return;
-      }
-      res.writeHead(404);
-      res.end('try /metrics, /healthz or /readyz\n');
-    });
+    const server = await listenMetrics(port, host);
+    server.attach(this);
     this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    });
-    return (server.address() as AddressInfo).port;
+    return server.port;
   }
 
   /** Where the metrics server listens, once `listen()` resolved. */
   get address(): AddressInfo | undefined {
-    const address = this.#server?.address();
-    return typeof address === 'object' && address !== null ? address : undefined;
+    return this.#server?.address;
   }
 
   async close(): Promise<void> {
     const server = this.#server;
     this.#server = undefined;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await server?.close();
   }
+
+  /** The body of /metrics (Prometheus text), with what `redact` hides hidden. */
+  async metricsText(): Promise<string> {
+    return this.#redact(await this.registry.metrics());
+  }
+
+  /** The body of /readyz (JSON), with what `redact` hides hidden, and whether it is ready. */
+  readyzText(): { ready: boolean; body: string } {
+    const readiness = this.readiness();
+    return { ready: readiness.status === 'ready', body: this.#redact(JSON.stringify(readiness)) };
+  }
+}
+
+/** Host names every metrics server answers to, with any port: the loopback ones. */
+const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** `host[:port]` of a Host header, without the port and a final dot, lower case. */
+function hostName(header: string): string {
+  const text = header.trim().toLowerCase();
+  const name = text.startsWith('[') ? text.slice(0, text.indexOf(']') + 1 || text.length) : text.replace(/:\d*$/, '');
+  return name.replace(/\.$/, '');
+}
+
+function isIpLiteral(name: string): boolean {
+  return isIP(name) !== 0 || (name.startsWith('[') && name.endsWith(']') && isIPv6(name.slice(1, -1)));
+}
+
+/**
+ * Whether a request with this Host header is answered. A page in a browser can reach a server on this
+ * machine by DNS rebinding (attacker.example resolving to 127.0.0.1), but its requests then name the
+ * attacker's host: only loopback names (`localhost`, `127.0.0.1`, `[::1]`) and the address the server
+ * listens on (`--metrics-host`) are answered, with any port (a forwarded port changes it); when it listens
+ * on every address (`0.0.0.0` in a container), any IP address too, since no rebinding stands for an IP
+ * address. A request without a Host (HTTP/1.0) comes from no browser and is answered.
+ */
+export function allowedHost(header: string | undefined, listenHost: string): boolean {
+  if (header === undefined || header.trim() === '') return true;
+  const name = hostName(header);
+  if (LOOPBACK_NAMES.has(name)) return true;
+  const listen = hostName(listenHost.includes(':') && !listenHost.startsWith('[') ? `[${listenHost}]` : listenHost);
+  if (name === listen) return true;
+  return (listen === '0.0.0.0' || listen === '[::]') && isIpLiteral(name);
+}
+
+/**
+ * The metrics server, bound before the pipeline starts (a busy port must fail the command before anything
+ * connects) and attached to its Monitor once the flow exists. Until then /healthz answers, /readyz is 503
+ * (starting) and /metrics is empty.
+ */
+export class MetricsServer {
+  readonly #server: Server;
+  #monitor: Monitor | undefined;
+
+  constructor(server: Server) {
+    this.#server = server;
+  }
+
+  /** The monitor whose figures are served from now on. */
+  attach(monitor: Monitor): void {
+    this.#monitor = monitor;
+  }
+
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  get address(): AddressInfo | undefined {
+    const address = this.#server.address();
+    return typeof address === 'object' && address !== null ? address : undefined;
+  }
+
+  /** Answers one request (see {@link listenMetrics}). */
+  handle(req: IncomingMessage, res: ServerResponse, host: string): void {
+    if (!allowedHost(req.headers.host, host)) {
+      // 421 Misdirected Request: this server is not the one the name is for.
+      res.writeHead(421, { 'content-type': 'text/plain' });
+      res.end(`this manifold metrics server answers to localhost, 127.0.0.1, [::1] and ${host}, not to ${JSON.stringify(hostName(req.headers.host ?? ''))}\n`);
+      return;
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    const monitor = this.#monitor;
+    if (path === '/metrics') {
+      if (!monitor) {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+        res.end('');
+        return;
+      }
+      monitor.metricsText().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': monitor.registry.contentType });
+          res.end(text);
+        },
+        () => {
+          res.writeHead(500);
+          res.end('the metrics could not be collected\n');
+        },
+      );
+      return;
+    }
+    if (path === '/healthz') {
+      // Liveness only: the event loop turns and answers. A broker outage is readiness' business, not a reason to restart us.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: 'ok', messages: monitor?.flow.stats.messages ?? 0 }));
+      return;
+    }
+    if (path === '/readyz') {
+      if (!monitor) {
+        res.writeHead(503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: 'not ready', stopping: false, connectors: [] }));
+        return;
+      }
+      const { ready, body } = monitor.readyzText();
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(body);
+      return;
+    }
+    res.writeHead(404);
+    res.end('try /metrics, /healthz or /readyz\n');
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+/** Binds the metrics server on `host`:`port`; rejects when it cannot (the port is taken, the address is not ours). */
+export async function listenMetrics(port: number, host = '127.0.0.1'): Promise<MetricsServer> {
+  let metrics: MetricsServer | undefined;
+  const server = createServer((req, res) => metrics!.handle(req, res, host));
+  metrics = new MetricsServer(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return metrics;
 }
 
 /** Messages read and not yet acked, dead-lettered, handed back or lost: the unacked gauge and the progress line. */
