@@ -48,7 +48,7 @@ describe('kafka: on the command line, before connecting', () => {
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const cases: Array<[string, RegExp]> = [
       ['commitInterval: true', /commitInterval must be a duration such as 500ms, 30s, 5m or 12h, got true/],
-      ['maxInFlightPerPartition: [1]', /maxInFlightPerPartition must be a whole number of at least 1, got \[1\]/],
+      ['maxInFlightPerPartition: [1]', /maxInFlightPerPartition must be a whole number of at least 1, got a list of 1/],
       ['from: 7', /from must be one of latest, earliest, got 7/],
       ['groupId: g', /unknown option "groupId" \(did you mean "group"\?\)/],
     ];

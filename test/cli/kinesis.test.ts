@@ -57,10 +57,10 @@ describe('kinesis: on the command line, before connecting', () => {
     const cases: Array<[string, string, RegExp]> = [
       ['from', 'maxInFlightPerShard: true', /kinesis:s: maxInFlightPerShard must be a whole number of at least 1, got true/],
       ['from', 'maxInFlightPerShard: "5"', /maxInFlightPerShard must be a whole number of at least 1, got "5"/],
-      ['from', 'checkpointInterval: [1]', /checkpointInterval must be a duration such as 500ms, 30s, 5m or 12h, got \[1\]/],
+      ['from', 'checkpointInterval: [1]', /checkpointInterval must be a duration such as 500ms, 30s, 5m or 12h, got a list of 1/],
       ['from', 'from: 7', /from must be latest, trim-horizon, earliest or an ISO time such as 2025-01-31T12:00:00Z, got 7/],
       ['from', 'deregisterOnClose: "yes"', /deregisterOnClose must be true or false, got "yes"/],
-      ['from', 'leaseDuration: {}', /leaseDuration must be a duration such as 500ms, 30s, 5m or 12h of at least 100 ms, got \{\}/],
+      ['from', 'leaseDuration: {}', /leaseDuration must be a duration such as 500ms, 30s, 5m or 12h of at least 100 ms, got an empty mapping/],
       ['from', 'startingPosition: LATEST', /unknown option "startingPosition"/],
       ['to', 'maxInFlightRequests: 1.5', /maxInFlightRequests must be a whole number of at least 1, got 1\.5/],
     ];
