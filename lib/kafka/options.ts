@@ -55,6 +55,10 @@ export const kafkaSourceOptions = defineOptions('kafkaSource', {
   groupId: opt.string('Consumer group; processes with the same `groupId` share the partitions.', { required: true, cli: 'group' }),
   startFrom: opt.enum('Where a partition without a committed offset starts.', ['latest', 'earliest'], { default: 'latest', cli: 'from' }),
   maxInFlightPerPartition: opt.integer('Most messages per partition past the committed offset (unacked, or acked behind one that is not); fetching pauses at this many.', { default: 1000, min: 1 }),
+  maxInFlightBytes: opt.bytes(
+    'Most payload (record value) bytes of unacked messages this source holds, every partition together; fetching pauses at this many and resumes as acks bring it under (what the client fetched meanwhile, up to about one fetch of `fetchMaxBytes`, comes on top).',
+    { default: 64 * 1024 * 1024, cli: 'maxInFlightBytes' },
+  ),
   commitIntervalMs: opt.duration('How often acked offsets are committed.', { default: 5000 }),
   closeTimeoutMs: opt.duration('Longest `close()` waits for outstanding acks before committing what it has.', { default: 30_000, min: 0 }),
   sessionTimeoutMs: opt.duration("Group session: how long until a dead member's partitions move (the broker's `group.min.session.timeout.ms` applies).", { default: 30_000 }),
@@ -113,6 +117,8 @@ export interface KafkaSourceOptions extends KafkaConnectionOptions {
   startFrom?: 'latest' | 'earliest';
   /** Most messages per partition past the committed offset (unacked, or acked behind one that is not); fetching pauses at this many. Default 1,000. */
   maxInFlightPerPartition?: number;
+  /** Most payload (record value) bytes of unacked messages this source holds, every partition together; fetching pauses at this many and resumes as acks bring it under (what the client fetched meanwhile, up to about one fetch of `fetchMaxBytes`, comes on top). Default 64 MiB. */
+  maxInFlightBytes?: number;
   /** How often acked offsets are committed. Default 5,000 ms. */
   commitIntervalMs?: number;
   /** Longest `close()` waits for outstanding acks before committing what it has. Default 30,000 ms. */

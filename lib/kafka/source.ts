@@ -89,8 +89,9 @@ function resolve(options: KafkaSourceOptions): Resolved {
  * again by a later consumer of the group (after a restart or a rebalance),
  * and is reported as a `'nack'` event.
  *
- * Backpressure: fetching pauses while the stream's buffer is full or any
- * partition has `maxInFlightPerPartition` unacked messages. A fetch is handed
+ * Backpressure: fetching pauses while the stream's buffer is full, any
+ * partition has `maxInFlightPerPartition` unacked messages, or the unacked
+ * messages hold `maxInFlightBytes` of payload. A fetch is handed
  * on in batches with a turn of the event loop between them, so commits and
  * group heartbeats keep their schedule under a sink that works synchronously.
  *
@@ -192,6 +193,11 @@ class GroupMember extends Readable {
   #pulling = false;
   /** Partitions at `maxInFlightPerPartition`: nothing more is read until their acks make room. */
   readonly #full = new Set<string>();
+  /** Payload bytes of the messages pushed and not yet settled, against `maxInFlightBytes`. */
+  #inFlightBytes = 0;
+  /** The client's stream is paused by us: it fetches nothing more until we read again. */
+  #clientPaused = false;
+  #pullOnSettle = false;
   #yield: NodeJS.Immediate | undefined;
   #readSinceYield = 0;
   #yieldedAt = performance.now();
@@ -298,7 +304,11 @@ class GroupMember extends Readable {
     if (!stream || this.#pulling || this.#ending || this.destroyed) return;
     this.#pulling = true;
     try {
-      while (this.#wanted && this.#full.size === 0 && this.#yield === undefined && !this.#ending && !this.destroyed) {
+      if (this.#mayRead() && this.#clientPaused) {
+        this.#clientPaused = false;
+        stream.resume();
+      }
+      while (this.#mayRead() && this.#yield === undefined) {
         if (this.#readSinceYield >= YIELD_EVERY_RECORDS || performance.now() - this.#yieldedAt >= YIELD_EVERY_MS) {
           this.#yield = setImmediate(this.#afterYield);
           return;
@@ -316,7 +326,31 @@ class GroupMember extends Readable {
     } finally {
       this.#pulling = false;
     }
+    // Stopped for backpressure: the client fetches ahead while its own buffer is below 1,024 records, whatever their
+    // size, so it is paused too (one fetch in flight may still land). Not on a yield or an empty buffer: we come back.
+    if (!this.#mayRead() && !this.#ending && !this.destroyed && !this.#clientPaused) {
+      this.#clientPaused = true;
+      stream.pause();
+    }
   };
+
+  /** Whether records may be moved now: the consumer wants them, no partition is full, the bytes are under the bound. */
+  #mayRead(): boolean {
+    return this.#wanted && this.#full.size === 0 && this.#inFlightBytes < this.#o.maxInFlightBytes && !this.#ending && !this.destroyed;
+  }
+
+  #settled(size: number): void {
+    const wasOver = this.#inFlightBytes >= this.#o.maxInFlightBytes;
+    this.#inFlightBytes -= size;
+    if (wasOver && this.#inFlightBytes < this.#o.maxInFlightBytes && !this.#pullOnSettle) {
+      // Once per turn rather than inside the sink's ack.
+      this.#pullOnSettle = true;
+      queueMicrotask(() => {
+        this.#pullOnSettle = false;
+        this.#pull();
+      });
+    }
+  }
 
   readonly #afterYield = (): void => {
     this.#yield = undefined;
@@ -337,19 +371,28 @@ class GroupMember extends Readable {
     this.#lastOffset.set(key, record.offset);
     if (last === undefined && !this.#firstOffset.has(key)) this.#firstOffset.set(key, record.offset);
     const ticket = this.#tracker.track(key, { offset: record.offset, leaderEpoch: record.leaderEpoch });
+    const data = record.value ?? EMPTY;
+    const size = data.length;
+    this.#inFlightBytes += size;
     let headers: Record<string, string> | undefined;
     if (record.headers.size > 0) {
       headers = {};
       for (const [k, v] of record.headers) headers[k.toString()] = v === undefined || v === null ? '' : v.toString();
     }
     const message = createMessage({
-      data: record.value ?? EMPTY,
+      data,
       key: record.key === undefined || record.key === null ? undefined : record.key.toString(),
       headers,
       timestamp: Number(record.timestamp),
       meta: { topic: record.topic, partition: record.partition, offset: record.offset.toString() },
-      onAck: ticket.ack,
-      onNack: ticket.nack,
+      onAck: () => {
+        ticket.ack();
+        this.#settled(size);
+      },
+      onNack: (error) => {
+        ticket.nack(error);
+        this.#settled(size);
+      },
     });
     // Node calls _read again once the consumer has taken from the full buffer.
     if (!this.push(message)) this.#wanted = false;
