@@ -196,6 +196,8 @@ export interface ResolvedErrorPolicy {
   shouldRetry: (error: Error, message: Message) => boolean;
   deadLetter: Writable | undefined;
   deadLetterFormat: 'headers' | 'json';
+  /** The dead-letter sink takes a message's key as its destination (`routesByKey`): dead letters go without one. */
+  deadLetterRoutesByKey: boolean;
   sourceName: string | undefined;
   maxHeld: number;
   maxHeldBytes: number;
@@ -219,6 +221,7 @@ export function resolveErrorPolicy(where: string, o: ErrorPolicyOptions): Resolv
     shouldRetry: functionOption<(error: Error, message: Message) => boolean>(where, 'shouldRetry', o.shouldRetry) ?? defaultShouldRetry,
     deadLetter,
     deadLetterFormat: enumOption(where, 'deadLetterFormat', o.deadLetterFormat, ['headers', 'json'] as const, carriesHeaders ? 'headers' : 'json'),
+    deadLetterRoutesByKey: (deadLetter as { routesByKey?: unknown } | undefined)?.routesByKey === true,
     sourceName: o.sourceName,
     maxHeld: numberOption(where, 'maxHeld', o.maxHeld, 10_000, { min: 1, integer: true }),
     maxHeldBytes: bytesOption(where, 'maxHeldBytes', o.maxHeldBytes, 64 * 1024 * 1024),
@@ -516,15 +519,19 @@ export class ErrorPolicy {
     const position = positionOf(original);
     const code = error instanceof ManifoldError ? error.code : error.name;
     const text = capText(describe(error));
+    // A sink that routes by the message's key (RabbitMQ: the key is the routing key) must route a dead letter
+    // by its own configuration: the original key would send it back where it came from, to fail again.
+    const key = this.#o.deadLetterRoutesByKey ? undefined : original.key;
     if (this.#o.deadLetterFormat === 'headers') {
       const headers: Record<string, string> = { ...original.headers };
+      if (original.key !== undefined && key === undefined) headers[`${DEAD_LETTER_HEADER}-key`] = original.key;
       headers[`${DEAD_LETTER_HEADER}-source`] = source;
       headers[`${DEAD_LETTER_HEADER}-position`] = JSON.stringify(position);
       headers[`${DEAD_LETTER_HEADER}-attempts`] = String(item.attempt);
       headers[`${DEAD_LETTER_HEADER}-error-code`] = code;
       headers[`${DEAD_LETTER_HEADER}-error`] = text;
       headers[`${DEAD_LETTER_HEADER}-failed-at`] = failedAt.toISOString();
-      return { data: original.data, key: original.key, headers, timestamp: original.timestamp };
+      return { data: original.data, key, headers, timestamp: original.timestamp };
     }
     const envelope: DeadLetterEnvelope = {
       manifoldDeadLetter: 1,
@@ -539,7 +546,7 @@ export class ErrorPolicy {
     if (original.timestamp !== undefined) envelope.timestamp = original.timestamp;
     if (isUtf8(original.data)) envelope.data = original.data.toString('utf8');
     else envelope.dataBase64 = original.data.toString('base64');
-    return { data: Buffer.from(JSON.stringify(envelope)), key: original.key, timestamp: original.timestamp };
+    return { data: Buffer.from(JSON.stringify(envelope)), key, timestamp: original.timestamp };
   }
 
   /**

@@ -34,7 +34,9 @@ function unwrap(message: Message, onOther: 'nack' | 'pass'): Message {
   if (headers && Object.keys(headers).some((name) => name.startsWith(DEAD_LETTER_HEADER))) {
     const kept: Record<string, string> = {};
     for (const [name, value] of Object.entries(headers)) if (!name.startsWith(DEAD_LETTER_HEADER)) kept[name] = value;
-    return { ...message, headers: Object.keys(kept).length > 0 ? kept : undefined };
+    // A dead letter written to a sink that routes by key kept its original key in a header instead.
+    const key = headers[`${DEAD_LETTER_HEADER}-key`] ?? message.key;
+    return { ...message, key, headers: Object.keys(kept).length > 0 ? kept : undefined };
   }
   const envelope = parseEnvelope(message.data);
   if (envelope) {

@@ -141,6 +141,22 @@ describe('flow error policy', () => {
     assert.equal(stats.unsettled, 0);
   });
 
+  it('a dead letter to a sink that routes by key (RabbitMQ) goes without the original key, which it keeps in a header', async () => {
+    const src = source([{ data: 'poison', key: 'orders' }]);
+    const out = sink(() => new ManifoldError('no', { code: ErrorCodes.INVALID_MESSAGE }));
+    const dlq = sink(() => undefined, { carriesHeaders: true });
+    Object.assign(dlq.stream, { routesByKey: true });
+    await flow({ source: src.stream, sink: out.stream, deadLetter: dlq.stream });
+    const dead = dlq.delivered[0]!;
+    assert.equal(dead.key, undefined, 'the sink routes it by its own routingKey, not back to the source queue');
+    assert.equal(dead.headers!['x-manifold-dead-letter-key'], 'orders');
+    const { unwrapDeadLetter } = await import('../../lib/transforms/unwrap-dead-letter.js');
+    const back = sink();
+    await flow({ source: Readable.from([createMessage({ data: dead.data, headers: dead.headers })]), transforms: [unwrapDeadLetter()], sink: back.stream });
+    assert.equal(back.delivered[0]!.key, 'orders', 'unwrapping gives the key back');
+    assert.equal(back.delivered[0]!.headers, undefined);
+  });
+
   it('skips retries for a record at fault (not JSON) and writes a JSON envelope to a sink without headers', async () => {
     const src = source([{ data: '{"a":1}' }, { data: 'not json' }, { data: Buffer.from([0xff, 0xfe]) }]);
     const out = sink();
