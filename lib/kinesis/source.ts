@@ -110,8 +110,6 @@ interface ShardState extends ShardInfo {
   reader: Promise<void> | undefined;
   /** Aborted when this shard's reader or the whole source stops. */
   signal: AbortSignal;
-  /** Resolves when `signal` aborts. */
-  stopped: Promise<void>;
   /** Where to start when the shard is first opened. */
   start: StartingPositionParam;
   /** Resuming inside an aggregated record: skip its user records up to this one. */
@@ -455,7 +453,6 @@ export class KinesisSource extends Readable {
       abort: new AbortController(),
       reader: undefined,
       signal: this.#stop.signal,
-      stopped: this.#stopped,
       start: { Type: 'TRIM_HORIZON' },
       skipThrough: undefined,
       lastDelivered: undefined,
@@ -499,7 +496,7 @@ export class KinesisSource extends Readable {
     shard.abort = new AbortController();
     const stopped = AbortSignal.any([this.#stop.signal, shard.abort.signal]);
     shard.signal = stopped;
-    shard.stopped = new Promise<void>((resolve) => stopped.addEventListener('abort', () => resolve(), { once: true }));
+    stopped.addEventListener('abort', () => this.#wakeWaiters(), { once: true });
     let markOpened!: () => void;
     shard.opened = new Promise<void>((resolve) => {
       markOpened = resolve;
@@ -638,7 +635,7 @@ export class KinesisSource extends Readable {
    * than `maxInFlightBytes` (unacked plus fetched).
    */
   async #gate(shard: ShardState): Promise<void> {
-    while (!shard.signal.aborted && !this.#mayFetch(shard)) await this.#wait(shard);
+    while (!shard.signal.aborted && !this.#mayFetch(shard)) await this.#wait();
   }
 
   #mayFetch(shard: ShardState): boolean {
@@ -650,8 +647,13 @@ export class KinesisSource extends Readable {
     );
   }
 
-  #wait(shard: ShardState): Promise<void> {
-    return Promise.race([new Promise<void>((resolve) => this.#waiters.push(resolve)), shard.stopped]);
+  /**
+   * Until the next wake: a settle, a _read, a shard done handing out, or a stop (each reader's signal wakes
+   * the waiters when it aborts). Not raced against a promise of the stop: every race would leave a reaction
+   * on that long-lived promise, one per wake, for as long as the shard is read.
+   */
+  #wait(): Promise<void> {
+    return new Promise<void>((resolve) => this.#waiters.push(resolve));
   }
 
   /**
@@ -660,7 +662,7 @@ export class KinesisSource extends Readable {
    * stored) only then.
    */
   async #handedOut(shard: ShardState): Promise<void> {
-    while (!shard.signal.aborted && shard.next < shard.pending.length) await this.#wait(shard);
+    while (!shard.signal.aborted && shard.next < shard.pending.length) await this.#wait();
   }
 
   /** Takes the records of one GetRecords page or fan-out event; they are handed out as there is room. */
