@@ -599,7 +599,8 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   let stopDeadline: NodeJS.Timeout | undefined;
   const gaveUp = new Promise<'gave up'>((resolve) => {
     running.events.once('stopping', () => {
-      stopDeadline = setTimeout(() => resolve('gave up'), settings.closeTimeoutMs + STOP_GRACE_MS);
+      // Capped as every timer is: a longer one would fire after 1 ms.
+      stopDeadline = setTimeout(() => resolve('gave up'), Math.min(settings.closeTimeoutMs + STOP_GRACE_MS, MAX_DURATION_MS));
     });
   });
   running.events.on('stopping', (why: StopReason) => {

@@ -317,9 +317,25 @@ function decode(text: string): string {
   }
 }
 
+/**
+ * A URI the WHATWG parser reads as we do (the same password, or none) is shown as it serializes it, as
+ * errors and events always showed URLs; one it cannot read, or reads otherwise, is shown as written.
+ */
+function normalized(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return text;
+  }
+  const ours = splitUri(text)?.userinfo;
+  const password = ours === undefined || !ours.includes(':') ? '' : decode(ours.slice(ours.indexOf(':') + 1));
+  return password === decode(url.password) ? url.href : text;
+}
+
 /** `found` collects what was hidden (as written and decoded), for a caller that scrubs it from other text. */
-function redactUri(text: string, found?: Set<string>): string {
-  const parts = splitUri(text);
+function redactUri(text: string, found?: Set<string>, asWritten = false): string {
+  const parts = splitUri(asWritten ? text : normalized(text));
   if (!parts) return text;
   let out = parts.head;
   if (parts.userinfo !== undefined) {
@@ -390,7 +406,7 @@ function redactTextInto(text: string, found?: Set<string>): string {
     let end = match.index;
     while (end < text.length && !/[\s"'<>`]/.test(text[end]!)) end++;
     while (end > match.index && /[.,:;!)]/.test(text[end - 1]!)) end--;
-    out += text.slice(last, match.index) + redactUri(text.slice(match.index, end), found);
+    out += text.slice(last, match.index) + redactUri(text.slice(match.index, end), found, true);
     last = end;
     URI_START.lastIndex = end;
   }
@@ -400,7 +416,9 @@ function redactTextInto(text: string, found?: Set<string>): string {
 /**
  * A URI with its password replaced by `***` (whatever the password holds), the values of secret
  * query parameters (see {@link isSecretName}) replaced by `***`, and URLs in query values redacted
- * the same way; otherwise as written (not normalized). Text that is not a URI comes back unchanged.
+ * the same way. A URI the WHATWG parser reads as we do is shown as it serializes it (`ws://h` as
+ * `ws://h/`); one it cannot read, or would read otherwise (`amqp://u:pa/ss@h`), as written. Text
+ * that is not a URI comes back unchanged. `asWritten`: never normalized (`file:x.jsonl` stays so).
  *
  * @example
  * ```ts
@@ -408,8 +426,8 @@ function redactTextInto(text: string, found?: Set<string>): string {
  * redactUrl('wss://feed/x?sig=abc&symbol=BTC');   // 'wss://feed/x?sig=***&symbol=BTC'
  * ```
  */
-export function redactUrl(url: string | URL): string {
-  return redactUri(String(url));
+export function redactUrl(url: string | URL, options: { asWritten?: boolean } = {}): string {
+  return redactUri(String(url), undefined, options.asWritten);
 }
 
 /** `text` (a message, a log line) with every URI in it redacted as {@link redactUrl} does. */
@@ -425,6 +443,7 @@ export function redactText(text: string): string {
 export function uriSecrets(uri: string): string[] {
   const found = new Set<string>();
   redactUri(uri, found);
+  redactUri(uri, found, true);
   found.delete('');
   return [...found];
 }

@@ -296,11 +296,21 @@ function checkValue(where: string, name: string, spec: OptionSpec, value: unknow
     return checkGiven(where, name, spec, value);
   } catch (error) {
     if (!(error instanceof ManifoldError) || error.code !== ErrorCodes.INVALID_OPTION) throw error;
-    // Our messages end with ", got <value>": the value is cut off, whichever check (a custom one too) wrote it.
+    // Our messages end with ", got <value>": cut off. A custom check that shows the value redacted (a URL with its
+    // password as ***) is trusted, unless its message holds any text of the value as it was given (a password in
+    // the wrong field of `sasl`).
     const at = error.message.indexOf(', got ');
-    if (at === -1 || /, got "[(<]hidden[)>]"$/.test(error.message)) throw error;
+    if (at === -1 || (spec.kind === 'custom' && !textsOf(value).some((text) => error.message.slice(at).includes(text)))) throw error;
     throw new ManifoldError(`${error.message.slice(0, at)}, got "(hidden)"`, { code: ErrorCodes.INVALID_OPTION, details: { option: error.option ?? name } });
   }
+}
+
+/** Every string in `value` (its fields', its items'), for telling whether a message shows any of it. */
+function textsOf(value: unknown, depth = 0): string[] {
+  if (typeof value === 'string') return value === '' ? [] : [value];
+  if (value instanceof URL) return [value.href];
+  if (depth > 8 || value === null || typeof value !== 'object') return [];
+  return Object.values(value).flatMap((v) => textsOf(v, depth + 1));
 }
 
 function checkGiven(where: string, name: string, spec: OptionSpec, value: unknown): unknown {

@@ -37,9 +37,12 @@ describe('redactUrl: the userinfo, whatever the password holds', () => {
       for (const password of passwords) {
         for (const rest of ['', '/', '/vhost?queue=orders', ':5672/?queue=q&prefetch=5', '/path#frag']) {
           const uri = `${scheme}://alice:${password}@broker.example${rest}`;
-          const shown = redactUrl(uri);
+          const shown = redactUrl(uri, { asWritten: true });
           assert.equal(shown, `${scheme}://alice:***@broker.example${rest}`, uri);
-          for (const part of password.split(/[/@:#?%]/).filter((p) => p.length > 2)) assert.ok(!shown.includes(part), `${uri} -> ${shown}`);
+          // As the URL parser serializes it (when it reads the URI as we do), the same is hidden.
+          const normalized = redactUrl(uri);
+          assert.match(normalized, new RegExp(`^${scheme}://alice:\\*\\*\\*@broker\\.example`), uri);
+          for (const part of password.split(/[/@:#?%]/).filter((p) => p.length > 2)) assert.ok(!shown.includes(part) && !normalized.includes(part), `${uri} -> ${shown}, ${normalized}`);
           assert.ok(uriSecrets(uri).includes(password), uri);
         }
       }
@@ -53,10 +56,15 @@ describe('redactUrl: the userinfo, whatever the password holds', () => {
     assert.equal(uriCredentials('stdin:'), undefined);
   });
 
-  it('keeps what is not a secret as written (no normalization), and text that is no URI unchanged', () => {
-    for (const uri of ['ws://host:8080', 'file:dead.jsonl', 'stdin:', 'kinesis:orders?region=eu-west-1', 'amqp://[::1]:5672/', 'amqp://h/?queue=a@b', 'not a url user:pw@']) {
+  it('keeps what is not a secret; a URI the URL parser reads as it does comes back as it serializes it', () => {
+    for (const uri of ['ws://host:8080/', 'stdin:', 'kinesis:orders?region=eu-west-1', 'amqp://[::1]:5672/', 'amqp://h/?queue=a@b', 'not a url user:pw@']) {
       assert.equal(redactUrl(uri), uri);
     }
+    assert.equal(redactUrl('ws://host:8080'), 'ws://host:8080/');
+    assert.equal(redactUrl('file:dead.jsonl'), 'file:///dead.jsonl');
+    assert.equal(redactUrl('file:dead.jsonl', { asWritten: true }), 'file:dead.jsonl');
+    // Text around a URI is left as written.
+    assert.equal(redactText('see ws://host:8080 now'), 'see ws://host:8080 now');
     // A path may hold an @ on a special scheme: Binance streams are wss://host:9443/ws/<symbol>@trade.
     assert.equal(redactUrl('wss://stream.binance.com:9443/ws/btcusdt@trade'), 'wss://stream.binance.com:9443/ws/btcusdt@trade');
     assert.equal(redactUrl('//user:pw@host/x'), '//user:***@host/x');

@@ -5,6 +5,7 @@
  * back later with `manifold file:dead.jsonl <original-uri> --transform unwrap-dead-letter`. The
  * keys are stdin's and stdout's (lib/stdio/options.ts); the file is opened by create().
  */
+import { redactUrl } from '../../core/errors.js';
 import { stdinSourceOptions, stdoutSinkOptions, type StdinSourceOptions, type StdoutSinkOptions } from '../../stdio/options.js';
 import { registerScheme } from '../endpoints.js';
 import { appendFile, filePath, readFile } from '../file.js';
@@ -13,6 +14,9 @@ import { readEndpointOptions } from '../options.js';
 registerScheme(['file'], {
   help: 'file:<path>                  lines of a file (source), or lines appended to it, fsynced at the end (sink); file:dead.jsonl, file:///var/x.jsonl',
   options: { source: [stdinSourceOptions], sink: [stdoutSinkOptions] },
+  // The path as written: the URL parser would make file:dead.jsonl read file:///dead.jsonl. (A file: URI holds no
+  // password, the URL parser refuses one.)
+  display: (uri) => redactUrl(uri, { asWritten: true }),
   source: (input) => {
     const path = filePath(input.uri);
     const options = readEndpointOptions(input, [stdinSourceOptions]);
