@@ -304,11 +304,13 @@ class GroupMember extends Readable {
     if (!stream || this.#pulling || this.#ending || this.destroyed) return;
     this.#pulling = true;
     try {
-      if (this.#mayRead() && this.#clientPaused) {
-        this.#clientPaused = false;
-        stream.resume();
-      }
       while (this.#mayRead() && this.#yield === undefined) {
+        // Resumed only once its buffer is below its own high-water mark: resume() starts a fetch whatever the
+        // buffer holds, and a fetch forced on every resume would let the buffer grow past the mark without end.
+        if (this.#clientPaused && stream.readableLength < stream.readableHighWaterMark) {
+          this.#clientPaused = false;
+          stream.resume();
+        }
         if (this.#readSinceYield >= YIELD_EVERY_RECORDS || performance.now() - this.#yieldedAt >= YIELD_EVERY_MS) {
           this.#yield = setImmediate(this.#afterYield);
           return;
