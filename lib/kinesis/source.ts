@@ -5,7 +5,7 @@ import { memoryCheckpointer } from './memory-checkpointer.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
 import { awsCall, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
-import { createMessage } from '../core/message.js';
+import type { Message } from '../core/message.js';
 import { conflictingOptions } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
 import { kinesisError, resolveClient, resolveStream, type StreamRef } from './client.js';
@@ -800,20 +800,27 @@ export class KinesisSource extends Readable {
     this.#inFlightBytes += size;
     const meta: Record<string, unknown> = { shardId: shard.shardId, sequenceNumber: checkpoint.sequenceNumber, subSequenceNumber };
     if (malformed !== undefined) meta.malformed = malformed;
-    const message = createMessage({
+    // A literal with settle-once closures, as createMessage() makes, but one pair that also gives the bytes back:
+    // this is the per-user-record path, and a KPL aggregate can hold 100,000 of them.
+    let settled = false;
+    const message: Message = {
       data,
       key,
       timestamp,
       meta,
-      onAck: () => {
+      ack: () => {
+        if (settled) return;
+        settled = true;
         ticket.ack();
         this.#settled(size);
       },
-      onNack: (error) => {
-        ticket.nack(error);
+      nack: (error?: Error) => {
+        if (settled) return;
+        settled = true;
+        ticket.nack(error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY }));
         this.#settled(size);
       },
-    });
+    };
     if (!this.push(message)) this.#flowing = false;
   }
 
