@@ -291,6 +291,13 @@ export class ErrorPolicy {
       settled: 0,
     };
     this.#outstanding += 1;
+    const malformed = original.meta?.malformed;
+    if (typeof malformed === 'string') {
+      // The source could not decode this record and says so in meta.malformed (a malformed KPL aggregate): no
+      // delivery can succeed, so it goes straight to the dead-letter sink, or the flow fails naming it.
+      this.#giveUp(item, new ManifoldError(`malformed record: ${malformed}`, { code: ErrorCodes.INVALID_MESSAGE }));
+      return this.hasRoom;
+    }
     if (this.#groups.size > 0) {
       const group = this.#groups.get(groupOf(original));
       if (group) {

@@ -351,11 +351,8 @@ describe('kinesisSource: malformed KPL aggregates', () => {
     assert.ok(received.every((m) => m.meta!.malformed === undefined));
   });
 
-  // flow() hands a message marked meta.malformed to its error policy without delivering it: that wiring belongs to
-  // lib/core/error-policy.ts (admit). Until it is there these two are todo: they report without failing the run.
-  const policyWiring = { todo: 'needs flow() to hand meta.malformed to the error policy (lib/core/error-policy.ts)' };
-
-  it('flow() with a dead-letter sink: the malformed records are dead-lettered as written, the rest delivered', policyWiring, async (t) => {
+  // flow() hands a message marked meta.malformed to its error policy without delivering it (ErrorPolicy.admit).
+  it('flow() with a dead-letter sink: the malformed records are dead-lettered as written, the rest delivered', async (t) => {
     const raw = server.client();
     const { streamName } = await createStream(raw, 1);
     t.after(() => deleteStream(raw, streamName));
@@ -387,7 +384,7 @@ describe('kinesisSource: malformed KPL aggregates', () => {
     assert.ok(envelopes.every((e) => e.error.code === ErrorCodes.INVALID_MESSAGE && /MD5|needs at least|does not decode/.test(e.error.message)));
   });
 
-  it('flow() without a dead-letter sink fails naming the shard and sequence number of the malformed record', policyWiring, async (t) => {
+  it('flow() without a dead-letter sink fails naming the shard and sequence number of the malformed record', async (t) => {
     const raw = server.client();
     const { streamName } = await createStream(raw, 1);
     t.after(() => deleteStream(raw, streamName));
