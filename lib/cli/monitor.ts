@@ -23,7 +23,7 @@ function hasGauges(stream: unknown): stream is GaugeSource {
 }
 
 /** Lifecycle events worth a log line, per the connectors' documentation. */
-const LOGGED_EVENTS = ['ready', 'reconnect', 'retry', 'swap', 'swapfailed', 'rotate', 'commit', 'upload', 'uploaderror', 'quota', 'checkpoint', 'checkpointerror', 'lease', 'leasegained', 'leaselost', 'leasestolen', 'outputclose', 'closetimeout', 'skip', 'rebalance', 'warning'] as const;
+const LOGGED_EVENTS = ['ready', 'reconnect', 'retry', 'swap', 'swapfailed', 'rotate', 'commit', 'upload', 'uploaderror', 'quota', 'checkpoint', 'checkpointerror', 'lease', 'leasegained', 'leaselost', 'leasestolen', 'outputclose', 'closetimeout', 'skip', 'rebalance', 'warning', 'malformed'] as const;
 
 /**
  * Gauges the connectors report through `gauges()`, each exported as `manifold_<name>`.
@@ -35,6 +35,7 @@ const KNOWN_GAUGES: Record<string, string> = {
   s3_buffer_oldest_age_seconds: 'S3 sink: age of the oldest file waiting for upload (0 when none waits).',
   kinesis_leases_held: 'Kinesis source with a lease table: shard leases this process holds.',
   kinesis_shards_reading: 'Kinesis source: shards being read by this process.',
+  kinesis_in_flight_bytes: 'Kinesis source: payload bytes read and not yet acked (bounded by maxInFlightBytes).',
 };
 
 /**
@@ -88,6 +89,8 @@ export interface MonitorCounts {
   reconnects: number;
   retries: number;
   uploads: number;
+  /** Kinesis `'malformed'` events: KPL aggregates that failed their digest or structure. */
+  malformed: number;
 }
 
 /** What the monitor keeps of one stream between events. */
@@ -113,7 +116,7 @@ interface Tracked {
 /** Connects a flow's streams to logs, metrics and readiness. */
 export class Monitor {
   readonly registry = new Registry();
-  readonly counts: MonitorCounts = { reconnects: 0, retries: 0, uploads: 0 };
+  readonly counts: MonitorCounts = { reconnects: 0, retries: 0, uploads: 0, malformed: 0 };
   readonly #gauges = new Map<string, number>();
   readonly #tracked: Tracked[];
   #stopping = false;
@@ -162,6 +165,7 @@ export class Monitor {
           if (event === 'reconnect') this.counts.reconnects++;
           if (event === 'retry') this.counts.retries++;
           if (event === 'upload') this.counts.uploads++;
+          if (event === 'malformed') this.counts.malformed++;
           this.#track(tracked, event, details);
           this.log.info({ role, event, ...summarize(details) }, `${role} ${event}`);
         });
@@ -310,6 +314,7 @@ export class Monitor {
     counter('manifold_reconnects_total', 'Connections re-made after a failure.', () => this.counts.reconnects);
     counter('manifold_retries_total', 'Operations retried after a transient failure.', () => this.counts.retries);
     counter('manifold_s3_uploads_total', 'Files uploaded to S3.', () => this.counts.uploads);
+    counter('manifold_kpl_malformed_total', 'Kinesis records with the KPL magic that failed their digest or structure (given to the error policy as they were written).', () => this.counts.malformed);
     const monitor = this;
     const tracked = this.#tracked;
     new Gauge({

@@ -181,6 +181,15 @@ describe('monitor: an AWS service error', () => {
 });
 
 describe('monitor: --metrics-host', () => {
+  it('manifold_kpl_malformed_total counts the source\'s malformed events', async (t) => {
+    const source = new PassThrough({ objectMode: true });
+    const { sink } = ackingSink();
+    const { base } = await watched(t, source, sink);
+    assert.equal(await metric(base, 'manifold_kpl_malformed_total'), 0);
+    for (let i = 0; i < 3; i++) source.emit('malformed', { shardId: 'shardId-000000000000', sequenceNumber: String(i), fault: 'digest', reason: 'bad MD5', bytes: 10 });
+    assert.equal(await metric(base, 'manifold_kpl_malformed_total'), 3);
+  });
+
   it('listen(port, "0.0.0.0") binds every address; reached here through 127.0.0.1', async (t) => {
     const source = new PassThrough({ objectMode: true });
     const { sink } = ackingSink();
