@@ -41,6 +41,8 @@ const wsPort = (wss.address() as { port: number }).port;
 const symbols = ['BTC-USD', 'ETH-USD', 'SOL-USD'];
 let seq = 0;
 const ticker = setInterval(() => {
+  // Quotes start with the first subscriber, so the first one it gets is seq 0 however slow the connect.
+  if (wss.clients.size === 0) return;
   const symbol = symbols[seq % symbols.length]!;
   const quote = JSON.stringify({ seq: seq++, symbol, price: +(100 + Math.random() * 10).toFixed(2), ts: Date.now() });
   for (const socket of wss.clients) if (socket.readyState === socket.OPEN) socket.send(quote);
