@@ -4,6 +4,7 @@
  * and a bounded connection close. Not part of the API; their options are
  * declared in options.ts.
  */
+import type { Stream } from 'node:stream';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
 import { show } from '../core/options.js';
@@ -77,14 +78,22 @@ export interface ConnectSettings {
 /**
  * Opens a connection. The connection name shows in the management UI and in
  * `rabbitmqctl list_connections client_properties`, so an operator (or a test)
- * can find and close it.
+ * can find and close it. `signal` destroys the socket while it connects (amqplib
+ * has no abort of its own, but hands its options to `net.connect`/`tls.connect`,
+ * whose sockets take one); abort it only before the promise settles, or the
+ * open connection's socket would be cut without a close.
  */
-export async function openConnection(where: string, settings: ConnectSettings): Promise<ChannelModel> {
+export async function openConnection(where: string, settings: ConnectSettings, signal?: AbortSignal): Promise<ChannelModel> {
   try {
-    return await amqp.connect(settings.url, {
+    const connection = await amqp.connect(settings.url, {
       timeout: settings.connectTimeoutMs,
       clientProperties: { connection_name: settings.connectionName },
+      ...(signal ? { signal } : {}),
     });
+    // From here the socket may fail at any time (an abort that came too late, say): an 'error' without a listener
+    // would crash the process. Callers listen for 'close', which follows.
+    connection.on('error', () => {});
+    return connection;
   } catch (error) {
     throw amqpError(where, 'connecting', error, { url: settings.url });
   }
@@ -161,5 +170,25 @@ export function connectionLostError(where: string, url: string, cause?: unknown)
     code: ErrorCodes.CONNECTION,
     retryable: true,
     cause,
+  });
+}
+
+/** How long a destroyed source or sink waits for its connection to be released before it emits 'close' anyway. */
+export const RELEASE_WAIT_MS = 2_000;
+
+/**
+ * Resolves once `stream` has emitted 'close' (its connection released), or after `timeoutMs`: a connect
+ * that amqplib cannot abort may hold it longer, and the connection is still closed as soon as it opens.
+ */
+export function whenClosed(stream: Stream & { readonly closed?: boolean }, timeoutMs = RELEASE_WAIT_MS): Promise<void> {
+  if (stream.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      stream.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    stream.once('close', done);
   });
 }

@@ -187,6 +187,10 @@ export const rabbitmqSourceOptions = defineOptions('rabbitmqSource', {
   queue: { ...opt.string('The queue to consume.'), required: true as const },
   consumerTag: opt.string('A fixed consumer tag, shown by the broker.', { defaultText: 'one chosen by the broker' }),
   prefetch: opt.integer('Most unacked messages the broker sends at once (basic.qos); this is the backpressure, and it bounds memory.', { default: 256, min: 1, max: 65_535 }),
+  maxInFlightBytes: opt.bytes(
+    'Most payload bytes of unacked messages: the prefetch window is sized to it by the average message size (one until the first message), and at this many the consumer is cancelled (basic.cancel) and made again once acks bring it under half. Messages much larger than those before them can pass it, within `prefetch`.',
+    { default: 64 * 1024 * 1024, cli: 'maxInFlightBytes' },
+  ),
   assert: opt.custom<SourceAssert, false>('Declare the queue (and bind it) on every (re)connect; `false` only checks that the queue exists.', {
     type: 'boolean | RabbitmqSourceAssert',
     default: false,
@@ -300,6 +304,8 @@ export interface RabbitmqSourceOptions extends RabbitmqConnectionOptions {
   consumerTag?: string;
   /** Most unacked messages the broker sends at once (basic.qos); this is the backpressure, and it bounds memory. Default 256. */
   prefetch?: number;
+  /** Most payload bytes of unacked messages: the prefetch window is sized to it by the average message size (one until the first message), and at this many the consumer is cancelled (basic.cancel) and made again once acks bring it under half. Messages much larger than those before them can pass it, within `prefetch`. Default 64 MiB. */
+  maxInFlightBytes?: number;
   /** Declare the queue (and bind it) on every (re)connect; `false` only checks that the queue exists. Default false. */
   assert?: boolean | RabbitmqSourceAssert;
   /** What `nack()` does: requeue (true), or reject so that the queue's dead-letter exchange receives the message (false). Default true. */

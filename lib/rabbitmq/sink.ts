@@ -8,7 +8,7 @@ import { ErrorCodes, ManifoldError, describe, redactUrl, toError } from '../core
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import type { ResolvedOptions } from '../core/options.js';
 import { RetryingSink } from '../core/retrying-sink.js';
-import { amqpError, closeConnection, connectionLostError, headersFromAmqp, openConnection } from './connection.js';
+import { amqpError, closeConnection, connectionLostError, headersFromAmqp, openConnection, whenClosed } from './connection.js';
 import { rabbitmqSinkOptions, type QueueOptions, type RabbitmqSinkOptions, type SinkAssert } from './options.js';
 
 export type { RabbitmqPublishProperties, RabbitmqSinkAssert, RabbitmqSinkOptions, RabbitmqSinkQueue } from './options.js';
@@ -98,7 +98,7 @@ export class RabbitmqSink extends RetryingSink {
       signal: config.signal,
       highWaterMark: config.highWaterMark,
     };
-    super(() => new AmqpPublisher(config, stats), outer);
+    super((context) => new AmqpPublisher(config, stats, context.signal), outer);
     this.exchange = config.exchange;
     this.#stats = stats;
   }
@@ -106,6 +106,15 @@ export class RabbitmqSink extends RetryingSink {
   /** A snapshot of the counters, over every connection. */
   get stats(): RabbitmqSinkStats {
     return { ...this.#stats };
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const inner = this.inner;
+    super._destroy(error, (err) => {
+      // 'close' once the connection is closed (bounded: see whenClosed), also when destroyed during the connect.
+      if (!inner) callback(err);
+      else void whenClosed(inner).then(() => callback(err));
+    });
   }
 }
 
@@ -124,11 +133,28 @@ function sameHeaders(sent: Record<string, string> | undefined, back: Record<stri
 
 /**
  * One connection, one confirm channel. Fails (destroys itself) on any loss;
- * RetryingSink replaces it and re-writes what it did not confirm.
+ * RetryingSink replaces it and re-writes what it did not confirm. Destroyed
+ * during the connect (RetryingSink aborts `signal` first), it stops at its next
+ * step and closes what it opened.
  */
 class AmqpPublisher extends Writable {
   readonly #config: SinkConfig;
   readonly #stats: RabbitmqSinkStats;
+  readonly #signal: AbortSignal | undefined;
+  /** destroy() came while connecting: #open gives up at its next step. */
+  #stopping = false;
+  /** Destroys the socket of a TCP connect or AMQP handshake in progress (see openConnection). */
+  readonly #connectAbort = new AbortController();
+  #releasing: Promise<void> | undefined;
+  readonly #onAbort = (): void => {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    if (this.#opened) return;
+    // A channel RPC of the connect in flight (channel open, topology) is cut by closing the connection; a TCP
+    // connect or handshake by destroying its socket.
+    if (this.#connection) void this.#release();
+    else this.#connectAbort.abort();
+  };
   #connection: ChannelModel | undefined;
   #channel: ConfirmChannel | undefined;
   #opened = false;
@@ -140,22 +166,40 @@ class AmqpPublisher extends Writable {
   #drained = true;
   #waiters: Array<() => void> = [];
 
-  constructor(config: SinkConfig, stats: RabbitmqSinkStats) {
+  constructor(config: SinkConfig, stats: RabbitmqSinkStats, signal: AbortSignal | undefined) {
     super({ objectMode: true, highWaterMark: 16 });
     this.#config = config;
     this.#stats = stats;
+    this.#signal = signal;
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
+    if (signal?.aborted) this.#onAbort();
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
+    if (this.#stopping) {
+      callback();
+      return;
+    }
     this.#open().then(
       () => callback(),
-      (error: unknown) => callback(toError(error)),
+      // A stop is not a failure: the sink is being destroyed anyway.
+      (error: unknown) => callback(this.#stopping ? null : toError(error)),
     );
+  }
+
+  /** Throws when destroy() came during the connect. */
+  #check(): void {
+    if (this.#stopping) throw new ManifoldError(`${WHERE}: stopped while connecting`, { code: ErrorCodes.ABORTED });
   }
 
   async #open(): Promise<void> {
     const c = this.#config;
-    const connection = await openConnection(WHERE, c);
+    const connection = await openConnection(WHERE, c, this.#connectAbort.signal);
+    if (this.#stopping) {
+      // Stopped as the handshake completed (the abort came too late to cut it): close what just opened.
+      await closeConnection(connection);
+      this.#check();
+    }
     this.#connection = connection;
     connection.on('error', () => {});
     connection.on('close', (error?: Error) => this.#lose(error));
@@ -164,6 +208,7 @@ class AmqpPublisher extends Writable {
     connection.on('unblocked', () => this.emit('unblocked'));
     try {
       const channel = await connection.createConfirmChannel();
+      this.#check();
       channel.on('error', (error: Error) => {
         this.#channelError = error;
       });
@@ -177,20 +222,25 @@ class AmqpPublisher extends Writable {
       });
       if (c.assert) {
         if (c.exchange !== '') await channel.assertExchange(c.exchange, c.assert.exchangeType, c.assert.exchangeOptions);
+        this.#check();
         for (const q of c.assert.queues) {
           await channel.assertQueue(q.name, q.options);
+          this.#check();
           // Every queue is bound to the default exchange by its name already, and binding to it is refused.
           if (c.exchange !== '') await channel.bindQueue(q.name, c.exchange, q.routingKey);
+          this.#check();
         }
       } else if (c.exchange !== '') {
         await channel.checkExchange(c.exchange);
+        this.#check();
       }
       this.#channel = channel;
     } catch (error) {
-      this.#connection = undefined;
-      await closeConnection(connection);
+      await this.#release();
+      if (this.#stopping) throw error;
       throw amqpError(WHERE, `publishing to exchange "${c.exchange}"`, error, { url: c.url, exchange: c.exchange });
     }
+    // Destroyed without the signal (RetryingSink replacing it): _destroy, deferred until now, releases the connection.
     if (this.destroyed) return;
     this.#opened = true;
     this.#stats.connections += 1;
@@ -339,10 +389,7 @@ class AmqpPublisher extends Writable {
     const finish = async (): Promise<void> => {
       while (this.#inFlight.size > 0 && !this.#released) await this.#nextWake();
       if (this.#released) throw connectionLostError(WHERE, this.#config.url);
-      this.#released = true;
-      const connection = this.#connection;
-      this.#connection = undefined;
-      await closeConnection(connection, this.#channel);
+      await this.#release();
     };
     finish().then(
       () => callback(),
@@ -370,8 +417,19 @@ class AmqpPublisher extends Writable {
     }
     this.#inFlight.clear();
     this.#wake();
-    const connection = this.#connection;
-    this.#connection = undefined;
-    closeConnection(connection, this.#channel).then(() => callback(error));
+    this.#stopping = true;
+    this.#release().then(() => callback(error));
+  }
+
+  /** Closes the channel (its confirms are in once _final waited for them) and the connection. Idempotent. */
+  #release(): Promise<void> {
+    this.#releasing ??= (async () => {
+      this.#released = true;
+      this.#signal?.removeEventListener('abort', this.#onAbort);
+      // Before the channel was ready nothing was published: no need to close it first (and a channel RPC in flight
+      // would hold that up); closing the connection cuts the RPC.
+      await closeConnection(this.#connection, this.#opened ? this.#channel : undefined);
+    })();
+    return this.#releasing;
   }
 }

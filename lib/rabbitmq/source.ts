@@ -8,7 +8,7 @@ import { ErrorCodes, ManifoldError, redactUrl } from '../core/errors.js';
 import { createMessage } from '../core/message.js';
 import type { ResolvedOptions } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
-import { amqpError, applyBindings, closeConnection, connectionLostError, headersFromAmqp, openConnection } from './connection.js';
+import { amqpError, applyBindings, closeConnection, connectionLostError, headersFromAmqp, openConnection, whenClosed } from './connection.js';
 import { rabbitmqSourceOptions, type RabbitmqSourceOptions } from './options.js';
 
 export type { RabbitmqSourceAssert, RabbitmqSourceOptions } from './options.js';
@@ -29,6 +29,16 @@ export interface RabbitmqSourceStats {
   nacked: number;
   /** Acks and nacks ignored because the channel that delivered the message was gone; the broker redelivers those. */
   lateSettles: number;
+  /** Times deliveries were stopped (the consumer cancelled) because the unacked payload reached `maxInFlightBytes`. */
+  byteStops: number;
+  /** Payload bytes of the messages delivered and not yet acked or nacked, now. */
+  unackedBytes: number;
+}
+
+/** What every connection of a source learns about the messages' size (a new connection sizes its first window by it). */
+interface SizeEstimate {
+  /** Moving average of the payload size in bytes; 0 before the first delivery. */
+  averageBytes: number;
 }
 
 /** The resolved options, the connection name filled in. */
@@ -52,14 +62,17 @@ function resolveSourceOptions(options: RabbitmqSourceOptions): SourceConfig {
  * - `nack()` requeues, or with `nackRequeue: false` rejects (dead-lettering it
  *   when the queue has a dead-letter exchange).
  * - `prefetch` bounds unacked messages, and so memory: the broker stops
- *   delivering until messages are acked.
+ *   delivering until messages are acked. `maxInFlightBytes` bounds their
+ *   payload: the window is sized by the average message size, and the
+ *   consumer is cancelled at the bound and made again at half of it.
  * - A lost connection or channel is re-made with backoff and the consumer
  *   resubscribed; the stream stays open (`'reconnect'`, then `'ready'`).
  *   Wrong credentials and a missing queue are not retried.
  * - `close()` cancels the consumer, ends the stream after what was delivered,
  *   waits up to `closeTimeoutMs` for outstanding acks (emitting `'closetimeout'`
  *   with a `MANIFOLD_ERR_CLOSE_TIMEOUT` error if some never came; the broker
- *   requeues those), then closes the connection.
+ *   requeues those), then closes the connection. During a connect, `close()`
+ *   and `destroy()` stop it and close what it opened: no consumer is left.
  *
  * @example
  * ```ts
@@ -81,7 +94,7 @@ export class RabbitmqSource extends RetryingSource {
 
   constructor(options: RabbitmqSourceOptions) {
     const config = resolveSourceOptions(options);
-    const stats: RabbitmqSourceStats = { connections: 0, delivered: 0, redelivered: 0, acked: 0, nacked: 0, lateSettles: 0 };
+    const stats: RabbitmqSourceStats = { connections: 0, delivered: 0, redelivered: 0, acked: 0, nacked: 0, lateSettles: 0, byteStops: 0, unackedBytes: 0 };
     // The wrapper fills its own defaults for what is undefined.
     const outer: ConstructorParameters<typeof RetryingSource>[1] = {
       what: `${WHERE}: consuming queue "${config.queue}" at ${redactUrl(config.url)}`,
@@ -90,7 +103,8 @@ export class RabbitmqSource extends RetryingSource {
       signal: config.signal,
       highWaterMark: config.highWaterMark,
     };
-    super(() => new AmqpConsumer(config, stats), outer);
+    const estimate: SizeEstimate = { averageBytes: 0 };
+    super((context) => new AmqpConsumer(config, stats, estimate, context.signal), outer);
     this.queue = config.queue;
     this.#stats = stats;
   }
@@ -99,15 +113,31 @@ export class RabbitmqSource extends RetryingSource {
   get stats(): RabbitmqSourceStats {
     return { ...this.#stats };
   }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // The inner consumer is cut unless it ended normally (then a graceful close may still wait for acks).
+    const inner = this.inner;
+    const cut = inner !== undefined && (error !== null || !inner.readableEnded);
+    super._destroy(error, (err) => {
+      // 'close' once the connection is closed, so the broker has dropped the consumer (bounded: see whenClosed).
+      if (!cut) callback(err);
+      else void whenClosed(inner).then(() => callback(err));
+    });
+  }
 }
 
 /**
  * One connection, one channel, one consumer. Ends only through close(); any
- * loss destroys it with an error that RetryingSource classifies.
+ * loss destroys it with an error that RetryingSource classifies. close() or
+ * destroy() during the connect stops it at its next step and closes what it
+ * opened (amqplib cannot abort its TCP connect and handshake: a connection
+ * that opens after the stop is closed at once).
  */
 class AmqpConsumer extends Readable {
   readonly #config: SourceConfig;
   readonly #stats: RabbitmqSourceStats;
+  readonly #estimate: SizeEstimate;
+  readonly #signal: AbortSignal | undefined;
   #connection: ChannelModel | undefined;
   #channel: Channel | undefined;
   #consumerTag: string | undefined;
@@ -118,61 +148,136 @@ class AmqpConsumer extends Readable {
   #released = false;
   #channelError: Error | undefined;
   #outstanding = 0;
+  /** Payload bytes of the unacked deliveries. */
+  #outstandingBytes = 0;
   #idleWaiters: Array<() => void> = [];
   #closing: Promise<void> | undefined;
+  /** The graceful close is waiting for acks: RetryingSource's auto-destroy (no error) must not release the connection under it. */
+  #graceful = false;
   #closeDone = false;
+  /** close() or destroy() came while connecting: #open gives up at its next step. */
+  #stopping = false;
+  /** Destroys the socket of a TCP connect or AMQP handshake in progress (see openConnection). */
+  readonly #connectAbort = new AbortController();
+  /** Settles (never rejects) when the connect is over, whichever way. */
+  readonly #opening: Promise<void>;
+  #openingDone!: () => void;
+  #releasing: Promise<void> | undefined;
+  /** Deliveries are stopped for maxInFlightBytes: set at the bound, cleared at half of it. */
+  #overBytes = false;
+  /** The consumer's window no longer fits the messages' size: re-make it (see #settle). */
+  #resize = false;
+  /** The prefetch window of the current consumer, and when it was last widened (0: never). */
+  #window = 0;
+  #widenedAt = 0;
+  /** The cancel or consume the byte bound runs, if any. */
+  #flowing: Promise<void> | undefined;
+  readonly #onAbort = (): void => {
+    // RetryingSource aborts its signal when it is destroyed, also by its auto-destroy once a graceful close ended the
+    // stream: the graceful close then finishes on its own (acks, bounded by closeTimeoutMs).
+    if (this.#graceful) return;
+    this.#stop();
+    // A fatal error rather than a close without an end, which RetryingSource, being destroyed, would report as a
+    // lost connection to reconnect ('reconnect' after destroy()). RetryingSource ignores it: it is destroyed.
+    this.destroy(new ManifoldError(`${WHERE}: destroyed`, { code: ErrorCodes.ABORTED }));
+  };
 
-  constructor(config: SourceConfig, stats: RabbitmqSourceStats) {
+  constructor(config: SourceConfig, stats: RabbitmqSourceStats, estimate: SizeEstimate, signal: AbortSignal | undefined) {
     // autoDestroy is off: after 'end' the channel must stay open until the acks of what was delivered are in.
     super({ objectMode: true, highWaterMark: config.prefetch, autoDestroy: false });
     this.#config = config;
     this.#stats = stats;
+    this.#estimate = estimate;
+    this.#signal = signal;
+    this.#opening = new Promise<void>((resolve) => {
+      this.#openingDone = resolve;
+    });
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
+    if (signal?.aborted) this.#stop();
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
+    if (this.#stopping) {
+      // Closed (or aborted) before the connect began: nothing to open.
+      this.#openingDone();
+      callback();
+      return;
+    }
     this.#open().then(
-      () => callback(),
-      (error: unknown) => callback(error as Error),
+      () => {
+        this.#openingDone();
+        callback();
+      },
+      (error: unknown) => {
+        this.#openingDone();
+        // A stop is not a failure: the stream is being closed or destroyed anyway.
+        callback(this.#stopping ? null : (error as Error));
+      },
     );
+  }
+
+  /** Throws when close() or destroy() came during the connect. */
+  #check(): void {
+    if (this.#stopping) throw new ManifoldError(`${WHERE}: stopped while connecting`, { code: ErrorCodes.ABORTED });
   }
 
   async #open(): Promise<void> {
     const c = this.#config;
-    const connection = await openConnection(WHERE, c);
+    const connection = await openConnection(WHERE, c, this.#connectAbort.signal);
+    if (this.#stopping) {
+      // Stopped as the handshake completed (the abort came too late to cut it): close what just opened.
+      await closeConnection(connection);
+      this.#check();
+    }
     this.#connection = connection;
     // Errors are also reported through 'close', which is where we act on them.
     connection.on('error', () => {});
     connection.on('close', (error?: Error) => this.#lose(error));
     try {
       const channel = await connection.createChannel();
+      this.#channel = channel;
       channel.on('error', (error: Error) => {
         this.#channelError = error;
       });
       // amqplib closes the channels before it reports the connection's close, which carries the broker's reason
       // (320 CONNECTION_FORCED and its text): a channel closing without an error of its own waits for that.
       channel.on('close', () => queueMicrotask(() => this.#lose(this.#channelError)));
+      this.#check();
       if (c.assert) {
         await channel.assertQueue(c.queue, c.assert.queue);
+        this.#check();
         await applyBindings(channel, c.queue, c.assert.bindings);
       } else {
         await channel.checkQueue(c.queue);
       }
-      await channel.prefetch(c.prefetch);
-      this.#channel = channel;
+      this.#check();
+      // The broker hands a consumer its whole window at once, before a cancel can reach it: the window is what bounds
+      // bytes. Not knowing the messages' size yet, the first consumer takes one, and is widened at its first delivery.
+      const window = this.#windowFor();
+      await channel.prefetch(window);
+      this.#check();
+      this.#window = window;
       this.#live = true;
       const consumeOptions = c.consumerTag === undefined ? { noAck: false } : { noAck: false, consumerTag: c.consumerTag };
       const reply = await channel.consume(c.queue, (raw) => this.#deliver(channel, raw), consumeOptions);
       this.#consumerTag = reply.consumerTag;
+      // A stop that came while consume was in flight: closing the connection cancels the consumer and requeues
+      // whatever it was sent meanwhile.
+      this.#check();
     } catch (error) {
       this.#live = false;
-      this.#connection = undefined;
-      await closeConnection(connection);
+      await this.#release();
+      if (this.#stopping) throw error;
       throw amqpError(WHERE, `consuming queue "${c.queue}"`, error, { url: c.url, queue: c.queue });
     }
+    // Destroyed without the signal (RetryingSource replacing it): _destroy, deferred until now, releases the connection.
     if (this.destroyed) return;
     this.#opened = true;
     this.#stats.connections += 1;
     this.emit('ready', { queue: c.queue, consumerTag: this.#consumerTag });
+    // Deliveries that came with consume-ok (before #opened) may have reached the byte bound, or asked for a wider window.
+    if (this.#overBytes || this.#resize) this.#reconcile();
+    else this.#maybeWiden();
   }
 
   #deliver(channel: Channel, raw: ConsumeMessage | null): void {
@@ -188,7 +293,12 @@ class AmqpConsumer extends Readable {
       return;
     }
     const { fields, properties } = raw;
+    const size = raw.content.length;
     this.#outstanding += 1;
+    this.#outstandingBytes += size;
+    this.#stats.unackedBytes += size;
+    const e = this.#estimate;
+    e.averageBytes = e.averageBytes === 0 ? size : 0.8 * e.averageBytes + 0.2 * size;
     this.#stats.delivered += 1;
     if (fields.redelivered) this.#stats.redelivered += 1;
     const meta: Record<string, unknown> = {
@@ -213,8 +323,32 @@ class AmqpConsumer extends Readable {
       onAck: () => this.#settle(channel, raw, undefined),
       onNack: (error) => this.#settle(channel, raw, error),
     });
-    // No pause on a false push: prefetch already caps what the broker sends us.
+    // No pause on a false push: prefetch caps what the broker sends us by count, and the byte bound by bytes.
     this.push(message);
+    if (!this.#overBytes && this.#outstandingBytes >= this.#config.maxInFlightBytes) {
+      this.#overBytes = true;
+      this.#stats.byteStops += 1;
+      this.#reconcile();
+    } else {
+      // Widened here as well as on acks: a sink that acks only once it has several messages must get them.
+      this.#maybeWiden();
+    }
+  }
+
+  /**
+   * Re-makes the consumer with a wider window when the messages turned out smaller than its window was sized
+   * for (the first consumer's window of one, or one sized for large messages): at once the first time, then at
+   * most once a second.
+   */
+  #maybeWiden(): void {
+    // #window is that of the consumer being made too: deliveries may come before its consume-ok is handled.
+    // Cheapest tests first: this runs on every delivery, and a window above half of prefetch cannot double.
+    if (2 * this.#window > this.#config.prefetch || this.#overBytes || this.#resize || this.#estimate.averageBytes === 0) return;
+    if (this.#windowFor() < 2 * this.#window) return;
+    if (this.#widenedAt !== 0 && Date.now() - this.#widenedAt < 1000) return;
+    this.#resize = true;
+    this.#widenedAt = Date.now();
+    this.#reconcile();
   }
 
   #settle(channel: Channel, raw: ConsumeMessage, error: Error | undefined): void {
@@ -224,6 +358,8 @@ class AmqpConsumer extends Readable {
       return;
     }
     this.#outstanding -= 1;
+    this.#outstandingBytes -= raw.content.length;
+    this.#stats.unackedBytes -= raw.content.length;
     if (error === undefined) {
       channel.ack(raw);
       this.#stats.acked += 1;
@@ -233,6 +369,67 @@ class AmqpConsumer extends Readable {
       this.#stats.nacked += 1;
     }
     if (this.#outstanding === 0) this.#wakeIdle();
+    // Resume at half the bound, so that large messages do not cancel and re-make the consumer on every ack.
+    if (this.#overBytes && this.#outstandingBytes <= this.#config.maxInFlightBytes / 2) this.#overBytes = false;
+    if (this.#overBytes) return;
+    // Stopped for bytes (or waiting for a free slot of prefetch): consume again.
+    if (this.#consumerTag === undefined) this.#reconcile();
+    else this.#maybeWiden();
+  }
+
+  /**
+   * The prefetch window of a new consumer: what is left of `prefetch` (the cancelled consumer's unacked
+   * messages still count, so the total never exceeds it) and, by the average size, of `maxInFlightBytes`;
+   * one while the size is not known yet.
+   */
+  #windowFor(): number {
+    const c = this.#config;
+    const average = this.#estimate.averageBytes;
+    const byCount = c.prefetch - this.#outstanding;
+    const byBytes = average > 0 ? Math.floor((c.maxInFlightBytes - this.#outstandingBytes) / average) : 1;
+    return Math.max(1, Math.min(byCount, byBytes));
+  }
+
+  /**
+   * Brings the consumer in line with the byte bound: cancels it while over (after cancel-ok the broker sends
+   * nothing more on it; what it sent before arrives and is delivered), re-makes it once under. RabbitMQ does
+   * not support channel.flow from the client, and prefetch counts messages, not bytes.
+   */
+  #reconcile(): void {
+    const channel = this.#channel;
+    // Before #opened, #open's own consume may still be in flight (deliveries come before its promise resolves):
+    // a second consumer would be made. #open calls this once it is done.
+    if (this.#flowing || !channel || !this.#opened) return;
+    const c = this.#config;
+    this.#flowing = (async () => {
+      try {
+        while (this.#live && !this.#closing && !this.#stopping) {
+          if ((this.#overBytes || this.#resize) && this.#consumerTag !== undefined) {
+            const tag = this.#consumerTag;
+            await channel.cancel(tag);
+            if (this.#consumerTag === tag) this.#consumerTag = undefined;
+          } else if (!this.#overBytes && this.#consumerTag === undefined) {
+            // Every slot of prefetch is held by the cancelled consumer's unacked messages: wait for an ack (#settle).
+            if (this.#outstanding >= c.prefetch) return;
+            const window = this.#windowFor();
+            // basic.qos applies to the consumers made after it (RabbitMQ's per-consumer prefetch).
+            await channel.prefetch(window);
+            if (!this.#live || this.#closing || this.#stopping || this.#overBytes) continue;
+            this.#window = window;
+            this.#resize = false;
+            const consumeOptions = c.consumerTag === undefined ? { noAck: false } : { noAck: false, consumerTag: c.consumerTag };
+            const reply = await channel.consume(c.queue, (raw) => this.#deliver(channel, raw), consumeOptions);
+            this.#consumerTag = reply.consumerTag;
+          } else {
+            return;
+          }
+        }
+      } catch {
+        // The channel went away meanwhile: #lose has handled it (or a close is under way).
+      } finally {
+        this.#flowing = undefined;
+      }
+    })();
   }
 
   #wakeIdle(): void {
@@ -261,6 +458,9 @@ class AmqpConsumer extends Readable {
     if (!this.#opened || this.#released) return;
     this.#live = false;
     this.#outstanding = 0;
+    // The stats are shared by every connection of the source: take back only this one's share.
+    this.#stats.unackedBytes -= this.#outstandingBytes;
+    this.#outstandingBytes = 0;
     this.#wakeIdle();
     // During a graceful close a loss only means the broker requeues what was not acked; the close finishes.
     if (this.#closing || this.destroyed) return;
@@ -271,29 +471,54 @@ class AmqpConsumer extends Readable {
   }
 
   override _read(): void {
-    // Deliveries are pushed as the broker sends them; prefetch is the backpressure.
+    // Deliveries are pushed as the broker sends them; prefetch (and the byte bound) is the backpressure.
   }
 
-  /** Cancels the consumer, ends, waits up to closeTimeoutMs for outstanding acks, then closes the connection. */
+  /**
+   * Consuming: cancels the consumer, ends, waits up to closeTimeoutMs for outstanding acks, then closes the
+   * connection. Still connecting: stops the connect and closes what it opened, then resolves.
+   */
   close(): Promise<void> {
-    this.#closing ??= this.#closeGracefully();
+    this.#closing ??= this.#opened && this.#live && this.#channel ? this.#closeGracefully(this.#channel) : this.#abandon();
     return this.#closing;
   }
 
-  async #closeGracefully(): Promise<void> {
+  /** Sets the stop flag; a channel RPC of the connect that is in flight is cut by closing the connection. */
+  #stop(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    if (this.#opened) return;
+    if (this.#connection) void this.#release();
+    else this.#connectAbort.abort();
+  }
+
+  /** close() during the connect (or after a loss): nothing was delivered that could still be acked. */
+  async #abandon(): Promise<void> {
     if (this.destroyed) return;
-    const channel = this.#channel;
-    if (!this.#opened || !channel || !this.#live) {
-      // Still connecting (or already lost): nothing was delivered that could still be acked.
-      this.destroy();
-      return;
-    }
+    this.#stop();
+    // The socket of a connect in progress is destroyed at once (see #stop), and a channel RPC in flight is cut by
+    // closing the connection; the wait is bounded by closeTimeoutMs all the same.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#opening, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#config.closeTimeoutMs)))]);
+    clearTimeout(timer);
+    await this.#release();
+    // Destroyed once close() has resolved: RetryingSource stops retrying when it does, and must not take the end of
+    // this attempt for a failure to retry.
+    setImmediate(() => this.destroy());
+  }
+
+  async #closeGracefully(channel: Channel): Promise<void> {
+    if (this.destroyed) return;
+    this.#graceful = true;
+    // A cancel or consume of the byte bound in flight: let it land, then cancel whichever consumer there is.
+    await this.#flowing;
     try {
       // After cancel-ok the broker sends nothing more on this consumer.
       if (this.#consumerTag !== undefined) await channel.cancel(this.#consumerTag);
     } catch {
       // The channel went away meanwhile: #lose has handled it.
     }
+    this.#consumerTag = undefined;
     this.push(null);
     const inFlight = this.#outstanding;
     const idle = await this.#whenIdle(this.#config.closeTimeoutMs);
@@ -311,24 +536,31 @@ class AmqpConsumer extends Readable {
     this.destroy();
   }
 
-  /** Closing the connection makes the broker requeue every unacked delivery. */
-  async #release(): Promise<void> {
-    this.#released = true;
-    this.#live = false;
-    this.#outstanding = 0;
-    this.#wakeIdle();
-    const connection = this.#connection;
-    this.#connection = undefined;
-    await closeConnection(connection, this.#channel);
+  /** Closing the connection makes the broker requeue every unacked delivery and drop the consumer. Idempotent. */
+  #release(): Promise<void> {
+    this.#releasing ??= (async () => {
+      this.#released = true;
+      this.#live = false;
+      this.#outstanding = 0;
+      this.#stats.unackedBytes -= this.#outstandingBytes;
+      this.#outstandingBytes = 0;
+      this.#wakeIdle();
+      this.#signal?.removeEventListener('abort', this.#onAbort);
+      // Before the consumer ran nothing was acked: no need to close the channel first (and a channel RPC in flight
+      // would hold that up); closing the connection cuts the RPC.
+      await closeConnection(this.#connection, this.#opened ? this.#channel : undefined);
+    })();
+    return this.#releasing;
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (error === null && this.#closing && !this.#closeDone) {
+    if (error === null && this.#graceful && !this.#closeDone) {
       // RetryingSource auto-destroys once its reader has had everything, which is before the acks of what it
       // read are in: the graceful close releases the connection when they are (bounded by closeTimeoutMs).
       callback();
       return;
     }
+    this.#stopping = true;
     this.#release().then(() => callback(error));
   }
 }

@@ -103,7 +103,7 @@ describe('rabbitmqSource', () => {
     for (const m of got) m.ack();
     await s.close();
     assert.equal(await f.count(queue), 0, 'acked messages are gone from the queue');
-    assert.deepEqual(s.stats, { connections: 1, delivered: 3, redelivered: 0, acked: 3, nacked: 0, lateSettles: 0 });
+    assert.deepEqual(s.stats, { connections: 1, delivered: 3, redelivered: 0, acked: 3, nacked: 0, lateSettles: 0, byteStops: 0, unackedBytes: 0 });
   });
 
   test('unacked messages go back to the queue when the source is destroyed', async (t) => {
