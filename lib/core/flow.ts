@@ -305,17 +305,26 @@ export function flow(options: FlowOptions): Flow {
     stopping ??= (async () => {
       stats.stopped = true;
       events.emit('stopping', why);
-      policy.stop();
       timer = setTimeout(() => {
         destroyAll(new ManifoldError(`flow: graceful stop did not finish within closeTimeoutMs (${closeTimeoutMs} ms)`, { code: ErrorCodes.CLOSE_TIMEOUT }));
       }, closeTimeoutMs);
       if (isClosable(source)) {
+        // close() first: it stops fetching before the policy hands back what waits for a retry, so a broker that
+        // requeues a nack (RabbitMQ) does not deliver it straight back to the stopping source.
+        let closing: Promise<void>;
         try {
-          await source.close();
+          closing = source.close();
+        } catch (error) {
+          closing = Promise.reject(toError(error));
+        }
+        policy.stop();
+        try {
+          await closing;
         } catch (error) {
           head.destroy(toError(error));
         }
       } else {
+        policy.stop();
         // A plain Readable has no graceful close: stop reading it and end the pipeline after what was read.
         detach();
         sourceEnded = true;

@@ -83,6 +83,11 @@ export function rabbitmqSink(options: RabbitmqSinkOptions = {}): RabbitmqSink {
 export class RabbitmqSink extends RetryingSink {
   /** It carries message headers: flow() writes dead-letter records here with `x-manifold-dead-letter-*` headers. */
   readonly carriesHeaders = true;
+  /**
+   * A message's key is its routing key: flow() writes dead-letter records here without the original key (it is in
+   * an `x-manifold-dead-letter-key` header), so they go where `routingKey` says and not back to the source queue.
+   */
+  readonly routesByKey = true;
   /** The exchange published to (`''` is the default exchange). */
   readonly exchange: string;
   readonly #stats: RabbitmqSinkStats;

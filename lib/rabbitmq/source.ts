@@ -154,6 +154,8 @@ class AmqpConsumer extends Readable {
   #closing: Promise<void> | undefined;
   /** The graceful close is waiting for acks: RetryingSource's auto-destroy (no error) must not release the connection under it. */
   #graceful = false;
+  /** close() is cancelling the consumer: requeues wait for it (see #settle). */
+  #cancelling: Promise<void> | undefined;
   #closeDone = false;
   /** close() or destroy() came while connecting: #open gives up at its next step. */
   #stopping = false;
@@ -357,6 +359,12 @@ class AmqpConsumer extends Readable {
       this.#stats.lateSettles += 1;
       return;
     }
+    if (error !== undefined && this.#config.nackRequeue && this.#cancelling !== undefined) {
+      // Requeued before the consumer's cancel-ok, the broker would deliver it straight back to this stopping
+      // consumer (flow() hands back what waits for a retry as it stops): requeue once nothing more comes here.
+      void this.#cancelling.then(() => this.#settle(channel, raw, error));
+      return;
+    }
     this.#outstanding -= 1;
     this.#outstandingBytes -= raw.content.length;
     this.#stats.unackedBytes -= raw.content.length;
@@ -510,15 +518,19 @@ class AmqpConsumer extends Readable {
   async #closeGracefully(channel: Channel): Promise<void> {
     if (this.destroyed) return;
     this.#graceful = true;
-    // A cancel or consume of the byte bound in flight: let it land, then cancel whichever consumer there is.
-    await this.#flowing;
-    try {
-      // After cancel-ok the broker sends nothing more on this consumer.
-      if (this.#consumerTag !== undefined) await channel.cancel(this.#consumerTag);
-    } catch {
-      // The channel went away meanwhile: #lose has handled it.
-    }
-    this.#consumerTag = undefined;
+    this.#cancelling = (async () => {
+      // A cancel or consume of the byte bound in flight: let it land, then cancel whichever consumer there is.
+      await this.#flowing;
+      try {
+        // After cancel-ok the broker sends nothing more on this consumer.
+        if (this.#consumerTag !== undefined) await channel.cancel(this.#consumerTag);
+      } catch {
+        // The channel went away meanwhile: #lose has handled it.
+      }
+      this.#consumerTag = undefined;
+    })();
+    await this.#cancelling;
+    this.#cancelling = undefined;
     this.push(null);
     const inFlight = this.#outstanding;
     const idle = await this.#whenIdle(this.#config.closeTimeoutMs);
