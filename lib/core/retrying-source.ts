@@ -38,6 +38,12 @@ export function retryingSource(factory: (context: FactoryContext) => Readable, o
   return new RetryingSource(factory, options);
 }
 
+/**
+ * A connection that delivered nothing and failed sooner than this after it became healthy does not end the outage
+ * it recovered from: its delay keeps growing and its budget runs out.
+ */
+export const SHORT_LIVED_MS = 10_000;
+
 export class RetryingSource extends Readable implements Closable {
   readonly #factory: (context: FactoryContext) => Readable;
   readonly #retry: ResolvedRetry;
@@ -46,6 +52,8 @@ export class RetryingSource extends Readable implements Closable {
   readonly #abort = new AbortController();
   #inner: Readable | undefined;
   #attempt = 0;
+  /** The retry number of the outage now: 1 after a connection that lived, one more per short-lived one after it. */
+  #flaps = 0;
   #started = false;
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -97,25 +105,31 @@ export class RetryingSource extends Readable implements Closable {
         this.#abort.signal,
       );
       this.emit('ready', { attempt: this.#attempt });
+      const readyAt = performance.now();
       const outcome = await inner.done;
-      if (outcome === 'end' || this.#closing) return;
+      if (outcome === 'end' || this.#closing || this.destroyed) return;
       if (!isRetryable(outcome) || this.#retry.retries === 0) throw finalError(this.#what, outcome, 1);
-      // The inner source was healthy and then failed: a new outage with a fresh budget, after one short jittered wait
-      // so a peer that accepts and drops at once cannot make us spin.
-      const delayMs = backoffDelay(this.#retry, 1);
-      this.emit('reconnect', { attempt: 1, delayMs, error: outcome } satisfies RetryEvent);
+      // The inner source was healthy and then failed: a new outage with a fresh budget, after a short jittered wait.
+      // A connection that dies soon after it was made (a peer that accepts and drops, a broker that closes it at
+      // once) is no recovery: it continues the outage, whose delay keeps growing and whose budget runs out.
+      this.#flaps = !inner.delivered() && performance.now() - readyAt < SHORT_LIVED_MS ? this.#flaps + 1 : 1;
+      if (this.#flaps > this.#retry.retries) throw finalError(this.#what, outcome, this.#flaps);
+      const attempt = this.#flaps;
+      const delayMs = backoffDelay(this.#retry, attempt);
+      this.emit('reconnect', { attempt, delayMs, error: outcome } satisfies RetryEvent);
       await sleep(delayMs, undefined, { signal: this.#abort.signal });
       if (this.#closing) return;
     }
   }
 
-  #create(): { healthy: Promise<void>; done: Promise<Error | 'end'> } {
+  #create(): { healthy: Promise<void>; done: Promise<Error | 'end'>; delivered: () => boolean } {
     this.#attempt += 1;
     const inner = this.#factory({ attempt: this.#attempt, signal: this.#abort.signal });
     this.#inner = inner;
     let markHealthy!: () => void;
     let failEarly!: (e: Error) => void;
     let healthyDone = false;
+    let delivered = false;
     const healthy = new Promise<void>((resolve, reject) => {
       markHealthy = () => {
         if (!healthyDone) {
@@ -132,6 +146,7 @@ export class RetryingSource extends Readable implements Closable {
     });
     const done = new Promise<Error | 'end'>((resolve) => {
       inner.on('data', (message: Message) => {
+        delivered = true;
         markHealthy();
         if (this.#inner === inner && !this.push(message)) inner.pause();
       });
@@ -157,7 +172,7 @@ export class RetryingSource extends Readable implements Closable {
     for (const event of this.#forward) inner.on(event, (...args: unknown[]) => this.emit(event, ...args));
     // Healthy failures are reported through `done`; an unhealthy one must not also leave a rejected promise unobserved.
     healthy.catch(() => inner.destroy());
-    return { healthy, done };
+    return { healthy, done, delivered: () => delivered };
   }
 
   /** The inner source now in use, if any. */

@@ -115,6 +115,26 @@ describe('retryingSource', () => {
     assert.equal(b.created, 6);
   });
 
+  it('a source that says ready and fails before delivering anything continues the outage: growing delays, then the budget ends', async () => {
+    let made = 0;
+    const source = retryingSource(() => {
+      made += 1;
+      const inner = new Readable({ objectMode: true, read() {} });
+      setImmediate(() => {
+        inner.emit('ready');
+        setImmediate(() => inner.destroy(Object.assign(new Error('dropped'), { code: 'ECONNRESET' })));
+      });
+      return inner;
+    }, { retry: { retries: 3, minTimeoutMs: 5, maxTimeoutMs: 1000, factor: 2 } });
+    const delays: number[] = [];
+    source.on('reconnect', (e: { attempt: number; delayMs: number }) => delays.push(e.attempt));
+    source.resume();
+    const error = await new Promise<Error>((resolve) => source.once('error', resolve));
+    assert.match(error.message, /dropped/);
+    assert.deepEqual(delays, [1, 2, 3], 'each short-lived connection is one more attempt of the same outage');
+    assert.equal(made, 4);
+  });
+
   it('forwards named events of the inner source', async () => {
     const inner = new Readable({ objectMode: true, read() {} });
     const source = retryingSource(() => inner, { forwardEvents: ['checkpoint'] });
