@@ -31,6 +31,15 @@ import { s3rverClient, startS3, type S3Fixture } from '../fixtures/s3.js';
 const credentials = { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' };
 const FAST_RETRY = { retries: 8, minTimeoutMs: 10, maxTimeoutMs: 100 };
 const TIMEOUT_MS = 1_000;
+/**
+ * The sink tests' requestTimeoutMs, and how many records each of their PutRecords carries. kinesis-local's
+ * PutRecords costs about (records in the request) x (records already in the shard): on a 2-core machine, 500-record
+ * requests into a stream of 2,500+ records take over 1 s, longer still with the cores busy, so every attempt of
+ * such a request timed out. 100-record requests into a stream of at most 1,200 records take about 100 ms
+ * (under 650 ms with both cores saturated), well inside this timeout: only the swallowed request times out.
+ */
+const SINK_TIMEOUT_MS = 3_000;
+const SINK_BATCH = 100;
 
 async function proxyTo(t: TestContext, target: string): Promise<BlackholeProxy> {
   const proxy = await startBlackholeProxy(target);
@@ -89,34 +98,41 @@ describe('AWS request timeouts: Kinesis', () => {
     server = await kinesis();
   });
 
-  it('kinesisSink: the 3rd PutRecords is never answered; it times out, is retried, and every record arrives', async (t) => {
+  // Without the timeout the sink would wait for the swallowed request for ever: the test's own timeout turns that into a failure.
+  it('kinesisSink: the 3rd PutRecords is never answered; it times out, is retried, and every record arrives', { timeout: 120_000 }, async (t) => {
     const raw = server.client();
     const { streamName } = await createStream(raw, 2);
     t.after(() => deleteStream(raw, streamName));
     const proxy = await proxyTo(t, server.endpoint);
     proxy.swallow(awsOperation('PutRecords'), 3);
-    const n = 4_500;
+    // 10 requests: 2 answered, the swallowed one, and 7 after it, which must not be stuck behind it.
+    const n = 10 * SINK_BATCH;
     const { messages, acked, nacks } = tracked(n, (i) => `put-${i}`);
-    const sink = kinesisSink({ streamName, endpoint: proxy.endpoint, region: 'us-east-1', credentials, requestTimeoutMs: TIMEOUT_MS, retry: FAST_RETRY });
+    const sink = kinesisSink({
+      streamName,
+      endpoint: proxy.endpoint,
+      region: 'us-east-1',
+      credentials,
+      maxBatchRecords: SINK_BATCH,
+      requestTimeoutMs: SINK_TIMEOUT_MS,
+      retry: FAST_RETRY,
+    });
     const retries: Array<{ error: Error }> = [];
     sink.on('retry', (e: { error: Error }) => retries.push(e));
-    const started = Date.now();
     await pipeline(Readable.from(messages), sink);
-    const elapsed = Date.now() - started;
     assert.equal(proxy.swallowed.length, 1, 'one PutRecords was swallowed');
     assert.equal(acked.size, n, 'every record acked');
     assert.equal(nacks.size, 0);
     const timedOut = timeouts(retries);
-    assert.equal(timedOut.length, 1, 'the unanswered request was retried once');
+    assert.equal(timedOut.length, 1, `the unanswered request was retried once, and its retry was answered: ${timedOut.map((e) => e.message).join(' | ')}`);
     assert.equal(timedOut[0]!.code, ErrorCodes.CONNECTION);
     assert.equal(timedOut[0]!.retryable, true);
-    assert.match(timedOut[0]!.message, /kinesisSink: PutRecords to "test-[^"]+" got no response within 1000 ms and was aborted; raise options\.requestTimeoutMs/);
-    assert.ok(elapsed < 15_000, `done in ${elapsed} ms: the hang cost about requestTimeoutMs, not for ever`);
+    assert.match(timedOut[0]!.message, new RegExp(`kinesisSink: PutRecords to "test-[^"]+" got no response within ${SINK_TIMEOUT_MS} ms and was aborted; raise options\\.requestTimeoutMs`));
     const stored = new Set((await readAll(raw, streamName)).map((r) => Buffer.from(r.Data!).toString()));
     for (let i = 0; i < n; i++) assert.ok(stored.has(`put-${i}`), `record ${i} is in the stream`);
   });
 
-  it('kinesisSink with the user\'s own client (a plain NodeHttpHandler, no timeouts): the abort signal still times the call out', async (t) => {
+  it('kinesisSink with the user\'s own client (a plain NodeHttpHandler, no timeouts): the abort signal still times the call out', { timeout: 120_000 }, async (t) => {
     const raw = server.client();
     const { streamName } = await createStream(raw, 1);
     t.after(() => deleteStream(raw, streamName));
@@ -124,16 +140,18 @@ describe('AWS request timeouts: Kinesis', () => {
     proxy.swallow(awsOperation('PutRecords'), 1);
     const client = new KinesisClient({ endpoint: proxy.endpoint, region: 'us-east-1', credentials, requestHandler: new NodeHttpHandler() });
     t.after(() => client.destroy());
-    const n = 1_200;
+    const n = 12 * SINK_BATCH;
     const { messages, acked, nacks } = tracked(n, (i) => `own-${i}`);
-    const sink = kinesisSink({ streamName, client, requestTimeoutMs: TIMEOUT_MS, retry: FAST_RETRY });
+    const sink = kinesisSink({ streamName, client, maxBatchRecords: SINK_BATCH, requestTimeoutMs: SINK_TIMEOUT_MS, retry: FAST_RETRY });
     const retries: Array<{ error: Error }> = [];
     sink.on('retry', (e: { error: Error }) => retries.push(e));
     await pipeline(Readable.from(messages), sink);
     assert.equal(proxy.swallowed.length, 1);
     assert.equal(acked.size, n);
     assert.equal(nacks.size, 0);
-    assert.equal(timeouts(retries).length, 1);
+    const timedOut = timeouts(retries);
+    assert.equal(timedOut.length, 1, timedOut.map((e) => e.message).join(' | '));
+    assert.match(timedOut[0]!.message, new RegExp(`got no response within ${SINK_TIMEOUT_MS} ms`));
     const stored = new Set((await readAll(raw, streamName)).map((r) => Buffer.from(r.Data!).toString()));
     assert.equal(stored.size, n, 'every record is in the stream');
   });
