@@ -10,7 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, ManifoldError, describe } from '../core/errors.js';
 import { invalidOption } from '../core/options.js';
 // The atomic lock file the S3 buffer folder uses too (pid liveness, stale locks broken by one taker).
-import { takeFileLock } from '../s3/lock.js';
+import { takeFileLock } from '../core/file-lock.js';
 import { isCheckpoint, type Checkpoint, type Checkpointer } from './checkpoint.js';
 
 interface FileContents {

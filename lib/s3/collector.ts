@@ -21,7 +21,7 @@ import { Transform, addAbortSignal, type TransformCallback } from 'node:stream';
 import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import type { ResolvedOptions } from '../core/options.js';
-import { delimitedRecord, delimiterError, delimiterPolicy, type DelimiterPolicy, type DelimiterRejectEvent } from '../stdio/options.js';
+import { delimitedRecord, delimiterError, delimiterPolicy, type DelimiterPolicy, type DelimiterRejectEvent } from '../core/delimiter.js';
 import {
   ACTIVE_FOLDER,
   COMMITTED_NAME,
@@ -39,7 +39,7 @@ import { BufferLock } from './lock.js';
 import { s3CollectorOptions, type S3CollectorOptions } from './options.js';
 
 export type { S3CollectorOptions } from './options.js';
-export type { DelimiterRejectEvent } from '../stdio/options.js';
+export type { DelimiterRejectEvent } from '../core/delimiter.js';
 
 /** The settle functions of one message. Kept instead of the message so its bytes can be collected once written. */
 export interface AckPair {

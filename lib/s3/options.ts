@@ -10,7 +10,7 @@ import { awsConnectionOptions } from '../core/aws-options.js';
 import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import { common, defineOptions, invalidOption, opt, type OptionSpecs } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
-import { onDelimiterOption } from '../stdio/options.js';
+import { onDelimiterOption } from '../core/delimiter.js';
 
 /** AWS credentials, as the SDK takes them (or a provider function). */
 export type S3Credentials = S3ClientConfig['credentials'];

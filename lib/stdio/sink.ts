@@ -1,7 +1,8 @@
 import { Writable, addAbortSignal } from 'node:stream';
 import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
-import { delimitedRecord, delimiterError, delimiterPolicy, stdoutSinkOptions, type DelimiterPolicy, type DelimiterRejectEvent, type StdoutSinkOptions } from './options.js';
+import { delimitedRecord, delimiterError, delimiterPolicy, type DelimiterPolicy, type DelimiterRejectEvent } from '../core/delimiter.js';
+import { stdoutSinkOptions, type StdoutSinkOptions } from './options.js';
 
 /** The reader went away: `manifold ... | head`. */
 function isGone(error: NodeJS.ErrnoException): boolean {
@@ -12,7 +13,8 @@ function outputError(error: Error): ManifoldError {
   return new ManifoldError(`stdoutSink: writing the output failed: ${error.message}`, { code: ErrorCodes.IO, cause: error });
 }
 
-export type { DelimiterRejectEvent, StdoutSinkOptions } from './options.js';
+export type { DelimiterRejectEvent } from '../core/delimiter.js';
+export type { StdoutSinkOptions } from './options.js';
 
 /**
  * Writes each message plus a newline to stdout (or `output`) and acks it when

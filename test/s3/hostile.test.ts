@@ -20,7 +20,8 @@ import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { flow } from '../../lib/core/flow.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { s3Collector } from '../../lib/s3/collector.js';
-import { BufferLock, tryFileLock } from '../../lib/s3/lock.js';
+import { tryFileLock } from '../../lib/core/file-lock.js';
+import { BufferLock } from '../../lib/s3/lock.js';
 import { bucketProblem } from '../../lib/s3/options.js';
 import { s3Sink, type S3SinkOptions } from '../../lib/s3/sink.js';
 import { s3Uploader } from '../../lib/s3/uploader.js';
@@ -34,7 +35,7 @@ const FAST = {
   retry: { retries: 2, minTimeoutMs: 20, maxTimeoutMs: 60 },
 } satisfies Partial<S3SinkOptions>;
 
-const LOCK_MODULE = join(import.meta.dirname, '..', '..', 'lib', 's3', 'lock.ts');
+const LOCK_MODULE = join(import.meta.dirname, '..', '..', 'lib', 'core', 'file-lock.ts');
 
 let s3: S3Fixture;
 before(async () => {
