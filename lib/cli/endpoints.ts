@@ -4,7 +4,7 @@
  * name the URI (password hidden), the key, the bad value and what is allowed.
  */
 import type { Readable, Writable } from 'node:stream';
-import { redactUrl, uriCredentials } from '../core/errors.js';
+import { READS_TWO_WAYS, readsTwoWays, redactUrl, uriCredentials } from '../core/errors.js';
 import type { DeclaredOptions } from '../core/options.js';
 import { UsageError, subject } from './errors.js';
 import { parseBytes, parseDuration } from './units.js';
@@ -101,12 +101,10 @@ export function parseEndpoint(uri: string, role: Role, options: Record<string, u
   const entry = schemes.get(scheme);
   // As written, not as the URL parser normalizes it, with what is secret hidden.
   const display = entry?.display?.(uri) ?? redactUrl(uri);
-  if (credentials?.password !== undefined && credentials.password !== safeDecode(url.password)) {
+  if (readsTwoWays(uri, url)) {
     // The URL parser, and the client library after it, would read another host (`amqp://u:12/ss@host`: host u, port
     // 12) and send part of the password as a path: refuse it rather than connect somewhere else with a secret.
-    throw new UsageError(
-      `${label} ${JSON.stringify(display)} reads two ways: as user:password@host with a password holding / ? or #, or with an @ in its path or query; percent-encode those characters in the password (%2F %3F %23), or the @ (%40)`,
-    );
+    throw new UsageError(`${label} ${JSON.stringify(display)} ${READS_TWO_WAYS}`);
   }
   if (!entry) throw new UsageError(`${label} ${JSON.stringify(display)} has an unknown scheme "${scheme}:"; known schemes are ${[...schemes.keys()].map((s) => `${s}:`).join(', ')}`);
   const builder = entry[role];
@@ -118,14 +116,6 @@ export function parseEndpoint(uri: string, role: Role, options: Record<string, u
   for (const [key, value] of url.searchParams) query[key] = value;
   const create = builder({ uri, url, display, query, file: { ...options } });
   return { role, scheme, display, create };
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }
 
 /**

@@ -459,3 +459,24 @@ export function uriCredentials(uri: string): { username: string; password: strin
   if (colon === -1) return { username: decode(parts.userinfo), password: undefined };
   return { username: decode(parts.userinfo.slice(0, colon)), password: decode(parts.userinfo.slice(colon + 1)) };
 }
+
+/**
+ * Whether the URL parser reads `uri` otherwise than as `user:password@host`: a password holding an unencoded
+ * `/ ? #` (`amqp://u:12/ss@host` is host u, port 12 to the parser), or an `@` in the path. A client would connect
+ * somewhere else and send part of the password as a path: callers refuse such a URI, asking to percent-encode.
+ */
+export function readsTwoWays(uri: string, parsed: URL): boolean {
+  const credentials = uriCredentials(uri);
+  if (credentials?.password === undefined) return false;
+  let password = parsed.password;
+  try {
+    password = decodeURIComponent(password);
+  } catch {
+    // Kept as written: compared as is.
+  }
+  return credentials.password !== password;
+}
+
+/** The message of a URI that {@link readsTwoWays}: what to percent-encode. */
+export const READS_TWO_WAYS =
+  'reads two ways: as user:password@host with a password holding / ? or #, or with an @ in its path or query; percent-encode those characters in the password (%2F %3F %23), or the @ (%40)';

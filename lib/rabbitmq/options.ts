@@ -4,7 +4,7 @@
  * leaves in the URL for amqplib.
  */
 import type { Options } from 'amqplib';
-import { redactUrl } from '../core/errors.js';
+import { ErrorCodes, ManifoldError, READS_TWO_WAYS, readsTwoWays, redactUrl } from '../core/errors.js';
 import { checkOptions, common, defineOptions, invalidOption, opt, stringOption } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
 
@@ -129,6 +129,9 @@ function urlOption(where: string, value: unknown): string {
   }
   if ((parsed.protocol !== 'amqp:' && parsed.protocol !== 'amqps:') || parsed.hostname === '') {
     invalidOption(where, 'url', 'an amqp:// or amqps:// URL with a host', redactUrl(text));
+  }
+  if (readsTwoWays(text, parsed)) {
+    throw new ManifoldError(`${where}: options.url ${JSON.stringify(redactUrl(text))} ${READS_TWO_WAYS}`, { code: ErrorCodes.INVALID_OPTION, details: { option: 'url' } });
   }
   return text;
 }

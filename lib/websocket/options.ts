@@ -4,7 +4,7 @@
  * timeout with heartbeats off) are in {@link resolveWebSocketOptions}.
  */
 import type WebSocket from 'ws';
-import { redactUrl } from '../core/errors.js';
+import { ErrorCodes, ManifoldError, READS_TWO_WAYS, readsTwoWays, redactUrl } from '../core/errors.js';
 import { common, conflictingOptions, defineOptions, invalidOption, opt, type OptionDeclaration, type OptionSpecs, type ResolvedOptions } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
 
@@ -46,6 +46,9 @@ function checkUrl(where: string, value: unknown): string {
   if (!parsed || !['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
     // The value may hold a password: show it redacted.
     invalidOption(where, 'url', 'a ws:// or wss:// URL', typeof value === 'string' || value instanceof URL ? redactUrl(String(value)) : value);
+  }
+  if (typeof value === 'string' && readsTwoWays(value, parsed)) {
+    throw new ManifoldError(`${where}: options.url ${JSON.stringify(redactUrl(value))} ${READS_TWO_WAYS}`, { code: ErrorCodes.INVALID_OPTION, details: { option: 'url' } });
   }
   if (parsed.hash) invalidOption(where, 'url', 'a URL without a #fragment (WebSocket URLs cannot have one)', redactUrl(parsed));
   return parsed.toString();

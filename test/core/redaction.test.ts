@@ -199,3 +199,18 @@ describe('durations are capped at 2^31 - 1 ms', () => {
     assert.equal(resolveRetry('x', { retries: Infinity }).retries, Infinity);
   });
 });
+
+describe('library url options that read two ways', () => {
+  it('rabbitmq and websocket refuse a password the URL parser would cut, without printing it', async () => {
+    const { rabbitmqSource } = await import('../../lib/rabbitmq/source.js');
+    const { websocketSource } = await import('../../lib/websocket/source.js');
+    for (const make of [() => rabbitmqSource({ url: 'amqp://user:12/pl4nted@127.0.0.1/', queue: 'q' }), () => websocketSource({ url: 'ws://user:12/pl4nted@127.0.0.1/feed' })]) {
+      assert.throws(make, (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'MANIFOLD_ERR_INVALID_OPTION');
+        assert.match(error.message, /reads two ways/);
+        assert.doesNotMatch(error.message, /pl4nted/);
+        return true;
+      });
+    }
+  });
+});
