@@ -23,6 +23,7 @@ import { main, parseCommandLine } from '../../lib/cli/main.js';
 import { usage } from '../fixtures/cli.js';
 import { startKafka, type KafkaBroker } from '../fixtures/kafka.js';
 import { startWsServer, type WsServer } from '../fixtures/websocket.js';
+import { RabbitFixture, consumersOf, until } from '../fixtures/rabbitmq.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'lib', 'cli', 'bin.ts');
 
@@ -360,6 +361,42 @@ describe('SIGTERM right after start exits within the close timeout', () => {
     const code = await run.code;
     assert.ok(code === 0 || code === 1 || code === null, `exit ${code}: ${run.stderr()}`);
     await waitFor('the connection to go', () => broker.open() === 0);
+  });
+});
+
+describe('SIGTERM at any moment of a RabbitMQ connect, against the real broker', () => {
+  it('exits within the close timeout; no consumer is left on the queue and every message is printed or back in the queue', async (t) => {
+    const f = new RabbitFixture();
+    t.after(() => f.cleanup());
+    const total = 5000;
+    const queue = await f.queue('sigterm');
+    await f.produce(queue, Array.from({ length: total }, (_, i) => Buffer.from(`m${i}`)));
+    let remaining = total;
+    const seen: string[] = [];
+    // Counted from the command's start line, which comes before the connect: from before the connection exists to
+    // after the consumer holds its prefetch.
+    for (const delayMs of [0, 2, 5, 10, 20, 40, 80, 160]) {
+      const run = manifold([`amqp://guest:guest@127.0.0.1:5672/?queue=${queue}&prefetch=256`, 'stdout:', '--close-timeout', '2s']);
+      t.after(() => run.proc.kill('SIGKILL'));
+      await waitFor('the start line', () => run.stderr().includes('streaming'));
+      await sleep(delayMs);
+      const signalled = performance.now();
+      run.proc.kill('SIGTERM');
+      const code = await run.code;
+      const tookMs = performance.now() - signalled;
+      assert.equal(code, 0, `SIGTERM ${delayMs} ms after the start line: exit ${code}: ${run.stderr()}`);
+      assert.ok(tookMs < 2000 + 5000 + 3000, `exited ${Math.round(tookMs)} ms after SIGTERM`);
+      await until('no consumer on the queue', async () => (await consumersOf(queue)).length === 0, 10_000);
+      const printed = run.stdout().split('\n').filter(Boolean).length;
+      // What was printed was acked (at-least-once: printed, then acked); the rest went back to the queue.
+      await until('every message printed or back in the queue', async () => printed + (await f.count(queue)) >= remaining, 10_000);
+      // What was printed was acked and is gone: the next run starts from what is left.
+      remaining = await f.count(queue);
+      seen.push(`${delayMs} ms: exit ${code}, ${printed} printed`);
+    }
+    t.diagnostic(seen.join('; '));
+    assert.ok(seen.some((line) => / 0 printed/.test(line)), `some run was stopped before it consumed: ${seen.join('; ')}`);
+    assert.ok(seen.some((line) => /exit 0, [1-9]/.test(line)), `some run was stopped while consuming: ${seen.join('; ')}`);
   });
 });
 
