@@ -2,7 +2,7 @@
  * manifold: stream data between Kinesis, S3, RabbitMQ, Kafka, WebSocket feeds
  * and stdio as native Node streams, with at-least-once delivery.
  */
-export { ErrorCodes, ManifoldError, isRetryable, redactUrl, type ErrorCode, type ManifoldErrorInit } from './core/errors.js';
+export { ErrorCodes, ManifoldError, isRetryable, redactText, redactUrl, type ErrorCode, type ManifoldErrorInit } from './core/errors.js';
 export { createMessage, derive, isMessage, relay, settleAll, toMessage, type Message, type MessageInit, type MessageLike } from './core/message.js';
 export { AckTracker, type AckTrackerOptions, type NackRecord, type Ticket } from './core/acks.js';
 export { backoffDelay, resolveRetry, withRetry, type FactoryContext, type ResolvedRetry, type RetryEvent, type RetryOptions, type RetryingOptions } from './core/retry.js';
@@ -26,7 +26,7 @@ export { lines, type LinesOptions } from './transforms/lines.js';
 export { jsonAppend, type FieldValue, type JsonAppendOptions } from './transforms/json-append.js';
 export { unwrapDeadLetter, type UnwrapDeadLetterOptions } from './transforms/unwrap-dead-letter.js';
 export { StdinSource, stdinSource, type StdinSourceOptions } from './stdio/source.js';
-export { StdoutSink, stdoutSink, type StdoutSinkOptions } from './stdio/sink.js';
+export { StdoutSink, stdoutSink, type DelimiterRejectEvent, type StdoutSinkOptions } from './stdio/sink.js';
 export { S3Sink, s3Sink, type S3SinkOptions } from './s3/sink.js';
 export { S3Collector, s3Collector, type S3CollectorOptions, type CommittedFile, type AckPair, type CommitEvent, type CommitReason, type RotateEvent, type QuotaEvent } from './s3/collector.js';
 export { S3Uploader, s3Uploader, type S3UploaderOptions, type S3Credentials, type UploadEvent, type UploadErrorEvent, type CloseTimeoutEvent } from './s3/uploader.js';
