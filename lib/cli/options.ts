@@ -134,7 +134,7 @@ export function readOptions(
   for (const declaration of declarations) {
     for (const [key, name] of cliKeys(declaration, extra.except)) known.set(key, { name, spec: declaration.specs[name]! });
   }
-  for (const [key, value] of Object.entries(params)) {
+  for (const [key, value] of Object.entries(foldSubkeys(display, params, known))) {
     const entry = known.get(key);
     if (!entry) {
       if (extra.passThrough?.(key)) continue;
@@ -143,6 +143,45 @@ export function readOptions(
     }
     if (value === undefined) continue;
     out[entry.name] = coerce(display, key, entry.spec, value, extra.typed);
+  }
+  return out;
+}
+
+/**
+ * `tls.ca=...&tls.cert=...` as one `tls` mapping, for an option that declares `subkeys`; `tls=true`
+ * beside them adds nothing, `tls=false` beside them is a contradiction. Other keys pass unchanged.
+ */
+function foldSubkeys(display: string, params: Record<string, Raw>, known: Map<string, { name: string; spec: OptionSpec }>): Record<string, Raw> {
+  const out: Record<string, Raw> = {};
+  const folded = new Map<string, Record<string, Raw>>();
+  for (const [key, value] of Object.entries(params)) {
+    const dot = key.indexOf('.');
+    const parent = dot > 0 ? known.get(key.slice(0, dot)) : undefined;
+    if (!parent?.spec.subkeys) {
+      out[key] = value;
+      continue;
+    }
+    const prefix = key.slice(0, dot);
+    const subkey = key.slice(dot + 1);
+    if (!parent.spec.subkeys.includes(subkey)) {
+      const hint = closest(subkey, parent.spec.subkeys);
+      throw new UsageError(`${subject(display)} unknown option ${JSON.stringify(key)}${hint ? ` (did you mean "${prefix}.${hint}"?)` : ''}; ${prefix} takes ${parent.spec.subkeys.map((k) => `${prefix}.${k}`).join(', ')}`);
+    }
+    const mapping = folded.get(prefix) ?? {};
+    mapping[subkey] = value;
+    folded.set(prefix, mapping);
+  }
+  for (const [prefix, mapping] of folded) {
+    const whole = out[prefix];
+    if (whole === false || (typeof whole === 'string' && ['false', 'no', '0', 'off'].includes(whole.toLowerCase()))) {
+      throw new UsageError(`${subject(display)} ${prefix}=false contradicts ${Object.keys(mapping).map((k) => `${prefix}.${k}`).join(', ')}: remove one or the other`);
+    }
+    if (whole !== undefined && whole !== true && !(typeof whole === 'string' && ['true', 'yes', '1', 'on'].includes(whole.toLowerCase()))) {
+      if (whole === null || typeof whole !== 'object' || Array.isArray(whole)) wrong(display, prefix, known.get(prefix)!.spec, 'true, false or a mapping', whole);
+      out[prefix] = { ...(whole as Record<string, Raw>), ...mapping };
+    } else {
+      out[prefix] = mapping;
+    }
   }
   return out;
 }

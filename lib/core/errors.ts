@@ -15,6 +15,12 @@ export const ErrorCodes = {
   CONNECTION: 'MANIFOLD_ERR_CONNECTION',
   /** The remote system refused the credentials or the permission. Never retried. */
   AUTH: 'MANIFOLD_ERR_AUTH',
+  /**
+   * A TLS handshake failed: the server's certificate is expired, signed by an unknown CA or for another
+   * name, the server refused the client certificate, or the port does not speak TLS. Never retried;
+   * names the host and the reason.
+   */
+  TLS: 'MANIFOLD_ERR_TLS',
   /** A stream, bucket, queue, topic or exchange does not exist. Never retried. */
   NOT_FOUND: 'MANIFOLD_ERR_NOT_FOUND',
   /** The remote system asked us to slow down. Retryable. */

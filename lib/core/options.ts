@@ -206,6 +206,11 @@ export interface OptionSpec<T = unknown> {
   readonly check?: (value: unknown, fail: (expected: string) => never, where: string) => T;
   /** Turns a `custom` option's text (from a URI or pipeline file) into its value. */
   readonly parse?: (text: string) => unknown;
+  /**
+   * The keys of a `custom` option whose value is a mapping, which a URI writes one by one as
+   * `<key>.<subkey>=` (`tls.ca=/etc/ca.pem`); the command folds them into the mapping.
+   */
+  readonly subkeys?: readonly string[];
   /** JSON Schema of a `custom` option in a pipeline file. */
   readonly schema?: Record<string, unknown>;
 }
