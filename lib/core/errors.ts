@@ -401,7 +401,11 @@ function redactValue(value: string, found?: Set<string>): string {
 /** The start of a URI in free text: a scheme and `//`, not in the middle of a word. */
 const URI_START = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
 
+/** A PEM private key block (a `tls.key` given as text), whole. */
+const PEM_PRIVATE_KEY = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(?:-----END \1PRIVATE KEY-----|$)/g;
+
 function redactTextInto(text: string, found?: Set<string>): string {
+  if (text.includes('PRIVATE KEY-----')) text = text.replace(PEM_PRIVATE_KEY, '-----BEGIN $1PRIVATE KEY----- *** -----END $1PRIVATE KEY-----');
   if (!text.includes('//')) return text;
   let out = '';
   let last = 0;

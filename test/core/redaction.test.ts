@@ -213,4 +213,15 @@ describe('library url options that read two ways', () => {
       });
     }
   });
+
+  it('a PEM private key in any text (a tls.key given inline and echoed by a library) is scrubbed whole', () => {
+    const body = 'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg';
+    const text = `cannot use key -----BEGIN PRIVATE KEY-----\n${body}\n-----END PRIVATE KEY----- from amqps://u:pw@h/`;
+    const shown = redactText(text);
+    assert.equal(shown.includes(body), false);
+    assert.equal(shown.includes('pw@'), false);
+    assert.match(shown, /BEGIN PRIVATE KEY----- \*\*\* -----END PRIVATE KEY/);
+    // Cut short (a log line capped mid-key): everything after the BEGIN line goes.
+    assert.equal(redactText(`-----BEGIN EC PRIVATE KEY-----\n${body}`).includes(body), false);
+  });
 });
