@@ -2,7 +2,8 @@
  * The package as users get it: `npm pack` (which builds, through `prepare`), then `npm install
  * <tarball>` into a temporary project, as child processes. The installed `manifold` runs (and on
  * an older Node says what it needs), a TypeScript file compiles against the published types with
- * `skipLibCheck: false` and `strict`, and every source map resolves inside the package.
+ * `skipLibCheck: false` and `strict`, each subpath loads only its own client library, and every
+ * source map resolves inside the package.
  *
  * It installs the package's dependencies from the npm cache or the registry (`--prefer-offline`):
  * 5 to 15 s with a warm cache.
@@ -113,6 +114,8 @@ describe('the npm package', () => {
       `import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createMessage, kafkaSource, map, s3Sink, websocketSource, type KafkaSourceOptions, type Message, type S3SinkOptions } from 'manifold';
+import { flow, type TlsOptions } from 'manifold/core';
+import { rabbitmqSource, type RabbitmqSourceOptions } from 'manifold/rabbitmq';
 
 const source: KafkaSourceOptions = { brokers: 'localhost:9092', topics: 'orders', groupId: 'archiver', startFrom: 'earliest' };
 const sink: S3SinkOptions = { bucket: 'archive', prefix: 'orders/', bufferPath: './buffer', commitSizeBytes: 64 << 20 };
@@ -123,6 +126,10 @@ export async function archive(): Promise<void> {
   await pipeline(kafkaSource(source), upper, s3Sink(sink));
   await pipeline(Readable.from([one]), s3Sink(sink));
   websocketSource({ url: 'wss://feed.example.com', onOpen: (ws) => ws.send('subscribe') });
+  const tls: TlsOptions = { ca: './ca.pem' };
+  const queue: RabbitmqSourceOptions = { url: 'amqp://localhost', queue: 'orders' };
+  await flow({ source: rabbitmqSource(queue), sink: s3Sink(sink) });
+  return void tls;
 }
 
 // @ts-expect-error: an option that does not exist
@@ -138,6 +145,35 @@ export const wrong: S3SinkOptions = { bucket: 'b', bufferPath: './b', commitSize
     );
     const { code, stdout, stderr } = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], project);
     assert.equal(code, 0, stdout + stderr);
+  });
+
+  it('each subpath (manifold/rabbitmq, ...) loads its own client library and no other', async () => {
+    // A resolve hook records every module the import pulls in; the packages among them are what it loaded.
+    writeFileSync(
+      join(project, 'loads.mjs'),
+      `import { registerHooks } from 'node:module';
+const seen = new Set();
+registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); seen.add(r.url); return r; } });
+const exported = Object.keys(await import(process.argv[2]));
+const packages = new Set();
+for (const url of seen) {
+  const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(url.slice(url.lastIndexOf('node_modules/')));
+  if (m && m[1] !== 'manifold') packages.add(m[1]);
+}
+console.log(JSON.stringify({ exported, packages: [...packages].sort() }));
+`,
+    );
+    const clients = { rabbitmq: ['amqplib'], websocket: ['ws'], kafka: ['@platformatic/kafka'], s3: ['@aws-sdk/client-s3'], kinesis: ['@aws-sdk/client-kinesis'], core: [], stdio: [] } as Record<string, string[]>;
+    const all = ['amqplib', 'ws', '@platformatic/kafka', '@aws-sdk/client-s3', '@aws-sdk/client-kinesis', '@aws-sdk/client-dynamodb'];
+    for (const [subpath, own] of Object.entries(clients)) {
+      const { code, stdout, stderr } = await run(process.execPath, ['loads.mjs', `manifold/${subpath}`], project);
+      assert.equal(code, 0, stderr);
+      const { exported, packages } = JSON.parse(stdout) as { exported: string[]; packages: string[] };
+      assert.ok(exported.length > 0, `manifold/${subpath} exports something`);
+      for (const name of own) assert.ok(packages.includes(name), `manifold/${subpath} loads ${name}: ${packages.join(', ')}`);
+      const others = all.filter((name) => !own.includes(name) && packages.includes(name) && !(subpath === 'kinesis' && name === '@aws-sdk/client-dynamodb'));
+      assert.deepEqual(others, [], `manifold/${subpath} loads only its own client`);
+    }
   });
 
   it("every source map (code and declarations) resolves to a file in the package", () => {

@@ -1,0 +1,7 @@
+/**
+ * Apache Kafka as a source and a sink: `manifold/kafka`, which loads @platformatic/kafka.
+ */
+export { KafkaConsumerSource, kafkaSource, type KafkaSourceOptions, type KafkaCheckpointEvent, type KafkaLagEvent, type KafkaNackEvent } from './source.js';
+export type { KafkaSaslOptions } from './connection.js';
+export { KafkaProducerSink, kafkaSink, type KafkaSinkOptions } from './sink.js';
+export type { KafkaConnectionOptions } from './options.js';
