@@ -5,17 +5,25 @@
 import { Writable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, ManifoldError, isRetryable, toError } from './errors.js';
-import { relay, toMessage, type Message, type MessageLike } from './message.js';
+import { toMessage, type Message, type MessageLike } from './message.js';
 import { checkOptions, numberOption, signalOption } from './options.js';
 import { RETRYING_KEYS, backoffDelay, finalError, resolveRetry, type FactoryContext, type ResolvedRetry, type RetryEvent, type RetryingOptions } from './retry.js';
 
 /** How long a finished inner sink's trailing acks are awaited before its unacked messages are re-sent. */
 const SETTLE_GRACE_MS = 2000;
 
+/**
+ * One message written to the outer sink and not yet settled: a link in the list of pending
+ * messages in write order (an intrusive list, so tracking a message costs no Map entry).
+ */
 interface Pending {
-  message: Message;
+  readonly message: Message;
   /** The attempt whose inner sink was last given this message. */
   attempt: number;
+  /** Still in the list: neither acked nor nacked for good. */
+  live: boolean;
+  prev: Pending | undefined;
+  next: Pending | undefined;
 }
 
 /**
@@ -45,8 +53,10 @@ export class RetryingSink extends Writable {
   readonly #what: string;
   readonly #forward: readonly string[];
   readonly #abort = new AbortController();
-  readonly #pending = new Map<number, Pending>();
-  #nextId = 0;
+  /** Pending messages in write order: the oldest first. */
+  #head: Pending | undefined;
+  #tail: Pending | undefined;
+  #pendingCount = 0;
   #attempt = 0;
   #inner: Writable | undefined;
   /** Set while a replacement is being made; writes wait for it. */
@@ -74,7 +84,36 @@ export class RetryingSink extends Writable {
 
   /** Messages written and not yet acked or nacked. */
   get pending(): number {
-    return this.#pending.size;
+    return this.#pendingCount;
+  }
+
+  #append(message: Message): Pending {
+    const entry: Pending = { message, attempt: 0, live: true, prev: this.#tail, next: undefined };
+    if (this.#tail) this.#tail.next = entry;
+    else this.#head = entry;
+    this.#tail = entry;
+    this.#pendingCount += 1;
+    return entry;
+  }
+
+  /** Takes `entry` out of the list; false when it was out already (settled before). */
+  #remove(entry: Pending): boolean {
+    if (!entry.live) return false;
+    entry.live = false;
+    if (entry.prev) entry.prev.next = entry.next;
+    else this.#head = entry.next;
+    if (entry.next) entry.next.prev = entry.prev;
+    else this.#tail = entry.prev;
+    entry.prev = entry.next = undefined;
+    this.#pendingCount -= 1;
+    return true;
+  }
+
+  /** The pending entries, oldest first, as they are now. */
+  #pendingEntries(): Pending[] {
+    const out: Pending[] = [];
+    for (let entry = this.#head; entry; entry = entry.next) out.push(entry);
+    return out;
   }
 
   /** The inner sink now in use, if any. */
@@ -103,33 +142,49 @@ export class RetryingSink extends Writable {
     return inner;
   }
 
-  #wrap(id: number, entry: Pending): Message {
+  /**
+   * The Message the inner sink of this attempt is given for `entry`: the original's fields, with
+   * settles that come here first. Built directly (not through relay()): two closures over one
+   * context are all a message costs on its way through.
+   */
+  #wrap(entry: Pending): Message {
     const { message } = entry;
     const attempt = this.#attempt;
-    return relay(
-      message,
-      () => {
-        // An ack from any attempt is the truth: the message is delivered.
-        if (!this.#pending.delete(id)) return;
-        if (this.#attempt === attempt) this.#failures = 0;
-        message.ack();
-        this.#maybeSettled();
-      },
-      (error) => {
-        // A nack from a replaced sink is its shutdown speaking: the message is re-sent by the new one.
-        if (entry.attempt !== attempt || this.#attempt !== attempt || !this.#pending.has(id)) return;
-        if (isRetryable(error)) return;
-        this.#pending.delete(id);
-        message.nack(error);
-        this.#maybeSettled();
-      },
-    );
+    const sent: { -readonly [K in keyof Message]: Message[K] } = {
+      data: message.data,
+      // An ack from any attempt is the truth: the message is delivered.
+      ack: () => this.#acked(entry, attempt),
+      nack: (error?: Error) => this.#nacked(entry, attempt, error),
+    };
+    if (message.key !== undefined) sent.key = message.key;
+    if (message.headers !== undefined) sent.headers = message.headers;
+    if (message.timestamp !== undefined) sent.timestamp = message.timestamp;
+    if (message.meta !== undefined) sent.meta = message.meta;
+    if (message.attempt !== undefined) sent.attempt = message.attempt;
+    return sent;
+  }
+
+  #acked(entry: Pending, attempt: number): void {
+    if (!this.#remove(entry)) return;
+    if (this.#attempt === attempt) this.#failures = 0;
+    entry.message.ack();
+    this.#maybeSettled();
+  }
+
+  #nacked(entry: Pending, attempt: number, error: Error | undefined): void {
+    // A nack from a replaced sink is its shutdown speaking: the message is re-sent by the new one.
+    if (entry.attempt !== attempt || this.#attempt !== attempt || !entry.live) return;
+    const cause = error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY });
+    if (isRetryable(cause)) return;
+    this.#remove(entry);
+    entry.message.nack(cause);
+    this.#maybeSettled();
   }
 
   #settledWaiters: Array<() => void> = [];
 
   #whenSettled(timeoutMs: number): Promise<void> {
-    if (this.#pending.size === 0) return Promise.resolve();
+    if (this.#pendingCount === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, timeoutMs);
       function done(): void {
@@ -141,7 +196,7 @@ export class RetryingSink extends Writable {
   }
 
   #maybeSettled(): void {
-    if (this.#pending.size === 0 && this.#settledWaiters.length > 0) {
+    if (this.#pendingCount === 0 && this.#settledWaiters.length > 0) {
       const waiters = this.#settledWaiters;
       this.#settledWaiters = [];
       for (const w of waiters) w();
@@ -152,11 +207,11 @@ export class RetryingSink extends Writable {
    * Writes `entry` to the current inner sink. Returns nothing when the inner
    * accepts more at once, or a promise that resolves when it drains (or fails).
    */
-  #send(id: number, entry: Pending): Promise<void> | undefined {
+  #send(entry: Pending): Promise<void> | undefined {
     const inner = this.#inner;
     if (!inner || inner.destroyed) return undefined;
     entry.attempt = this.#attempt;
-    if (inner.write(this.#wrap(id, entry))) return undefined;
+    if (inner.write(this.#wrap(entry))) return undefined;
     return new Promise<void>((resolve) => {
       const done = (): void => {
         inner.off('drain', done);
@@ -189,8 +244,8 @@ export class RetryingSink extends Writable {
       }
       this.#create();
       // Re-send in the original order; new writes wait until this is done so order is kept.
-      for (const [id, entry] of [...this.#pending]) {
-        if (this.#pending.has(id)) await this.#send(id, entry);
+      for (const entry of this.#pendingEntries()) {
+        if (entry.live) await this.#send(entry);
       }
     })().finally(() => {
       // A failure during the re-send has already started the next recovery: keep that one.
@@ -202,8 +257,9 @@ export class RetryingSink extends Writable {
   #fail(error: Error): void {
     this.#fatal = error;
     // The messages that cannot be delivered are reported, so the source can redeliver them.
-    for (const { message } of this.#pending.values()) message.nack(error);
-    this.#pending.clear();
+    const entries = this.#pendingEntries();
+    for (const entry of entries) this.#remove(entry);
+    for (const { message } of entries) message.nack(error);
     this.destroy(error);
   }
 
@@ -233,46 +289,55 @@ export class RetryingSink extends Writable {
 
   /** Registers `chunks` as pending and writes them in order; calls back when the inner sink takes more. */
   #accept(chunks: MessageLike[], callback: (error?: Error | null) => void): void {
-    const entries: Array<[number, Pending]> = [];
-    for (const chunk of chunks) {
+    // Fast path, the common case: a healthy inner sink taking writes without backpressure; no promise per message.
+    const healthy = !this.#recovering && !this.#fatal && this.#inner !== undefined;
+    const waiting: Pending[] = [];
+    for (let i = 0; i < chunks.length; i++) {
       let message: Message;
       try {
-        message = toMessage(chunk);
+        message = toMessage(chunks[i]!);
       } catch (error) {
         callback(toError(error));
         return;
       }
-      const id = this.#nextId++;
-      const entry: Pending = { message, attempt: 0 };
-      this.#pending.set(id, entry);
-      entries.push([id, entry]);
-    }
-    // Fast path, the common case: a healthy inner sink taking writes without backpressure; no promise per message.
-    let i = 0;
-    if (!this.#recovering && !this.#fatal && this.#inner) {
-      for (; i < entries.length; i++) {
-        const [id, entry] = entries[i]!;
-        const wait = this.#send(id, entry);
-        if (wait) {
-          i += 1;
-          this.#slowPath(entries.slice(i), wait, callback);
-          return;
-        }
+      const entry = this.#append(message);
+      if (!healthy) {
+        waiting.push(entry);
+        continue;
       }
+      const wait = this.#send(entry);
+      if (wait) {
+        // The rest of the batch is registered now, in order, and written once the inner sink drains.
+        const rest: Pending[] = [];
+        for (let j = i + 1; j < chunks.length; j++) {
+          try {
+            rest.push(this.#append(toMessage(chunks[j]!)));
+          } catch (error) {
+            callback(toError(error));
+            return;
+          }
+        }
+        this.#slowPath(rest, wait, callback);
+        return;
+      }
+    }
+    if (healthy) {
       callback();
       return;
     }
-    this.#slowPath(entries, undefined, callback);
+    // Not healthy: what was just appended is written after the recovery under way (whose re-send may have
+    // begun before these were appended), unless that recovery sent it already.
+    this.#slowPath(waiting, undefined, callback);
   }
 
-  #slowPath(entries: Array<[number, Pending]>, first: Promise<void> | undefined, callback: (error?: Error | null) => void): void {
+  #slowPath(entries: Pending[], first: Promise<void> | undefined, callback: (error?: Error | null) => void): void {
     const go = async (): Promise<void> => {
       if (first) await first;
-      for (const [id, entry] of entries) {
+      for (const entry of entries) {
         await this.#waitRecovered();
         if (this.#fatal) throw this.#fatal;
         // If a recovery re-sent this message already, it is not written twice.
-        if (entry.attempt !== this.#attempt && this.#pending.has(id)) await this.#send(id, entry);
+        if (entry.attempt !== this.#attempt && entry.live) await this.#send(entry);
       }
       // Hold the callback while a replacement is being made: that is the outer backpressure during an outage.
       await this.#waitRecovered();
@@ -308,13 +373,13 @@ export class RetryingSink extends Writable {
           inner.end();
         });
         // Acks may trail the inner 'finish' by a moment (confirms in flight); give them a bounded grace.
-        if (outcome === 'finished' && this.#pending.size > 0) await this.#whenSettled(SETTLE_GRACE_MS);
-        if (outcome === 'finished' && this.#pending.size === 0) return;
+        if (outcome === 'finished' && this.#pendingCount > 0) await this.#whenSettled(SETTLE_GRACE_MS);
+        if (outcome === 'finished' && this.#pendingCount === 0) return;
         if (outcome === 'finished') {
           // Flushed, yet messages were nacked as retryable: give them to a fresh sink.
           this.#onFailure(
             inner,
-            new ManifoldError(`${this.#what}: ${this.#pending.size} message(s) were not delivered before the sink finished`, {
+            new ManifoldError(`${this.#what}: ${this.#pendingCount} message(s) were not delivered before the sink finished`, {
               code: ErrorCodes.DELIVERY,
               retryable: true,
             }),

@@ -13,12 +13,15 @@ const fast = { retries: 5, minTimeoutMs: 1, maxTimeoutMs: 5 };
 
 function store() {
   const stored: string[] = [];
+  /** Every write an inner sink took, in the order it took them (a broker's receive order). */
+  const written: string[] = [];
   let failAfter: number | undefined;
   let failWith: Error = transient();
   let created = 0;
   const nackAll: Array<() => void> = [];
   return {
     stored,
+    written,
     get created() { return created; },
     failNext(after: number, error: Error = transient()) { failAfter = after; failWith = error; },
     make() {
@@ -41,6 +44,7 @@ function store() {
             cb();
             return;
           }
+          written.push(m.data.toString());
           unconfirmed.push(m);
           // Confirm asynchronously, in batches, like a broker.
           if (unconfirmed.length >= 3) {
@@ -83,6 +87,37 @@ describe('retryingSink', () => {
     assert.deepEqual([...new Set(s.stored)].sort(), [...items].sort());
     assert.equal(s.created, 2);
     assert.equal(events.length, 1);
+    assert.equal(sink.pending, 0);
+  });
+
+  it('three failures in a row, writes batched while it recovers: every message delivered, in write order', async () => {
+    const s = store();
+    s.failNext(30);
+    let failures = 0;
+    const items = Array.from({ length: 500 }, (_, i) => `m${i}`);
+    const { messages, acked, nacked } = tracked(items);
+    const sink = retryingSink(() => s.make(), { retry: fast, highWaterMark: 64 });
+    sink.on('reconnect', () => {
+      failures++;
+      // The next sink fails too, twice, after a few writes of the re-send or of what came during the outage.
+      if (failures < 3) s.failNext(7 + failures * 11);
+    });
+    await pipeline(Readable.from(messages), sink);
+    assert.equal(failures, 3);
+    assert.equal(acked.size, items.length);
+    assert.equal(nacked.size, 0);
+    // Stored in the order confirmed; taken in the order written, which is what must follow the outer writes.
+    assert.deepEqual([...new Set(s.stored)].sort(), [...items].sort(), 'every message stored');
+    const firsts = [...new Set(s.written)];
+    const at = firsts.findIndex((v, i) => v !== items[i]);
+    assert.deepEqual(firsts, items, `every message written on, first in the order written (from ${at}: ${firsts.slice(Math.max(0, at - 3), at + 6).join(' ')})`);
+    // A re-send after each failure starts again from the oldest unacked message, and never jumps ahead.
+    let highest = -1;
+    for (const [i, data] of s.written.entries()) {
+      const n = Number(data.slice(1));
+      if (n > highest + 1) assert.fail(`write ${i} (${data}) jumped past m${highest + 1}`);
+      highest = Math.max(highest, n);
+    }
     assert.equal(sink.pending, 0);
   });
 
