@@ -93,8 +93,8 @@ export const kinesisSourceOptions = defineOptions('kinesisSource', {
   ),
   checkpointIntervalMs: opt.duration('How often acked progress is stored; it is also stored on `close()`.', { default: 5_000 }),
   maxInFlightPerShard: opt.integer(
-    'Most messages (user records, once KPL aggregates are split) per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching and handing out at this many.',
-    { default: 1_000, min: 1 },
+    'Most messages (user records, once KPL aggregates are split) per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching and handing out at this many. The default lets a GetRecords call take the 10,000 records the service allows; `maxInFlightBytes` bounds the memory.',
+    { default: 10_000, min: 1 },
   ),
   maxInFlightBytes: opt.bytes(
     'Most payload bytes this source holds, every shard together: unacked messages plus records fetched and not yet handed out; shards stop fetching at this many and resume as acks bring it under (one GetRecords page or fan-out event per shard may come on top).',
@@ -216,7 +216,7 @@ export interface KinesisSourceOptions extends KinesisStreamOptions {
   coordinator?: ShardCoordinator;
   /** How often acked progress is stored; it is also stored on `close()`. Default 5,000 ms. */
   checkpointIntervalMs?: number;
-  /** Most messages (user records, once KPL aggregates are split) per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching and handing out at this many. Default 1,000. */
+  /** Most messages (user records, once KPL aggregates are split) per shard past the checkpoint (unacked, or acked behind one that is not); the shard stops fetching and handing out at this many. The default lets a GetRecords call take the 10,000 records the service allows; `maxInFlightBytes` bounds the memory. Default 10,000. */
   maxInFlightPerShard?: number;
   /** Most payload bytes this source holds, every shard together: unacked messages plus records fetched and not yet handed out; shards stop fetching at this many and resume as acks bring it under (one GetRecords page or fan-out event per shard may come on top). Default 64 MiB. */
   maxInFlightBytes?: number;

@@ -1,6 +1,6 @@
 /**
  * Polling: reads one shard with GetShardIterator and GetRecords in a loop,
- * paced to what Kinesis allows a shard (5 calls per second), until the shard
+ * paced to what Kinesis allows a shard (5 calls and 2 MB per second), until the shard
  * ends or the signal aborts. An iterator that expires under a slow consumer
  * is replaced by one after the last record delivered.
  */
@@ -12,6 +12,8 @@ import type { StreamRef } from './client.js';
 import { MIN_CALL_GAP_MS } from './options.js';
 import type { StartingPositionParam } from './positions.js';
 
+/** What one shard serves its readers per second (GetRecords), shared by every reader of the shard. */
+export const SHARD_READ_BYTES_PER_SECOND = 2 * 1024 * 1024;
 
 /** What {@link pollShard} needs from the source. */
 export interface PollOptions {
@@ -55,10 +57,13 @@ export async function pollShard(o: PollOptions): Promise<void> {
   // starts at that time, not at a later LATEST that would skip what arrived in between.
   o.onOpen(o.start.Type === 'LATEST' ? { Type: 'AT_TIMESTAMP', Timestamp: openedAt } : o.start);
   let lastCall = 0;
+  // A shard gives 2 MB/s to its readers: after a page of B bytes the next call waits B / 2 MB/s (a 10 MB page,
+  // 5 s), as Kinesis would otherwise refuse the calls of those seconds with ProvisionedThroughputExceeded.
+  let budgetUntil = 0;
   while (iterator !== undefined && !signal.aborted) {
     await o.gate();
     if (signal.aborted) return;
-    const gap = lastCall + MIN_CALL_GAP_MS - Date.now();
+    const gap = Math.max(lastCall + MIN_CALL_GAP_MS, budgetUntil) - Date.now();
     if (gap > 0) await pause(gap, signal);
     if (signal.aborted) return;
     // Never fetch far past maxInFlightPerShard: that is what bounds memory under a slow consumer.
@@ -83,6 +88,9 @@ export async function pollShard(o: PollOptions): Promise<void> {
     });
     if (signal.aborted) return;
     const records = out.Records ?? [];
+    let bytes = 0;
+    for (const record of records) bytes += record.Data?.length ?? 0;
+    budgetUntil = lastCall + (bytes * 1000) / SHARD_READ_BYTES_PER_SECOND;
     o.onRecords(records, out.MillisBehindLatest);
     iterator = out.NextShardIterator ?? undefined;
     if (iterator !== undefined && records.length === 0 && (out.MillisBehindLatest ?? 0) === 0) await pause(o.pollIntervalMs, signal);
