@@ -4,4 +4,4 @@
 export { KafkaConsumerSource, kafkaSource, type KafkaSourceOptions, type KafkaCheckpointEvent, type KafkaLagEvent, type KafkaNackEvent } from './source.js';
 export type { KafkaSaslOptions } from './connection.js';
 export { KafkaProducerSink, kafkaSink, type KafkaSinkOptions } from './sink.js';
-export type { KafkaConnectionOptions } from './options.js';
+export type { KafkaConnectionOptions, KafkaSaslPassword, KafkaSaslAwsIam, KafkaAwsCredentials } from './options.js';

@@ -2,24 +2,74 @@
  * The options of kafkaSource and kafkaSink, declared once (see `defineOptions`). The connection
  * options are one specs object both factories take.
  */
-import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { common, defineOptions, enumOption, invalidOption, opt, unknownOption } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
+import { tlsOption, type TlsOptions } from '../core/tls.js';
 
-/** SASL credentials. Secrets never appear in errors or events. */
-export interface KafkaSaslOptions {
+/** SASL mechanisms; `AWS_MSK_IAM` is OAUTHBEARER with a token signed by the AWS credential chain. */
+export const SASL_MECHANISMS = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'AWS_MSK_IAM'] as const;
+
+/** AWS credentials for `AWS_MSK_IAM`, as the AWS SDK takes them. */
+export interface KafkaAwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  expiration?: Date;
+}
+
+/** SASL with a user and password (PLAIN, SCRAM). Secrets never appear in errors or events. */
+export interface KafkaSaslPassword {
   mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512';
   username: string;
   password: string;
 }
 
-const SASL_KEYS = ['mechanism', 'username', 'password'];
+/**
+ * Amazon MSK IAM: OAUTHBEARER with a SigV4-presigned `kafka-cluster:Connect` URL as the token, signed
+ * at every connect with `credentials` (default: the AWS SDK's default chain: environment, profile,
+ * web identity, container and instance roles). Needs `tls`.
+ */
+export interface KafkaSaslAwsIam {
+  mechanism: 'AWS_MSK_IAM';
+  /** The cluster's region. Default: read from an MSK broker name (`b-1.x.y.c2.kafka.eu-west-1.amazonaws.com`), else AWS_REGION / AWS_DEFAULT_REGION. */
+  region?: string;
+  /** Credentials or a function returning them (an AWS SDK credential provider). Default the AWS SDK's default chain. */
+  credentials?: KafkaAwsCredentials | (() => Promise<KafkaAwsCredentials>);
+}
 
-function checkSasl(value: unknown, fail: (expected: string) => never, where: string): KafkaSaslOptions {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('an object { mechanism, username, password }');
+/** SASL settings. */
+export type KafkaSaslOptions = KafkaSaslPassword | KafkaSaslAwsIam;
+
+/** The keys of `sasl`, also the command's `sasl.<key>=` URI keys (credentials are only a program's). */
+export const SASL_KEYS = ['mechanism', 'username', 'password', 'region'] as const;
+
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+/** Validates `sasl` (`where`: the factory, for messages); the password is never shown. */
+export function checkSasl(value: unknown, where: string): KafkaSaslOptions {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) invalidOption(where, 'sasl', "an object { mechanism, username, password } (or { mechanism: 'AWS_MSK_IAM', region })", '(hidden)');
   const sasl = value as Record<string, unknown>;
-  for (const key of Object.keys(sasl)) if (!SASL_KEYS.includes(key)) unknownOption(`${where}: options.sasl`, key, SASL_KEYS);
-  const mechanism = enumOption(where, 'sasl.mechanism', sasl.mechanism, ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] as const, 'PLAIN');
+  for (const key of Object.keys(sasl)) if (![...SASL_KEYS, 'credentials'].includes(key)) unknownOption(`${where}: options.sasl`, key, [...SASL_KEYS, 'credentials']);
+  if (sasl.mechanism === undefined) invalidOption(where, 'sasl.mechanism', `one of ${SASL_MECHANISMS.join(', ')} (Kafka has no default)`, undefined);
+  const mechanism = enumOption(where, 'sasl.mechanism', sasl.mechanism, SASL_MECHANISMS, 'PLAIN');
+  if (mechanism === 'AWS_MSK_IAM') {
+    for (const key of ['username', 'password'] as const) {
+      if (sasl[key] !== undefined) invalidOption(where, `sasl.${key}`, 'absent with AWS_MSK_IAM, which signs with AWS credentials (sasl.credentials, or the default chain)', key === 'password' ? '(hidden)' : sasl[key]);
+    }
+    const out: KafkaSaslAwsIam = { mechanism };
+    if (sasl.region !== undefined) {
+      if (typeof sasl.region !== 'string' || !REGION.test(sasl.region)) invalidOption(where, 'sasl.region', 'an AWS region such as eu-west-1', sasl.region);
+      out.region = sasl.region;
+    }
+    if (sasl.credentials !== undefined) {
+      const c = sasl.credentials as Partial<KafkaAwsCredentials> | null;
+      const ok = typeof c === 'function' || (c !== null && typeof c === 'object' && typeof c.accessKeyId === 'string' && c.accessKeyId !== '' && typeof c.secretAccessKey === 'string' && c.secretAccessKey !== '');
+      if (!ok) invalidOption(where, 'sasl.credentials', '{ accessKeyId, secretAccessKey, sessionToken? } or a function returning them', '(hidden)');
+      out.credentials = sasl.credentials as KafkaSaslAwsIam['credentials'];
+    }
+    return out;
+  }
+  if (sasl.region !== undefined || sasl.credentials !== undefined) invalidOption(where, sasl.region !== undefined ? 'sasl.region' : 'sasl.credentials', `given only with mechanism AWS_MSK_IAM (not ${mechanism})`, sasl.region !== undefined ? sasl.region : '(hidden)');
   if (typeof sasl.username !== 'string' || sasl.username.length === 0) invalidOption(where, 'sasl.username', 'a non-empty string', sasl.username);
   // The password is checked without echoing it.
   if (typeof sasl.password !== 'string' || sasl.password.length === 0) invalidOption(where, 'sasl.password', 'a non-empty string', '<hidden>');
@@ -30,24 +80,33 @@ function checkSasl(value: unknown, fail: (expected: string) => never, where: str
 export const kafkaConnection = {
   brokers: opt.strings("Bootstrap brokers: `'host:port'`, `'h1:p1,h2:p2'` or an array of them.", { required: true, cli: false }),
   clientId: opt.string('Client id shown in broker logs and quotas.', { default: 'manifold' }),
-  sasl: opt.custom<KafkaSaslOptions>("SASL authentication: `{ mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512', username, password }`.", {
-    type: 'KafkaSaslOptions',
-    defaultText: 'none',
-    secret: true,
-    check: checkSasl,
-  }),
-  tls: opt.custom<TlsConnectionOptions | undefined>('TLS: `true` for the system CAs, or Node `tls.connect` options.', {
-    type: 'boolean | TlsConnectionOptions',
-    defaultText: 'plain TCP',
-    check: (value, fail) => {
-      if (value === true) return {};
-      if (value === false) return undefined;
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('true, false or tls.connect options');
-      return { ...(value as TlsConnectionOptions) };
+  sasl: opt.custom<KafkaSaslOptions>(
+    "SASL authentication: `{ mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512', username, password }`, or `{ mechanism: 'AWS_MSK_IAM', region?, credentials? }` (Amazon MSK IAM: OAUTHBEARER signed with the AWS credential chain; needs `tls`).",
+    {
+      type: 'KafkaSaslOptions',
+      defaultText: 'none',
+      secret: true,
+      cli: 'sasl',
+      subkeys: SASL_KEYS,
+      schema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['mechanism'],
+        properties: {
+          mechanism: { enum: [...SASL_MECHANISMS] },
+          username: { type: 'string', minLength: 1 },
+          password: { type: 'string', minLength: 1, description: 'Secret: write ${ENV}.' },
+          region: { type: 'string', description: 'AWS_MSK_IAM: the cluster region (default from the broker name or AWS_REGION).' },
+        },
+      },
+      check: (value, _fail, where) => checkSasl(value, where),
     },
-  }),
+  ),
+  tls: tlsOption(),
   connectTimeoutMs: opt.duration('Longest wait for a TCP/TLS connection.', { default: 5000 }),
 };
+
+export type { TlsOptions };
 
 export const kafkaSourceOptions = defineOptions('kafkaSource', {
   ...kafkaConnection,
@@ -97,10 +156,10 @@ export interface KafkaConnectionOptions {
   brokers: string | readonly string[];
   /** Client id shown in broker logs and quotas. Default 'manifold'. */
   clientId?: string;
-  /** SASL authentication: `{ mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512', username, password }`. Default none. */
+  /** SASL authentication: `{ mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512', username, password }`, or `{ mechanism: 'AWS_MSK_IAM', region?, credentials? }` (Amazon MSK IAM: OAUTHBEARER signed with the AWS credential chain; needs `tls`). Default none. */
   sasl?: KafkaSaslOptions;
-  /** TLS: `true` for the system CAs, or Node `tls.connect` options. Default plain TCP. */
-  tls?: boolean | TlsConnectionOptions;
+  /** TLS: `true` for the system CAs, or `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }` with PEM text, bytes or file paths (re-read at every connect). Default none (plain TCP), unless the URL says TLS. */
+  tls?: boolean | TlsOptions;
   /** Longest wait for a TCP/TLS connection. Default 5,000 ms. */
   connectTimeoutMs?: number;
 }

@@ -9,7 +9,7 @@ import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { conflictingOptions, invalidOption } from '../core/options.js';
 import { RetryingSink } from '../core/retrying-sink.js';
-import { TOPIC_NAME, isUnknownTopic, kafkaApiId, kafkaError, resolveConnection, type ResolvedConnection } from './connection.js';
+import { TOPIC_NAME, isUnknownTopic, kafkaApiId, kafkaError, resolveConnection, watchTls, clientOptions, type ResolvedConnection } from './connection.js';
 import { kafkaSinkOptions, type KafkaSinkOptions } from './options.js';
 
 export type { KafkaSinkOptions } from './options.js';
@@ -116,16 +116,16 @@ class Producing extends Writable {
     this.#o = options;
     this.#what = `kafkaSink (topic ${options.topic})`;
     this.#producer = new Producer({
-      ...options.connection.base,
+      ...clientOptions(options.connection, this.#what, (error) => this.#fail(error)),
       // The library's retries cover a leader moving; longer outages are the retry option's.
       retries: 3,
-      retryDelay: 250,
       idempotent: options.idempotent,
       acks: ACKS[options.acks],
       compression: options.compression,
       autocreateTopics: options.autocreateTopics,
     });
     this.#producer.on('error', (error: Error) => this.#fail(kafkaError(this.#what, error)));
+    watchTls(this.#producer, this.#what, (error) => this.#fail(error));
   }
 
   #entry(message: Message): Entry | undefined {

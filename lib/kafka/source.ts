@@ -9,7 +9,7 @@ import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { createMessage } from '../core/message.js';
 import { invalidOption } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
-import { TOPIC_NAME, kafkaError, resolveConnection, type ResolvedConnection } from './connection.js';
+import { TOPIC_NAME, kafkaError, resolveConnection, watchTls, clientOptions, type ResolvedConnection } from './connection.js';
 import { kafkaSourceOptions, type KafkaSourceOptions } from './options.js';
 
 export type { KafkaSourceOptions } from './options.js';
@@ -217,11 +217,12 @@ class GroupMember extends Readable {
       },
     });
     this.#consumer = new Consumer({
-      ...options.connection.base,
+      ...clientOptions(options.connection, this.#what, (error) => {
+        if (!this.destroyed) this.destroy(error);
+      }),
       groupId: options.groupId,
       // The library's retries cover one request's blips (a coordinator moving); the retry option covers outages.
       retries: 3,
-      retryDelay: 250,
       autocreateTopics: options.autocreateTopics,
       autocommit: false,
       sessionTimeout: options.sessionTimeoutMs,
@@ -234,6 +235,9 @@ class GroupMember extends Readable {
     });
     // A client 'error' without a listener would throw; it ends this membership instead.
     this.#consumer.on('error', (error: Error) => this.destroy(kafkaError(this.#what, error)));
+    watchTls(this.#consumer, this.#what, (error) => {
+      if (!this.destroyed) this.destroy(error);
+    });
     this.#consumer.on('consumer:group:rebalance', this.#onRebalance);
     this.#consumer.on('consumer:group:join', this.#onJoin);
     void this.#start();

@@ -674,13 +674,13 @@ describe('kafkaSource', () => {
       [{ ...ok, sessionTimeoutMs: 1000, heartbeatIntervalMs: 2000 }, /heartbeatIntervalMs \(2000\) must be below options\.sessionTimeoutMs \(1000\)/],
       [{ ...ok, sasl: { mechanism: 'PLAIN', username: 'u', password: '' } }, /options\.sasl\.password must be a non-empty string, got "<hidden>"/],
       [{ ...ok, sasl: { mechanism: 'MD5', username: 'u', password: 'secret' } }, /options\.sasl\.mechanism must be one of/],
-      [{ ...ok, tls: 'yes' }, /options\.tls must be true, false or tls\.connect options/],
+      [{ ...ok, tls: 'yes' }, /options\.tls must be true, false or \{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion \}, got "yes"/],
       [{ ...ok, retry: { retries: -1 } }, /kafkaSource: options\.retry\.retries must be a non-negative integer, got -1/],
       [{ ...ok, groupID: 'x' }, /unknown option "groupID" \(did you mean "groupId"\?\)/],
       [{ ...ok, comitIntervalMs: 5 }, /unknown option "comitIntervalMs" \(did you mean "commitIntervalMs"\?\)/],
       [{ ...ok, commitIntervalMs: '5s' }, /options\.commitIntervalMs must be a number of at least 1 \(milliseconds\), got "5s"/],
       [{ ...ok, fetchMaxBytes: 512 }, /options\.fetchMaxBytes must be an integer of at least 1024 \(bytes\), got 512/],
-      [{ ...ok, sasl: 'user:secret' }, /options\.sasl must be an object \{ mechanism, username, password \}, got "\(hidden\)"/],
+      [{ ...ok, sasl: 'user:secret' }, /options\.sasl must be an object \{ mechanism, username, password \} \(or \{ mechanism: 'AWS_MSK_IAM', region \}\), got "\(hidden\)"/],
     ];
     for (const [options, message] of cases) {
       assert.throws(
