@@ -3,7 +3,7 @@ import type { DeclaredOptions, OptionSpecs } from '../lib/core/options.js';
 import { kafkaConnection, kafkaSinkOptions, kafkaSourceOptions } from '../lib/kafka/options.js';
 import { dynamoLeasesOptions, kinesisSinkOptions, kinesisSourceOptions, kinesisStream } from '../lib/kinesis/options.js';
 import { amqplibUrlParameters, rabbitmqConnection, rabbitmqSinkOptions, rabbitmqSourceOptions } from '../lib/rabbitmq/options.js';
-import { s3Collecting as s3Collecting_, s3CollectorOptions, s3Connection as s3Connection_, s3SinkOptions, s3Target as s3Target_, s3UploaderOptions, s3Uploading as s3Uploading_ } from '../lib/s3/options.js';
+import { s3Collecting as s3Collecting_, s3CollectorOptions, s3Connection as s3Connection_, s3SinkOptions, s3SourceOptions, s3Target as s3Target_, s3UploaderOptions, s3Uploading as s3Uploading_ } from '../lib/s3/options.js';
 import { stdinSourceOptions, stdoutSinkOptions } from '../lib/stdio/options.js';
 import { websocketConnection, websocketSinkOptions, websocketSourceOptions } from '../lib/websocket/options.js';
 
@@ -53,6 +53,7 @@ export const DECLARATIONS: DeclarationEntry[] = [
   { declaration: s3SinkOptions, file: 'lib/s3/options.ts', type: 'S3SinkOptions', groups: [s3Target, s3Connection, s3Collecting, s3Uploading], docs: 'docs/s3.md' },
   { declaration: s3CollectorOptions, file: 'lib/s3/options.ts', type: 'S3CollectorOptions', groups: [s3Collecting], docs: 'docs/s3.md' },
   { declaration: s3UploaderOptions, file: 'lib/s3/options.ts', type: 'S3UploaderOptions', groups: [s3Target, s3Connection, s3Uploading], docs: 'docs/s3.md' },
+  { declaration: s3SourceOptions, file: 'lib/s3/options.ts', type: 'S3SourceOptions', groups: [s3Connection], docs: 'docs/s3.md' },
   { declaration: kinesisSourceOptions, file: 'lib/kinesis/options.ts', type: 'KinesisSourceOptions', groups: [kinesis], docs: 'docs/kinesis.md' },
   { declaration: kinesisSinkOptions, file: 'lib/kinesis/options.ts', type: 'KinesisSinkOptions', groups: [kinesis], docs: 'docs/kinesis.md' },
   { declaration: dynamoLeasesOptions, file: 'lib/kinesis/options.ts', type: 'DynamoLeasesOptions', docs: 'docs/kinesis.md' },

@@ -126,7 +126,8 @@ function isCommittedFile(value: unknown): value is CommittedFile {
  * (s3rver, MinIO, Ceph): path-style URLs unless `forcePathStyle: false`, and checksums
  * only where S3 requires them, since several such servers refuse or mis-store the SDK's default ones.
  */
-function clientConfig(settings: AwsClientSettings<S3Credentials>, forcePathStyle: boolean | undefined): S3ClientConfig {
+/** The S3 client config of settings we validated: path-style and checksums only where required for an endpoint (s3rver, MinIO). */
+export function clientConfig(settings: AwsClientSettings<S3Credentials>, forcePathStyle: boolean | undefined): S3ClientConfig {
   if (settings.endpoint === undefined) return { ...settings, forcePathStyle: forcePathStyle ?? false };
   return { ...settings, forcePathStyle: forcePathStyle ?? true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' };
 }

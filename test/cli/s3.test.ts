@@ -119,4 +119,41 @@ describe('s3: on the command line, against s3rver', () => {
     assert.ok(objects.every((o) => o.key.startsWith('in/')), objects.map((o) => o.key).join(', '));
     assert.deepEqual(objects.flatMap((o) => o.body.toString().split('\n').filter(Boolean)), lines);
   });
+
+  it('s3:// as a source replays the objects as lines into stdout:, from a URI and from a pipeline file, and resumes after its checkpoint', async (t) => {
+    const s3 = await startS3();
+    t.after(() => s3.cleanup());
+    const bucket = await s3.createBucket();
+    const dir = await s3.tempDir('cli-s3-source');
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const { gzipSync } = await import('node:zlib');
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'arch/2026-11-29/1.gz', Body: gzipSync('a\nb\n') }));
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'arch/2026-11-29/2', Body: 'c\n' }));
+    const env: NodeJS.ProcessEnv = { ...process.env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
+    const checkpoint = join(dir, 'cp.json');
+    const run = async (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
+      const proc = spawn(process.execPath, ['--import', 'tsx', bin, ...args, '-q'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      t.after(() => proc.kill('SIGKILL'));
+      let stdout = '';
+      let stderr = '';
+      proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
+      return { code, stdout, stderr };
+    };
+    const uri = `s3://${bucket}/arch/?endpoint=${encodeURIComponent(s3.endpoint)}&checkpoint=${encodeURIComponent(checkpoint)}`;
+    const first = await run([uri, 'stdout:']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.stdout, 'a\nb\nc\n');
+    // Nothing new: the checkpoint says all was read.
+    const again = await run([uri, 'stdout:']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout, '');
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'arch/2026-11-29/3', Body: 'd\n' }));
+    const file = join(dir, 'replay.yaml');
+    writeFileSync(file, `from: { uri: "s3://${bucket}/arch/", endpoint: "${s3.endpoint}", checkpoint: "${checkpoint}" }\nto: "stdout:"\n`);
+    const fromFile = await run(['run', file]);
+    assert.equal(fromFile.code, 0, fromFile.stderr);
+    assert.equal(fromFile.stdout, 'd\n');
+  });
 });
