@@ -218,6 +218,12 @@ export function tlsReason(error: unknown): string | undefined {
         return `the TLS handshake failed (${code})`;
       }
     }
+    // A write that met a non-TLS answer: `write EPROTO ...:SSL routines:...:wrong version number:...`, no ERR_SSL_ code.
+    if (code === 'EPROTO' && current instanceof Error && /SSL routines/.test(current.message)) {
+      const words = current.message.toUpperCase().replace(/ /g, '_');
+      for (const [pattern, reason] of SSL_REASONS) if (pattern.test(words)) return reason;
+      return `the TLS handshake failed (${current.message.replace(/^.*SSL routines:[^:]*:([^:]+):.*$/s, '$1')})`;
+    }
     const library = (current as { library?: unknown }).library;
     if (library === 'SSL routines' || library === 'PEM routines') return `the TLS handshake failed (${String((current as { reason?: unknown }).reason ?? (current as Error).message)})`;
     if (current instanceof AggregateError) {

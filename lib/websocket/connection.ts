@@ -4,11 +4,17 @@
  * the core retry, a heartbeat, and a bounded graceful close. Not API: only
  * lib/websocket/source.ts and lib/websocket/sink.ts use it.
  */
+import { isIP } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
-import { ErrorCodes, ManifoldError, describe, isRetryable } from '../core/errors.js';
+import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl } from '../core/errors.js';
+import { tlsConnectOptions, tlsFailure, type TlsOptions } from '../core/tls.js';
+import { bearerToken } from './options.js';
 
 /** Where and how to connect, validated. */
 export interface ConnectTarget {
+  /** The factory, for messages: `websocketSource`. */
+  where: string;
   /** The URL as given (credentials included: ws sends them as Basic auth). Never printed. */
   url: string;
   /** The URL with credentials hidden, for messages and events. */
@@ -21,6 +27,48 @@ export interface ConnectTarget {
   perMessageDeflate: boolean;
   /** How long ws waits for the peer's close frame after it closed for a protocol error (ws's own default is 30 s). */
   closeTimeoutMs: number;
+  /** Whether the URL is `wss://` (or `https://`). */
+  secure: boolean;
+  /** `host:port` of the URL, for TLS errors. */
+  host: string;
+  /** TLS settings of a `wss://` URL (files read at every connect); undefined for the system CAs or `ws://`. */
+  tls: TlsOptions | undefined;
+  /** The environment variable whose value is sent as `Authorization: Bearer <value>`, read at every connect. */
+  bearerEnv: string | undefined;
+}
+
+/** The connection settings the source and the sink resolved, as a {@link ConnectTarget}. */
+export function connectTarget(
+  where: string,
+  o: {
+    url: string;
+    headers?: Record<string, string> | undefined;
+    protocols?: string[] | undefined;
+    connectTimeoutMs: number;
+    perMessageDeflate: boolean;
+    closeTimeoutMs: number;
+    tls?: TlsOptions | undefined;
+    bearerEnv?: string | undefined;
+  },
+  maxPayloadBytes: number,
+): ConnectTarget {
+  const parsed = new URL(o.url);
+  const secure = parsed.protocol === 'wss:' || parsed.protocol === 'https:';
+  return {
+    where,
+    url: o.url,
+    label: redactUrl(o.url),
+    headers: o.headers,
+    protocols: o.protocols,
+    connectTimeoutMs: o.connectTimeoutMs,
+    maxPayloadBytes,
+    perMessageDeflate: o.perMessageDeflate,
+    closeTimeoutMs: o.closeTimeoutMs,
+    secure,
+    host: `${parsed.hostname}:${parsed.port || (secure ? 443 : 80)}`,
+    tls: o.tls,
+    bearerEnv: o.bearerEnv,
+  };
 }
 
 /** The close code ws sends for each of its receiver's protocol errors (ws keeps it on a private symbol). */
@@ -64,9 +112,11 @@ function statusError(status: number, statusText: string | undefined): ManifoldEr
   });
 }
 
-/** An error of the socket, as a ManifoldError that says whether a reconnect can help. */
-function connectError(error: Error): ManifoldError {
+/** An error of the socket, as a ManifoldError that says whether a reconnect can help; a TLS failure is MANIFOLD_ERR_TLS, never retried. */
+function connectError(target: ConnectTarget, error: Error, handshaking: boolean): ManifoldError {
   if (error instanceof ManifoldError) return error;
+  const tls = target.secure ? tlsFailure(target.where, target.host, error, handshaking) : undefined;
+  if (tls) return tls;
   // Errors without a system code come from the handshake (bad Sec-WebSocket-Accept, a subprotocol we did not offer):
   // a misconfigured server, which retrying will not fix.
   return new ManifoldError(describe(error), { code: ErrorCodes.CONNECTION, retryable: isRetryable(error), cause: error });
@@ -125,6 +175,8 @@ export async function closeInfo(ws: WebSocket, seen: CloseInfo | undefined, time
  * wraps ("connecting to ws://... failed after 3 attempts: ...") already do.
  */
 export function namedError(where: string, label: string, error: Error): Error {
+  // A TLS failure names the factory and the host already.
+  if (error instanceof ManifoldError && error.code === ErrorCodes.TLS) return error;
   if (error.message.includes(label) || error.name === 'AbortError' || (error instanceof ManifoldError && error.code === ErrorCodes.ABORTED)) return error;
   const status = (error as { status?: unknown }).status;
   return new ManifoldError(`${where}: ${label}: ${describe(error)}`, {
@@ -149,23 +201,51 @@ export interface Attempt {
  * crashes the process.
  */
 export function connect(target: ConnectTarget, signal?: AbortSignal): Attempt {
+  // Read now, at every connect and swap: a certificate replaced on disk, or a token changed in the environment, is used from the next one.
+  // A file that cannot be read or a variable that is not set throws (INVALID_OPTION, not retried).
+  const tls: ConnectionOptions = target.tls ? tlsConnectOptions(target.where, target.tls) : {};
+  const headers = target.bearerEnv === undefined ? target.headers : { ...target.headers, Authorization: `Bearer ${bearerToken(target.where, target.bearerEnv)}` };
+  // Whether the server accepted the TLS handshake. A socket closed before then is a TLS failure: a server refusing the client
+  // certificate may just hang up, and with TLS 1.3 it does so after the client saw the handshake complete. So with TLS 1.3 the
+  // handshake counts as accepted at the server's first session ticket (sent once it verified the client) or its HTTP answer.
+  let secured = !target.secure;
   // closeTimeout (ws 8.18+) is not in @types/ws yet.
-  const options: WebSocket.ClientOptions & { closeTimeout: number } = {
-    headers: target.headers,
+  const options = {
+    headers,
     maxPayload: target.maxPayloadBytes,
     perMessageDeflate: target.perMessageDeflate,
     // After a protocol error ws sends its close frame and waits this long for the peer's before it cuts the socket (ws: 30 s).
     closeTimeout: target.closeTimeoutMs,
     followRedirects: false,
+    // ws hands these to https.request, which hands them to tls.connect below.
+    ...tls,
+    ...(target.secure
+      ? {
+          createConnection: (connectOptions: ConnectionOptions & { host?: string; path?: string }): TLSSocket => {
+            // As ws's own: SNI is the host name, none for an IP address.
+            const servername = connectOptions.servername ?? (connectOptions.host && isIP(connectOptions.host) ? '' : connectOptions.host);
+            const socket = tlsConnect({ ...connectOptions, path: undefined, servername });
+            socket.once('secureConnect', () => {
+              if (socket.getProtocol() !== 'TLSv1.3') secured = true;
+              else socket.once('session', () => (secured = true));
+            });
+            return socket;
+          },
+        }
+      : {}),
   };
-  const ws = new WebSocket(target.url, target.protocols, options);
+  // ws's ClientOptions type the TLS options its https.request takes more narrowly than tls.connect does (checkServerIdentity).
+  const ws = new WebSocket(target.url, target.protocols, options as unknown as WebSocket.ClientOptions);
   let failure: ManifoldError | undefined;
   const fail = (error: ManifoldError): void => {
     failure ??= error;
     ws.terminate();
   };
   ws.on('error', (error: Error) => {
-    failure ??= connectError(error);
+    failure ??= connectError(target, error, !secured);
+  });
+  ws.once('upgrade', () => {
+    secured = true;
   });
   const opened = new Promise<void>((resolve, reject) => {
     // Our own timer rather than ws's handshakeTimeout, so a timeout is known to be retryable without reading error text.

@@ -7,6 +7,7 @@ import type WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, READS_TWO_WAYS, readsTwoWays, redactUrl } from '../core/errors.js';
 import { common, conflictingOptions, defineOptions, invalidOption, opt, type OptionDeclaration, type OptionSpecs, type ResolvedOptions } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
+import { tlsOption, type TlsOptions } from '../core/tls.js';
 
 /** Why a connection was opened, as passed to `onOpen` and in `'open'` events. */
 export type OpenReason = 'connect' | 'reconnect' | 'swap';
@@ -54,6 +55,30 @@ function checkUrl(where: string, value: unknown): string {
   return parsed.toString();
 }
 
+/** An environment variable's name, as a shell writes it. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The token in the environment variable `name`, read now (at every connect, so a program that
+ * changes it is heard at the next one). Never shown: only the variable's name is.
+ */
+export function bearerToken(where: string, name: string): string {
+  const value = process.env[name];
+  if (value === undefined || value.trim() === '') {
+    throw new ManifoldError(
+      `${where}: options.bearerEnv names the environment variable ${name}, which is ${value === undefined ? 'not set' : 'empty'}: set it to the bearer token to send (Authorization: Bearer <token>)`,
+      { code: ErrorCodes.INVALID_OPTION, details: { option: 'bearerEnv', variable: name } },
+    );
+  }
+  if (/[\r\n\0]/.test(value)) {
+    throw new ManifoldError(`${where}: the environment variable ${name} (options.bearerEnv) holds a line break or NUL, which an HTTP header cannot carry`, {
+      code: ErrorCodes.INVALID_OPTION,
+      details: { option: 'bearerEnv', variable: name },
+    });
+  }
+  return value.trim();
+}
+
 const SUBPROTOCOL = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/;
 
 const fn = <F>(value: unknown, fail: (expected: string) => never): F => (typeof value === 'function' ? (value as F) : fail('a function'));
@@ -82,6 +107,18 @@ export const websocketConnection = {
       return out;
     },
   }),
+  bearerEnv: opt.custom<string>(
+    'Send `Authorization: Bearer <token>` on the upgrade request, the token read from this environment variable at every connect (never shown); excludes an `Authorization` header.',
+    {
+      type: 'string',
+      cli: 'bearerEnv',
+      schema: { type: 'string', pattern: ENV_NAME.source },
+      check: (value, fail) => (typeof value === 'string' && ENV_NAME.test(value) ? value : fail('the name of an environment variable (letters, digits and _)')),
+    },
+  ),
+  tls: tlsOption(
+    'TLS for a `wss://` URL: `true` for the system CAs, or `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }` with PEM text, bytes or file paths (re-read at every connect and swap). Refused with `ws://`.',
+  ),
   protocols: opt.custom<string[]>('Subprotocol name or names offered to the server; the one it chose is in the `open` event.', {
     type: 'string | string[]',
     check: (value, fail) => {
@@ -153,6 +190,19 @@ export function resolveWebSocketOptions<D extends typeof websocketConnection & O
   // Not an object at all: resolve() says so.
   if (isObject && given.url === undefined) checkUrl(declaration.where, undefined);
   const o = declaration.resolve(options);
+  const where = declaration.where;
+  // Plaintext where TLS was asked for is never silent.
+  const url = String(o.url);
+  if (o.tls !== undefined && !['wss:', 'https:'].includes(new URL(url).protocol)) {
+    conflictingOptions(where, 'tls', 'url', `cannot be combined: the url ${JSON.stringify(redactUrl(url))} is plaintext; write wss:// to use TLS`);
+  }
+  if (o.bearerEnv !== undefined) {
+    if (o.headers && Object.keys(o.headers).some((name) => name.toLowerCase() === 'authorization')) {
+      conflictingOptions(where, 'bearerEnv', 'headers', 'cannot be combined: both set the Authorization header; give one of them');
+    }
+    // Named now rather than at the first connect.
+    bearerToken(where, o.bearerEnv);
+  }
   if (o.heartbeatIntervalMs === 0 && given!.heartbeatTimeoutMs !== undefined) {
     conflictingOptions(declaration.where, 'heartbeatTimeoutMs', 'heartbeatIntervalMs', 'cannot be combined: an interval of 0 turns heartbeats off');
   }
@@ -166,6 +216,10 @@ export interface WebSocketConnectionOptions {
   url: string | URL;
   /** Extra HTTP headers of the upgrade request (an `Authorization` token, say); values are never shown in errors. */
   headers?: Record<string, string>;
+  /** Send `Authorization: Bearer <token>` on the upgrade request, the token read from this environment variable at every connect (never shown); excludes an `Authorization` header. */
+  bearerEnv?: string;
+  /** TLS for a `wss://` URL: `true` for the system CAs, or `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }` with PEM text, bytes or file paths (re-read at every connect and swap). Refused with `ws://`. Default none (plain TCP), unless the URL says TLS. */
+  tls?: boolean | TlsOptions;
   /** Subprotocol name or names offered to the server; the one it chose is in the `open` event. */
   protocols?: string | string[];
   /** Ping the server this often; `0` turns heartbeats off. Default 30,000 ms. */

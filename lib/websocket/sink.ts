@@ -4,7 +4,7 @@ import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } 
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { resolveRetry, type FactoryContext } from '../core/retry.js';
 import { RetryingSink } from '../core/retrying-sink.js';
-import { Heartbeat, closeInfo, closeSocket, connect, lostError, namedError, type CloseInfo, type ConnectTarget } from './connection.js';
+import { Heartbeat, closeInfo, closeSocket, connect, connectTarget, lostError, namedError, type Attempt, type CloseInfo, type ConnectTarget } from './connection.js';
 import { resolveWebSocketOptions, websocketSinkOptions, type WebSocketSinkOpenInfo, type WebSocketSinkOptions } from './options.js';
 
 export type { WebSocketSinkOpenInfo, WebSocketSinkOptions } from './options.js';
@@ -56,17 +56,8 @@ export class WebSocketSink extends RetryingSink {
     const o = resolveWebSocketOptions(websocketSinkOptions, options);
     const label = redactUrl(o.url);
     const settings: Settings = {
-      target: {
-        url: o.url,
-        label,
-        headers: o.headers,
-        protocols: o.protocols,
-        connectTimeoutMs: o.connectTimeoutMs,
-        // The sink does not read what the server sends, but ws still assembles each message: cap it as the source's default does.
-        maxPayloadBytes: 16 * 1024 * 1024,
-        perMessageDeflate: o.perMessageDeflate,
-        closeTimeoutMs: o.closeTimeoutMs,
-      },
+      // The sink does not read what the server sends, but ws still assembles each message: cap it as the source's default does.
+      target: connectTarget(WHERE, o, 16 * 1024 * 1024),
       onOpen: o.onOpen,
       binary: o.messageType === 'binary',
       maxBufferedBytes: o.maxBufferedBytes,
@@ -134,7 +125,14 @@ export class WebSocketConnectionSink extends Writable {
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
-    const attempt = connect(this.#s.target, this.#signal);
+    let attempt: Attempt;
+    try {
+      attempt = connect(this.#s.target, this.#signal);
+    } catch (error) {
+      // A certificate file or the token's variable could not be read: not retried.
+      callback(this.#named(toError(error)));
+      return;
+    }
     const ws = attempt.ws;
     this.#ws = ws;
     let cause: Error | undefined;

@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
 import type { Message } from '../core/message.js';
 import { backoffDelay, finalError, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
-import { Heartbeat, closeInfo, closeSocket, connect, isProtocolLoss, lostError, namedError, type CloseInfo, type ConnectTarget } from './connection.js';
+import { Heartbeat, closeInfo, closeSocket, connect, connectTarget, isProtocolLoss, lostError, namedError, type CloseInfo, type ConnectTarget } from './connection.js';
 import { resolveWebSocketOptions, websocketSourceOptions, type OpenReason, type WebSocketOpenInfo, type WebSocketSourceOptions } from './options.js';
 
 export type { OpenReason, WebSocketOpenInfo, WebSocketSourceOptions } from './options.js';
@@ -146,16 +146,7 @@ export class WebSocketSource extends Readable {
   constructor(options: WebSocketSourceOptions) {
     const o = resolveWebSocketOptions(websocketSourceOptions, options);
     super({ objectMode: true, highWaterMark: o.highWaterMark });
-    this.#target = {
-      url: o.url,
-      label: redactUrl(o.url),
-      headers: o.headers,
-      protocols: o.protocols,
-      connectTimeoutMs: o.connectTimeoutMs,
-      maxPayloadBytes: o.maxPayloadBytes,
-      perMessageDeflate: o.perMessageDeflate,
-      closeTimeoutMs: o.closeTimeoutMs,
-    };
+    this.#target = connectTarget(WHERE, o, o.maxPayloadBytes);
     this.#onOpen = o.onOpen;
     this.#reconnectEveryMs = o.reconnectEveryMs ?? 0;
     this.#heartbeat = { intervalMs: o.heartbeatIntervalMs, timeoutMs: o.heartbeatTimeoutMs };

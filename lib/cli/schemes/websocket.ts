@@ -34,12 +34,13 @@ function read(input: EndpointInput, declarations: DeclaredOptions[]): { target: 
   // A query key can repeat; the query keeps its last value only.
   if (ours.has('subscribe') && 'subscribe' in input.query && !('subscribe' in input.file)) options['subscribe'] = url.searchParams.getAll('subscribe');
   const target = new URL(url);
-  for (const key of ours) target.searchParams.delete(key);
+  // `tls.ca=` and the like are ours too (folded into the tls mapping): a certificate's path is not for the server.
+  for (const key of [...target.searchParams.keys()]) if (ours.has(key) || ours.has(key.slice(0, Math.max(0, key.indexOf('.'))))) target.searchParams.delete(key);
   return { target: target.toString(), options };
 }
 
 registerScheme(['ws', 'wss'], {
-  help: 'ws://host/feed?reconnectEvery=12h&subscribe=<text>   WebSocket feed (other query keys go to the server)',
+  help: 'ws://host/feed?reconnectEvery=12h&subscribe=<text>   WebSocket feed (other query keys go to the server); wss:// with tls.ca=, tls.cert=, tls.key= (files) for TLS, bearerEnv=<VAR> for a bearer token',
   options: { source: [websocketSourceOptions, subscribeOptions], sink: [websocketSinkOptions] },
   source: (input) => {
     const { target, options } = read(input, [websocketSourceOptions, subscribeOptions]);
