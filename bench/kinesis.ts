@@ -1,83 +1,31 @@
 /**
- * Kinesis: our sink against one PutRecord per message (what a naive producer
- * does) and against a hand-written PutRecords loop; our source against a plain
- * GetRecords loop. Same run, same kinesis-local server on loopback, a fresh
- * 4-shard stream per case (the mock slows down as a stream grows, so every
- * case writes the same amount into an empty stream).
+ * Kinesis, on one kinesis-local server on loopback:
+ * - sink (in this process, one after the other): our sink against one PutRecord per message (what a
+ *   naive producer does) and against a hand-written PutRecords loop, a fresh 4-shard stream per case
+ *   (the mock slows down as a stream grows, so every case writes the same amount into an empty stream);
+ * - read (each side in its own child process, bench/sides/kinesis.ts says exactly what each does):
+ *   20,000 x 100 B (scaled) put into a 4-shard stream, then read from TRIM_HORIZON by ours
+ *   (kinesisSource), lifion-kinesis (its state in dynalite, started here) and a hand-written
+ *   GetRecords loop; 3 rounds, the order alternating, medians. Ours reports its GetRecords calls and
+ *   records per call: manifold must not cap a shard below the service's 10,000 records per call.
  *
- * Run alone: node --import tsx -e "const m = await import('./bench/kinesis.ts'); console.log(await m.default(1))"
+ * Run alone: npm run bench -- kinesis [--scale 0.1] (tsx cannot run the sides: they are spawned as compiled JS or with --import tsx).
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { GetRecordsCommand, GetShardIteratorCommand, PutRecordCommand, PutRecordsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
+import { PutRecordCommand } from '@aws-sdk/client-kinesis';
 import { kinesisSink } from '../lib/kinesis/sink.js';
 import { kinesisSource } from '../lib/kinesis/source.js';
-import type { Message } from '../lib/core/message.js';
-import { createStream, deleteStream, putRaw, shardsOf, startKinesisServer } from '../test/fixtures/kinesis.js';
-import { rate, withPeakRss, type BenchArea, type BenchRow } from './lib.js';
+import { createStream, deleteStream, putRaw, startKinesisServer } from '../test/fixtures/kinesis.js';
+import { startDynamo } from '../test/fixtures/dynamodb.js';
+import { interleaved, rate, runSide, sideRow, withPeakRss, type BenchArea, type BenchRow } from './lib.js';
 
 const SHARDS = 4;
+const ROUNDS = 3;
 const credentials = { accessKeyId: 'AKIDBENCH', secretAccessKey: 'bench-secret' };
 
 function records(count: number, size: number): Array<{ data: Buffer; key: string }> {
   return Array.from({ length: count }, (_, i) => ({ data: Buffer.alloc(size, 97 + (i % 26)), key: `key-${i % 64}` }));
-}
-
-/** A plain GetRecords loop over every shard in parallel, paced at Kinesis' 5 calls/s/shard, until `count` records. */
-async function rawRead(client: KinesisClient, streamName: string, count: number): Promise<void> {
-  let seen = 0;
-  await Promise.all(
-    (await shardsOf(client, streamName)).map(async (shard) => {
-      let iterator = (await client.send(new GetShardIteratorCommand({ StreamName: streamName, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' })))
-        .ShardIterator;
-      let last = 0;
-      while (iterator && seen < count) {
-        const wait = last + 200 - Date.now();
-        if (wait > 0) await sleep(wait);
-        last = Date.now();
-        const page = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
-        seen += page.Records?.length ?? 0;
-        if ((page.Records?.length ?? 0) === 0 && (page.MillisBehindLatest ?? 0) === 0) break;
-        iterator = page.NextShardIterator;
-      }
-    }),
-  );
-  if (seen < count) throw new Error(`raw read saw ${seen} of ${count}`);
-}
-
-/** GetRecords calls and the records they returned, counted by a middleware on the client ours reads with. */
-interface CallCount {
-  calls: number;
-  records: number;
-  most: number;
-}
-
-async function ourRead(client: KinesisClient, streamName: string, count: number, counted: CallCount): Promise<void> {
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const out = await next(args);
-      if (context.commandName === 'GetRecordsCommand') {
-        const got = (out.output as { Records?: unknown[] }).Records?.length ?? 0;
-        counted.calls += 1;
-        counted.records += got;
-        counted.most = Math.max(counted.most, got);
-      }
-      return out;
-    },
-    { step: 'initialize', name: 'benchCountGetRecords' },
-  );
-  const source = kinesisSource({ streamName, client, startingPosition: 'TRIM_HORIZON' });
-  let seen = 0;
-  await new Promise<void>((resolve, reject) => {
-    source.on('error', reject);
-    source.on('data', (m: Message) => {
-      m.ack();
-      if (++seen === count) resolve();
-    });
-  });
-  source.resume();
-  await source.close();
 }
 
 const bench: BenchArea = async (scale) => {
@@ -136,21 +84,48 @@ const bench: BenchArea = async (scale) => {
       note: 'raw = sequential PutRecords of 500',
     });
 
-    // Source: both read the stream our sink just filled, from TRIM_HORIZON.
-    const rawReadRate = await rate(n, () => rawRead(raw, s3, n));
-    const counted: CallCount = { calls: 0, records: 0, most: 0 };
-    const ourReadRun = await withPeakRss(() => rate(n, () => ourRead(server.client(), s3, n, counted)));
-    rows.push({
-      area: 'kinesis',
-      case: `source (polling): ${n} x ${size} B over ${SHARDS} shards vs plain GetRecords loop`,
-      unit: 'records/s',
-      raw: rawReadRate,
-      ours: ourReadRun.result,
-      goal: 0.9,
-      peakRssMiB: ourReadRun.peakRssMiB,
-      note: `both paced at 5 GetRecords/s/shard; ours acks and checkpoints, ${counted.calls} GetRecords calls, ${(counted.records / Math.max(1, counted.calls)).toFixed(0)} records per call on average, at most ${counted.most} (${n / SHARDS} per shard were waiting)`,
-    });
     await deleteStream(raw, s3);
+
+    // Read: every side in its own process reads the same stream from TRIM_HORIZON.
+    const readCount = Math.max(2000, Math.round(20_000 * scale));
+    const readStream = await fresh();
+    await putRaw(raw, readStream, records(readCount, size));
+    const dynamo = await startDynamo();
+    try {
+      const read = await interleaved(['ours', 'lifion', 'getrecords'] as const, ROUNDS, (side) =>
+        runSide('kinesis', { side, endpoint: server.endpoint, streamName: readStream, count: readCount, dynamoEndpoint: dynamo.endpoint }),
+      );
+      const perCall = `ours: ${read.ours.extra.calls?.toFixed(0)} GetRecords calls, ${read.ours.extra.perCall?.toFixed(0)} records per call on average, at most ${read.ours.extra.most?.toFixed(0)} (${readCount / SHARDS} per shard were waiting)`;
+      const readCase = `read ${readCount.toLocaleString('en-US')} x ${size} B, ${SHARDS} shards, from TRIM_HORIZON`;
+      rows.push(
+        sideRow(
+          {
+            area: 'kinesis',
+            case: `${readCase}: vs lifion-kinesis`,
+            unit: 'records/s',
+            note: `timed from start-up to the last record; lifion-kinesis: polling, limit 10,000, state in dynalite, auto checkpoints; ${perCall}`,
+          },
+          read.ours,
+          read.lifion,
+          'lifion-kinesis',
+        ),
+        sideRow(
+          {
+            area: 'kinesis',
+            case: `${readCase}: vs a GetRecords loop`,
+            unit: 'records/s',
+            goal: 0.9,
+            note: `timed from start-up to the last record; raw: GetRecords Limit 10,000 per shard in parallel, 5 calls/s/shard (${read.getrecords.extra.calls?.toFixed(0)} calls); ours acks every record; ${perCall}`,
+          },
+          read.ours,
+          read.getrecords,
+          'GetRecords loop',
+        ),
+      );
+    } finally {
+      await dynamo.stop();
+      await deleteStream(raw, readStream);
+    }
   } finally {
     await server.stop();
   }

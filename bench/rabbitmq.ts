@@ -1,178 +1,136 @@
 /**
- * RabbitMQ: 100,000 messages of 100 bytes published with confirms and
- * consumed with acks through the broker on the machine (127.0.0.1:5672, see
- * test/fixtures/rabbitmq/prepare.sh), plain amqplib against rabbitmqSink /
- * rabbitmqSource in the same run.
+ * RabbitMQ: 200,000 messages of 100 bytes (scaled) published with confirms and consumed with
+ * prefetch 1,000 through the broker on the machine (127.0.0.1:5672, see
+ * test/fixtures/rabbitmq/prepare.sh). manifold (rabbitmqSink / rabbitmqSource) against amqplib
+ * written as a careful user would (a windowed confirm channel; batched acks with allUpTo),
+ * amqp-connection-manager and rascal. Every side runs in its own child process
+ * (bench/sides/rabbitmq.ts says exactly what each side does). 3 rounds, the order alternating; a
+ * round publishes a fresh durable queue per side (after a 1 s settle: the broker keeps writing its
+ * message store after confirming), then each side consumes one of the queues just filled; medians
+ * reported. rascal publishes a tenth of the messages (near 1,000 msg/s here, the full count would
+ * take minutes per run); its queue is then topped up, untimed, for the consume runs.
  *
- * Publish, raw: a confirm channel, persistent + mandatory publishes to a
- * durable queue through the default exchange, at most 1,000 unconfirmed,
- * waiting for 'drain' when publish() returns false. Ours: pipeline(Readable,
- * rabbitmqSink({ maxInFlight: 1000 })) with its defaults (persistent, mandatory).
- * Consume, raw: prefetch 1,000, one basic.ack per message. Ours:
- * rabbitmqSource({ prefetch: 1000 }), every message acked.
- * Each side runs twice after an untimed warm-up, in alternating order (raw first, then ours first),
- * with a 1 s settle before each phase; the best run of each is reported.
+ * And the startup/RSS case: peak RSS of a program that imports manifold/rabbitmq, connects and
+ * publishes one message, against the same with plain amqplib (3 runs each, median). Goals (issue
+ * 20): publish and consume ≥ 1.0 of amqplib; the RSS of ours ≤ 1.2 x amqplib's, i.e. amqplib / ours ≥ 0.83.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import amqp from 'amqplib';
-import type { Message } from '../lib/core/message.js';
-import { rabbitmqSink } from '../lib/rabbitmq/sink.js';
-import { rabbitmqSource } from '../lib/rabbitmq/source.js';
 import { RABBITMQ_URL, RabbitFixture } from '../test/fixtures/rabbitmq.js';
-import { rate, withPeakRss, type BenchArea, type BenchRow } from './lib.js';
+import { logSide, median, runSide, sideRow, summarize, type BenchArea, type BenchRow, type SideResult } from './lib.js';
 
-const WINDOW = 1000;
-
-function payloads(count: number): Buffer[] {
-  return Array.from({ length: count }, (_, i) => Buffer.from(`${String(i).padStart(10, '0')}-${'x'.repeat(89)}`));
-}
-
-async function rawPublish(queue: string, data: Buffer[]): Promise<void> {
-  const connection = await amqp.connect(RABBITMQ_URL);
-  try {
-    const channel = await connection.createConfirmChannel();
-    let inFlight = 0;
-    let wake: (() => void) | undefined;
-    let failed: Error | undefined;
-    const confirmed = (error: unknown): void => {
-      if (error) failed ??= error as Error;
-      inFlight -= 1;
-      const w = wake;
-      wake = undefined;
-      w?.();
-    };
-    for (const content of data) {
-      while (inFlight >= WINDOW) await new Promise<void>((resolve) => (wake = resolve));
-      inFlight += 1;
-      if (!channel.publish('', queue, content, { persistent: true, mandatory: true }, confirmed)) {
-        await new Promise((resolve) => channel.once('drain', resolve));
-      }
-    }
-    await channel.waitForConfirms();
-    if (failed) throw failed;
-    await channel.close();
-  } finally {
-    await connection.close();
-  }
-}
-
-async function oursPublish(queue: string, data: Buffer[]): Promise<void> {
-  const source = Readable.from(
-    (function* () {
-      for (const d of data) yield { data: d, ack() {}, nack() {} };
-    })(),
-  );
-  await pipeline(source, rabbitmqSink({ url: RABBITMQ_URL, routingKey: queue, maxInFlight: WINDOW }));
-}
-
-async function rawConsume(queue: string, count: number): Promise<void> {
-  const connection = await amqp.connect(RABBITMQ_URL);
-  try {
-    const channel = await connection.createChannel();
-    await channel.prefetch(WINDOW);
-    let seen = 0;
-    await new Promise<void>((resolve) => {
-      void channel.consume(queue, (m) => {
-        // Deliveries past `count` (the prefetch window keeps coming until the close) stay unacked and go back to the queue.
-        if (!m || seen >= count) return;
-        channel.ack(m);
-        if (++seen === count) resolve();
-      });
-    });
-    await channel.close();
-  } finally {
-    await connection.close();
-  }
-}
-
-async function oursConsume(queue: string, count: number): Promise<void> {
-  const source = rabbitmqSource({ url: RABBITMQ_URL, queue, prefetch: WINDOW });
-  await new Promise<void>((resolve, reject) => {
-    let seen = 0;
-    source.on('error', reject);
-    source.on('data', (m: Message) => {
-      if (seen >= count) return;
-      m.ack();
-      if (++seen === count) resolve();
-    });
-  });
-  const closing = source.close();
-  source.resume();
-  await closing;
-}
+const SIDES = ['ours', 'amqplib', 'acm', 'rascal'] as const;
+type Side = (typeof SIDES)[number];
+const NAMES: Record<Side, string> = { ours: 'manifold', amqplib: 'amqplib', acm: 'amqp-connection-manager', rascal: 'rascal' };
+const ROUNDS = 3;
 
 const bench: BenchArea = async (scale) => {
-  const count = Math.max(1000, Math.round(100_000 * scale));
-  const data = payloads(count);
+  const count = Math.max(2000, Math.round(200_000 * scale));
+  const n = count.toLocaleString('en-US');
+  // rascal publishes near 1,000 msg/s here: it publishes a tenth, so that the area stays within minutes.
+  const rascalCount = Math.max(2000, Math.round(count / 10));
   const fixture = new RabbitFixture();
+  const url = RABBITMQ_URL;
   try {
-    // Warm-up, untimed: JIT, the broker's first queue processes and message store files.
+    // Warm-up, untimed: the broker's first queue processes and message store files.
     const warm = await fixture.queue('bench-warm');
-    await rawPublish(warm, data.slice(0, 2000));
-    await oursPublish(warm, data.slice(0, 2000));
-    await rawConsume(warm, 2000);
-    await oursConsume(warm, 2000);
+    await runSide('rabbitmq', { side: 'amqplib-publish', url, queue: warm, count: 5000 });
+    await runSide('rabbitmq', { side: 'ours-consume', url, queue: warm, count: 5000 });
 
-    const best = { rawPublish: 0, oursPublish: 0, rawConsume: 0, oursConsume: 0, publishRss: 0, consumeRss: 0 };
-    const oursPublishTimed = async (queue: string): Promise<void> => {
-      const { result, peakRssMiB } = await withPeakRss(() => rate(count, () => oursPublish(queue, data)));
-      best.oursPublish = Math.max(best.oursPublish, result);
-      best.publishRss = Math.max(best.publishRss, peakRssMiB);
-    };
-    const oursConsumeTimed = async (queue: string): Promise<void> => {
-      const { result, peakRssMiB } = await withPeakRss(() => rate(count, () => oursConsume(queue, count)));
-      best.oursConsume = Math.max(best.oursConsume, result);
-      best.consumeRss = Math.max(best.consumeRss, peakRssMiB);
-    };
-    const rawPublishTimed = async (queue: string): Promise<void> => {
-      best.rawPublish = Math.max(best.rawPublish, await rate(count, () => rawPublish(queue, data)));
-    };
-    const rawConsumeTimed = async (queue: string): Promise<void> => {
-      best.rawConsume = Math.max(best.rawConsume, await rate(count, () => rawConsume(queue, count)));
-    };
-    // The broker keeps writing persistent messages to its store after confirming them, which slows whoever runs
-    // next: the order alternates between rounds, and each phase starts after a short settle.
-    for (let round = 0; round < 2; round++) {
-      const rawQueue = await fixture.queue('bench-raw');
-      const oursQueue = await fixture.queue('bench-ours');
-      const rawFirst = round % 2 === 0;
-      for (const step of rawFirst ? [rawPublishTimed, oursPublishTimed] : [oursPublishTimed, rawPublishTimed]) {
+    const publish = new Map<Side, SideResult[]>(SIDES.map((s) => [s, []]));
+    const consume = new Map<Side, SideResult[]>(SIDES.map((s) => [s, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? SIDES : [...SIDES].reverse();
+      const queues: string[] = [];
+      for (const side of order) {
+        const queue = await fixture.queue(`bench-${side}`);
+        queues.push(queue);
         await sleep(1000);
-        await step(step === rawPublishTimed ? rawQueue : oursQueue);
+        const result = await runSide('rabbitmq', { side: `${side}-publish`, url, queue, count: side === 'rascal' ? rascalCount : count });
+        logSide(`${side} publish`, round, result);
+        // rascal's queue is topped up (untimed) so that every consume run has `count` messages.
+        if (side === 'rascal' && rascalCount < count) await runSide('rabbitmq', { side: 'amqplib-publish', url, queue, count: count - rascalCount });
+        publish.get(side)!.push(result);
       }
-      for (const step of rawFirst ? [oursConsumeTimed, rawConsumeTimed] : [rawConsumeTimed, oursConsumeTimed]) {
+      // Each side consumes a queue another side filled (all hold `count` messages), in the reverse order.
+      for (const [i, side] of [...order].reverse().entries()) {
+        const queue = queues[i]!;
         await sleep(1000);
-        await step(step === rawConsumeTimed ? rawQueue : oursQueue);
+        const result = await runSide('rabbitmq', { side: `${side}-consume`, url, queue, count });
+        logSide(`${side} consume`, round, result);
+        consume.get(side)!.push(result);
       }
       await fixture.withChannel(async (ch) => {
-        await ch.deleteQueue(rawQueue);
-        await ch.deleteQueue(oursQueue);
+        for (const q of queues) await ch.deleteQueue(q);
       });
     }
-    const rows: BenchRow[] = [
-      {
-        area: 'rabbitmq',
-        case: `publish ${count.toLocaleString('en-US')} x 100 B with confirms`,
-        unit: 'msg/s',
-        raw: best.rawPublish,
-        ours: best.oursPublish,
-        goal: 0.9,
-        peakRssMiB: best.publishRss,
-        note: `persistent, mandatory, durable queue, ${WINDOW} unconfirmed at most; best of 2`,
-      },
-      {
-        area: 'rabbitmq',
-        case: `consume ${count.toLocaleString('en-US')} x 100 B with acks`,
-        unit: 'msg/s',
-        raw: best.rawConsume,
-        ours: best.oursConsume,
-        goal: 0.9,
-        peakRssMiB: best.consumeRss,
-        note: `prefetch ${WINDOW}, one ack per message; best of 2`,
-      },
-    ];
+
+    const rss = { ours: [] as number[], amqplib: [] as number[] };
+    const rssQueue = await fixture.queue('bench-rss');
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const side of round % 2 === 0 ? (['ours', 'amqplib'] as const) : (['amqplib', 'ours'] as const)) {
+        rss[side].push((await runSide('rabbitmq', { side: `${side}-rss`, url, queue: rssQueue, count: 1 })).peakRssMiB);
+      }
+    }
+
+    const rows: BenchRow[] = [];
+    const pub = Object.fromEntries([...publish].map(([s, r]) => [s, summarize(r)])) as Record<Side, ReturnType<typeof summarize>>;
+    const con = Object.fromEntries([...consume].map(([s, r]) => [s, summarize(r)])) as Record<Side, ReturnType<typeof summarize>>;
+    const publishNotes: Record<Exclude<Side, 'ours'>, string> = {
+      amqplib: 'raw: confirm channel, publish with a confirm callback, at most 1,000 unconfirmed, waitForConfirms at the end',
+      acm: 'raw: ChannelWrapper (confirm) sendToQueue, at most 1,000 unsettled promises',
+      rascal: `raw: a confirm publication, broker.publish per message, at most 1,000 awaiting success; rascal published ${rascalCount.toLocaleString('en-US')} (a tenth: it is slow)`,
+    };
+    const consumeNotes: Record<Exclude<Side, 'ours'>, string> = {
+      amqplib: 'raw: channel.consume, ack(msg, allUpTo) every 100 messages',
+      acm: 'raw: ChannelWrapper.consume, ack(msg, allUpTo) every 100 messages',
+      rascal: 'raw: subscription, ackOrNack per message (rascal has no allUpTo)',
+    };
+    for (const peer of ['amqplib', 'acm', 'rascal'] as const) {
+      rows.push(
+        sideRow(
+          {
+            area: 'rabbitmq',
+            case: `publish ${n} x 100 B with confirms: vs ${NAMES[peer]}`,
+            unit: 'msg/s',
+            ...(peer === 'amqplib' ? { goal: 1.0 } : {}),
+            note: `persistent, mandatory, durable queue; ours: rabbitmqSink, maxInFlight 1,000; ${publishNotes[peer]}; timed from connect to the last confirm`,
+          },
+          pub.ours,
+          pub[peer],
+          NAMES[peer],
+        ),
+      );
+    }
+    for (const peer of ['amqplib', 'acm', 'rascal'] as const) {
+      rows.push(
+        sideRow(
+          {
+            area: 'rabbitmq',
+            case: `consume ${n} x 100 B, prefetch 1,000: vs ${NAMES[peer]}`,
+            unit: 'msg/s',
+            ...(peer === 'amqplib' ? { goal: 1.0 } : {}),
+            note: `ours: rabbitmqSource, every message acked; ${consumeNotes[peer]}; timed from the first message`,
+          },
+          con.ours,
+          con[peer],
+          NAMES[peer],
+        ),
+      );
+    }
+    const oursRss = median(rss.ours);
+    const amqplibRss = median(rss.amqplib);
+    rows.push({
+      area: 'rabbitmq',
+      case: 'peak RSS of a program: import manifold/rabbitmq, connect, publish 1 message vs the same with plain amqplib',
+      unit: 'MiB',
+      lowerIsBetter: true,
+      raw: amqplibRss,
+      ours: oursRss,
+      goal: 0.83,
+      peakRssMiB: oursRss,
+      rawPeakRssMiB: amqplibRss,
+      note: `ratio = amqplib's peak RSS / ours, so ≥ 0.83 is ours ≤ 1.2 x amqplib; process.resourceUsage().maxRSS at exit, median of ${ROUNDS} fresh processes each (ours: ${rss.ours.map((r) => r.toFixed(0)).join(', ')} MiB; amqplib: ${rss.amqplib.map((r) => r.toFixed(0)).join(', ')} MiB)`,
+    });
     return rows;
   } finally {
     await fixture.cleanup();

@@ -1,23 +1,23 @@
 /**
- * S3 sink benchmarks, raw and ours in the same run:
- * - collector throughput (ackOn 'disk', default 100 ms group commit) for 100-byte and
- *   10 KiB messages, against fs.createWriteStream writing the same bytes plus one
- *   final fsync (the disk is the limit);
- * - end to end into s3rver on loopback: PutObject of the same bytes in
- *   commit-sized objects with the raw client, against s3Sink; peak RSS of ours.
+ * S3 sink benchmarks:
+ * - collector throughput (in this process, raw and ours one after the other; ackOn 'disk',
+ *   default 100 ms group commit) for 100-byte and 10 KiB messages, against fs.createWriteStream
+ *   writing the same bytes plus one final fsync (the disk is the limit);
+ * - end to end into s3rver on loopback (started here), 1,000,000 x 100 B (scaled): s3Sink against
+ *   a hand-written file + rotate + @aws-sdk/lib-storage Upload uploader with the same fsync policy
+ *   (bench/sides/s3.ts says exactly what each does), each side in its own child process, 3 rounds
+ *   alternating, medians. Goal (issue 20): ≥ 0.8 of the hand-written uploader.
  */
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createMessage, type Message } from '../lib/core/message.js';
 import { s3Collector } from '../lib/s3/collector.js';
-import { s3Sink } from '../lib/s3/sink.js';
 import { startS3 } from '../test/fixtures/s3.js';
-import { rate, withPeakRss, type BenchArea, type BenchRow } from './lib.js';
+import { interleaved, rate, runSide, sideRow, withPeakRss, type BenchArea, type BenchRow } from './lib.js';
+
+const ROUNDS = 3;
 
 function payloads(count: number, size: number): Buffer[] {
   const one = Buffer.alloc(size, 'p');
@@ -102,41 +102,25 @@ const bench: BenchArea = async (scale) => {
     rows.push(await collectorCase(dir, Math.max(1000, Math.round(300_000 * scale)), 100, '100 B'));
     rows.push(await collectorCase(dir, Math.max(100, Math.round(5_000 * scale)), 10 * 1024, '10 KiB'));
 
-    // End to end: the same bytes as objects of commitSizeBytes, raw PutObject (sequential) vs s3Sink.
-    const commitSizeBytes = 8 * 1024 * 1024;
-    const size = 1024;
-    const count = Math.max(2000, Math.round(96 * 1024 * scale));
-    const data = payloads(count, size);
-    const total = count * (size + 1);
-    const rawBucket = await s3.createBucket();
-    const perObject = Math.floor(commitSizeBytes / (size + 1));
-    const rawMBs = await rate(total / 1e6, async () => {
-      const nl = Buffer.from('\n');
-      for (let i = 0, n = 0; i < count; i += perObject, n++) {
-        const parts: Buffer[] = [];
-        for (const d of data.slice(i, i + perObject)) parts.push(d, nl);
-        await s3.client.send(new PutObjectCommand({ Bucket: rawBucket, Key: `raw/${n}`, Body: Buffer.concat(parts) }));
-      }
-    });
-    const bucket = await s3.createBucket();
-    const bufferPath = join(dir, 'e2e');
-    let acked = 0;
-    const msgs = messages(data, () => (acked += 1));
-    const { result: oursMBs, peakRssMiB } = await withPeakRss(() =>
-      rate(total / 1e6, async () => {
-        await pipeline(Readable.from(msgs), s3Sink({ bucket, bufferPath, client: s3.client, commitSizeBytes, closeTimeoutMs: 120_000 }));
-        if (acked !== count) throw new Error(`only ${acked} of ${count} acked`);
-      }),
+    // End to end: each side in its own process, a fresh bucket and buffer folder per run.
+    const count = Math.max(10_000, Math.round(1_000_000 * scale));
+    const e2e = await interleaved(['ours', 'handwritten'] as const, ROUNDS, async (side) =>
+      runSide('s3', { side, endpoint: s3.endpoint, bucket: await s3.createBucket(), dir: await s3.tempDir(side), count }),
     );
-    rows.push({
-      area: 's3',
-      case: `end to end into s3rver, ${(total / 1e6).toFixed(0)} MB as ${size} B messages, 8 MiB objects`,
-      unit: 'MB/s',
-      raw: Number(rawMBs.toFixed(1)),
-      ours: Number(oursMBs.toFixed(1)),
-      peakRssMiB: Math.round(peakRssMiB),
-      note: 'raw: PutObject of prebuilt 8 MiB bodies from memory; ours: disk buffer + fsync + multipart from disk + delete',
-    });
+    rows.push(
+      sideRow(
+        {
+          area: 's3',
+          case: `end to end into s3rver, ${count.toLocaleString('en-US')} x 100 B, 8 MiB objects: vs rotate + lib-storage Upload`,
+          unit: 'msg/s',
+          goal: 0.8,
+          note: 'the same fsync policy for both: group commit, an fsync at most every 100 ms and at rotation, a message acked once an fsync covered it; at most 4 uploads at once; ours: s3Sink defaults (ackOn disk); raw: 64 KiB writev, rotate at 8 MiB, Upload from the file, delete; timed to the last object uploaded',
+        },
+        e2e.ours,
+        e2e.handwritten,
+        'hand-written',
+      ),
+    );
     return rows;
   } finally {
     await s3.cleanup();

@@ -1,0 +1,130 @@
+/**
+ * The sides of bench/s3.ts's end-to-end case, each run in its own process (bench/lib.ts
+ * runSide): `count` messages of 100 B, newline-delimited, into `bucket` on s3rver (`endpoint`)
+ * through a buffer folder `dir`, timed from the first write to the last object uploaded and its
+ * file deleted. The same fsync policy on both sides: group commit, an fsync of the open file at most
+ * every 100 ms while data arrives and before a file is closed, a message counted as acked once an
+ * fsync covered it; files of 8 MiB; at most 4 uploads at once.
+ *
+ * - ours: pipeline(Readable.from(messages), s3Sink({ bucket, endpoint, bufferPath: dir })) with its
+ *   defaults (ackOn 'disk', syncIntervalMs 100, commitSizeBytes 8 MiB, uploadConcurrency 4,
+ *   multipart parts of 8 MiB read from disk).
+ * - handwritten: what a careful user writes with @aws-sdk/lib-storage: messages gathered into
+ *   64 KiB writev() calls on a FileHandle, fsync when 100 ms passed since the last one (and at
+ *   rotation), rotation at 8 MiB, each closed file uploaded with Upload({ Body: createReadStream,
+ *   partSize 8 MiB }) with at most 4 uploads in flight, then deleted.
+ */
+import { createMessage, type Message } from '../../lib/core/message.js';
+import { measure, sideMain, type Measured, type SideArgs } from '../lib.js';
+
+interface S3Args extends SideArgs {
+  endpoint: string;
+  bucket: string;
+  dir: string;
+  count: number;
+}
+
+const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+const FILE_BYTES = 8 * 1024 * 1024;
+const SYNC_MS = 100;
+const WRITE_BYTES = 64 * 1024;
+const UPLOADS = 4;
+
+const payload = (): Buffer => Buffer.alloc(100, 'p');
+
+async function ours({ endpoint, bucket, dir, count }: S3Args): Promise<Measured> {
+  const { Readable } = await import('node:stream');
+  const { pipeline } = await import('node:stream/promises');
+  const { s3Sink } = await import('../../lib/s3/sink.js');
+  const data = payload();
+  let acked = 0;
+  const onAck = (): void => {
+    acked += 1;
+  };
+  const messages: Message[] = Array.from({ length: count }, () => createMessage({ data, onAck }));
+  return measure(count, async () => {
+    await pipeline(Readable.from(messages), s3Sink({ bucket, endpoint, region: 'us-east-1', credentials, bufferPath: dir, closeTimeoutMs: 300_000 }));
+    if (acked !== count) throw new Error(`only ${acked} of ${count} acked`);
+  });
+}
+
+async function handwritten({ endpoint, bucket, dir, count }: S3Args): Promise<Measured> {
+  const { open, unlink } = await import('node:fs/promises');
+  const { createReadStream } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  const { Upload } = await import('@aws-sdk/lib-storage');
+  const client = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    credentials,
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  const data = payload();
+  const nl = Buffer.from('\n');
+  return measure(count, async () => {
+    let acked = 0;
+    let unsynced = 0;
+    let lastSync = Date.now();
+    let fileNo = 0;
+    let path = join(dir, `part-${fileNo}`);
+    let file = await open(path, 'w');
+    let fileBytes = 0;
+    let parts: Buffer[] = [];
+    let partBytes = 0;
+    const uploads = new Set<Promise<void>>();
+    const sync = async (): Promise<void> => {
+      await file.sync();
+      acked += unsynced;
+      unsynced = 0;
+      lastSync = Date.now();
+    };
+    const flush = async (): Promise<void> => {
+      if (parts.length === 0) return;
+      const chunk = parts;
+      parts = [];
+      partBytes = 0;
+      await file.writev(chunk);
+      if (Date.now() - lastSync >= SYNC_MS) await sync();
+    };
+    const upload = (from: string, key: string): void => {
+      const done = new Upload({ client, params: { Bucket: bucket, Key: key, Body: createReadStream(from) }, partSize: FILE_BYTES, queueSize: 1 })
+        .done()
+        .then(() => unlink(from))
+        .finally(() => uploads.delete(done));
+      uploads.add(done);
+    };
+    const rotate = async (): Promise<void> => {
+      await flush();
+      await sync();
+      await file.close();
+      while (uploads.size >= UPLOADS) await Promise.race(uploads);
+      upload(path, `handwritten/part-${fileNo}`);
+      fileNo += 1;
+      path = join(dir, `part-${fileNo}`);
+      file = await open(path, 'w');
+      fileBytes = 0;
+    };
+    for (let i = 0; i < count; i++) {
+      if (fileBytes + data.length + 1 > FILE_BYTES) await rotate();
+      parts.push(data, nl);
+      partBytes += data.length + 1;
+      fileBytes += data.length + 1;
+      unsynced += 1;
+      if (partBytes >= WRITE_BYTES) await flush();
+    }
+    await flush();
+    await sync();
+    await file.close();
+    if (fileBytes > 0) upload(path, `handwritten/part-${fileNo}`);
+    await Promise.all(uploads);
+    if (acked !== count) throw new Error(`only ${acked} of ${count} acked`);
+  });
+}
+
+sideMain({
+  ours: (a) => ours(a as S3Args),
+  handwritten: (a) => handwritten(a as S3Args),
+});
