@@ -60,8 +60,9 @@ export interface CloseTimeoutEvent {
 
 // How many uploaded keys to remember, so a file the rescan already uploaded is not taken for lost when the collector hands it over.
 const REMEMBERED = 10_000;
-// Queued files beyond which the write callback waits (the collector's readable side then fills: backpressure).
-const MAX_QUEUED = 64;
+// Files tracked in memory at once. A backlog beyond it (an outage, a restart) waits on disk, where a rescan finds it as
+// these go: the write callback is never held for files, so only the disk quota (maxBufferBytes) holds the source.
+const MAX_TRACKED = 10_000;
 // The slowest transfer a request may make before its overall deadline ends it: 64 KiB/s (0.5 Mbit/s).
 const MIN_BYTES_PER_SECOND = 64 * 1024;
 
@@ -155,7 +156,8 @@ export class S3Uploader extends Writable {
   #rescanTimer: NodeJS.Timeout | undefined;
   #rescanning: Promise<void> | undefined;
   #waiters: Array<() => void> = [];
-  #held: (() => void) | undefined;
+  /** Files were left on disk untracked (past MAX_TRACKED): rescan once the tracked ones have gone down. */
+  #overflow = false;
   /** Entries of the buffer folder left alone, each reported once. */
   readonly #ignored = new OnceReporter((path, reason) => this.emit('warning', ignoredEntry('s3Uploader', path, reason)));
 
@@ -174,7 +176,7 @@ export class S3Uploader extends Writable {
     return `${this.#o.prefix}${relativePath}${this.#o.compression === 'gzip' ? '.gz' : ''}`;
   }
 
-  /** Files known and not yet uploaded (queued, uploading, or waiting for the next rescan). */
+  /** Files known and not yet uploaded (queued, uploading, or waiting for the next rescan); at most 10,000 are tracked at once, a larger backlog waits on disk. */
   get pendingFiles(): number {
     return this.#files.size;
   }
@@ -230,7 +232,7 @@ export class S3Uploader extends Writable {
     }
     // Only folders before yesterday: the collector may be committing into yesterday's around midnight.
     const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
-    for (const day of days.sort()) {
+    days: for (const day of days.sort()) {
       if (this.destroyed) return;
       const names = (await readdir(join(root, day)).catch(() => [] as string[])).sort();
       if (names.length === 0 && day < yesterday) {
@@ -247,6 +249,11 @@ export class S3Uploader extends Writable {
         const known = this.#files.get(relativePath);
         if (known?.state === 'failed') this.#requeue(known);
         if (known || this.#uploaded.has(relativePath)) continue;
+        if (this.#files.size >= MAX_TRACKED) {
+          // The rest waits on disk: oldest first, taken as these go (#pump rescans).
+          this.#overflow = true;
+          break days;
+        }
         const info = await lstat(path).catch(() => undefined);
         if (!info) continue;
         const why = refusal(info);
@@ -270,6 +277,11 @@ export class S3Uploader extends Writable {
     if (known) {
       known.acks.push(...acks);
       if (known.state === 'failed') this.#requeue(known);
+      return;
+    }
+    // A file whose acks wait for its upload is always tracked (the source's window bounds those); others may wait on disk.
+    if (this.#files.size >= MAX_TRACKED && acks.length === 0) {
+      this.#overflow = true;
       return;
     }
     const entry: Entry = { relativePath, path, bytes, acks, state: 'queued' };
@@ -299,8 +311,7 @@ export class S3Uploader extends Writable {
     }
     this.#add(file.relativePath, file.path, file.bytes, file.acks ?? []);
     this.#pump();
-    if (this.#queue.length < MAX_QUEUED) callback();
-    else this.#held = () => callback();
+    callback();
   }
 
   #pump(): void {
@@ -315,10 +326,9 @@ export class S3Uploader extends Writable {
         this.#notify();
       });
     }
-    if (this.#held && this.#queue.length < MAX_QUEUED) {
-      const release = this.#held;
-      this.#held = undefined;
-      release();
+    if (this.#overflow && this.#files.size <= MAX_TRACKED / 2 && !this.destroyed) {
+      this.#overflow = false;
+      void this.rescan();
     }
   }
 
@@ -490,7 +500,13 @@ export class S3Uploader extends Writable {
       await this.rescan();
       for (;;) {
         await this.#whenIdle();
-        if (this.#files.size === 0 || this.destroyed) return 'done';
+        if (this.destroyed) return 'done';
+        if (this.#overflow) {
+          this.#overflow = false;
+          await this.rescan();
+          continue;
+        }
+        if (this.#files.size === 0) return 'done';
         // Failed uploads (an outage): keep trying until the deadline, pausing like the retry would.
         await new Promise((resolve) => setTimeout(resolve, Math.min(this.#o.retry.minTimeoutMs || 100, Math.max(0, deadline - Date.now()))));
         for (const entry of this.#files.values()) if (entry.state === 'failed') this.#requeue(entry);
@@ -542,7 +558,6 @@ export class S3Uploader extends Writable {
       for (const pair of entry.acks) pair.nack(reason);
       entry.acks = [];
     }
-    this.#held = undefined;
     this.#notify();
     this.#stop();
     callback(error);
