@@ -8,7 +8,8 @@ import type { Stream } from 'node:stream';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
 import { show } from '../core/options.js';
-import type { BindingSpec } from './options.js';
+import { tlsConnectOptions, tlsFailure, type TlsOptions } from '../core/tls.js';
+import type { AuthMechanism, BindingSpec } from './options.js';
 
 export type { BindingSpec } from './options.js';
 
@@ -73,6 +74,15 @@ export interface ConnectSettings {
   url: string;
   connectionName: string;
   connectTimeoutMs: number;
+  /** TLS settings of an amqps:// URL (checkConnection refuses them with amqp://). */
+  tls?: TlsOptions | undefined;
+  authMechanism?: AuthMechanism;
+}
+
+/** `host:port` of an AMQP URL, as a TLS failure names it (the port amqplib uses when none is given). */
+function hostOf(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.hostname}:${parsed.port || (parsed.protocol === 'amqps:' ? 5671 : 5672)}`;
 }
 
 /**
@@ -82,19 +92,34 @@ export interface ConnectSettings {
  * has no abort of its own, but hands its options to `net.connect`/`tls.connect`,
  * whose sockets take one); abort it only before the promise settles, or the
  * open connection's socket would be cut without a close.
+ *
+ * With an amqps:// URL the `tls` files are read here, at every connect, so a
+ * certificate replaced on disk is used at the next reconnect; amqplib hands them
+ * to `tls.connect`. A failed handshake (unknown CA, expired, name mismatch, client
+ * certificate refused, a plaintext port) is MANIFOLD_ERR_TLS, which is not retried.
  */
 export async function openConnection(where: string, settings: ConnectSettings, signal?: AbortSignal): Promise<ChannelModel> {
+  const secure = settings.url.startsWith('amqps:');
   try {
-    const connection = await amqp.connect(settings.url, {
+    const socketOptions: Record<string, unknown> = {
       timeout: settings.connectTimeoutMs,
       clientProperties: { connection_name: settings.connectionName },
       ...(signal ? { signal } : {}),
-    });
+    };
+    if (secure && settings.tls) Object.assign(socketOptions, tlsConnectOptions(where, settings.tls));
+    // EXTERNAL sends an empty response: the broker takes the user from the client certificate's subject.
+    if (settings.authMechanism === 'EXTERNAL') socketOptions.credentials = amqp.credentials.external();
+    const connection = await amqp.connect(settings.url, socketOptions);
     // From here the socket may fail at any time (an abort that came too late, say): an 'error' without a listener
     // would crash the process. Callers listen for 'close', which follows.
     connection.on('error', () => {});
     return connection;
   } catch (error) {
+    // A broker that refuses the client certificate under TLS 1.3 does so after the client finished its handshake:
+    // the alert (certificate required, unknown CA) arrives as the socket's error, and is recognised by its code.
+    // A bare reset is not taken as TLS: a broker restarting resets connections too, and that is worth retrying.
+    const tls = secure ? tlsFailure(where, hostOf(settings.url), error) : undefined;
+    if (tls) throw tls;
     throw amqpError(where, 'connecting', error, { url: settings.url });
   }
 }

@@ -7,6 +7,7 @@ import type { Options } from 'amqplib';
 import { ErrorCodes, ManifoldError, READS_TWO_WAYS, readsTwoWays, redactUrl } from '../core/errors.js';
 import { checkOptions, common, defineOptions, invalidOption, opt, stringOption } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
+import { tlsOption, type TlsOptions } from '../core/tls.js';
 
 /** The broker amqplib would use when no URL is given. */
 export const DEFAULT_URL = 'amqp://localhost:5672';
@@ -169,6 +170,11 @@ function booleanText(text: string): unknown {
 
 const ASSERT_SCHEMA = { anyOf: [{ type: 'boolean' }, { type: 'object' }] };
 
+/** The SASL mechanisms the connectors log in with. */
+export const AUTH_MECHANISMS = ['PLAIN', 'EXTERNAL'] as const;
+/** `PLAIN`: user and password; `EXTERNAL`: the TLS client certificate. */
+export type AuthMechanism = (typeof AUTH_MECHANISMS)[number];
+
 /** The options of a connection to the broker, the same for the source and the sink. */
 export const rabbitmqConnection = {
   url: opt.custom<string, string>('Broker URL, `amqp://user:password@host:5672/vhost` or `amqps://`; amqplib reads its own parameters (`heartbeat`, `frameMax`, ...) from the query.', {
@@ -183,7 +189,45 @@ export const rabbitmqConnection = {
     defaultText: '`manifold <factory> <queue or exchange>`',
   }),
   retry: retryOption('Reconnect policy, or `false` to fail on the first connection loss.'),
+  tls: tlsOption(
+    'TLS settings of an `amqps://` URL (which alone means TLS with the system CAs): `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }`, PEM text, bytes or file paths, re-read at every (re)connect. Refused with an `amqp://` URL: plaintext where TLS was asked is never silent.',
+  ),
+  authMechanism: opt.enum(
+    'How the client logs in: `PLAIN` (the user and password of the URL, guest/guest without them) or `EXTERNAL` (the identity of the TLS client certificate `tls.cert`; the broker needs the rabbitmq_auth_mechanism_ssl plugin and a user named as the certificate).',
+    AUTH_MECHANISMS,
+    { default: 'PLAIN' },
+  ),
 };
+
+/**
+ * What no single option can check: `tls` needs an `amqps://` URL (with `amqp://` the connection would be plaintext
+ * where the user asked for TLS), and `EXTERNAL` needs a client certificate and no user or password in the URL
+ * (the broker takes the identity from the certificate, and a password there would be ignored, or worse, believed).
+ */
+export function checkConnection(where: string, o: { url: string; tls: TlsOptions | undefined; authMechanism: AuthMechanism }): void {
+  const protocol = new URL(o.url).protocol;
+  if (o.tls !== undefined && protocol !== 'amqps:') {
+    throw new ManifoldError(
+      `${where}: options.tls is given but options.url ${JSON.stringify(redactUrl(o.url))} is amqp:// (plaintext); write amqps:// (and the broker's TLS port, 5671 by default) to connect with TLS`,
+      { code: ErrorCodes.INVALID_OPTION, details: { option: 'tls', conflictsWith: 'url' } },
+    );
+  }
+  if (o.authMechanism === 'EXTERNAL') {
+    if (protocol !== 'amqps:' || o.tls?.cert === undefined) {
+      throw new ManifoldError(
+        `${where}: options.authMechanism EXTERNAL logs in as the TLS client certificate: give an amqps:// URL and options.tls with cert and key`,
+        { code: ErrorCodes.INVALID_OPTION, details: { option: 'authMechanism', conflictsWith: protocol !== 'amqps:' ? 'url' : 'tls' } },
+      );
+    }
+    const parsed = new URL(o.url);
+    if (parsed.username !== '' || parsed.password !== '') {
+      throw new ManifoldError(
+        `${where}: options.authMechanism EXTERNAL takes the user from the client certificate: remove the user and password from options.url ${JSON.stringify(redactUrl(o.url))}`,
+        { code: ErrorCodes.INVALID_OPTION, details: { option: 'authMechanism', conflictsWith: 'url' } },
+      );
+    }
+  }
+}
 
 export const rabbitmqSourceOptions = defineOptions('rabbitmqSource', {
   ...rabbitmqConnection,
@@ -295,6 +339,10 @@ export interface RabbitmqConnectionOptions {
   connectionName?: string;
   /** Reconnect policy, or `false` to fail on the first connection loss. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
+  /** TLS settings of an `amqps://` URL (which alone means TLS with the system CAs): `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }`, PEM text, bytes or file paths, re-read at every (re)connect. Refused with an `amqp://` URL: plaintext where TLS was asked is never silent. Default none (plain TCP), unless the URL says TLS. */
+  tls?: boolean | TlsOptions;
+  /** How the client logs in: `PLAIN` (the user and password of the URL, guest/guest without them) or `EXTERNAL` (the identity of the TLS client certificate `tls.cert`; the broker needs the rabbitmq_auth_mechanism_ssl plugin and a user named as the certificate). Default 'PLAIN'. */
+  authMechanism?: 'PLAIN' | 'EXTERNAL';
 }
 // </options>
 

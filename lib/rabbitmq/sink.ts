@@ -9,7 +9,7 @@ import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import type { ResolvedOptions } from '../core/options.js';
 import { RetryingSink } from '../core/retrying-sink.js';
 import { amqpError, closeConnection, connectionLostError, headersFromAmqp, openConnection, whenClosed } from './connection.js';
-import { rabbitmqSinkOptions, type QueueOptions, type RabbitmqSinkOptions, type SinkAssert } from './options.js';
+import { checkConnection, rabbitmqSinkOptions, type QueueOptions, type RabbitmqSinkOptions, type SinkAssert } from './options.js';
 
 export type { RabbitmqPublishProperties, RabbitmqSinkAssert, RabbitmqSinkOptions, RabbitmqSinkQueue } from './options.js';
 
@@ -42,6 +42,7 @@ type SinkConfig = ResolvedOptions<typeof rabbitmqSinkOptions.specs> & {
 
 function resolveSinkOptions(options: RabbitmqSinkOptions): SinkConfig {
   const o = rabbitmqSinkOptions.resolve(options);
+  checkConnection(WHERE, o);
   // A queue's binding key defaults to the sink's routingKey when one was given, else to every key.
   const bindingKey = (options as Partial<RabbitmqSinkOptions> | undefined)?.routingKey === undefined ? '#' : o.routingKey;
   return {

@@ -9,7 +9,7 @@ import { createMessage } from '../core/message.js';
 import type { ResolvedOptions } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
 import { amqpError, applyBindings, closeConnection, connectionLostError, headersFromAmqp, openConnection, whenClosed } from './connection.js';
-import { rabbitmqSourceOptions, type RabbitmqSourceOptions } from './options.js';
+import { checkConnection, rabbitmqSourceOptions, type RabbitmqSourceOptions } from './options.js';
 
 export type { RabbitmqSourceAssert, RabbitmqSourceOptions } from './options.js';
 
@@ -46,6 +46,7 @@ type SourceConfig = ResolvedOptions<typeof rabbitmqSourceOptions.specs> & { conn
 
 function resolveSourceOptions(options: RabbitmqSourceOptions): SourceConfig {
   const o = rabbitmqSourceOptions.resolve(options);
+  checkConnection(WHERE, o);
   return { ...o, connectionName: o.connectionName ?? `manifold ${WHERE} ${o.queue}` };
 }
 

@@ -3,10 +3,12 @@
  * sink (`?exchange=logs&routingKey=errors`). The query keys are those of the rabbitmqSource and
  * rabbitmqSink declarations (lib/rabbitmq/options.ts), plus amqplib's own URL parameters
  * (`heartbeat`, `frameMax`, ...), which stay in the URL for amqplib; any other key is refused.
+ * `amqps://` is TLS; `tls.ca=`, `tls.cert=`, `tls.key=` (file paths) or a `tls:` mapping in the
+ * pipeline file give its CA and client certificate, `authMechanism=EXTERNAL` logs in as that certificate.
  * The connector (and amqplib) is loaded by create(), only for a pipeline that uses it.
  */
 import { cliKey, type OptionDeclaration, type OptionSpecs } from '../../core/options.js';
-import { amqplibUrlParameters, rabbitmqSinkOptions, rabbitmqSourceOptions, type RabbitmqSinkOptions, type RabbitmqSourceOptions } from '../../rabbitmq/options.js';
+import { amqplibUrlParameters, checkConnection, rabbitmqSinkOptions, rabbitmqSourceOptions, type RabbitmqSinkOptions, type RabbitmqSourceOptions } from '../../rabbitmq/options.js';
 import { registerScheme, type EndpointInput } from '../endpoints.js';
 import { UsageError, subject } from '../errors.js';
 import { readEndpointOptions } from '../options.js';
@@ -34,12 +36,15 @@ function optionsOf<D extends OptionSpecs>(input: EndpointInput, declaration: Opt
     else options[name] = value;
   }
   options.url = target.toString();
-  declaration.resolve(options);
+  // tls (a `tls:` mapping, or `tls.ca=`/`tls.cert=`/`tls.key=` keys folded into one) is our option, never amqplib's:
+  // it was read above, and only amqplib's own parameters went back into the URL.
+  const resolved = declaration.resolve(options) as unknown as Parameters<typeof checkConnection>[1];
+  checkConnection(declaration.where, resolved);
   return options;
 }
 
 registerScheme(['amqp', 'amqps'], {
-  help: `amqp://user:pass@host/vhost?queue=q | ?exchange=logs&routingKey=errors   RabbitMQ consume (queue) or publish (exchange); ${amqplibUrlParameters.names.join(', ')} go to amqplib`,
+  help: `amqp://user:pass@host/vhost?queue=q | ?exchange=logs&routingKey=errors   RabbitMQ consume (queue) or publish (exchange); amqps:// with tls.ca=, tls.cert=, tls.key= (files) for TLS; ${amqplibUrlParameters.names.join(', ')} go to amqplib`,
   options: { source: [rabbitmqSourceOptions, amqplibUrlParameters], sink: [rabbitmqSinkOptions, amqplibUrlParameters] },
   source: (input) => {
     const options = optionsOf(input, rabbitmqSourceOptions) as unknown as RabbitmqSourceOptions;
