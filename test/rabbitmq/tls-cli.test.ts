@@ -135,12 +135,13 @@ describe('manifold with amqps:// URIs', { timeout: 90_000 }, () => {
     const queue = await f.queue('cli-tls-refused');
     // No client certificate: the broker (fail_if_no_peer_cert) refuses the handshake.
     const started = performance.now();
-    const run = manifold(t, [`${broker.url()}/?queue=${queue}&tls.ca=${encodeURIComponent(pki.ca)}`, 'stdout:']);
+    const run = manifold(t, [`${broker.url()}/?queue=${queue}&tls.ca=${encodeURIComponent(pki.ca)}&tls.passphrase=hunter2-secret`, 'stdout:']);
     assert.equal(await run.code, 1, run.stderr());
     const ms = performance.now() - started;
     assert.match(run.stderr(), /MANIFOLD_ERR_TLS|TLS with localhost:\d+ failed/);
     assert.match(run.stderr(), /client certificate/);
     assert.doesNotMatch(run.stderr(), /guest:guest/);
+    assert.doesNotMatch(run.stderr(), /hunter2/, 'tls.passphrase is never shown');
     assert.doesNotMatch(run.stderr(), /reconnect|retrying/i, 'no retry was logged');
     // The process start (tsx compiling) takes most of this; a retried failure would take seconds more.
     assert.ok(ms < 15_000, `exited after ${Math.round(ms)} ms`);

@@ -340,4 +340,31 @@ describe('rabbitmq TLS files are read again at every reconnect', { timeout: 60_0
     const left = (await broker.connections()).filter((c) => c.name === sourceName || c.name === sinkName);
     assert.deepEqual(left.map((c) => c.peerCertSubject), ['CN=manifold-rotated', 'CN=manifold-rotated']);
   });
+
+  test('a CA file replaced by one that does not sign the broker: the next reconnect fails with MANIFOLD_ERR_TLS, not retried', async (t) => {
+    const { broker, pki } = await tlsNode();
+    const f = await fixtureOn(t, broker);
+    const queue = await f.queue('tls-rotate-ca');
+    const dir = mkdtempSync(join(tmpdir(), 'manifold-tls-rotate-ca-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const ca = join(dir, 'ca.pem');
+    copyFileSync(pki.ca, ca);
+    const connectionName = randomName('tls-rotate-ca');
+    const source = rabbitmqSource({ url: broker.url(), tls: { ca, cert: pki.clientCert, key: pki.clientKey }, queue, connectionName, retry: FAST_RETRY });
+    t.after(() => source.destroy());
+    let reconnects = 0;
+    source.on('reconnect', () => reconnects++);
+    const failed = firstError(source);
+    source.resume();
+    await broker.waitForConnection(connectionName);
+    copyFileSync(pki.otherCa, ca);
+    const since = performance.now();
+    await broker.closeAllConnections();
+    const { error } = await failed;
+    assert.equal(error.code, ErrorCodes.TLS, error.message);
+    assert.match(error.message, /unknown CA/);
+    // One reconnect is announced for the lost connection; the TLS failure of that attempt ends it.
+    assert.ok(reconnects <= 1, `reconnects: ${reconnects}`);
+    assert.ok(performance.now() - since < 5_000, 'failed at the first reconnect, not after a retry budget');
+  });
 });
