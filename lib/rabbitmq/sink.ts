@@ -69,6 +69,9 @@ function resolveSinkOptions(options: RabbitmqSinkOptions): SinkConfig {
  *   whose confirm was lost arrives twice (at most `maxInFlight` per loss).
  * - `end()` waits for every confirm, then closes the connection.
  * - Wrong credentials and a missing exchange fail the sink without retrying.
+ * - `amqps://` is TLS; `tls` gives the CA and client certificate (files are read at
+ *   every reconnect), `authMechanism: 'EXTERNAL'` logs in as that certificate. A failed
+ *   handshake is `MANIFOLD_ERR_TLS`, naming the host and the reason, and not retried.
  *
  * @example
  * ```ts

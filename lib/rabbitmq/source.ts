@@ -69,6 +69,9 @@ function resolveSourceOptions(options: RabbitmqSourceOptions): SourceConfig {
  * - A lost connection or channel is re-made with backoff and the consumer
  *   resubscribed; the stream stays open (`'reconnect'`, then `'ready'`).
  *   Wrong credentials and a missing queue are not retried.
+ * - `amqps://` is TLS; `tls` gives the CA and client certificate (files are read at
+ *   every reconnect), `authMechanism: 'EXTERNAL'` logs in as that certificate. A failed
+ *   handshake is `MANIFOLD_ERR_TLS`, naming the host and the reason, and not retried.
  * - `close()` cancels the consumer, ends the stream after what was delivered,
  *   waits up to `closeTimeoutMs` for outstanding acks (emitting `'closetimeout'`
  *   with a `MANIFOLD_ERR_CLOSE_TIMEOUT` error if some never came; the broker
