@@ -5,6 +5,7 @@
  * help from the declarations, and loads a connector (and its SDK) only for a pipeline that uses it.
  */
 import { opt } from './options.js';
+import { tlsOption } from './tls.js';
 
 /** Default of `requestTimeoutMs` for Kinesis calls (each connector documents its own). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -35,7 +36,7 @@ export interface AwsConnectionDeclaration {
 export function awsConnectionOptions(d: AwsConnectionDeclaration) {
   const article = /^[AEIOU]/i.test(d.client) ? 'an' : 'a';
   return {
-    client: opt.custom<unknown>(`A ready ${d.client} to use; region, endpoint, credentials and connectTimeoutMs then belong to it.`, {
+    client: opt.custom<unknown>(`A ready ${d.client} to use; region, endpoint, tls, credentials and connectTimeoutMs then belong to it.`, {
       type: d.client,
       check: (value, fail) => (typeof (value as { send?: unknown } | null)?.send === 'function' ? value : fail(`${article} ${d.client}`)),
     }),
@@ -57,5 +58,8 @@ export function awsConnectionOptions(d: AwsConnectionDeclaration) {
     ),
     // No default in the declaration: awsConnection() fills it, so that `client` (which excludes it) can be given alone.
     connectTimeoutMs: opt.duration('Longest opening a connection may take, for the client the connector builds.', { defaultText: `${DEFAULT_CONNECT_TIMEOUT_MS.toLocaleString('en-US')} ms`, max: MAX_TIMER_MS }),
+    tls: tlsOption(
+      'TLS of an `https://` endpoint: `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }` for a private CA or a client certificate (PEM text, bytes or file paths, re-read at every new connection); for the client the connector builds, refused with an `http://` endpoint.',
+    ),
   };
 }

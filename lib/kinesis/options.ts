@@ -11,6 +11,7 @@ import { DEFAULT_REQUEST_TIMEOUT_MS, awsConnectionOptions } from '../core/aws-op
 import type { Message } from '../core/message.js';
 import { common, defineOptions, opt, type OptionSpecs } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
+import type { TlsOptions } from '../core/tls.js';
 import type { Checkpointer } from './checkpoint.js';
 import type { ShardCoordinator } from './coordinator.js';
 import { STARTING_POSITIONS, toStartingPosition, type StartingPosition } from './positions.js';
@@ -166,6 +167,7 @@ export const dynamoLeasesOptions = defineOptions('dynamoLeases', {
   client: dynamo.client,
   region: { ...dynamo.region, cli: false },
   endpoint: { ...dynamo.endpoint, cli: 'dynamoEndpoint' },
+  tls: { ...dynamo.tls, cli: 'dynamoTls' },
   credentials: dynamo.credentials,
   // The source's requestTimeout= and connectTimeout= keys are not passed on: a renew must give up within the renew interval.
   requestTimeoutMs: { ...dynamo.requestTimeoutMs, cli: false },
@@ -188,7 +190,7 @@ export interface KinesisStreamOptions {
   streamName?: string;
   /** The stream's ARN. */
   streamARN?: string;
-  /** A ready KinesisClient to use; region, endpoint, credentials and connectTimeoutMs then belong to it. */
+  /** A ready KinesisClient to use; region, endpoint, tls, credentials and connectTimeoutMs then belong to it. */
   client?: KinesisClient;
   /** AWS region. Default: from the environment (AWS_REGION) or the shared config; "us-east-1" with a local endpoint on the command line. */
   region?: string;
@@ -200,6 +202,8 @@ export interface KinesisStreamOptions {
   requestTimeoutMs?: number;
   /** Longest opening a connection may take, for the client the connector builds. Default 5,000 ms. */
   connectTimeoutMs?: number;
+  /** TLS of an `https://` endpoint: `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }` for a private CA or a client certificate (PEM text, bytes or file paths, re-read at every new connection); for the client the connector builds, refused with an `http://` endpoint. Default none (plain TCP), unless the URL says TLS. */
+  tls?: boolean | TlsOptions;
 }
 // </options>
 
@@ -274,12 +278,14 @@ export interface KinesisSinkOptions extends KinesisStreamOptions {
 export interface DynamoLeasesOptions {
   /** The lease table; one table can hold several streams. Required. */
   tableName: string;
-  /** A ready DynamoDBClient to use; region, endpoint, credentials and connectTimeoutMs then belong to it. */
+  /** A ready DynamoDBClient to use; region, endpoint, tls, credentials and connectTimeoutMs then belong to it. */
   client?: DynamoDBClient;
   /** AWS region. Default: from the environment (AWS_REGION) or the shared config; "us-east-1" with a local endpoint on the command line. */
   region?: string;
   /** Endpoint URL of a compatible service or a local server (a plain http:// one is spoken to over HTTP/1.1). */
   endpoint?: string;
+  /** TLS of an `https://` endpoint: `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }` for a private CA or a client certificate (PEM text, bytes or file paths, re-read at every new connection); for the client the connector builds, refused with an `http://` endpoint. Default none (plain TCP), unless the URL says TLS. */
+  tls?: boolean | TlsOptions;
   /** AWS credentials ({ accessKeyId, secretAccessKey, sessionToken }) or a credential provider. Default: the SDK chain. */
   credentials?: DynamoDBClientConfig['credentials'];
   /** Longest one DynamoDB call may take (also through a client you pass); then the round that made it fails with a retryable error (a `warning` on the source) and the next round tries again, early enough to keep the lease. Default half of `renewIntervalMs`, from 1,000 to 30,000 ms (1,666 ms with the default lease). */

@@ -22,7 +22,7 @@ describe('kinesis: on the command line, before connecting', () => {
     ['a misspelt source key', ['kinesis:s?maxInFlightPerShrd=5', 'stdout:'], /kinesis:s\?maxInFlightPerShrd=5: unknown option "maxInFlightPerShrd" \(did you mean "maxInFlightPerShard"\?\)/],
     ['a misspelt sink key', ['stdin:', 'kinesis:s?lingr=5ms'], /unknown option "lingr" \(did you mean "linger"\?\)/],
     ['a misspelt lease key', ['kinesis:s?leaseTabel=t', 'stdout:'], /unknown option "leaseTabel" \(did you mean "leaseTable"\?\)/],
-    ['a source key on a sink', ['stdin:', 'kinesis:s?from=latest'], /unknown option "from"; known options are region, endpoint, requestTimeout, connectTimeout, partitionKey/],
+    ['a source key on a sink', ['stdin:', 'kinesis:s?from=latest'], /unknown option "from"; known options are region, endpoint, requestTimeout, connectTimeout, tls, partitionKey/],
     ['a query key that is no option', ['kinesis:s?ShardIteratorType=LATEST', 'stdout:'], /unknown option "ShardIteratorType"/],
     ['a library-only option as a key', ['kinesis:s?checkpointer=x', 'stdout:'], /unknown option "checkpointer" \(did you mean "checkpoint"\?\)/],
     ['a bad from', ['kinesis:s?from=yesterday', 'stdout:'], /from must be latest, trim-horizon, earliest or an ISO time such as 2025-01-31T12:00:00Z, got "yesterday"/],

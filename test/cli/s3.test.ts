@@ -19,7 +19,7 @@ const bin = join(import.meta.dirname, '..', '..', 'lib', 'cli', 'bin.ts');
 
 describe('s3: on the command line, before anything is made', () => {
   const bad: Array<[string, string, RegExp]> = [
-    ['a misspelt key', 's3://b/p?comitSize=1MiB', /s3:\/\/b\/p\?comitSize=1MiB: unknown option "comitSize" \(did you mean "commitSize"\?\); known options are region, endpoint, forcePathStyle, bufferPath, commitSize, /],
+    ['a misspelt key', 's3://b/p?comitSize=1MiB', /s3:\/\/b\/p\?comitSize=1MiB: unknown option "comitSize" \(did you mean "commitSize"\?\); known options are region, endpoint, tls, forcePathStyle, bufferPath, commitSize, /],
     ['a query key that is no option', 's3://b/p?storageClass=GLACIER', /unknown option "storageClass"/],
     ['the bucket as a key', 's3://b/p?bucket=other', /unknown option "bucket"/],
     ['a bad size', 's3://b/p?commitSize=lots', /commitSize must be a size such as 512KiB, 1MiB or 1048576, got "lots"/],

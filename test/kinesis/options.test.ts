@@ -78,13 +78,14 @@ describe('Kinesis option declarations', () => {
     }
   });
 
-  it('the lease options take the keys of a kinesis: URI (leaseTable, dynamoEndpoint), and leave the region and timeouts to the source', () => {
+  it('the lease options take the keys of a kinesis: URI (leaseTable, dynamoEndpoint, dynamoTls), and leave the region and timeouts to the source', () => {
     const keys = dynamoLeasesOptions.names.map((name) => [name, dynamoLeasesOptions.specs[name].cli]);
     assert.deepEqual(Object.fromEntries(keys.filter(([, cli]) => cli !== undefined)), {
       tableName: 'leaseTable',
       client: false,
       region: false,
       endpoint: 'dynamoEndpoint',
+      tls: 'dynamoTls',
       credentials: false,
       requestTimeoutMs: false,
       connectTimeoutMs: false,
