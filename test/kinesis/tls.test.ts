@@ -10,7 +10,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createSecureServer, type Http2ServerRequest } from 'node:http2';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -174,6 +176,110 @@ describe('kinesis over TLS: refusals are MANIFOLD_ERR_TLS within a second, never
         stream.destroy();
       });
     }
+  }
+});
+
+describe('kinesis over TLS: enhanced fan-out', { timeout: 60_000 }, () => {
+  it('a source with consumerName reads every record through the TLS proxy (SubscribeToShard over HTTP/1.1: the proxy offers no h2)', async (t) => {
+    const raw = rawClient(server.endpoint);
+    t.after(() => raw.destroy());
+    const { streamName } = await createStream(raw, 1);
+    t.after(() => deleteStream(raw, streamName));
+    await putRaw(raw, streamName, Array.from({ length: 10 }, (_, i) => ({ data: Buffer.from(`f${i}`), key: 'k' })));
+    const subscribed: unknown[] = [];
+    const source = kinesisSource({ streamName, ...connection(), startingPosition: 'TRIM_HORIZON', checkpointer: memoryCheckpointer(), consumerName: `tls-${Date.now()}`, deregisterOnClose: true });
+    t.after(() => source.destroy());
+    source.on('subscribe', (e) => subscribed.push(e));
+    const got = await take(source, 10);
+    assert.deepEqual(got.map((m) => m.data.toString()), Array.from({ length: 10 }, (_, i) => `f${i}`));
+    assert.ok(subscribed.length > 0, 'read by SubscribeToShard');
+    source.resume();
+    await source.close();
+  });
+});
+
+/**
+ * A minimal Kinesis over HTTP/2 with TLS (kinesis-local's HTTP/2 is broken): PutRecords succeeds for every
+ * record; records each request's HTTP version and client certificate CN.
+ */
+async function startH2Kinesis(t: TestContext, server: { cert: string; key: string }): Promise<{ endpoint: string; port: number; requests: Array<{ version: string; cn: string; target: string }> }> {
+  const requests: Array<{ version: string; cn: string; target: string }> = [];
+  const h2 = createSecureServer(
+    { cert: readFileSync(server.cert), key: readFileSync(server.key), ca: readFileSync(pki.ca), requestCert: true, rejectUnauthorized: true, allowHTTP1: false },
+    (req: Http2ServerRequest, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const cn = (req.socket as unknown as TLSSocket).getPeerCertificate?.()?.subject?.CN;
+        const target = String(req.headers['x-amz-target'] ?? '');
+        requests.push({ version: req.httpVersion, cn: Array.isArray(cn) ? cn.join(',') : (cn ?? ''), target });
+        const body = JSON.parse(Buffer.concat(chunks).toString() || '{}') as { Records?: unknown[] };
+        res.setHeader('content-type', 'application/x-amz-json-1.1');
+        res.end(JSON.stringify({ FailedRecordCount: 0, Records: (body.Records ?? []).map((_, i) => ({ SequenceNumber: String(i + 1), ShardId: 'shardId-000000000000' })) }));
+      });
+    },
+  );
+  h2.on('tlsClientError', () => {});
+  await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve));
+  t.after(async () => {
+    await new Promise((resolve) => h2.close(resolve));
+  });
+  const port = (h2.address() as AddressInfo).port;
+  return { endpoint: `https://127.0.0.1:${port}`, port, requests };
+}
+
+describe('kinesis over TLS: HTTP/2 where the server offers h2', { timeout: 60_000 }, () => {
+  it('the sink speaks HTTP/2 with the client certificate, and a file replaced on disk is used by the next session', async (t) => {
+    const h2 = await startH2Kinesis(t, { cert: pki.serverCert, key: pki.serverKey });
+    const dir = mkdtempSync(join(tmpdir(), 'manifold-kinesis-h2-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const first = pki.issue('h2-first', { cn: 'h2-first' });
+    const cert = join(dir, 'client.pem');
+    const key = join(dir, 'client.key');
+    copyFileSync(first.cert, cert);
+    copyFileSync(first.key, key);
+    const sink = kinesisSink({ streamName: 's', ...connection({ ca: pki.ca, cert, key }, h2.endpoint), lingerMs: 0 });
+    t.after(() => sink.destroy());
+    const put = (data: string): Promise<void> =>
+      new Promise((resolve, reject) => {
+        sink.write(createMessage({ data, onAck: resolve, onNack: reject }));
+      });
+    await put('one');
+    const next = pki.issue('h2-second', { cn: 'h2-second' });
+    writeFileSync(key, readFileSync(next.key));
+    writeFileSync(cert, readFileSync(next.cert));
+    // One HTTP/2 session per request (as the SDK's Kinesis handler): the next request is a new connection.
+    await put('two');
+    await new Promise<void>((resolve, reject) => sink.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    assert.deepEqual(
+      h2.requests.map((r) => [r.version, r.cn, r.target]),
+      [
+        ['2.0', 'h2-first', 'Kinesis_20131202.PutRecords'],
+        ['2.0', 'h2-second', 'Kinesis_20131202.PutRecords'],
+      ],
+    );
+  });
+
+  for (const [name, cert, client, reason] of [
+    ['a server of another CA', () => ({ cert: pki.otherServerCert, key: pki.otherServerKey }), clientTls, /unknown CA/],
+    ['no client certificate', () => ({ cert: pki.serverCert, key: pki.serverKey }), () => ({ ca: pki.ca }), /client certificate|refused|TLS/],
+  ] as const) {
+    it(`over HTTP/2, ${name}: MANIFOLD_ERR_TLS within a second, never retried`, async (t) => {
+      // The sink's own HTTP/2 handler, as for AWS's own endpoints: the probe then finds h2 (another CA: the probe fails, HTTP/1.1 reports it).
+      const h2 = await startH2Kinesis(t, cert());
+      const retries: unknown[] = [];
+      const sink = kinesisSink({ streamName: 's', ...connection(client(), h2.endpoint), lingerMs: 0, retry: { retries: 5, minTimeoutMs: 200, maxTimeoutMs: 400 } });
+      t.after(() => sink.destroy());
+      sink.on('retry', (e) => retries.push(e));
+      const started = Date.now();
+      sink.write('x');
+      const error = await new Promise<ManifoldError>((resolve) => sink.on('error', resolve));
+      assert.equal(error.code, ErrorCodes.TLS, error.message);
+      assert.match(error.message, reason);
+      assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${h2.port}`));
+      assert.deepEqual(retries, []);
+      assert.ok(Date.now() - started < 1000);
+    });
   }
 });
 
