@@ -7,7 +7,7 @@
  * token from the environment, sent and never shown; the command line from a URI and a pipeline file.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -189,6 +189,22 @@ describe('websocket over wss: refusals are MANIFOLD_ERR_TLS within a second, nev
       });
     }
   }
+
+  it('an encrypted key: the right passphrase connects; a wrong one is MANIFOLD_ERR_TLS that does not show it', async (t) => {
+    const key = join(pki.dir, 'encrypted-client.key');
+    execFileSync('openssl', ['pkey', '-in', pki.clientKey, '-aes256', '-passout', 'pass:right-pass-hunter2', '-out', key]);
+    const srv = await startWsServer({ tls: serverTls(), onConnection: (ws) => ws.send('hi') });
+    t.after(() => srv.close());
+    const wrong = websocketSource({ url: srv.url, tls: { ca: pki.ca, cert: pki.clientCert, key, passphrase: 'wrong-pass-hunter2' }, retry: retrying });
+    const error = await new Promise<ManifoldError>((resolve) => wrong.on('error', resolve).resume());
+    assert.equal(error.code, ErrorCodes.TLS, error.message);
+    assert.match(error.message, /passphrase/);
+    assert.ok(!`${error.message} ${JSON.stringify(error.details)}`.includes('hunter2'), error.message);
+    const right = websocketSource({ url: srv.url, tls: { ca: pki.ca, cert: pki.clientCert, key, passphrase: 'right-pass-hunter2' } });
+    t.after(() => right.destroy());
+    assert.deepEqual((await take(right, 1)).map((m) => m.data.toString()), ['hi']);
+    assert.deepEqual(srv.clientNames, ['manifold-client']);
+  });
 
   it('source and sink: wss:// to a plaintext port is MANIFOLD_ERR_TLS, not a silent fallback', async (t) => {
     const plain = await plaintextServer();
@@ -385,6 +401,21 @@ describe('wss: on the command line', { timeout: 90_000 }, () => {
     assert.equal(feed.requests[0]!.authorization, 'Bearer cli-token-hunter2-secret');
     assert.deepEqual(feed.server.clientNames, ['manifold-client']);
     assert.ok(!run.stderr().includes('hunter2') && !run.stdout().includes('hunter2'), run.stderr());
+  });
+
+  it('sink from a URI with tls.ca, tls.cert, tls.key', async (t) => {
+    const collector = await startCollector({ tls: serverTls() });
+    t.after(() => collector.server.close());
+    const uri = new URL(collector.server.url);
+    uri.searchParams.append('messageType', 'text');
+    uri.searchParams.append('tls.ca', pki.ca);
+    uri.searchParams.append('tls.cert', pki.clientCert);
+    uri.searchParams.append('tls.key', pki.clientKey);
+    const run = manifold(['stdin:', uri.toString(), '-q'], 'a\nb\n');
+    assert.equal(await run.code, 0, run.stderr());
+    assert.deepEqual(collector.received.map(String), ['a', 'b']);
+    assert.deepEqual(collector.server.clientNames, ['manifold-client']);
+    assert.equal(new URL(collector.server.accepted[0]!.req.url ?? '/', 'wss://x').search, '', 'no tls.* key reached the server');
   });
 
   it('sink from a pipeline file with a tls: mapping', async (t) => {
