@@ -21,7 +21,7 @@ describe('kafka: on the command line, before connecting', () => {
   const bad: Array<[string, string[], RegExp]> = [
     ['a misspelt source key', ['kafka://127.0.0.1:9092/t?grup=x', 'stdout:'], /kafka:\/\/127\.0\.0\.1:9092\/t\?grup=x: unknown option "grup" \(did you mean "group"\?\)/],
     ['a misspelt sink key', ['stdin:', 'kafka://127.0.0.1:9092/t?lingr=5ms'], /unknown option "lingr" \(did you mean "linger"\?\)/],
-    ['a source key on a sink', ['stdin:', 'kafka://127.0.0.1:9092/t?group=g'], /unknown option "group"; known options are clientId, connectTimeout, acks/],
+    ['a source key on a sink', ['stdin:', 'kafka://127.0.0.1:9092/t?group=g'], /unknown option "group"; known options are clientId, sasl, tls, connectTimeout, acks/],
     ['a query key that is no option', ['kafka://127.0.0.1:9092/t?group=g&session.timeout.ms=6000', 'stdout:'], /unknown option "session\.timeout\.ms"/],
     ['no group', ['kafka://127.0.0.1:9092/t', 'stdout:'], /a Kafka source reads as a consumer group: add group=<name>/],
     ['a bad enum', ['kafka://127.0.0.1:9092/t?group=g&from=beginning', 'stdout:'], /from must be one of latest, earliest, got "beginning"/],
