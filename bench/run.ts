@@ -56,9 +56,10 @@ const report = `# Benchmarks
 Produced by \`${command}\` on ${new Date().toISOString().slice(0, 10)}; machine: ${machine}.
 Compare the ratio, not the absolute figures: the machines here are shared and noisy. Higher is
 better for every unit but MiB (peak RSS), whose ratio is raw / ours so that above 1 is better for
-ours everywhere. The core area runs raw and ours in one process, one after the other; the kafka,
-rabbitmq, kinesis, websocket and s3 areas run every side in its own child process (medians of 3
-interleaved rounds), so each peak RSS and CPU µs per message is that side's own.
+ours everywhere. Rows with a CPU µs/msg figure ran every side in its own child process (medians of
+3 interleaved rounds, bench/sides/), so each peak RSS and CPU time is that side's own; the other
+rows (core, startup, kinesis-leases, the kinesis sink and the s3 collector) ran raw and ours in the
+bench process, one after the other, and their peak RSS is that process's.
 
 ![ours / raw per case](ratios.svg)
 

@@ -1,7 +1,9 @@
 /**
  * The sides of bench/kafka.ts, each run in its own process (bench/lib.ts runSide). Each side
  * imports only its own client (dynamic imports), so its peak RSS is what a program using it pays.
- * Messages: `count` x 100 B, keys `k<i % 64>`, built before the clock starts.
+ * Messages: `count` x 100 B, keys `k<i % 64>`; the payload buffers are built before the clock
+ * starts, the message or record objects around them as they are sent (ours: one Message per
+ * message from a generator; the peers: one record per message, a batch at a time).
  *
  * Produce (acks = all, idempotent, into `topic`):
  * - ours: pipeline(Readable.from(messages), kafkaSink({ brokers, topic })) with the sink's defaults
@@ -21,7 +23,8 @@
  *   the same fetch settings as ours (maxWaitTime 500 ms, maxBytes 4 MiB), read with a 'data' handler.
  * - kafkajs: consumer.run({ eachBatch }) from the beginning, resolveOffset of the batch's last
  *   offset per batch, autocommit every 1 s.
- * Timed from the first message to the `count`-th, so the group join is not counted.
+ * Timed from the first message to the `count`-th, so the group join is not counted (for kafkajs,
+ * from its first batch, whose messages are then left out of the count).
  */
 import type { Message } from '../../lib/core/message.js';
 import { measure, sideMain, stopwatch, type Measured, type SideArgs } from '../lib.js';
@@ -48,22 +51,27 @@ async function oursProduce({ bootstrap, topic, count }: KafkaArgs): Promise<Meas
   const { pipeline } = await import('node:stream/promises');
   const { kafkaSink } = await import('../../lib/kafka/sink.js');
   const data = payloads(count);
-  const messages: Message[] = data.map((d, i) => ({ data: d, key: `k${i % 64}`, ack() {}, nack() {} }) as unknown as Message);
-  return measure(count, () => pipeline(Readable.from(messages), kafkaSink({ brokers: bootstrap, topic })));
+  // Messages made as they are read, as a source makes them (each peer makes its records per batch).
+  const messages = function* (): Generator<Message> {
+    for (let i = 0; i < count; i++) yield { data: data[i]!, key: `k${i % 64}`, ack() {}, nack() {} } as unknown as Message;
+  };
+  return measure(count, () => pipeline(Readable.from(messages()), kafkaSink({ brokers: bootstrap, topic })));
 }
 
 async function platformaticProduce({ bootstrap, topic, count, inFlight = 5 }: KafkaArgs): Promise<Measured> {
   const { Producer, ProduceAcks } = await import('@platformatic/kafka');
   const data = payloads(count);
   const k = keys();
-  const batches: Array<Array<{ topic: string; key: Buffer; value: Buffer }>> = [];
-  for (let i = 0; i < count; i += BATCH) batches.push(data.slice(i, i + BATCH).map((value, j) => ({ topic, key: k[(i + j) % 64]!, value })));
   let producer: InstanceType<typeof Producer> | undefined;
   const measured = await measure(count, async () => {
     producer = new Producer({ clientId: 'bench-platformatic', bootstrapBrokers: [bootstrap], idempotent: true, acks: ProduceAcks.ALL });
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < batches.length) await producer!.send({ messages: batches[next++]! });
+      while (next < count) {
+        const i = next;
+        next += BATCH;
+        await producer!.send({ messages: data.slice(i, i + BATCH).map((value, j) => ({ topic, key: k[(i + j) % 64]!, value })) });
+      }
     };
     await Promise.all(Array.from({ length: inFlight }, worker));
   });
@@ -75,14 +83,14 @@ async function kafkajsProduce({ bootstrap, topic, count }: KafkaArgs): Promise<M
   const { Kafka, logLevel } = await import('kafkajs');
   const data = payloads(count);
   const k = keys();
-  const batches: Array<Array<{ key: Buffer; value: Buffer }>> = [];
-  for (let i = 0; i < count; i += BATCH) batches.push(data.slice(i, i + BATCH).map((value, j) => ({ key: k[(i + j) % 64]!, value })));
   const kafka = new Kafka({ clientId: 'bench-kafkajs', brokers: [bootstrap], logLevel: logLevel.ERROR });
   let producer: ReturnType<typeof kafka.producer> | undefined;
   const measured = await measure(count, async () => {
     producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
-    for (const messages of batches) await producer.send({ topic, messages, acks: -1 });
+    for (let i = 0; i < count; i += BATCH) {
+      await producer.send({ topic, messages: data.slice(i, i + BATCH).map((value, j) => ({ key: k[(i + j) % 64]!, value })), acks: -1 });
+    }
   });
   await producer?.disconnect();
   return measured;
@@ -137,17 +145,23 @@ async function kafkajsConsume({ bootstrap, topic, count }: KafkaArgs): Promise<M
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   let seen = 0;
+  let first = 0;
   const measured = await new Promise<Measured>((resolve, reject) => {
     consumer
       .run({
         autoCommitInterval: 1000,
         eachBatchAutoResolve: false,
         eachBatch: async ({ batch, resolveOffset }) => {
-          clock.start();
           if (seen >= count) return;
+          // The clock starts at the first batch, whose messages are then not counted (a handler called per
+          // message starts at its first one): the rate is of what arrived after the clock started.
+          if (!clock.started()) {
+            clock.start();
+            first = batch.messages.length;
+          }
           seen += batch.messages.length;
           resolveOffset(batch.lastOffset());
-          if (seen >= count) resolve(clock.stop(count));
+          if (seen >= count) resolve(clock.stop(seen - first));
         },
       })
       .catch(reject);

@@ -1,6 +1,7 @@
 /**
  * The sides of bench/rabbitmq.ts, each run in its own process (bench/lib.ts runSide), each
- * importing only its own client. Messages: `count` x 100 B, built before the clock starts, to the
+ * importing only its own client. Messages: `count` x 100 B (payloads built before the clock
+ * starts; ours wraps each in a Message from a generator as the sink reads it), to the
  * durable queue `queue` through the default exchange, persistent and mandatory.
  *
  * Publish with confirms, at most WINDOW (1,000) unconfirmed on every side:
@@ -71,8 +72,12 @@ async function oursPublish({ url, queue, count }: RabbitArgs): Promise<Measured>
   const { Readable } = await import('node:stream');
   const { pipeline } = await import('node:stream/promises');
   const { rabbitmqSink } = await import('../../lib/rabbitmq/sink.js');
-  const messages = payloads(count).map((data) => ({ data, ack() {}, nack() {} }) as unknown as Message);
-  return measure(count, () => pipeline(Readable.from(messages), rabbitmqSink({ url, routingKey: queue, maxInFlight: WINDOW })));
+  const data = payloads(count);
+  // Messages made as they are read, as a source makes them; the peers publish the payloads directly.
+  const messages = function* (): Generator<Message> {
+    for (let i = 0; i < count; i++) yield { data: data[i]!, ack() {}, nack() {} } as unknown as Message;
+  };
+  return measure(count, () => pipeline(Readable.from(messages()), rabbitmqSink({ url, routingKey: queue, maxInFlight: WINDOW })));
 }
 
 async function amqplibPublish({ url, queue, count }: RabbitArgs): Promise<Measured> {

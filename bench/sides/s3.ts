@@ -6,9 +6,9 @@
  * every 100 ms while data arrives and before a file is closed, a message counted as acked once an
  * fsync covered it; files of 8 MiB; at most 4 uploads at once.
  *
- * - ours: pipeline(Readable.from(messages), s3Sink({ bucket, endpoint, bufferPath: dir })) with its
- *   defaults (ackOn 'disk', syncIntervalMs 100, commitSizeBytes 8 MiB, uploadConcurrency 4,
- *   multipart parts of 8 MiB read from disk).
+ * - ours: pipeline(Readable.from(a generator making a Message per message), s3Sink({ bucket,
+ *   endpoint, bufferPath: dir })) with its defaults (ackOn 'disk', syncIntervalMs 100,
+ *   commitSizeBytes 8 MiB, uploadConcurrency 4, multipart parts of 8 MiB read from disk).
  * - handwritten: what a careful user writes with @aws-sdk/lib-storage: messages gathered into
  *   64 KiB writev() calls on a FileHandle, fsync when 100 ms passed since the last one (and at
  *   rotation), rotation at 8 MiB, each closed file uploaded with Upload({ Body: createReadStream,
@@ -41,9 +41,12 @@ async function ours({ endpoint, bucket, dir, count }: S3Args): Promise<Measured>
   const onAck = (): void => {
     acked += 1;
   };
-  const messages: Message[] = Array.from({ length: count }, () => createMessage({ data, onAck }));
+  // Messages made as they are read, as a source makes them.
+  const messages = function* (): Generator<Message> {
+    for (let i = 0; i < count; i++) yield createMessage({ data, onAck });
+  };
   return measure(count, async () => {
-    await pipeline(Readable.from(messages), s3Sink({ bucket, endpoint, region: 'us-east-1', credentials, bufferPath: dir, closeTimeoutMs: 300_000 }));
+    await pipeline(Readable.from(messages()), s3Sink({ bucket, endpoint, region: 'us-east-1', credentials, bufferPath: dir, closeTimeoutMs: 300_000 }));
     if (acked !== count) throw new Error(`only ${acked} of ${count} acked`);
   });
 }
