@@ -11,6 +11,7 @@ import { ErrorCodes, ManifoldError } from '../core/errors.js';
 import { common, defineOptions, invalidOption, opt, type OptionSpecs } from '../core/options.js';
 import { retryOption, type RetryOptions } from '../core/retry.js';
 import { onDelimiterOption } from '../core/delimiter.js';
+import type { TlsOptions } from '../core/tls.js';
 import type { Checkpointer } from '../kinesis/checkpoint.js';
 
 /** AWS credentials, as the SDK takes them (or a provider function). */
@@ -126,6 +127,27 @@ const allowSharedBufferPath = opt.boolean(
   { default: false },
 );
 
+/** A flat mapping of text to text (object tags, metadata); text form `k:v,k2:v2`. */
+function stringMap(doc: string, cli: string, most: number) {
+  return opt.custom<Record<string, string>>(doc, {
+    type: 'Record<string, string>',
+    cli,
+    schema: { type: 'object', additionalProperties: { type: 'string' } },
+    parse: (text) => Object.fromEntries(text.split(',').filter(Boolean).map((pair) => [pair.slice(0, pair.indexOf(':') < 0 ? pair.length : pair.indexOf(':')), pair.includes(':') ? pair.slice(pair.indexOf(':') + 1) : ''])),
+    check: (value, fail) => {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) return fail(`a mapping of names to text values (at most ${most})`);
+      const entries = Object.entries(value as Record<string, unknown>);
+      if (entries.length === 0 || entries.length > most) return fail(`a mapping of 1 to ${most} names to text values`);
+      for (const [name, text] of entries) {
+        if (!/^[A-Za-z0-9 +\-=._:/@]{1,128}$/.test(name) || typeof text !== 'string' || text.length > 256 || /[\u0000-\u001f\u007f]/.test(text)) {
+          return fail(`names of 1 to 128 letters, digits, spaces and + - = . _ : / @, each with text of at most 256 characters (${JSON.stringify(name)} is not)`);
+        }
+      }
+      return { ...(value as Record<string, string>) };
+    },
+  });
+}
+
 /** What the collector does with messages. */
 export const s3Collecting = {
   commitSizeBytes: opt.bytes('Commit the buffer file once it holds this many bytes (records are never split).', { default: 8 * 1024 * 1024 }),
@@ -152,7 +174,20 @@ const writerId = opt.custom<string>("Names this process's files and keys: up to 
 export const s3Uploading = {
   uploadIntervalMs: opt.duration('Rescan the buffer folder this often for files left by an earlier run or a failed upload.', { default: 30_000 }),
   uploadConcurrency: opt.integer('Uploads at the same time.', { default: 4, min: 1, max: 64 }),
-  compression: opt.enum("`'gzip'` compresses while uploading (the key gets `.gz`, content type `application/gzip`).", ['none', 'gzip'], { default: 'none' }),
+  compression: opt.enum(
+    "`'gzip'` or `'zstd'` compresses while uploading (the key gets `.gz` or `.zst`, content type `application/gzip` or `application/zstd`); `'none'` stores the lines as they are (`application/octet-stream`).",
+    ['none', 'gzip', 'zstd'],
+    { default: 'none' },
+  ),
+  storageClass: opt.enum('Storage class of every object; default the bucket\'s (STANDARD).', ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'GLACIER_IR', 'DEEP_ARCHIVE', 'REDUCED_REDUNDANCY', 'EXPRESS_ONEZONE'], {
+    defaultText: "the bucket's",
+  }),
+  serverSideEncryption: opt.enum("Server-side encryption of every object: `'AES256'` (S3-managed keys) or `'aws:kms'` (with `sseKmsKeyId`, else the account's default KMS key); default the bucket's.", ['AES256', 'aws:kms', 'aws:kms:dsse'], {
+    defaultText: "the bucket's",
+  }),
+  sseKmsKeyId: opt.string("The KMS key (id, ARN or alias) of `serverSideEncryption: 'aws:kms'`."),
+  tags: stringMap('Object tags of every object: `{ team: "data" }`; on the command line `tags=team:data,env:prod`.', 'tags', 10),
+  metadata: stringMap('User metadata of every object (`x-amz-meta-*`): `{ source: "orders" }`; on the command line `metadata=source:orders`.', 'metadata', 50),
   partSizeBytes: opt.bytes('Multipart part size, at least 5 MiB; each upload holds about two parts in memory at most.', { default: 8 * 1024 * 1024, min: MIN_PART_BYTES }),
   closeTimeoutMs: opt.duration('On `end()`, how long uploads may go on; what is left stays on disk for the next start.', { default: 30_000, min: 0 }),
   retry: retryOption('Retries of one upload (`retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`); when they run out the file waits for the next rescan.'),
@@ -209,6 +244,7 @@ export const s3SourceOptions = defineOptions('s3Source', {
   watch: opt.boolean('After the last object, list again every `pollIntervalMs` for new keys (that sort after the last one read) instead of ending.', { default: false }),
   pollIntervalMs: opt.duration('With `watch`: how often to list for new objects.', { default: 10_000, min: 100 }),
   maxInFlight: opt.integer('Most lines handed out and not yet acked; reading waits at this many.', { default: 10_000, min: 1 }),
+  readAhead: opt.integer('Objects whose GetObject is under way while the one before is read (many small objects are bound by the latency of each request); each holds a connection.', { default: 4, min: 1, max: 64 }),
   maxInFlightBytes: opt.bytes('Most payload bytes handed out and not yet acked; reading waits at this many.', { default: 64 * 1024 * 1024, cli: 'maxInFlightBytes' }),
   closeTimeoutMs: opt.duration('Longest `close()` waits for the lines in flight to be acked before storing the checkpoint.', { default: 30_000, min: 0 }),
   retry: retryOption('Retries of each List and Get call on throttling and transient faults; `false` for none.'),
@@ -229,7 +265,7 @@ export interface S3TargetOptions {
 // <options S3ConnectionOptions>
 /** How the S3 client is made. Generated by `npm run options`. */
 export interface S3ConnectionOptions {
-  /** A ready S3Client to use; region, endpoint, credentials and connectTimeoutMs then belong to it. */
+  /** A ready S3Client to use; region, endpoint, tls, credentials and connectTimeoutMs then belong to it. */
   client?: S3Client;
   /** AWS region. Default: from the environment (AWS_REGION) or the shared config; "us-east-1" with a local endpoint on the command line. */
   region?: string;
@@ -237,6 +273,8 @@ export interface S3ConnectionOptions {
   endpoint?: string;
   /** AWS credentials ({ accessKeyId, secretAccessKey, sessionToken }) or a credential provider. Default: the SDK chain. */
   credentials?: S3Credentials;
+  /** TLS of an `https://` endpoint: `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }` for a private CA or a client certificate (PEM text, bytes or file paths, re-read at every new connection); for the client the connector builds, refused with an `http://` endpoint. Default none (plain TCP), unless the URL says TLS. */
+  tls?: boolean | TlsOptions;
   /** Path-style URLs (`http://host/bucket/key`), which S3-compatible servers need; with `client`, set it on that client. Default true with `endpoint`, else false. */
   forcePathStyle?: boolean;
 }
@@ -269,8 +307,18 @@ export interface S3UploadingOptions {
   uploadIntervalMs?: number;
   /** Uploads at the same time. Default 4. */
   uploadConcurrency?: number;
-  /** `'gzip'` compresses while uploading (the key gets `.gz`, content type `application/gzip`). Default 'none'. */
-  compression?: 'none' | 'gzip';
+  /** `'gzip'` or `'zstd'` compresses while uploading (the key gets `.gz` or `.zst`, content type `application/gzip` or `application/zstd`); `'none'` stores the lines as they are (`application/octet-stream`). Default 'none'. */
+  compression?: 'none' | 'gzip' | 'zstd';
+  /** Storage class of every object; default the bucket's (STANDARD). Default the bucket's. */
+  storageClass?: 'STANDARD' | 'STANDARD_IA' | 'ONEZONE_IA' | 'INTELLIGENT_TIERING' | 'GLACIER' | 'GLACIER_IR' | 'DEEP_ARCHIVE' | 'REDUCED_REDUNDANCY' | 'EXPRESS_ONEZONE';
+  /** Server-side encryption of every object: `'AES256'` (S3-managed keys) or `'aws:kms'` (with `sseKmsKeyId`, else the account's default KMS key); default the bucket's. Default the bucket's. */
+  serverSideEncryption?: 'AES256' | 'aws:kms' | 'aws:kms:dsse';
+  /** The KMS key (id, ARN or alias) of `serverSideEncryption: 'aws:kms'`. */
+  sseKmsKeyId?: string;
+  /** Object tags of every object: `{ team: "data" }`; on the command line `tags=team:data,env:prod`. */
+  tags?: Record<string, string>;
+  /** User metadata of every object (`x-amz-meta-*`): `{ source: "orders" }`; on the command line `metadata=source:orders`. */
+  metadata?: Record<string, string>;
   /** Multipart part size, at least 5 MiB; each upload holds about two parts in memory at most. Default 8 MiB. */
   partSizeBytes?: number;
   /** On `end()`, how long uploads may go on; what is left stays on disk for the next start. Default 30,000 ms. */
@@ -351,6 +399,8 @@ export interface S3SourceOptions extends S3ConnectionOptions {
   pollIntervalMs?: number;
   /** Most lines handed out and not yet acked; reading waits at this many. Default 10,000. */
   maxInFlight?: number;
+  /** Objects whose GetObject is under way while the one before is read (many small objects are bound by the latency of each request); each holds a connection. Default 4. */
+  readAhead?: number;
   /** Most payload bytes handed out and not yet acked; reading waits at this many. Default 64 MiB. */
   maxInFlightBytes?: number;
   /** Longest `close()` waits for the lines in flight to be acked before storing the checkpoint. Default 30,000 ms. */

@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
-import { GetObjectCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, S3Client, type GetObjectCommandOutput, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { awsCall, awsConnection, awsError, type AwsConnection } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { createMessage, type Message } from '../core/message.js';
@@ -88,6 +88,7 @@ export class S3Source extends Readable {
   readonly #watch: boolean;
   readonly #pollIntervalMs: number;
   readonly #maxInFlight: number;
+  readonly #readAhead: number;
   readonly #maxInFlightBytes: number;
   readonly #closeTimeoutMs: number;
   readonly #abort = new AbortController();
@@ -126,6 +127,7 @@ export class S3Source extends Readable {
     this.#watch = o.watch;
     this.#pollIntervalMs = o.pollIntervalMs;
     this.#maxInFlight = o.maxInFlight;
+    this.#readAhead = o.readAhead;
     this.#maxInFlightBytes = o.maxInFlightBytes;
     this.#closeTimeoutMs = o.closeTimeoutMs;
     if (o.signal) {
@@ -197,13 +199,30 @@ export class S3Source extends Readable {
       );
       if (this.#abort.signal.aborted) return;
       const contents = page.Contents ?? [];
+      const keys: string[] = [];
       for (const object of contents) {
         const key = object.Key;
         if (key === undefined || (after !== undefined && key <= after)) continue;
         after = key;
         // A "folder" placeholder holds no lines.
-        if (key.endsWith('/') && (object.Size ?? 0) === 0) continue;
-        await this.#readObject(key);
+        if (!(key.endsWith('/') && (object.Size ?? 0) === 0)) keys.push(key);
+      }
+      // GetObject of the next `readAhead` objects is under way while one is read: small objects are latency bound.
+      const fetching: Array<Promise<GetObjectCommandOutput>> = [];
+      const fetch = (key: string): Promise<GetObjectCommandOutput> => {
+        const response = this.#get(key);
+        response.catch(() => {});
+        return response;
+      };
+      for (let i = 0; i < Math.min(this.#readAhead, keys.length); i++) fetching.push(fetch(keys[i]!));
+      for (let i = 0; i < keys.length; i++) {
+        const response = fetching.shift()!;
+        if (i + this.#readAhead < keys.length) fetching.push(fetch(keys[i + this.#readAhead]!));
+        try {
+          await this.#readObject(keys[i]!, response);
+        } finally {
+          if (this.#abort.signal.aborted) for (const pending of fetching) void pending.then((out) => (out.Body as Readable | undefined)?.destroy(), () => {});
+        }
         if (this.#abort.signal.aborted) return;
       }
       if (page.IsTruncated && contents.length > 0) continue;
@@ -222,13 +241,18 @@ export class S3Source extends Readable {
     if (!this.destroyed) this.destroy();
   }
 
-  async #readObject(key: string): Promise<void> {
+  #get(key: string): Promise<GetObjectCommandOutput> {
+    const resource = `s3://${this.#bucket}/${key}`;
+    return this.#call('GetObject', resource, `${resource} does not exist`, (abortSignal) =>
+      this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), { abortSignal }),
+    );
+  }
+
+  async #readObject(key: string, response: Promise<GetObjectCommandOutput>): Promise<void> {
     const resource = `s3://${this.#bucket}/${key}`;
     const state: ObjectState = { key, pushed: 0, acked: 0, ended: false, failed: false };
     this.#objects.push(state);
-    const out = await this.#call('GetObject', resource, `${resource} does not exist`, (abortSignal) =>
-      this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), { abortSignal }),
-    );
+    const out = await response;
     const timestamp = out.LastModified?.getTime();
     const encoding = (out.ContentEncoding ?? '').toLowerCase();
     let body = out.Body as Readable;

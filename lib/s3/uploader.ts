@@ -8,8 +8,8 @@
 import { lstat, readdir, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, addAbortSignal } from 'node:stream';
-import { createGzip } from 'node:zlib';
-import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { createGzip, createZstdCompress } from 'node:zlib';
+import { S3Client, type PutObjectCommandInput, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { awsCall, awsConnection, awsError, type AwsClientSettings, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, isRetryable, toError } from '../core/errors.js';
@@ -78,6 +78,9 @@ export function uploaderSettings(where: string, o: ResolvedOptions<typeof s3Uplo
   if ('client' in connection && o.forcePathStyle !== undefined) {
     conflictingOptions(where, 'client', 'forcePathStyle', 'cannot be combined: configure the client you pass instead');
   }
+  if (o.sseKmsKeyId !== undefined && o.serverSideEncryption !== 'aws:kms') {
+    conflictingOptions(where, 'sseKmsKeyId', 'serverSideEncryption', "go together: a KMS key id needs serverSideEncryption: 'aws:kms'");
+  }
   return { ...o, connection, retry: resolveRetry(where, o.retry), timeouts: connection.timeouts };
 }
 
@@ -127,6 +130,27 @@ function isCommittedFile(value: unknown): value is CommittedFile {
  * (s3rver, MinIO, Ceph): path-style URLs unless `forcePathStyle: false`, and checksums
  * only where S3 requires them, since several such servers refuse or mis-store the SDK's default ones.
  */
+/** The key's ending per compression. */
+const EXTENSION = { none: '', gzip: '.gz', zstd: '.zst' } as const;
+
+/**
+ * What each object is stored with. A compressed file is a file of that format (`.gz` is
+ * `application/gzip`, `.zst` `application/zstd`), not a text sent with a Content-Encoding that
+ * clients would undo on download; an uncompressed one is lines of bytes (`application/octet-stream`).
+ */
+type ObjectParams = Pick<PutObjectCommandInput, 'ContentType' | 'StorageClass' | 'ServerSideEncryption' | 'SSEKMSKeyId' | 'Metadata'>;
+
+function objectParams(o: UploaderSettings): ObjectParams {
+  const params: ObjectParams = { ContentType: CONTENT_TYPE[o.compression] };
+  if (o.storageClass !== undefined) params.StorageClass = o.storageClass as PutObjectCommandInput['StorageClass'];
+  if (o.serverSideEncryption !== undefined) params.ServerSideEncryption = o.serverSideEncryption;
+  if (o.sseKmsKeyId !== undefined) params.SSEKMSKeyId = o.sseKmsKeyId;
+  if (o.metadata !== undefined) params.Metadata = { ...o.metadata };
+  return params;
+}
+
+const CONTENT_TYPE = { none: 'application/octet-stream', gzip: 'application/gzip', zstd: 'application/zstd' } as const;
+
 /** The S3 client config of settings we validated: path-style and checksums only where required for an endpoint (s3rver, MinIO). */
 export function clientConfig(settings: AwsClientSettings<S3Credentials>, forcePathStyle: boolean | undefined): S3ClientConfig {
   if (settings.endpoint === undefined) return { ...settings, forcePathStyle: forcePathStyle ?? false };
@@ -160,6 +184,9 @@ export class S3Uploader extends Writable {
   #overflow = false;
   /** Entries of the buffer folder left alone, each reported once. */
   readonly #ignored = new OnceReporter((path, reason) => this.emit('warning', ignoredEntry('s3Uploader', path, reason)));
+  /** What every object is stored with: content type, storage class, encryption, metadata. */
+  readonly #objectParams: ObjectParams;
+  readonly #tags: Array<{ Key: string; Value: string }> | undefined;
 
   /** `settings`: what s3Sink validated already, under its own name (then `options` is not read). */
   constructor(options: S3UploaderOptions, settings?: UploaderSettings) {
@@ -168,12 +195,14 @@ export class S3Uploader extends Writable {
     this.#o = o;
     this.#ownClient = !('client' in o.connection);
     this.#client = 'client' in o.connection ? o.connection.client : new S3Client(clientConfig(o.connection.settings, o.forcePathStyle));
+    this.#objectParams = objectParams(o);
+    this.#tags = o.tags === undefined ? undefined : Object.entries(o.tags).map(([Key, Value]) => ({ Key, Value }));
     if (o.signal) addAbortSignal(o.signal, this);
   }
 
   /** The S3 key a committed file goes to. */
   keyFor(relativePath: string): string {
-    return `${this.#o.prefix}${relativePath}${this.#o.compression === 'gzip' ? '.gz' : ''}`;
+    return `${this.#o.prefix}${relativePath}${EXTENSION[this.#o.compression]}`;
   }
 
   /** Files known and not yet uploaded (queued, uploading, or waiting for the next rescan); at most 10,000 are tracked at once, a larger backlog waits on disk. */
@@ -408,16 +437,13 @@ export class S3Uploader extends Writable {
     const opened = await openBufferFile(entry.path, 'read');
     if (typeof opened === 'string') throw Object.assign(ignoredEntry('s3Uploader', entry.path, opened), { refusedReason: opened });
     const file = opened.createReadStream();
-    const body = this.#o.compression === 'gzip' ? file.pipe(createGzip()) : file;
+    const { compression } = this.#o;
+    const body = compression === 'gzip' ? file.pipe(createGzip()) : compression === 'zstd' ? file.pipe(createZstdCompress()) : file;
     if (body !== file) file.once('error', (error) => body.destroy(error));
     const upload = new Upload({
       client: this.#timed(key, entry.path),
-      params: {
-        Bucket: this.#o.bucket,
-        Key: key,
-        Body: body,
-        ContentType: this.#o.compression === 'gzip' ? 'application/gzip' : 'application/octet-stream',
-      },
+      params: { Bucket: this.#o.bucket, Key: key, Body: body, ...this.#objectParams },
+      ...(this.#tags ? { tags: this.#tags } : {}),
       partSize: this.#o.partSizeBytes,
       // One part in flight per upload: memory stays near uploadConcurrency x 2 parts whatever the file size.
       queueSize: 1,

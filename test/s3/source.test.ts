@@ -159,10 +159,12 @@ describe('s3Source', () => {
     assert.deepEqual(got, ['one', 'two']);
   });
 
-  it('kill -9 while reading 300 objects, then a restart: every line delivered at least once, checkpoint at the last object', async () => {
+  it('kill -9 while reading 10,000 objects (ten listing pages), then a restart: every line delivered at least once, checkpoint at the last object', async () => {
     const bucket = await s3.createBucket();
-    const keys = Array.from({ length: 300 }, (_, i) => `k/${String(i).padStart(4, '0')}`);
-    for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((key) => put(bucket, key, Array.from({ length: 20 }, (_, n) => `${key}#${n}`).join('\n') + '\n')));
+    const OBJECTS = 10_000;
+    const LINES = 2;
+    const keys = Array.from({ length: OBJECTS }, (_, i) => `k/${String(i).padStart(5, '0')}`);
+    for (let i = 0; i < keys.length; i += 100) await Promise.all(keys.slice(i, i + 100).map((key) => put(bucket, key, Array.from({ length: LINES }, (_, n) => `${key}#${n}`).join('\n') + '\n')));
     const dir = await s3.tempDir('checkpoint');
     const checkpointFile = join(dir, 'cp.json');
     const child = join(root, 'test', 'fixtures', 's3-source-child.ts');
@@ -184,15 +186,15 @@ describe('s3Source', () => {
         resolve({ lines, code, signal });
       }));
     };
-    const first = await run(2500);
+    const first = await run((OBJECTS * LINES) / 3);
     assert.equal(first.signal, 'SIGKILL');
     const stored = JSON.parse(await readFile(checkpointFile, 'utf8').catch(() => '{}')) as unknown;
     const second = await run();
     assert.equal(second.code, 0);
     const all = new Set([...first.lines, ...second.lines]);
-    assert.equal(all.size, 300 * 20, 'every line delivered');
+    assert.equal(all.size, OBJECTS * LINES, 'every line delivered');
     // The restart began after the stored checkpoint, not from the start (unless none was stored yet).
-    assert.ok(second.lines.size < 300 * 20 || JSON.stringify(stored) === '{}', `the restart re-read ${second.lines.size} lines`);
+    assert.ok(second.lines.size < OBJECTS * LINES || JSON.stringify(stored) === '{}', `the restart re-read ${second.lines.size} lines`);
     const final = JSON.parse(await readFile(checkpointFile, 'utf8')) as { scopes: Record<string, Record<string, { sequenceNumber: string }>> };
     assert.equal(final.scopes[`s3://${bucket}/k/`]?.[S3_CHECKPOINT_ID]?.sequenceNumber, keys.at(-1));
   });

@@ -32,7 +32,7 @@ describe('s3Uploader options', () => {
     assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', partSizeBytes: 1024 }), /options\.partSizeBytes must be an integer of at least 5242880/);
     assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', uploadConcurrency: 0 }), /options\.uploadConcurrency/);
     assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', endpoint: 'not a url' }), /s3Uploader: options\.endpoint must be an http:\/\/ or https:\/\/ URL, got "not a url"/);
-    assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', compression: 'zstd' as 'gzip' }), /options\.compression must be one of "none", "gzip"/);
+    assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', compression: 'brotli' as 'gzip' }), /options\.compression must be one of "none", "gzip", "zstd"/);
     assert.throws(() => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', prefix: '/abs' }), /options\.prefix/);
     assert.throws(
       () => s3Uploader({ bucket: 'bkt', bufferPath: '/tmp/x', credentials: 'hunter2-secret' as never }),
