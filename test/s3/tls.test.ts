@@ -4,7 +4,7 @@
  * suite through it; a server of another CA, an expired certificate, no client certificate: MANIFOLD_ERR_TLS
  * within a second of the first upload, never retried; a client certificate replaced on disk used by the
  * next connection; tls beside a client or an http:// endpoint refused; the command line from a URI and
- * a pipeline file.
+ * a pipeline file; and s3Source through the same proxy.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -255,5 +255,39 @@ describe('s3: on the command line over TLS', { timeout: 90_000 }, () => {
     const cli = run(['stdin:', `s3://b/p/?endpoint=${encodeURIComponent('http://127.0.0.1:1')}&tls.ca=${encodeURIComponent(pki.ca)}`], '');
     assert.equal(await cli.code, 2, cli.stderr());
     assert.match(cli.stderr(), /options\.tls and options\.endpoint cannot be combined/);
+  });
+});
+
+describe('s3Source over TLS', { timeout: 60_000 }, () => {
+  it('reads back through the TLS proxy with a client certificate, and a server of another CA is MANIFOLD_ERR_TLS within a second', async (t) => {
+    const { s3, proxy, endpoint } = await startTlsS3(t);
+    const bucket = await s3.createBucket();
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'in/1', Body: 'a\nb\n' }));
+    const { s3Source } = await import('../../lib/s3/source.js');
+    const got: string[] = [];
+    await pipeline(
+      s3Source({ bucket, prefix: 'in/', endpoint, region: 'us-east-1', credentials, tls: clientTls() }),
+      new (await import('node:stream')).Writable({
+        objectMode: true,
+        write(message: { data: Buffer; ack(): void }, _e, callback) {
+          got.push(message.data.toString());
+          message.ack();
+          callback();
+        },
+      }),
+    );
+    assert.deepEqual(got, ['a', 'b']);
+    assert.ok(proxy.clientNames.includes('manifold-client'));
+    const other = await startTlsS3(t, { cert: pki.otherServerCert, key: pki.otherServerKey });
+    const started = Date.now();
+    const source = s3Source({ bucket, prefix: 'in/', endpoint: other.endpoint, region: 'us-east-1', credentials, tls: clientTls() });
+    const error = await new Promise<Error>((resolve) => {
+      source.on('error', resolve);
+      source.resume();
+    });
+    assert.ok(error instanceof ManifoldError && error.code === ErrorCodes.TLS, String(error));
+    assert.match(error.message, /unknown CA/);
+    assert.ok(Date.now() - started < 1000, `${Date.now() - started} ms`);
   });
 });
