@@ -28,6 +28,7 @@ import { sinkConformance, sourceConformance } from '../conformance/suite.js';
 import { DYNAMO_CONFIG, startDynamo, type DynamoServer } from '../fixtures/dynamodb.js';
 import { createStream, deleteStream, putRaw, rawClient, readAll, startKinesisServer, type KinesisServer } from '../fixtures/kinesis.js';
 import { makePki, tlsProxy, type Pki, type TlsProxy } from '../fixtures/tls.js';
+import { take } from '../fixtures/take.js';
 
 const credentials = { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' };
 
@@ -55,37 +56,6 @@ function connection(tls: TlsOptions = clientTls(), at = endpoint) {
   return { endpoint: at, region: 'us-east-1', credentials, tls };
 }
 
-/** Reads `n` messages (acking them), then pauses. */
-function take(source: KinesisSource, n: number, timeoutMs = 20_000): Promise<Message[]> {
-  const got: Message[] = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`timed out with ${got.length} of ${n} messages`));
-    }, timeoutMs);
-    const onData = (m: Message): void => {
-      m.ack();
-      got.push(m);
-      if (got.length === n) {
-        cleanup();
-        resolve(got);
-      }
-    };
-    const onError = (error: Error): void => {
-      cleanup();
-      reject(error);
-    };
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      source.off('data', onData);
-      source.off('error', onError);
-      source.pause();
-    };
-    source.on('data', onData);
-    source.on('error', onError);
-    source.resume();
-  });
-}
 
 sourceConformance({
   name: 'kinesis over TLS with a private CA and a client certificate',
@@ -190,7 +160,7 @@ describe('kinesis over TLS: enhanced fan-out', { timeout: 60_000 }, () => {
     const source = kinesisSource({ streamName, ...connection(), startingPosition: 'TRIM_HORIZON', checkpointer: memoryCheckpointer(), consumerName: `tls-${Date.now()}`, deregisterOnClose: true });
     t.after(() => source.destroy());
     source.on('subscribe', (e) => subscribed.push(e));
-    const got = await take(source, 10);
+    const got = await take(source, 10, { ack: true });
     assert.deepEqual(got.map((m) => m.data.toString()), Array.from({ length: 10 }, (_, i) => `f${i}`));
     assert.ok(subscribed.length > 0, 'read by SubscribeToShard');
     source.resume();
@@ -371,7 +341,7 @@ describe('dynamoLeases over TLS', { timeout: 90_000 }, () => {
     const coordinator = dynamoLeases({ tableName: `leases-${Date.now()}`, endpoint: `https://127.0.0.1:${dynamoProxy.port}`, ...DYNAMO_CONFIG, tls: clientTls(), leaseDurationMs: 1_500, renewIntervalMs: 300 });
     const source = kinesisSource({ streamName, ...connection(), startingPosition: 'TRIM_HORIZON', coordinator, pollIntervalMs: 200, shardDiscoveryIntervalMs: 500, checkpointIntervalMs: 200 });
     t.after(() => source.destroy());
-    const got = await take(source, 20);
+    const got = await take(source, 20, { ack: true });
     assert.deepEqual(got.map((m) => m.data.toString()).sort(), Array.from({ length: 20 }, (_, i) => `r${i}`).sort());
     assert.ok(dynamoProxy.clientNames.includes('manifold-client'), 'the lease table was reached through TLS with the client certificate');
     source.resume();

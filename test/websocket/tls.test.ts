@@ -21,6 +21,7 @@ import { websocketSource, type WebSocketSource } from '../../lib/websocket/sourc
 import { sinkConformance, sourceConformance } from '../conformance/suite.js';
 import { makePki, plaintextServer, type Pki } from '../fixtures/tls.js';
 import { startCollector, startFeed, startWsServer, type WsServer, type WsServerOptions } from '../fixtures/websocket.js';
+import { take } from '../fixtures/take.js';
 
 let pki: Pki;
 before(() => {
@@ -50,36 +51,6 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
   }
 }
 
-/** Reads `n` messages from `source` (without ending it), then pauses it. */
-function take(source: WebSocketSource, n: number, timeoutMs = 10_000): Promise<Message[]> {
-  const got: Message[] = [];
-  return new Promise<Message[]>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`timed out after ${timeoutMs} ms with ${got.length} messages`));
-    }, timeoutMs);
-    const onData = (m: Message): void => {
-      got.push(m);
-      if (got.length === n) {
-        cleanup();
-        resolve(got);
-      }
-    };
-    const onError = (error: Error): void => {
-      cleanup();
-      reject(error);
-    };
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      source.off('data', onData);
-      source.off('error', onError);
-      source.pause();
-    };
-    source.on('data', onData);
-    source.on('error', onError);
-    source.resume();
-  });
-}
 
 sourceConformance({
   name: 'websocket over wss with a client certificate',
