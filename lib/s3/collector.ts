@@ -127,6 +127,17 @@ function committedName(ns: bigint, writerId: string): { day: string; name: strin
   return { day: iso.slice(0, 10), name: `${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}.${fraction}-${writerId}` };
 }
 
+// The wall clock in nanoseconds, read once, and the monotonic clock at that moment: the time of a commit is this
+// wall clock plus the monotonic nanoseconds since, so its last digits are real (not a microsecond clock times 1000).
+// Anchored once per process, it does not follow a wall clock stepped later (NTP); names stay increasing either way.
+const HRTIME_ANCHOR = process.hrtime.bigint();
+const WALL_ANCHOR_NS = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+
+/** Nanoseconds since the epoch, from the monotonic clock offset against the wall clock read at load. */
+export function nowNanoseconds(): bigint {
+  return WALL_ANCHOR_NS + (process.hrtime.bigint() - HRTIME_ANCHOR);
+}
+
 function ioError(what: string, error: unknown): ManifoldError {
   return new ManifoldError(`s3Collector: ${what} failed: ${describe(error)}`, { code: ErrorCodes.IO, cause: error });
 }
@@ -411,7 +422,7 @@ export class S3Collector extends Transform {
   /** Renames a synced, closed buffer file to its committed name, makes that durable, and emits it. */
   async #publish(path: string, bytes: number, records: number, acks: AckPair[], reason: CommitReason): Promise<void> {
     // Strictly increasing per process, so two commits in the same nanosecond still get two names.
-    const nowNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+    const nowNs = nowNanoseconds();
     this.#lastNs = nowNs > this.#lastNs ? nowNs : this.#lastNs + 1n;
     const { day, name } = committedName(this.#lastNs, this.#o.writerId);
     const folder = join(this.#o.bufferPath, day);
