@@ -190,6 +190,11 @@ export const s3Uploading = {
   metadata: stringMap('User metadata of every object (`x-amz-meta-*`): `{ source: "orders" }`; on the command line `metadata=source:orders`.', 'metadata', 50),
   partSizeBytes: opt.bytes('Multipart part size, at least 5 MiB; each upload holds about two parts in memory at most.', { default: 8 * 1024 * 1024, min: MIN_PART_BYTES }),
   closeTimeoutMs: opt.duration('On `end()`, how long uploads may go on; what is left stays on disk for the next start.', { default: 30_000, min: 0 }),
+  verify: opt.enum(
+    "Start-up check: `'bucket'` sends HeadBucket, so a missing bucket (`MANIFOLD_ERR_NOT_FOUND`) or refused credentials (`MANIFOLD_ERR_AUTH`) fail the stream at once rather than at the first upload; `'write'` also writes and deletes a small object `<prefix>_manifold-verify-<pid>-<hex>` (the write permission, encryption and storage class settings); `'none'` checks nothing. S3 unreachable at start is a `'warning'`, not a failure: messages go on to disk.",
+    ['bucket', 'write', 'none'],
+    { default: 'bucket' },
+  ),
   retry: retryOption('Retries of one upload (`retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`); when they run out the file waits for the next rescan.'),
   requestTimeoutMs,
   connectTimeoutMs,
@@ -323,6 +328,8 @@ export interface S3UploadingOptions {
   partSizeBytes?: number;
   /** On `end()`, how long uploads may go on; what is left stays on disk for the next start. Default 30,000 ms. */
   closeTimeoutMs?: number;
+  /** Start-up check: `'bucket'` sends HeadBucket, so a missing bucket (`MANIFOLD_ERR_NOT_FOUND`) or refused credentials (`MANIFOLD_ERR_AUTH`) fail the stream at once rather than at the first upload; `'write'` also writes and deletes a small object `<prefix>_manifold-verify-<pid>-<hex>` (the write permission, encryption and storage class settings); `'none'` checks nothing. S3 unreachable at start is a `'warning'`, not a failure: messages go on to disk. Default 'bucket'. */
+  verify?: 'bucket' | 'write' | 'none';
   /** Retries of one upload (`retries`, `minTimeoutMs`, `maxTimeoutMs`, `factor`); when they run out the file waits for the next rescan. Default 10 retries, 200 ms to 30 s apart (the `manifold` command: for ever). */
   retry?: RetryOptions | false;
   /** How long an S3 request may stall before it is aborted and the upload retried: a socket idle timeout on the client the sink builds; every request, through a client you pass too, is also aborted after this plus 1 s per 64 KiB it carries. Default 30,000 ms. */

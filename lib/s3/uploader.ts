@@ -5,14 +5,15 @@
  * or a failed upload left behind. It reads, uploads and deletes only the files
  * the collector writes (see buffer-folder.ts); anything else is left alone.
  */
+import { randomBytes } from 'node:crypto';
 import { lstat, readdir, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, addAbortSignal } from 'node:stream';
 import { createGzip, createZstdCompress } from 'node:zlib';
-import { S3Client, type PutObjectCommandInput, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, HeadBucketCommand, PutObjectCommand, S3Client, type PutObjectCommandInput, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { awsCall, awsConnection, awsError, type AwsClientSettings, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
-import { ErrorCodes, ManifoldError, isRetryable, toError } from '../core/errors.js';
+import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { conflictingOptions, type ResolvedOptions } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
 import { COMMITTED_NAME, COMMITTED_PATH, DAY_FOLDER, OnceReporter, checkBufferFolder, ignoredEntry, openBufferFile, refusal, type IgnoredReason } from './buffer-folder.js';
@@ -224,10 +225,61 @@ export class S3Uploader extends Writable {
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
-    // Housekeeping only: it must not keep a process alive whose work is done.
-    this.#rescanTimer = setInterval(() => void this.rescan(), this.#o.uploadIntervalMs).unref();
-    callback();
-    void this.rescan();
+    this.#verify().then(
+      () => {
+        // Housekeeping only: it must not keep a process alive whose work is done.
+        this.#rescanTimer = setInterval(() => void this.rescan(), this.#o.uploadIntervalMs).unref();
+        callback();
+        void this.rescan();
+      },
+      // _destroy follows, and stops the client.
+      (error: unknown) => callback(toError(error)),
+    );
+  }
+
+  /**
+   * The start-up check (`verify`): one HeadBucket (and with `'write'` a probe object written and deleted), no
+   * retries. A fatal answer (missing bucket, refused credentials) rejects, so the stream fails before any upload;
+   * a transient one (S3 unreachable) is a `'warning'`: the files wait on disk and the uploads retry as always.
+   */
+  async #verify(): Promise<void> {
+    const { verify, bucket, prefix } = this.#o;
+    // Destroyed right after it was made (before this tick): nothing to check, and no request should go out.
+    if (verify === 'none' || this.destroyed) return;
+    const probe = `${prefix}_manifold-verify-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const client = this.#timed('', '');
+    let step = 'HeadBucket';
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: bucket }));
+      if (verify !== 'write') return;
+      step = 'PutObject';
+      await this.#timed(probe, '').send(new PutObjectCommand({ Bucket: bucket, Key: probe, Body: 'manifold write check\n', ...this.#objectParams }));
+    } catch (error) {
+      if (isRetryable(error) && !this.#abort.signal.aborted) {
+        this.emit(
+          'warning',
+          new ManifoldError(
+            `s3Uploader: the start-up check (${step} on s3://${bucket}/${step === 'PutObject' ? probe : ''}) could not reach S3: ${describe(error)}; going on: messages are kept in ${this.#o.bufferPath} and uploaded when S3 answers`,
+            { code: ErrorCodes.CONNECTION, retryable: true, cause: error, details: { bucket, operation: step } },
+          ),
+        );
+        return;
+      }
+      throw error;
+    }
+    try {
+      await this.#timed(probe, '').send(new DeleteObjectCommand({ Bucket: bucket, Key: probe }));
+    } catch (error) {
+      // Writing works, which is what the check is for; a pipeline may lack s3:DeleteObject.
+      this.emit(
+        'warning',
+        new ManifoldError(`s3Uploader: the start-up check left its probe object s3://${bucket}/${probe} behind (DeleteObject failed: ${describe(error)}); delete it by hand`, {
+          code: error instanceof ManifoldError ? error.code : ErrorCodes.DELIVERY,
+          cause: error,
+          details: { bucket, key: probe },
+        }),
+      );
+    }
   }
 
   /**
@@ -496,7 +548,8 @@ export class S3Uploader extends Writable {
         operation,
         resource: `s3://${bucket}/${key}`,
         missing: `bucket ${JSON.stringify(bucket)} does not exist (create it, or fix options.bucket)`,
-        details: { bucket, key, path },
+        // The start-up check has no key or file.
+        details: { bucket, ...(key === '' ? {} : { key }), ...(path === '' ? {} : { path }) },
       },
       error,
     );

@@ -152,10 +152,10 @@ describe('s3Sink over TLS: refusals are MANIFOLD_ERR_TLS within a second, never 
       assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${new URL(endpoint).port}`), 'names the host');
       assert.equal(error.retryable, false);
       assert.deepEqual(retries, [], 'not retried');
-      // The commit (50 ms) and the first upload attempt, then the failure: well within a second.
+      // The start-up check (HeadBucket, verify: 'bucket' by default) meets it, before the first commit: well within a second.
       assert.ok(elapsed < 1000, `failed after ${elapsed} ms`);
-      // The record is on disk still, for a run with the right settings.
-      assert.equal((await filesLeft(dir)).length, 1);
+      // Nothing was uploaded; the record, if it reached the disk before the sink failed, stays there for a run with the right settings.
+      assert.ok((await filesLeft(dir)).length <= 1);
     });
   }
 });

@@ -119,7 +119,8 @@ describe('s3Uploader', () => {
     client.destroy();
     assert.deepEqual(
       commands.filter((c) => c !== 'PutObjectCommand'),
-      ['CreateMultipartUploadCommand', 'UploadPartCommand', 'UploadPartCommand', 'UploadPartCommand', 'CompleteMultipartUploadCommand'],
+      // The start-up check (verify: 'bucket', the default) first.
+      ['HeadBucketCommand', 'CreateMultipartUploadCommand', 'UploadPartCommand', 'UploadPartCommand', 'UploadPartCommand', 'CompleteMultipartUploadCommand'],
     );
     const [object] = await s3.objects(bucket);
     assert.equal(object!.body.length, records.length * 64 * 1024);
@@ -155,7 +156,7 @@ describe('s3Uploader', () => {
     assert.deepEqual((await readdir(bufferPath)).sort(), [], 'uploaded files and empty old folders are gone');
   });
 
-  it('fails with NOT_FOUND when the bucket does not exist, and keeps the file', async () => {
+  it('fails with NOT_FOUND at the start-up check when the bucket does not exist, and keeps the file', async () => {
     const bufferPath = await s3.tempDir();
     await mkdir(join(bufferPath, '2022-01-01'), { recursive: true });
     await writeFile(join(bufferPath, '2022-01-01', '000000.000000001-x'), 'kept\n');
@@ -167,15 +168,16 @@ describe('s3Uploader', () => {
     assert.ok(error instanceof ManifoldError);
     assert.equal(error.code, ErrorCodes.NOT_FOUND);
     assert.equal(error.retryable, false);
-    assert.match(error.message, /^s3Uploader: PutObject failed: bucket "manifold-no-such-bucket" does not exist \(create it, or fix options\.bucket\): /);
-    assert.equal((error.cause as Error).name, 'NoSuchBucket');
-    assert.equal(error.key, '2022-01-01/000000.000000001-x');
-    assert.equal(error.path, join(bufferPath, '2022-01-01', '000000.000000001-x'));
+    // HeadBucket at start (verify: 'bucket', the default), before any upload: no key, no file.
+    assert.match(error.message, /^s3Uploader: HeadBucket failed: bucket "manifold-no-such-bucket" does not exist \(create it, or fix options\.bucket\): /);
+    assert.equal((error.cause as Error).name, 'NotFound');
+    assert.equal(error.bucket, 'manifold-no-such-bucket');
+    assert.equal(error.key, undefined);
     assert.deepEqual(retries, []);
     assert.ok((await stat(join(bufferPath, '2022-01-01', '000000.000000001-x'))).isFile());
   });
 
-  it('fails with AUTH when S3 refuses the credentials, and keeps the file', async () => {
+  it('fails with AUTH at the start-up check when S3 refuses the credentials, and keeps the file', async () => {
     const bucket = await s3.createBucket();
     const bufferPath = await s3.tempDir();
     await mkdir(join(bufferPath, '2022-01-01'), { recursive: true });
@@ -193,14 +195,15 @@ describe('s3Uploader', () => {
     assert.ok(error instanceof ManifoldError);
     assert.equal(error.code, ErrorCodes.AUTH, error.message);
     assert.equal(error.retryable, false);
-    assert.match(error.message, new RegExp(`^s3Uploader: PutObject on s3://${bucket}/2022-01-01/000000\\.000000001-x was refused \\(\\w+\\): check the credentials`));
+    assert.match(error.message, new RegExp(`^s3Uploader: HeadBucket on s3://${bucket}/ was refused \\(\\w+\\): check the credentials`));
     assert.ok(!error.message.includes('wrong-secret'));
     assert.ok((await stat(join(bufferPath, '2022-01-01', '000000.000000001-x'))).isFile());
   });
 
   it('rejects input that is not a committed file', async () => {
     const bufferPath = await s3.tempDir();
-    const uploader = s3Uploader({ bucket: 'whatever-bucket', bufferPath, client: s3.client });
+    // A bucket that exists, so the start-up check passes and the input is what fails.
+    const uploader = s3Uploader({ bucket: await s3.createBucket(), bufferPath, client: s3.client });
     uploader.write('nope' as never);
     const error = await new Promise<Error>((resolve) => uploader.on('error', resolve));
     assert.equal((error as ManifoldError).code, ErrorCodes.INVALID_MESSAGE);
