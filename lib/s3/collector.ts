@@ -127,15 +127,26 @@ function committedName(ns: bigint, writerId: string): { day: string; name: strin
   return { day: iso.slice(0, 10), name: `${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}.${fraction}-${writerId}` };
 }
 
-// The wall clock in nanoseconds, read once, and the monotonic clock at that moment: the time of a commit is this
-// wall clock plus the monotonic nanoseconds since, so its last digits are real (not a microsecond clock times 1000).
-// Anchored once per process, it does not follow a wall clock stepped later (NTP); names stay increasing either way.
-const HRTIME_ANCHOR = process.hrtime.bigint();
-const WALL_ANCHOR_NS = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+// The time of a commit in nanoseconds: the wall clock (Date.now(), ms) read at an anchor, plus the monotonic
+// nanoseconds since (process.hrtime.bigint()), so the last digits are real (not a microsecond clock times 1000).
+// The two clocks drift apart (NTP slews the wall clock; a VM's clocks jump): when they differ by more than 2 ms
+// the anchor is taken again. Names stay strictly increasing whatever the clocks do (see #publish).
+let wallAnchorNs = BigInt(Date.now()) * 1_000_000n;
+let hrAnchor = process.hrtime.bigint();
+const MAX_DRIFT_NS = 2_000_000n;
 
-/** Nanoseconds since the epoch, from the monotonic clock offset against the wall clock read at load. */
+/** Nanoseconds since the epoch: the monotonic clock offset against the wall clock, within 2 ms of Date.now(). */
 export function nowNanoseconds(): bigint {
-  return WALL_ANCHOR_NS + (process.hrtime.bigint() - HRTIME_ANCHOR);
+  const hr = process.hrtime.bigint();
+  const ns = wallAnchorNs + (hr - hrAnchor);
+  const wall = BigInt(Date.now()) * 1_000_000n;
+  const drift = ns - wall;
+  if (drift > MAX_DRIFT_NS || drift < -MAX_DRIFT_NS) {
+    wallAnchorNs = wall;
+    hrAnchor = hr;
+    return wall;
+  }
+  return ns;
 }
 
 function ioError(what: string, error: unknown): ManifoldError {
