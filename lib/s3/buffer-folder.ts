@@ -1,14 +1,15 @@
 /**
  * What the collector and the uploader may touch in a buffer folder, and the checks before they do.
  *
- * They only touch names they write (`.lock`, `.active/<writerId>`, `YYYY-MM-DD/HHmmss.nnnnnnnnn-<writerId>`),
+ * They only touch names they write (`.lock`, `.active/<writerId>`, `YYYY-MM-DD/HHmmss.nnnnnnnnn-<writerId>`, and
+ * with a keyTemplate `.parts/<partition folders>/.active-<writerId>` and `.parts/<partition folders>/HHmmss.nnnnnnnnn-<writerId>`),
  * only regular files with one link, opened with O_NOFOLLOW, in real folders (never through a
  * symbolic link), in a buffer folder that nobody but its owner can write to. Anything else found
  * there is left alone and reported once, as a `'warning'`.
  */
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { lstat, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ErrorCodes, ManifoldError, describe } from '../core/errors.js';
@@ -22,6 +23,69 @@ export const COMMITTED_NAME = /^\d{6}\.\d{9}-[A-Za-z0-9_-]{1,64}$/;
 /** A committed file's path under the buffer folder. */
 export const COMMITTED_PATH = /^\d{4}-\d{2}-\d{2}\/\d{6}\.\d{9}-[A-Za-z0-9_-]{1,64}$/;
 export const ACTIVE_FOLDER = '.active';
+/** With a keyTemplate: the folder holding one folder per partition path segment (`.parts/dt=2026-11-28/hour=04/...`). */
+export const PARTS_FOLDER = '.parts';
+/** A partition folder's name (a rendered keyTemplate segment): safe characters, never `.`, `..` or hidden. */
+export const PARTITION_SEGMENT = /^[A-Za-z0-9_=-][A-Za-z0-9._=-]{0,254}$/;
+/** Most levels of partition folders (keyTemplate segments). */
+export const MAX_PARTITION_DEPTH = 16;
+/** The open buffer file of a writer in its partition folder: `.active-<writerId>`. */
+export const PARTITION_ACTIVE = /^\.active-([A-Za-z0-9_-]{1,64})$/;
+/** A committed file's path under the buffer folder, with a keyTemplate: `.parts/<partition path>/HHmmss.nnnnnnnnn-<writerId>`. */
+export const PARTITION_COMMITTED_PATH = /^\.parts(?:\/[A-Za-z0-9_=-][A-Za-z0-9._=-]{0,254}){1,16}\/\d{6}\.\d{9}-[A-Za-z0-9_-]{1,64}$/;
+
+/** An entry found under `.parts` by {@link walkPartitions}. */
+export interface PartitionEntry {
+  /** `committed` (a committed file), `active` (an open buffer file), `folder` (a partition folder, seen after its contents), or an entry to leave alone. */
+  kind: 'committed' | 'active' | 'folder' | 'ignored';
+  /** Absolute path. */
+  path: string;
+  /** Path under the buffer folder, `/`-separated: `.parts/dt=2026-11-28/hour=04/041500.123456789-w`. */
+  relativePath: string;
+  /** The partition path (the folders under `.parts`). */
+  partition: string;
+  /** For `ignored`: why. For `folder`: whether it held nothing. */
+  reason?: IgnoredReason;
+  empty?: boolean;
+}
+
+/**
+ * Every entry under `bufferPath/.parts`, depth first, never through a symbolic link (entries are judged by
+ * their dirent, which does not follow links): committed and active files at any depth up to
+ * {@link MAX_PARTITION_DEPTH}, folders only when named as a partition segment. Anything else is `ignored`.
+ * Nothing when `.parts` is missing or is not a real folder.
+ */
+export async function* walkPartitions(bufferPath: string): AsyncGenerator<PartitionEntry> {
+  const root = join(bufferPath, PARTS_FOLDER);
+  if (!(await isRealFolder(root))) return;
+  yield* walkFolder(root, PARTS_FOLDER, '', 0);
+}
+
+async function* walkFolder(folder: string, relative: string, partition: string, depth: number): AsyncGenerator<PartitionEntry> {
+  const entries = await readdir(folder, { withFileTypes: true }).catch(() => []);
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const entry of entries) {
+    const path = join(folder, entry.name);
+    const relativePath = `${relative}/${entry.name}`;
+    if (entry.isDirectory()) {
+      if (depth >= MAX_PARTITION_DEPTH || !PARTITION_SEGMENT.test(entry.name)) {
+        yield { kind: 'ignored', path, relativePath, partition, reason: 'name' };
+        continue;
+      }
+      const inner = partition === '' ? entry.name : `${partition}/${entry.name}`;
+      let seen = false;
+      for await (const found of walkFolder(path, relativePath, inner, depth + 1)) {
+        seen = true;
+        yield found;
+      }
+      yield { kind: 'folder', path, relativePath, partition: inner, empty: !seen };
+      continue;
+    }
+    if (depth > 0 && PARTITION_ACTIVE.test(entry.name)) yield { kind: 'active', path, relativePath, partition };
+    else if (depth > 0 && COMMITTED_NAME.test(entry.name)) yield { kind: 'committed', path, relativePath, partition };
+    else yield { kind: 'ignored', path, relativePath, partition, reason: entry.isSymbolicLink() ? 'symlink' : 'name' };
+  }
+}
 /** The lock and what taking it leaves for a moment (its temporary file, a stale lock's breaker). */
 export const LOCK_NAMES = /^\.lock(\..*)?$/;
 

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { lstat, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Transform, addAbortSignal, type TransformCallback } from 'node:stream';
 import { ErrorCodes, ManifoldError, describe, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
@@ -28,13 +28,16 @@ import {
   DAY_FOLDER,
   LOCK_NAMES,
   OnceReporter,
+  PARTS_FOLDER,
   WRITER_ID,
   checkBufferFolder,
   ignoredEntry,
   openBufferFile,
   ownFolder,
   refusal,
+  walkPartitions,
 } from './buffer-folder.js';
+import { KeyTemplate } from './key-template.js';
 import { BufferLock } from './lock.js';
 import { s3CollectorOptions, type S3CollectorOptions } from './options.js';
 
@@ -62,7 +65,7 @@ export interface CommittedFile {
 }
 
 /** Why a buffer file was closed, as carried by `'rotate'` and `'commit'` events. */
-export type CommitReason = 'size' | 'time' | 'end' | 'quota' | 'recovery';
+export type CommitReason = 'size' | 'time' | 'end' | 'quota' | 'recovery' | 'partitions';
 
 /** Payload of the collector's `'rotate'` event: the open buffer file is being closed. */
 export interface RotateEvent {
@@ -202,9 +205,11 @@ export async function bufferedBytes(bufferPath: string): Promise<number> {
  * The bytes of committed and open buffer files under `bufferPath`, and each committed file's size by its path
  * under it: only regular files under the names the collector writes, in real folders (nothing else is ours).
  */
-async function bufferedFiles(bufferPath: string): Promise<{ total: number; committed: Map<string, number> }> {
+async function bufferedFiles(bufferPath: string): Promise<{ total: number; committed: Map<string, number>; committedAt: Map<string, number> }> {
   let total = 0;
   const committed = new Map<string, number>();
+  // Partition files' names carry no day: their age is their last change.
+  const committedAt = new Map<string, number>();
   // withFileTypes does not follow links: a link to a folder is not a directory here.
   const entries = await readdir(bufferPath, { withFileTypes: true }).catch(() => []);
   for (const entry of entries) {
@@ -220,7 +225,17 @@ async function bufferedFiles(bufferPath: string): Promise<{ total: number; commi
       if (!active) committed.set(`${entry.name}/${name}`, info.size);
     }
   }
-  return { total, committed };
+  for await (const entry of walkPartitions(bufferPath)) {
+    if (entry.kind !== 'committed' && entry.kind !== 'active') continue;
+    const info = await lstat(entry.path).catch(() => undefined);
+    if (!info || refusal(info) !== undefined) continue;
+    total += info.size;
+    if (entry.kind === 'committed') {
+      committed.set(entry.relativePath, info.size);
+      committedAt.set(entry.relativePath, info.mtimeMs);
+    }
+  }
+  return { total, committed, committedAt };
 }
 
 /**
@@ -236,6 +251,10 @@ export function committedAtMs(relativePath: string): number | undefined {
 interface ActiveFile {
   handle: FileHandle;
   path: string;
+  /** With a keyTemplate: its partition path; undefined for the default layout (`.active/<writerId>`). */
+  partition: string | undefined;
+  /** The commitIntervalMs timer of this file. */
+  timer: NodeJS.Timeout | undefined;
   generation: number;
   bytes: number;
   records: number;
@@ -249,14 +268,22 @@ export class S3Collector extends Transform {
   readonly #lock: BufferLock;
   /** Whether this collector made the lock (standalone) and so releases it; s3Sink holds its own until uploads end. */
   readonly #ownLock: boolean;
-  #active: ActiveFile | undefined;
+  /**
+   * The open buffer files, least recently written first: one under '' for the default layout; one per
+   * partition path with a keyTemplate (at most maxOpenPartitions).
+   */
+  readonly #actives = new Map<string, ActiveFile>();
+  /** Open files written since their last fsync. */
+  readonly #dirty = new Set<ActiveFile>();
+  readonly #template: KeyTemplate | undefined;
+  /** Commit times of committed partition files (their names carry no day), by path under bufferPath. */
+  #committedAt = new Map<string, number>();
   #generation = 0;
   /** Acks of messages written but not yet fsynced (ackOn 'disk'). */
   #unsynced: AckPair[] = [];
   /** The group-commit fsync in flight. */
   #syncing: Promise<void> | undefined;
   #syncTimer: NodeJS.Timeout | undefined;
-  #commitTimer: NodeJS.Timeout | undefined;
   /** Every file operation runs on this chain, so a timer's commit never interleaves with a write. */
   #chain: Promise<void> = Promise.resolve();
   /** Bytes in the buffer folder: what was found at start (or at the last quota check), plus what was written since, minus what was uploaded. */
@@ -284,6 +311,7 @@ export class S3Collector extends Transform {
     this.#activeFolder = join(o.bufferPath, ACTIVE_FOLDER);
     this.#ownLock = lock === undefined;
     this.#lock = lock ?? new BufferLock(o.bufferPath);
+    this.#template = o.keyTemplate === undefined ? undefined : new KeyTemplate('s3Collector', o.keyTemplate, o.timeZone);
     if (o.signal) addAbortSignal(o.signal, this);
   }
 
@@ -314,8 +342,9 @@ export class S3Collector extends Transform {
   /** Age in ms of the oldest committed file not yet uploaded, from the commit time its name carries; 0 when none waits. */
   oldestCommittedAgeMs(now = Date.now()): number {
     let oldest: string | undefined;
-    for (const name of this.#committed.keys()) if (oldest === undefined || name < oldest) oldest = name;
-    const at = oldest === undefined ? undefined : committedAtMs(oldest);
+    for (const name of this.#committed.keys()) if (!name.startsWith(PARTS_FOLDER) && (oldest === undefined || name < oldest)) oldest = name;
+    let at = oldest === undefined ? undefined : committedAtMs(oldest);
+    for (const time of this.#committedAt.values()) if (at === undefined || time < at) at = time;
     return at === undefined ? 0 : Math.max(0, now - at);
   }
 
@@ -328,6 +357,7 @@ export class S3Collector extends Transform {
     const bytes = this.#committed.get(relativePath);
     if (bytes === undefined) return;
     this.#committed.delete(relativePath);
+    this.#committedAt.delete(relativePath);
     this.#diskBytes -= bytes;
   }
 
@@ -335,17 +365,19 @@ export class S3Collector extends Transform {
   async #measure(): Promise<void> {
     this.#releasedDuringScan = new Set();
     try {
-      const { total, committed } = await bufferedFiles(this.#o.bufferPath);
+      const { total, committed, committedAt } = await bufferedFiles(this.#o.bufferPath);
       let bytes = total;
       // A file uploaded while the folder was read may have been counted before its deletion.
       for (const path of this.#releasedDuringScan) {
         const size = committed.get(path);
         if (size === undefined) continue;
         committed.delete(path);
+        committedAt.delete(path);
         bytes -= size;
       }
       this.#diskBytes = bytes;
       this.#committed = committed;
+      this.#committedAt = committedAt;
     } finally {
       this.#releasedDuringScan = undefined;
     }
@@ -373,6 +405,11 @@ export class S3Collector extends Transform {
     // What is not ours is left alone, and said once.
     for (const entry of await readdir(root, { withFileTypes: true })) {
       if (entry.name === ACTIVE_FOLDER || LOCK_NAMES.test(entry.name)) continue;
+      // Partition folders (keyTemplate) are walked below and by the uploader; never through a link.
+      if (entry.name === PARTS_FOLDER) {
+        if (!entry.isDirectory()) this.#ignored.note(join(root, entry.name), entry.isSymbolicLink() ? 'symlink' : 'not a folder');
+        continue;
+      }
       // Day folders (and what pretends to be one) are the uploader's to look into.
       if (DAY_FOLDER.test(entry.name)) continue;
       this.#ignored.note(join(root, entry.name), 'name');
@@ -384,12 +421,16 @@ export class S3Collector extends Transform {
         this.#ignored.note(path, 'name');
         continue;
       }
-      await this.#recover(path);
+      await this.#recover(path, undefined);
+    }
+    // And those of partition files (keyTemplate, of this run's template or an earlier one), in their folders.
+    for await (const entry of walkPartitions(root)) {
+      if (entry.kind === 'active') await this.#recover(entry.path, entry.partition);
     }
     await this.#measure();
   }
 
-  async #recover(path: string): Promise<void> {
+  async #recover(path: string, partition: string | undefined): Promise<void> {
     const opened = await openBufferFile(path, 'recover');
     if (typeof opened === 'string') {
       this.#ignored.note(path, opened);
@@ -423,19 +464,32 @@ export class S3Collector extends Transform {
     }
     if (size === 0) {
       await unlink(path);
-      await syncFolder(this.#activeFolder);
+      await syncFolder(dirname(path));
       return;
     }
     this.emit('rotate', { reason: 'recovery', path, bytes: size, records } satisfies RotateEvent);
-    await this.#publish(path, size, records, [], 'recovery');
+    await this.#publish(path, partition, size, records, [], 'recovery');
   }
 
   /** Renames a synced, closed buffer file to its committed name, makes that durable, and emits it. */
-  async #publish(path: string, bytes: number, records: number, acks: AckPair[], reason: CommitReason): Promise<void> {
+  async #publish(path: string, partition: string | undefined, bytes: number, records: number, acks: AckPair[], reason: CommitReason): Promise<void> {
     // Strictly increasing per process, so two commits in the same nanosecond still get two names.
     const nowNs = nowNanoseconds();
     this.#lastNs = nowNs > this.#lastNs ? nowNs : this.#lastNs + 1n;
     const { day, name } = committedName(this.#lastNs, this.#o.writerId);
+    if (partition !== undefined) {
+      // Committed in its own partition folder, beside the open file: one rename, one folder to sync.
+      const folder = dirname(path);
+      const target = join(folder, name);
+      await rename(path, target);
+      await syncFolder(folder);
+      const relativePath = `${PARTS_FOLDER}/${partition}/${name}`;
+      // Its bytes are in #diskBytes since they were written (or measured, for a recovered file).
+      this.#committed.set(relativePath, bytes);
+      this.#committedAt.set(relativePath, Date.now());
+      this.#emitCommitted({ path: target, relativePath, bytes, records }, acks, reason);
+      return;
+    }
     const folder = join(this.#o.bufferPath, day);
     // Never through a link: a day folder that is a symbolic link to elsewhere fails the stream instead.
     if (await ownFolder('s3Collector', folder)) await syncFolder(this.#o.bufferPath);
@@ -447,6 +501,10 @@ export class S3Collector extends Transform {
     const file: CommittedFile = { path: target, relativePath: `${day}/${name}`, bytes, records };
     // Its bytes are in #diskBytes since they were written (or measured, for a recovered file).
     this.#committed.set(file.relativePath, bytes);
+    this.#emitCommitted(file, acks, reason);
+  }
+
+  #emitCommitted(file: CommittedFile, acks: AckPair[], reason: CommitReason): void {
     if (this.#o.ackOn === 'upload') file.acks = acks;
     const { acks: _acks, ...event } = file;
     this.emit('commit', { ...event, reason } satisfies CommitEvent);
@@ -478,10 +536,15 @@ export class S3Collector extends Transform {
   #writeBatch(chunks: MessageLike[], callback: (error?: Error | null) => void): void {
     const messages: Message[] = [];
     const policy = this.#o.policy;
+    const template = this.#template;
+    // With a keyTemplate, each message's partition path (from the message itself, before any escaping).
+    const partitions: string[] | undefined = template ? [] : undefined;
+    const arrival = Date.now();
     try {
       for (let k = 0; k < chunks.length; k++) {
         const message = toMessage(chunks[k]!);
         const record = delimitedRecord(message.data, policy);
+        if (partitions && typeof record !== 'number') partitions.push(template!.render(message, arrival));
         if (typeof record === 'number') {
           // One record is one line: written as is, this message would be read back (and recovered) as two.
           const error = delimiterError('s3Collector', policy, record);
@@ -502,25 +565,54 @@ export class S3Collector extends Transform {
       callback();
       return;
     }
-    this.#enqueue(() => this.#append(messages)).then(
+    this.#enqueue(() => this.#append(messages, partitions)).then(
       () => callback(),
       (error: unknown) => callback(error as Error),
     );
   }
 
-  async #append(messages: Message[]): Promise<void> {
+  async #append(messages: Message[], partitions: string[] | undefined): Promise<void> {
+    if (!partitions) return this.#appendTo(messages, undefined);
+    // One write per partition per batch, not per run: records of one partition keep their order, and
+    // records of different partitions go to different files anyway.
+    const groups = new Map<string, Message[]>();
+    for (let k = 0; k < messages.length; k++) {
+      const partition = partitions[k]!;
+      const group = groups.get(partition);
+      if (group) group.push(messages[k]!);
+      else groups.set(partition, [messages[k]!]);
+    }
+    for (const [partition, group] of groups) {
+      if (this.#stopped) return;
+      await this.#appendTo(group, partition);
+    }
+  }
+
+  /** Appends messages of one partition (undefined: the default layout's one file). */
+  async #appendTo(messages: Message[], partition: string | undefined): Promise<void> {
     const delimiter = this.#o.delimiter;
+    const key = partition ?? '';
     let i = 0;
     while (i < messages.length && !this.#stopped) {
       // Fill the open file up to commitSizeBytes (at least one record per file), write once, rotate.
       const first = messages[i]!.data.length + delimiter.length;
       await this.#roomFor(first);
       if (this.#stopped) return;
-      if (this.#active && this.#active.bytes > 0 && this.#active.bytes + first > this.#o.commitSizeBytes) {
+      let active = this.#actives.get(key);
+      if (active && active.bytes > 0 && active.bytes + first > this.#o.commitSizeBytes) {
         // Records are never split: a file goes over commitSizeBytes only when a single record is larger.
-        await this.#commit('size');
+        await this.#commit(active, 'size');
+        active = undefined;
       }
-      const active = this.#active ?? (await this.#openActive());
+      if (active) {
+        // Most recently written last: the cap on open partitions commits the first.
+        if (partition !== undefined) {
+          this.#actives.delete(key);
+          this.#actives.set(key, active);
+        }
+      } else {
+        active = await this.#openActive(partition);
+      }
       const room = this.#o.commitSizeBytes - active.bytes;
       const from = i;
       let bytes = 0;
@@ -545,6 +637,7 @@ export class S3Collector extends Transform {
       }
       active.bytes += bytes;
       active.records += i - from;
+      this.#dirty.add(active);
       this.#diskBytes += bytes;
       if (this.#o.ackOn === 'upload') {
         // Held until the upload: keep only the settle functions, so the payloads can be collected.
@@ -554,7 +647,7 @@ export class S3Collector extends Transform {
         for (let k = from; k < i; k++) this.#unsynced.push(messages[k]!);
       }
       if (active.bytes >= this.#o.commitSizeBytes) {
-        await this.#commit('size');
+        await this.#commit(active, 'size');
       } else if (this.#o.syncIntervalMs === 0) {
         await this.#startSync();
       } else if (this.#unsynced.length >= MAX_UNSYNCED && this.#syncing) {
@@ -574,9 +667,10 @@ export class S3Collector extends Transform {
       await this.#measure();
       // An empty folder takes any record, however large, or a big record would wait for ever.
       if (this.#diskBytes === 0 || this.#diskBytes + bytes <= max || this.#stopped) return;
-      // The open file itself may be what fills the quota: commit it so the uploader can free the space.
-      if (this.#active && this.#active.bytes > 0) {
-        await this.#commit('quota');
+      // The open files themselves may be what fills the quota: commit them so the uploader can free the space.
+      const written = [...this.#actives.values()].filter((active) => active.bytes > 0);
+      if (written.length > 0) {
+        for (const active of written) await this.#commit(active, 'quota');
         continue;
       }
       if (!announced) {
@@ -596,21 +690,58 @@ export class S3Collector extends Transform {
     }
   }
 
-  async #openActive(): Promise<ActiveFile> {
-    const path = join(this.#activeFolder, this.#o.writerId);
-    // 'wx': a leftover under our own name would be a bug (writerIds are per process); never append to it blindly.
-    const handle = await open(path, 'wx', 0o600);
+  /** Opens the buffer file of the default layout (`partition` undefined) or of a partition path. */
+  async #openActive(partition: string | undefined): Promise<ActiveFile> {
+    let handle: FileHandle;
+    let path: string;
+    if (partition === undefined) {
+      path = join(this.#activeFolder, this.#o.writerId);
+      // 'wx': a leftover under our own name would be a bug (writerIds are per process); never append to it blindly.
+      handle = await open(path, 'wx', 0o600);
+    } else {
+      // At the cap: the least recently written partition's file is committed first.
+      for (const oldest of [...this.#actives.values()]) {
+        if (this.#actives.size < this.#o.maxOpenPartitions) break;
+        await this.#commit(oldest, 'partitions');
+      }
+      ({ handle, path } = await this.#openPartitionFile(partition));
+    }
     this.#generation += 1;
-    const active: ActiveFile = { handle, path, generation: this.#generation, bytes: 0, records: 0, acks: [] };
-    this.#active = active;
-    const generation = this.#generation;
-    this.#commitTimer = setTimeout(() => {
-      this.#commitTimer = undefined;
+    const active: ActiveFile = { handle, path, partition, timer: undefined, generation: this.#generation, bytes: 0, records: 0, acks: [] };
+    const key = partition ?? '';
+    this.#actives.set(key, active);
+    active.timer = setTimeout(() => {
+      active.timer = undefined;
       void this.#enqueue(async () => {
-        if (this.#active?.generation === generation) await this.#commit('time');
+        if (this.#actives.get(key) === active) await this.#commit(active, 'time');
       }).catch(() => undefined);
     }, this.#o.commitIntervalMs);
     return active;
+  }
+
+  /**
+   * Makes the partition's folders (mode 0700, never through a link: see ownFolder), each made durable in
+   * its parent, and opens `.active-<writerId>` there (O_EXCL, O_NOFOLLOW). The uploader removes partition
+   * folders it found empty for a while, so a folder may go between its check and the open: then it is made again.
+   */
+  async #openPartitionFile(partition: string): Promise<{ handle: FileHandle; path: string }> {
+    for (let attempt = 1; ; attempt++) {
+      let folder = this.#o.bufferPath;
+      for (const segment of [PARTS_FOLDER, ...partition.split('/')]) {
+        const parent = folder;
+        folder = join(folder, segment);
+        if (await ownFolder('s3Collector', folder)) await syncFolder(parent);
+      }
+      const path = join(folder, `.active-${this.#o.writerId}`);
+      try {
+        const handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+        // The new name survives a power loss with the records fsynced into it.
+        await syncFolder(folder);
+        return { handle, path };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw error;
+      }
+    }
   }
 
   #armSync(): void {
@@ -629,11 +760,12 @@ export class S3Collector extends Transform {
   #startSync(): Promise<void> {
     clearTimeout(this.#syncTimer);
     this.#syncTimer = undefined;
-    const active = this.#active;
-    if (this.#syncing || !active || this.#unsynced.length === 0 || this.#stopped) return this.#syncing ?? Promise.resolve();
+    if (this.#syncing || this.#dirty.size === 0 || this.#unsynced.length === 0 || this.#stopped) return this.#syncing ?? Promise.resolve();
     const synced = this.#unsynced;
     this.#unsynced = [];
-    this.#syncing = active.handle.datasync().then(
+    const files = [...this.#dirty];
+    this.#dirty.clear();
+    this.#syncing = Promise.all(files.map((file) => file.handle.datasync())).then(
       () => {
         this.#syncing = undefined;
         for (const pair of synced) pair.ack();
@@ -643,35 +775,45 @@ export class S3Collector extends Transform {
         this.#syncing = undefined;
         // Not durable, so not acked; the stream fails and the next start recovers what reached the disk.
         for (const pair of synced) pair.nack(toError(error));
-        this.destroy(ioError(`fsync of ${active.path}`, error));
+        this.destroy(ioError(`fsync of ${files.map((file) => file.path).join(', ')}`, error));
       },
     );
     return this.#syncing;
   }
 
-  async #commit(reason: CommitReason): Promise<void> {
-    const active = this.#active;
-    if (!active) return;
-    clearTimeout(this.#commitTimer);
-    this.#commitTimer = undefined;
+  async #commit(active: ActiveFile, reason: CommitReason): Promise<void> {
+    const key = active.partition ?? '';
+    if (this.#actives.get(key) !== active) return;
+    clearTimeout(active.timer);
+    active.timer = undefined;
     this.emit('rotate', { reason, path: active.path, bytes: active.bytes, records: active.records } satisfies RotateEvent);
     // Taken before waiting, so no timer starts another sync on the handle we are about to close.
     clearTimeout(this.#syncTimer);
     this.#syncTimer = undefined;
     const synced = this.#unsynced;
     this.#unsynced = [];
+    // The acks taken may be of records in other open files (partitions): those are synced too before any ack.
+    const others = [...this.#dirty].filter((file) => file !== active);
+    this.#dirty.clear();
     await this.#syncing;
-    // fsync (not fdatasync): the rename must never expose a name whose size is not yet durable.
-    await active.handle.sync();
+    try {
+      // fsync (not fdatasync): the rename must never expose a name whose size is not yet durable.
+      await active.handle.sync();
+      await Promise.all(others.map((file) => file.handle.datasync()));
+    } catch (error) {
+      // Not durable, so not acked (the stream fails; the next start recovers what reached the disk).
+      for (const pair of synced) pair.nack(toError(error));
+      throw error;
+    }
     for (const pair of synced) pair.ack();
     await active.handle.close();
-    this.#active = undefined;
-    await this.#publish(active.path, active.bytes, active.records, active.acks, reason);
+    this.#actives.delete(key);
+    await this.#publish(active.path, active.partition, active.bytes, active.records, active.acks, reason);
   }
 
   override _flush(callback: TransformCallback): void {
     this.#enqueue(async () => {
-      await this.#commit('end');
+      for (const active of [...this.#actives.values()]) await this.#commit(active, 'end');
       if (this.#ownLock) await this.#lock.release();
     }).then(
       () => callback(),
@@ -682,18 +824,19 @@ export class S3Collector extends Transform {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#stopped = true;
     clearTimeout(this.#syncTimer);
-    clearTimeout(this.#commitTimer);
+    for (const active of this.#actives.values()) clearTimeout(active.timer);
     this.recheckQuota();
     const reason = error ?? new ManifoldError('s3Collector: destroyed before the write was synced to disk', { code: ErrorCodes.ABORTED });
-    const active = this.#active;
-    this.#active = undefined;
+    const actives = [...this.#actives.values()];
+    this.#actives.clear();
+    this.#dirty.clear();
     // Wait for the operation in progress (a write or fsync) before closing its handle under it.
     Promise.all([this.#chain, this.#syncing])
       .then(async () => {
         // Not synced, so not acked: the next start recovers the bytes, the source redelivers (at-least-once).
         for (const pair of this.#unsynced) pair.nack(reason);
         this.#unsynced = [];
-        if (active) {
+        for (const active of actives) {
           for (const pair of active.acks) pair.nack(reason);
           await active.handle.close().catch(() => undefined);
         }

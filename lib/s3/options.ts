@@ -13,6 +13,7 @@ import { retryOption, type RetryOptions } from '../core/retry.js';
 import { onDelimiterOption } from '../core/delimiter.js';
 import type { TlsOptions } from '../core/tls.js';
 import type { Checkpointer } from '../kinesis/checkpoint.js';
+import { KeyTemplate, checkTimeZone } from './key-template.js';
 
 /** AWS credentials, as the SDK takes them (or a provider function). */
 export type S3Credentials = S3ClientConfig['credentials'];
@@ -170,6 +171,40 @@ const writerId = opt.custom<string>("Names this process's files and keys: up to 
   check: (value, fail) => (typeof value === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(value) ? value : fail('up to 64 letters, digits, "_" or "-"')),
 });
 
+/** How objects are laid out by partition (keyTemplate); on the collector, which writes one buffer file per partition. */
+export const s3Partitioning = {
+  keyTemplate: opt.custom<string>(
+    'Partition path of each record, between the prefix and the file name: `{yyyy}/{MM}/{dd}/{HH}`, Hive style `dt={yyyy}-{MM}-{dd}/hour={HH}`, or by field: `{key}`, `{header.<name>}`, `{json.<field>.<field>}`. Values are made safe (letters, digits, `-`, `_`, `.`, `=`; others become `_`); a missing field or a payload that is not JSON gives `_unknown`, an empty value `_empty`. Default: the `YYYY-MM-DD` of the commit (UTC). See docs/s3.md.',
+    {
+      type: 'string',
+      cli: 'keyTemplate',
+      defaultText: 'none (`YYYY-MM-DD/` of the commit)',
+      check: (value, fail, where) => {
+        if (typeof value !== 'string') return fail('a string such as "dt={yyyy}-{MM}-{dd}/hour={HH}"');
+        // Throws INVALID_OPTION naming keyTemplate for an unknown token, unbalanced braces or a literal that would make a bad key.
+        new KeyTemplate(where, value, 'UTC');
+        return value;
+      },
+    },
+  ),
+  timeZone: opt.custom<string, string>('With `keyTemplate`: the time zone of its time tokens, an IANA name (`Europe/Paris`) or `UTC`.', {
+    type: 'string',
+    cli: 'timeZone',
+    default: 'UTC',
+    defaultText: "'UTC'",
+    check: (value, fail, where) => {
+      if (typeof value !== 'string' || value.length === 0) return fail('an IANA time zone name such as "UTC" or "Europe/Paris"');
+      checkTimeZone(where, value);
+      return value;
+    },
+  }),
+  maxOpenPartitions: opt.integer('With `keyTemplate`: most partitions with an open buffer file; writing to one more commits the least recently written one.', {
+    default: 64,
+    min: 1,
+    max: 4096,
+  }),
+} satisfies OptionSpecs;
+
 /** What the uploader does with committed files. */
 export const s3Uploading = {
   uploadIntervalMs: opt.duration('Rescan the buffer folder this often for files left by an earlier run or a failed upload.', { default: 30_000 }),
@@ -203,6 +238,7 @@ export const s3Uploading = {
 export const s3CollectorOptions = defineOptions('s3Collector', {
   bufferPath: { ...bufferPath, required: true as const },
   ...s3Collecting,
+  ...s3Partitioning,
   writerId,
   allowSharedBufferPath,
   signal: common.signal('collector'),
@@ -223,6 +259,7 @@ export const s3SinkOptions = defineOptions('s3Sink', {
   ...s3Connection,
   bufferPath: { ...bufferPath, defaultText: '`$XDG_STATE_HOME/manifold/s3/<bucket>/<prefix>-<hash>` (`~/.local/state` without XDG_STATE_HOME)' },
   ...s3Collecting,
+  ...s3Partitioning,
   ...s3Uploading,
   writerId,
   allowSharedBufferPath,
@@ -344,6 +381,12 @@ export interface S3UploadingOptions {
 export interface S3CollectorOptions extends S3CollectingOptions {
   /** The local buffer folder, created with mode 0700; one live process per folder. A folder that another user owns or that group or others may write to is refused (see `allowSharedBufferPath`). Required. */
   bufferPath: string;
+  /** Partition path of each record, between the prefix and the file name: `{yyyy}/{MM}/{dd}/{HH}`, Hive style `dt={yyyy}-{MM}-{dd}/hour={HH}`, or by field: `{key}`, `{header.<name>}`, `{json.<field>.<field>}`. Values are made safe (letters, digits, `-`, `_`, `.`, `=`; others become `_`); a missing field or a payload that is not JSON gives `_unknown`, an empty value `_empty`. Default: the `YYYY-MM-DD` of the commit (UTC). See docs/s3.md. Default none (`YYYY-MM-DD/` of the commit). */
+  keyTemplate?: string;
+  /** With `keyTemplate`: the time zone of its time tokens, an IANA name (`Europe/Paris`) or `UTC`. Default 'UTC'. */
+  timeZone?: string;
+  /** With `keyTemplate`: most partitions with an open buffer file; writing to one more commits the least recently written one. Default 64. */
+  maxOpenPartitions?: number;
   /** Names this process's files and keys: up to 64 letters, digits, `_` or `-`. Default `<pid>-<8 random hex>`. */
   writerId?: string;
   /** Accept a `bufferPath` that another user owns or that group or others may write to (a shared spool folder): whoever can write there can have files uploaded. Default false. */
@@ -372,6 +415,12 @@ export interface S3UploaderOptions extends S3TargetOptions, S3ConnectionOptions,
 export interface S3SinkOptions extends S3TargetOptions, S3ConnectionOptions, S3CollectingOptions, S3UploadingOptions {
   /** The local buffer folder, created with mode 0700; one live process per folder. A folder that another user owns or that group or others may write to is refused (see `allowSharedBufferPath`). Default `$XDG_STATE_HOME/manifold/s3/<bucket>/<prefix>-<hash>` (`~/.local/state` without XDG_STATE_HOME). */
   bufferPath?: string;
+  /** Partition path of each record, between the prefix and the file name: `{yyyy}/{MM}/{dd}/{HH}`, Hive style `dt={yyyy}-{MM}-{dd}/hour={HH}`, or by field: `{key}`, `{header.<name>}`, `{json.<field>.<field>}`. Values are made safe (letters, digits, `-`, `_`, `.`, `=`; others become `_`); a missing field or a payload that is not JSON gives `_unknown`, an empty value `_empty`. Default: the `YYYY-MM-DD` of the commit (UTC). See docs/s3.md. Default none (`YYYY-MM-DD/` of the commit). */
+  keyTemplate?: string;
+  /** With `keyTemplate`: the time zone of its time tokens, an IANA name (`Europe/Paris`) or `UTC`. Default 'UTC'. */
+  timeZone?: string;
+  /** With `keyTemplate`: most partitions with an open buffer file; writing to one more commits the least recently written one. Default 64. */
+  maxOpenPartitions?: number;
   /** Names this process's files and keys: up to 64 letters, digits, `_` or `-`. Default `<pid>-<8 random hex>`. */
   writerId?: string;
   /** Accept a `bufferPath` that another user owns or that group or others may write to (a shared spool folder): whoever can write there can have files uploaded. Default false. */

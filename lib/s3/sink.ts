@@ -4,11 +4,12 @@
  * (committed files -> S3).
  */
 import { Writable, addAbortSignal } from 'node:stream';
-import { toError } from '../core/errors.js';
+import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import type { MessageLike } from '../core/message.js';
 import type { OptionDeclaration, OptionSpecs, ResolvedOptions } from '../core/options.js';
 import { defaultBufferPath } from './buffer-folder.js';
 import { S3Collector } from './collector.js';
+import { KeyTemplate } from './key-template.js';
 import { BufferLock } from './lock.js';
 import { checkBucket, s3CollectorOptions, s3SinkOptions, s3UploaderOptions, type S3SinkOptions, type S3UploaderOptions } from './options.js';
 import { S3Uploader, uploaderSettings, type UploadEvent } from './uploader.js';
@@ -18,6 +19,19 @@ export type { S3SinkOptions } from './options.js';
 // Collector and uploader events the sink re-emits.
 const COLLECTOR_EVENTS = ['rotate', 'commit', 'quota', 'reject', 'warning'] as const;
 const UPLOADER_EVENTS = ['upload', 'retry', 'uploaderror', 'closetimeout', 'warning'] as const;
+
+/**
+ * Refuses a prefix and keyTemplate whose longest key would pass S3's 1,024 bytes: prefix, partition path,
+ * `/HHmmss.nnnnnnnnn-<writerId up to 64>` and `.zst` at most.
+ */
+function checkKeyLength(prefix: string, template: KeyTemplate): void {
+  const longest = Buffer.byteLength(prefix) + template.maxLength + 1 + 17 + 64 + 4;
+  if (longest <= 1024) return;
+  throw new ManifoldError(
+    `s3Sink: options.keyTemplate ${JSON.stringify(template.source)} with options.prefix of ${Buffer.byteLength(prefix)} bytes can make keys of ${longest} bytes, and S3 takes at most 1,024: shorten the prefix or the template (each field value takes up to 64 characters)`,
+    { code: ErrorCodes.INVALID_OPTION, details: { option: 'keyTemplate' } },
+  );
+}
 
 /** The options a part's declaration names, taken from the sink's validated ones. */
 function pick<D extends OptionSpecs>(declaration: OptionDeclaration<D>, from: object): ResolvedOptions<D> {
@@ -83,6 +97,7 @@ export class S3Sink extends Writable {
     // Validate everything before constructing anything, so a bad option never leaves a half-made sink:
     // the cross-option checks too, under this factory's name.
     const settings = uploaderSettings('s3Sink', uploaderOptions);
+    if (o.keyTemplate !== undefined) checkKeyLength(o.prefix, new KeyTemplate('s3Sink', o.keyTemplate, o.timeZone));
     super({ objectMode: true, highWaterMark: o.highWaterMark });
     this.#lock = new BufferLock(bufferPath);
     this.#collector = new S3Collector(collectorOptions, this.#lock);

@@ -6,7 +6,7 @@
  * the collector writes (see buffer-folder.ts); anything else is left alone.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, readdir, rmdir, unlink } from 'node:fs/promises';
+import { lstat, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, addAbortSignal } from 'node:stream';
 import { createGzip, createZstdCompress } from 'node:zlib';
@@ -16,7 +16,20 @@ import { awsCall, awsConnection, awsError, type AwsClientSettings, type AwsConne
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { conflictingOptions, type ResolvedOptions } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
-import { COMMITTED_NAME, COMMITTED_PATH, DAY_FOLDER, OnceReporter, checkBufferFolder, ignoredEntry, openBufferFile, refusal, type IgnoredReason } from './buffer-folder.js';
+import {
+  COMMITTED_NAME,
+  COMMITTED_PATH,
+  DAY_FOLDER,
+  OnceReporter,
+  PARTITION_COMMITTED_PATH,
+  PARTS_FOLDER,
+  checkBufferFolder,
+  ignoredEntry,
+  openBufferFile,
+  refusal,
+  walkPartitions,
+  type IgnoredReason,
+} from './buffer-folder.js';
 import type { AckPair, CommittedFile } from './collector.js';
 import { checkBucket, s3UploaderOptions, type S3Credentials, type S3UploaderOptions } from './options.js';
 
@@ -66,6 +79,9 @@ const REMEMBERED = 10_000;
 const MAX_TRACKED = 10_000;
 // The slowest transfer a request may make before its overall deadline ends it: 64 KiB/s (0.5 Mbit/s).
 const MIN_BYTES_PER_SECOND = 64 * 1024;
+// A partition folder found empty is removed once it has not changed for this long (the collector makes it again when
+// a record needs it; removing one it is about to use only costs it a retry).
+const EMPTY_PARTITION_AGE_MS = 10 * 60_000;
 
 /**
  * What the declaration leaves to code, for options it validated (`where` names the
@@ -119,6 +135,8 @@ interface Entry {
   bytes: number;
   acks: AckPair[];
   state: 'queued' | 'uploading' | 'failed';
+  /** For a partition file (keyTemplate), whose name carries no day: when it was committed or found. */
+  at?: number;
 }
 
 function isCommittedFile(value: unknown): value is CommittedFile {
@@ -203,7 +221,9 @@ export class S3Uploader extends Writable {
 
   /** The S3 key a committed file goes to. */
   keyFor(relativePath: string): string {
-    return `${this.#o.prefix}${relativePath}${EXTENSION[this.#o.compression]}`;
+    // A partition file (keyTemplate): `.parts/<partition path>/<name>` goes to `<prefix><partition path>/<name>`.
+    const path = relativePath.startsWith(`${PARTS_FOLDER}/`) ? relativePath.slice(PARTS_FOLDER.length + 1) : relativePath;
+    return `${this.#o.prefix}${path}${EXTENSION[this.#o.compression]}`;
   }
 
   /** Files known and not yet uploaded (queued, uploading, or waiting for the next rescan); at most 10,000 are tracked at once, a larger backlog waits on disk. */
@@ -217,11 +237,20 @@ export class S3Uploader extends Writable {
    */
   oldestPendingAgeMs(now = Date.now()): number {
     let oldest: string | undefined;
-    for (const name of this.#files.keys()) if (oldest === undefined || name < oldest) oldest = name;
+    let at: number | undefined;
+    for (const [name, entry] of this.#files) {
+      if (entry.at !== undefined) {
+        if (at === undefined || entry.at < at) at = entry.at;
+      } else if (oldest === undefined || name < oldest) {
+        oldest = name;
+      }
+    }
     const m = oldest === undefined ? null : /^(\d{4})-(\d{2})-(\d{2})\/(\d{2})(\d{2})(\d{2})\./.exec(oldest);
-    if (!m) return 0;
-    const committed = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
-    return Math.max(0, now - committed);
+    if (m) {
+      const committed = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
+      if (at === undefined || committed < at) at = committed;
+    }
+    return at === undefined ? 0 : Math.max(0, now - at);
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
@@ -345,10 +374,47 @@ export class S3Uploader extends Writable {
         this.#add(relativePath, path, info.size, []);
       }
     }
+    if (!this.#overflow) await this.#scanPartitions();
     this.#pump();
   }
 
-  #add(relativePath: string, path: string, bytes: number, acks: AckPair[]): void {
+  /** The partition files (keyTemplate) under `.parts`, as #scan does the day folders; removes partition folders long empty. */
+  async #scanPartitions(): Promise<void> {
+    const root = this.#o.bufferPath;
+    for await (const entry of walkPartitions(root)) {
+      if (this.destroyed) return;
+      if (entry.kind === 'ignored') {
+        this.#ignored.note(entry.path, entry.reason ?? 'name');
+        continue;
+      }
+      if (entry.kind === 'active') continue;
+      if (entry.kind === 'folder') {
+        if (!entry.empty) continue;
+        const info = await stat(entry.path).catch(() => undefined);
+        // rmdir refuses a folder that is no longer empty: a file the collector just put there stays.
+        if (info && Date.now() - info.mtimeMs > EMPTY_PARTITION_AGE_MS) await rmdir(entry.path).catch(() => undefined);
+        continue;
+      }
+      const { relativePath, path } = entry;
+      const known = this.#files.get(relativePath);
+      if (known?.state === 'failed') this.#requeue(known);
+      if (known || this.#uploaded.has(relativePath)) continue;
+      if (this.#files.size >= MAX_TRACKED) {
+        this.#overflow = true;
+        return;
+      }
+      const info = await lstat(path).catch(() => undefined);
+      if (!info) continue;
+      const why = refusal(info);
+      if (why !== undefined) {
+        this.#ignored.note(path, why);
+        continue;
+      }
+      this.#add(relativePath, path, info.size, [], info.mtimeMs);
+    }
+  }
+
+  #add(relativePath: string, path: string, bytes: number, acks: AckPair[], at?: number): void {
     if (this.#uploaded.has(relativePath)) {
       // The rescan found and uploaded it before the collector handed it over.
       for (const pair of acks) pair.ack();
@@ -366,6 +432,7 @@ export class S3Uploader extends Writable {
       return;
     }
     const entry: Entry = { relativePath, path, bytes, acks, state: 'queued' };
+    if (relativePath.startsWith(`${PARTS_FOLDER}/`)) entry.at = at ?? Date.now();
     this.#files.set(relativePath, entry);
     this.#queue.push(entry);
   }
@@ -381,7 +448,8 @@ export class S3Uploader extends Writable {
       return;
     }
     // Its path decides the key and what is deleted after the upload: only a name the collector writes, in this folder.
-    if (!COMMITTED_PATH.test(file.relativePath) || file.path !== join(this.#o.bufferPath, file.relativePath)) {
+    const named = COMMITTED_PATH.test(file.relativePath) || PARTITION_COMMITTED_PATH.test(file.relativePath);
+    if (!named || file.path !== join(this.#o.bufferPath, file.relativePath)) {
       callback(
         new ManifoldError(
           `s3Uploader: expected a committed file of ${this.#o.bufferPath} (relativePath YYYY-MM-DD/HHmmss.nnnnnnnnn-<writerId>, path under bufferPath), got ${JSON.stringify(file.relativePath)} at ${JSON.stringify(file.path)}`,
