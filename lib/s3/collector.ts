@@ -582,7 +582,55 @@ export class S3Collector extends Transform {
       if (group) group.push(messages[k]!);
       else groups.set(partition, [messages[k]!]);
     }
+    // The partitions whose open file takes their records as they are (the common case) are written at once, in
+    // parallel (different files); the others (a file to open, to rotate, the quota near) one by one after them.
+    const delimiter = this.#o.delimiter;
+    const fast: Array<{ active: ActiveFile; group: Message[]; buffer: Buffer; at: number }> = [];
+    const slow: Array<[string, Message[]]> = [];
+    let reserved = 0;
     for (const [partition, group] of groups) {
+      const active = this.#actives.get(partition);
+      let bytes = 0;
+      for (const message of group) bytes += message.data.length + delimiter.length;
+      if (!active || active.bytes + bytes >= this.#o.commitSizeBytes || this.#diskBytes + reserved + bytes > this.#o.maxBufferBytes) {
+        slow.push([partition, group]);
+        continue;
+      }
+      reserved += bytes;
+      const buffer = Buffer.allocUnsafe(bytes);
+      let offset = 0;
+      for (const message of group) {
+        offset += message.data.copy(buffer, offset);
+        offset += delimiter.copy(buffer, offset);
+      }
+      // Its place in the file is taken now; the records count (and may be acked) only once written.
+      fast.push({ active, group, buffer, at: active.bytes });
+      active.bytes += bytes;
+      this.#diskBytes += bytes;
+      this.#actives.delete(partition);
+      this.#actives.set(partition, active);
+    }
+    if (fast.length > 0) {
+      await Promise.all(
+        fast.map(async ({ active, buffer, at }) => {
+          let written = 0;
+          while (written < buffer.length) {
+            const { bytesWritten } = await active.handle.write(buffer, written, buffer.length - written, at + written);
+            written += bytesWritten;
+          }
+        }),
+      );
+      for (const { active, group } of fast) {
+        active.records += group.length;
+        this.#dirty.add(active);
+        if (this.#o.ackOn === 'upload') for (const message of group) active.acks.push({ ack: message.ack, nack: message.nack });
+        else for (const message of group) this.#unsynced.push(message);
+      }
+      if (this.#o.syncIntervalMs === 0) await this.#startSync();
+      else if (this.#unsynced.length >= MAX_UNSYNCED && this.#syncing) await this.#syncing;
+      else this.#armSync();
+    }
+    for (const [partition, group] of slow) {
       if (this.#stopped) return;
       await this.#appendTo(group, partition);
     }
