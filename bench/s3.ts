@@ -7,6 +7,9 @@
  *   a hand-written file + rotate + @aws-sdk/lib-storage Upload uploader with the same fsync policy
  *   (bench/sides/s3.ts says exactly what each does), each side in its own child process, 3 rounds
  *   alternating, medians. Goal (issue 20): ≥ 0.8 of the hand-written uploader.
+ * - end to end with keyTemplate 'region={json.region}': 20 partitions against one (the same sink, the same
+ *   100 B JSON payloads, naming 20 regions or one), each in its own process, 3 rounds alternating. Goal
+ *   (issue 18): 20 partitions ≥ 0.8 of one.
  */
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
@@ -119,6 +122,25 @@ const bench: BenchArea = async (scale) => {
         e2e.ours,
         e2e.handwritten,
         'hand-written',
+      ),
+    );
+
+    // Partitioned: 20 partitions against one, the same template and JSON parsing on both sides.
+    const parts = await interleaved(['partitions20', 'partition1'] as const, ROUNDS, async (side) =>
+      runSide('s3', { side, endpoint: s3.endpoint, bucket: await s3.createBucket(), dir: await s3.tempDir(side), count }),
+    );
+    rows.push(
+      sideRow(
+        {
+          area: 's3',
+          case: `end to end into s3rver, ${count.toLocaleString('en-US')} x 100 B JSON, keyTemplate region={json.region}: 20 partitions vs one`,
+          unit: 'msg/s',
+          goal: 0.8,
+          note: 'ours: 20 regions in turn (20 open buffer files, objects 1/20 the size); raw: one region; both s3Sink defaults with the same template (every payload parsed as JSON); timed to the last object uploaded',
+        },
+        parts.partitions20,
+        parts.partition1,
+        'one partition',
       ),
     );
     return rows;

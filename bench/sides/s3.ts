@@ -13,6 +13,9 @@
  *   64 KiB writev() calls on a FileHandle, fsync when 100 ms passed since the last one (and at
  *   rotation), rotation at 8 MiB, each closed file uploaded with Upload({ Body: createReadStream,
  *   partSize 8 MiB }) with at most 4 uploads in flight, then deleted.
+ * - partitions20 / partition1: s3Sink as `ours` with keyTemplate 'region={json.region}' (the payload parsed
+ *   as JSON for every message on both), the 100 B JSON payloads naming 20 regions in turn, or one region:
+ *   what partitioning costs end to end (one buffer file per partition, 20 times as many, smaller objects).
  */
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { measure, sideMain, type Measured, type SideArgs } from '../lib.js';
@@ -47,6 +50,33 @@ async function ours({ endpoint, bucket, dir, count }: S3Args): Promise<Measured>
   };
   return measure(count, async () => {
     await pipeline(Readable.from(messages()), s3Sink({ bucket, endpoint, region: 'us-east-1', credentials, bufferPath: dir, closeTimeoutMs: 300_000 }));
+    if (acked !== count) throw new Error(`only ${acked} of ${count} acked`);
+  });
+}
+
+/** 100 B of JSON naming region r<k>. */
+function regionPayload(k: number): Buffer {
+  const head = `{"region":"r${String(k).padStart(2, '0')}","pad":"`;
+  return Buffer.from(`${head}${'p'.repeat(100 - head.length - 2)}"}`);
+}
+
+async function partitioned({ endpoint, bucket, dir, count }: S3Args, partitions: number): Promise<Measured> {
+  const { Readable } = await import('node:stream');
+  const { pipeline } = await import('node:stream/promises');
+  const { s3Sink } = await import('../../lib/s3/sink.js');
+  const data = Array.from({ length: partitions }, (_, k) => regionPayload(k));
+  let acked = 0;
+  const onAck = (): void => {
+    acked += 1;
+  };
+  const messages = function* (): Generator<Message> {
+    for (let i = 0; i < count; i++) yield createMessage({ data: data[i % partitions]!, onAck });
+  };
+  return measure(count, async () => {
+    await pipeline(
+      Readable.from(messages()),
+      s3Sink({ bucket, endpoint, region: 'us-east-1', credentials, bufferPath: dir, closeTimeoutMs: 300_000, keyTemplate: 'region={json.region}' }),
+    );
     if (acked !== count) throw new Error(`only ${acked} of ${count} acked`);
   });
 }
@@ -130,4 +160,6 @@ async function handwritten({ endpoint, bucket, dir, count }: S3Args): Promise<Me
 sideMain({
   ours: (a) => ours(a as S3Args),
   handwritten: (a) => handwritten(a as S3Args),
+  partitions20: (a) => partitioned(a as S3Args, 20),
+  partition1: (a) => partitioned(a as S3Args, 1),
 });
