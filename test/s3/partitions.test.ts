@@ -327,6 +327,61 @@ describe('s3Sink with keyTemplate against s3rver', () => {
     assert.ok(warnings.some((w) => (w as ManifoldError & { path?: string }).path === join(bufferPath, '.parts')), warnings.map(String).join('; '));
   });
 
+  it("ackOn 'upload': each record is acked once the object of its partition is in S3", async () => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    const sink = s3Sink({ ...FAST, client: s3.client, bucket, bufferPath, ackOn: 'upload', keyTemplate: 'k={key}' });
+    const uploaded = new Set<string>();
+    sink.on('upload', (e: { key: string }) => uploaded.add(e.key));
+    const ackedWhen: Array<{ key: string; seen: string[] }> = [];
+    const inputs = Array.from({ length: 40 }, (_, i) =>
+      createMessage({ data: `m${i}`, key: `p${i % 4}`, onAck: () => ackedWhen.push({ key: `p${i % 4}`, seen: [...uploaded] }) }),
+    );
+    await pipeline(Readable.from(inputs), sink);
+    assert.equal(ackedWhen.length, 40);
+    for (const { key, seen } of ackedWhen) assert.ok(seen.some((k) => k.startsWith(`k=${key}/`)), `acked after an object of k=${key} was uploaded`);
+  });
+
+  it('maxBufferBytes counts every partition: with S3 down writes are held at the quota (quota event), then all are delivered', async (t) => {
+    const bucket = await s3.createBucket();
+    const bufferPath = await s3.tempDir();
+    await s3.stop();
+    t.after(() => s3.start());
+    const sink = s3Sink({ ...FAST, client: s3.client, bucket, bufferPath, verify: 'none', maxBufferBytes: 4000, keyTemplate: 'k={key}', closeTimeoutMs: 30_000 });
+    let quota = 0;
+    sink.on('quota', () => (quota += 1));
+    let pulled = 0;
+    const total = 600;
+    const source = Readable.from(
+      (function* () {
+        for (let i = 0; i < total; i++) {
+          pulled += 1;
+          yield createMessage({ data: `quota-${String(i).padStart(5, '0')}`, key: `p${i % 5}` });
+        }
+      })(),
+    );
+    const done = pipeline(source, sink);
+    await until('the quota event', () => quota > 0, 10_000);
+    await sleep(300);
+    const onDisk = (await filesUnder(bufferPath)).length;
+    assert.ok(pulled < total, `the source was held, pulled ${pulled}`);
+    assert.ok(onDisk > 0);
+    await s3.start();
+    await done;
+    const lines = (await s3.objects(bucket)).flatMap((o) => {
+      const k = o.key.split('/')[0]!;
+      return o.body
+        .toString()
+        .split('\n')
+        .slice(0, -1)
+        .map((line) => {
+          assert.equal(k, `k=p${Number(line.slice(6)) % 5}`, `${line} in ${o.key}`);
+          return line;
+        });
+    });
+    assert.deepEqual(lines.sort(), Array.from({ length: total }, (_, i) => `quota-${String(i).padStart(5, '0')}`));
+  });
+
   it('without keyTemplate nothing changes: no .parts folder, keys <prefix>YYYY-MM-DD/HHmmss.nnnnnnnnn-writer', async () => {
     const bucket = await s3.createBucket();
     const bufferPath = await s3.tempDir();
