@@ -45,9 +45,21 @@ interface Entry<P> {
   state: number;
   /** Order of delivery on its lane (of its generation). */
   seq: number;
+  /** The lane and its generation when tracked: a settle after reset() or remove() is late. */
+  lane: Lane<P>;
+  generation: number;
+}
+
+/**
+ * One tracked delivery, from {@link AckTracker.open}: hand it back to {@link AckTracker.settle}.
+ * Opaque; it costs one object, where a {@link Ticket} adds two closures.
+ */
+export interface Delivery<P> {
+  readonly position: P;
 }
 
 class Lane<P> {
+  constructor(readonly partition: string) {}
   // Entries from `head` on are outstanding or not yet contiguous; compaction keeps the array short.
   entries: Entry<P>[] = [];
   head = 0;
@@ -108,7 +120,7 @@ export class AckTracker<P = string> {
   #lane(partition: string): Lane<P> {
     let lane = this.#lanes.get(partition);
     if (!lane) {
-      lane = new Lane<P>();
+      lane = new Lane<P>(partition);
       this.#lanes.set(partition, lane);
     }
     return lane;
@@ -119,23 +131,47 @@ export class AckTracker<P = string> {
    * tracked before on that partition. Does not block: check `isFull()` first.
    */
   track(partition: string, position: P): Ticket {
-    const lane = this.#lane(partition);
-    const entry: Entry<P> = { position, state: PENDING, seq: lane.nextSeq++ };
-    // Past a nack the checkpoint cannot move: only the ticket holds the entry, for its position and its one settle.
-    if (entry.seq < lane.stop) lane.entries.push(entry);
-    lane.inFlight += 1;
-    const generation = lane.generation;
+    const entry = this.#open(this.#lane(partition), position);
     return {
-      ack: () => this.#settle(partition, lane, generation, entry, ACKED, undefined),
-      nack: (error?: Error) => this.#settle(partition, lane, generation, entry, NACKED, error),
+      ack: () => this.#settle(entry, ACKED, undefined),
+      nack: (error?: Error) => this.#settle(entry, NACKED, error),
     };
   }
 
-  #settle(partition: string, lane: Lane<P>, generation: number, entry: Entry<P>, state: number, error: Error | undefined): void {
+  /**
+   * As {@link track}, without the ticket's closures: the delivery is settled by passing it to
+   * {@link settle}. For a source that builds its own message around the delivery.
+   */
+  open(partition: string, position: P): Delivery<P> {
+    return this.#open(this.#lane(partition), position);
+  }
+
+  /**
+   * Settles a delivery from {@link open}: acks it, or with `nacked` nacks it with `error`. Returns true
+   * for its first settle (a late one, after reset() or remove(), included), false for any later one.
+   */
+  settle(delivery: Delivery<P>, nacked = false, error?: Error): boolean {
+    const entry = delivery as Entry<P>;
+    if (entry.state !== PENDING) return false;
+    this.#settle(entry, nacked ? NACKED : ACKED, error);
+    return true;
+  }
+
+  #open(lane: Lane<P>, position: P): Entry<P> {
+    const entry: Entry<P> = { position, state: PENDING, seq: lane.nextSeq++, lane, generation: lane.generation };
+    // Past a nack the checkpoint cannot move: only the ticket holds the entry, for its position and its one settle.
+    if (entry.seq < lane.stop) lane.entries.push(entry);
+    lane.inFlight += 1;
+    return entry;
+  }
+
+  #settle(entry: Entry<P>, state: number, error: Error | undefined): void {
     // A second settle is ignored; so is (counted once) a ticket from before reset() or remove(): its position will be redelivered.
     if (entry.state !== PENDING) return;
     entry.state = state;
-    if (lane.generation !== generation || this.#lanes.get(partition) !== lane) {
+    const { lane } = entry;
+    const partition = lane.partition;
+    if (lane.generation !== entry.generation || this.#lanes.get(partition) !== lane) {
       this.lateSettles += 1;
       return;
     }
@@ -290,7 +326,7 @@ export class AckTracker<P = string> {
   reset(partition: string): void {
     const lane = this.#lanes.get(partition);
     if (!lane) return;
-    const fresh = new Lane<P>();
+    const fresh = new Lane<P>(partition);
     fresh.committed = lane.committed;
     fresh.generation = lane.generation + 1;
     this.#lanes.set(partition, fresh);

@@ -3,7 +3,7 @@
  */
 export { ErrorCodes, ManifoldError, isRetryable, redactText, redactUrl, type ErrorCode, type ManifoldErrorInit } from './errors.js';
 export { createMessage, derive, isMessage, relay, settleAll, toMessage, type Message, type MessageInit, type MessageLike } from './message.js';
-export { AckTracker, type AckTrackerOptions, type NackRecord, type Ticket } from './acks.js';
+export { AckTracker, type AckTrackerOptions, type Delivery, type NackRecord, type Ticket } from './acks.js';
 export { backoffDelay, resolveRetry, withRetry, type FactoryContext, type ResolvedRetry, type RetryEvent, type RetryOptions, type RetryingOptions } from './retry.js';
 export { RetryingSource, retryingSource } from './retrying-source.js';
 export { RetryingSink, retryingSink } from './retrying-sink.js';

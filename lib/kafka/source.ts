@@ -4,9 +4,9 @@
  */
 import { Readable } from 'node:stream';
 import { Consumer, type MessagesStream, type Message as KafkaMessage } from '@platformatic/kafka';
-import { AckTracker, closeTimeoutError } from '../core/acks.js';
+import { AckTracker, closeTimeoutError, type Delivery } from '../core/acks.js';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
-import { createMessage } from '../core/message.js';
+import type { Message } from '../core/message.js';
 import { invalidOption } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
 import { TOPIC_NAME, kafkaError, resolveConnection, watchTls, clientOptions, type ResolvedConnection } from './connection.js';
@@ -162,6 +162,8 @@ function splitKey(key: string): { topic: string; partition: number } {
  */
 const YIELD_EVERY_RECORDS = 500;
 const YIELD_EVERY_MS = 15;
+/** The clock is read every this many records (a power of two), not at each: reading it costs more than a record's own bookkeeping. */
+const CLOCK_EVERY_RECORDS = 8;
 
 /**
  * One consumer-group membership. Failures end it with an error; the
@@ -195,12 +197,20 @@ class GroupMember extends Readable {
   readonly #full = new Set<string>();
   /** Payload bytes of the messages pushed and not yet settled, against `maxInFlightBytes`. */
   #inFlightBytes = 0;
-  /** The client's stream is paused by us: it fetches nothing more until we read again. */
+  /** The client's stream is paused by us: it delivers nothing until #pull() resumes it. */
   #clientPaused = false;
+  /** Paused by the library's own pause(), which also stops its fetch loop (backpressure, not a yield). */
+  #fetchPaused = false;
   #pullOnSettle = false;
   #yield: NodeJS.Immediate | undefined;
   #readSinceYield = 0;
   #yieldedAt = performance.now();
+  /** Set from a run's first record until its end (a microtask): records in one synchronous run count towards one yield. */
+  #inRun = false;
+  /** The partition of the last record and its key: records come in runs of one partition, so the key string is made once a run. */
+  #recentTopic: string | undefined;
+  #recentPartition = -1;
+  #recentKey = '';
   /** Set before close() ends the stream: a push after that would throw. */
   #ending = false;
   #closing: Promise<void> | undefined;
@@ -264,11 +274,13 @@ class GroupMember extends Readable {
       return;
     }
     this.#stream = stream;
-    // Pulled, not flowing: records stay in the library's buffer (which stops fetching at its high-water mark)
-    // until this stream wants them, so no pause()/resume() state can fall out of step with Node's _read calls.
-    // 'readable' before any read(): the library does not fetch for a stream nobody listens to, and a read()
-    // before that would leave its _read pending for good.
-    stream.on('readable', this.#pull);
+    // Flowing while we want records, so a record goes from the fetch response to the consumer at once and dies
+    // young (pulled, a whole fetch of records waited in the library's buffer and was promoted by the garbage
+    // collector). Paused first: nothing is fetched or delivered until #pull() finds that the consumer wants it.
+    stream.pause();
+    this.#clientPaused = true;
+    this.#fetchPaused = true;
+    stream.on('data', this.#onData);
     stream.on('error', (error: Error) => this.destroy(kafkaError(this.#what, error)));
     stream.once('close', () => {
       if (!this.#closing && !this.destroyed) {
@@ -298,45 +310,85 @@ class GroupMember extends Readable {
   };
 
   /**
-   * Moves records from the library into this stream while it wants them. Every way of
-   * stopping has its own way back: a full buffer -> _read; a full partition -> its
-   * whenRoom(); a yield -> its setImmediate; the library's buffer empty -> 'readable'.
+   * Lets records flow from the library into this stream while it wants them. Every way of
+   * stopping pauses the library's stream and has its own way back: a full buffer -> _read; a full
+   * partition -> its whenRoom(); the bytes bound -> the settle that brings them under; a yield -> its
+   * setImmediate.
    */
   readonly #pull = (): void => {
     const stream = this.#stream;
-    // A consumer reacting to a push may land here again; the loop below re-checks everything on its next turn.
+    // A consumer reacting to a record may land here again; the loop below re-checks everything on its next turn.
     if (!stream || this.#pulling || this.#ending || this.destroyed) return;
     this.#pulling = true;
     try {
-      while (this.#mayRead() && this.#yield === undefined) {
+      while (this.#clientPaused && this.#yield === undefined && this.#mayRead()) {
         // Resumed only once its buffer is below its own high-water mark: resume() starts a fetch whatever the
         // buffer holds, and a fetch forced on every resume would let the buffer grow past the mark without end.
-        if (this.#clientPaused && stream.readableLength < stream.readableHighWaterMark) {
+        // Above it, records are taken one at a time (read() hands each to #onData).
+        if (stream.readableLength < stream.readableHighWaterMark) {
           this.#clientPaused = false;
-          stream.resume();
-        }
-        if (this.#readSinceYield >= YIELD_EVERY_RECORDS || performance.now() - this.#yieldedAt >= YIELD_EVERY_MS) {
-          this.#yield = setImmediate(this.#afterYield);
+          if (this.#fetchPaused) {
+            // The library's resume() restarts its fetch loop.
+            this.#fetchPaused = false;
+            stream.resume();
+          } else Readable.prototype.resume.call(stream);
           return;
         }
-        const record = stream.read() as KafkaMessage<Buffer, Buffer, Buffer, Buffer> | null;
-        if (record === null) {
-          // Nothing buffered: the next record comes with a fetch response, after the event loop has turned.
-          this.#readSinceYield = 0;
-          this.#yieldedAt = performance.now();
-          return;
-        }
-        this.#readSinceYield += 1;
-        this.#onRecord(record);
+        if (stream.read() === null) return;
       }
     } finally {
       this.#pulling = false;
     }
-    // Stopped for backpressure: the client fetches ahead while its own buffer is below 1,024 records, whatever their
-    // size, so it is paused too (one fetch in flight may still land). Not on a yield or an empty buffer: we come back.
-    if (!this.#mayRead() && !this.#ending && !this.destroyed && !this.#clientPaused) {
+  };
+
+  /**
+   * Stops the library's stream. For a yield (`stopFetching` false) only the flow stops, Node's pause(): the
+   * library goes on fetching up to its buffer's mark, as it does for a consumer that keeps up, and its
+   * resume() does not force a fetch each time. For backpressure its own pause() also stops its fetch loop
+   * (it fetches ahead while its buffer is below 1,024 records, whatever their size).
+   */
+  #pauseClient(stopFetching: boolean): void {
+    const stream = this.#stream;
+    if (!stream) return;
+    if (stopFetching && !this.#fetchPaused) {
+      this.#fetchPaused = true;
       this.#clientPaused = true;
       stream.pause();
+      return;
+    }
+    if (this.#clientPaused) return;
+    this.#clientPaused = true;
+    Readable.prototype.pause.call(stream);
+  }
+
+  readonly #endRun = (): void => {
+    this.#inRun = false;
+  };
+
+  /** A record from the library (flowing, or read() by #pull). */
+  readonly #onData = (record: KafkaMessage<Buffer, Buffer, Buffer, Buffer>): void => {
+    // Closing: what is not delivered is read again by the group from the committed offset.
+    if (this.#ending || this.destroyed) {
+      this.#pauseClient(true);
+      return;
+    }
+    if (!this.#inRun) {
+      // The first record of a synchronous run (a fetch response, a resumed flow): the yield counts from here.
+      this.#inRun = true;
+      this.#readSinceYield = 0;
+      this.#yieldedAt = performance.now();
+      queueMicrotask(this.#endRun);
+    }
+    this.#onRecord(record);
+    if (!this.#mayRead()) {
+      // Backpressure: checked after every record, so not one more is delivered past a bound.
+      this.#pauseClient(true);
+      return;
+    }
+    const read = ++this.#readSinceYield;
+    if (read >= YIELD_EVERY_RECORDS || ((read & (CLOCK_EVERY_RECORDS - 1)) === 0 && performance.now() - this.#yieldedAt >= YIELD_EVERY_MS)) {
+      this.#pauseClient(false);
+      this.#yield ??= setImmediate(this.#afterYield);
     }
   };
 
@@ -365,8 +417,15 @@ class GroupMember extends Readable {
     this.#pull();
   };
 
+  #keyOf(topic: string, partition: number): string {
+    if (topic === this.#recentTopic && partition === this.#recentPartition) return this.#recentKey;
+    this.#recentTopic = topic;
+    this.#recentPartition = partition;
+    return (this.#recentKey = partitionKey(topic, partition));
+  }
+
   #onRecord(record: KafkaMessage<Buffer, Buffer, Buffer, Buffer>): void {
-    const key = partitionKey(record.topic, record.partition);
+    const key = this.#keyOf(record.topic, record.partition);
     // A record fetched before this partition was (re)assigned to us, or for one we no longer own, is stale:
     // the current owner reads it again from the committed offset.
     const fetchedIn = (record.metadata?.consumer as { generationId?: number } | undefined)?.generationId;
@@ -376,33 +435,28 @@ class GroupMember extends Readable {
     if (last !== undefined && record.offset <= last) return;
     this.#lastOffset.set(key, record.offset);
     if (last === undefined && !this.#firstOffset.has(key)) this.#firstOffset.set(key, record.offset);
-    const ticket = this.#tracker.track(key, { offset: record.offset, leaderEpoch: record.leaderEpoch });
+    const delivery = this.#tracker.open(key, { offset: record.offset, leaderEpoch: record.leaderEpoch });
     const data = record.value ?? EMPTY;
     const size = data.length;
     this.#inFlightBytes += size;
-    let headers: Record<string, string> | undefined;
-    if (record.headers.size > 0) {
-      headers = {};
-      for (const [k, v] of record.headers) headers[k.toString()] = v === undefined || v === null ? '' : v.toString();
-    }
-    const message = createMessage({
+    // Built here rather than by createMessage(): two closures over the delivery are all a record costs (the
+    // tracker ignores a second settle and says whether this one was the first).
+    const message: { -readonly [K in keyof Message]: Message[K] } = {
       data,
-      key: record.key === undefined || record.key === null ? undefined : record.key.toString(),
-      headers,
-      timestamp: Number(record.timestamp),
-      meta: { topic: record.topic, partition: record.partition, offset: record.offset.toString() },
-      onAck: () => {
-        ticket.ack();
-        this.#settled(size);
-      },
-      onNack: (error) => {
-        ticket.nack(error);
-        this.#settled(size);
-      },
-    });
+      ack: () => this.#settle(delivery, size, false, undefined),
+      nack: (error?: Error) => this.#settle(delivery, size, true, error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY })),
+    };
+    if (record.key !== undefined && record.key !== null) message.key = record.key.toString();
+    if (record.headers.size > 0) {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of record.headers) headers[k.toString()] = v === undefined || v === null ? '' : v.toString();
+      message.headers = headers;
+    }
+    message.timestamp = Number(record.timestamp);
+    message.meta = { topic: record.topic, partition: record.partition, offset: record.offset.toString() };
     // Node calls _read again once the consumer has taken from the full buffer.
     if (!this.push(message)) this.#wanted = false;
-    if (this.#tracker.isFull(key) && !this.#full.has(key)) {
+    if (!this.#full.has(key) && this.#tracker.isFull(key)) {
       this.#full.add(key);
       // Also settled when the partition is revoked (the tracker releases its waiters).
       void this.#tracker.whenRoom(key).then(() => {
@@ -410,6 +464,17 @@ class GroupMember extends Readable {
         this.#pull();
       });
     }
+  }
+
+  /** A message's ack or nack: the first settles its delivery and frees its bytes; later ones do nothing. */
+  #settle(delivery: Delivery<Position>, size: number, nacked: boolean, error: Error | undefined): void {
+    let first = true;
+    try {
+      first = this.#tracker.settle(delivery, nacked, error);
+    } catch {
+      // A 'nack' listener threw after the delivery was settled: it counts as settled; the group redelivers it.
+    }
+    if (first) this.#settled(size);
   }
 
   /** A rebalance is starting: every partition may be revoked, so what is acked is committed now. */
@@ -567,7 +632,8 @@ class GroupMember extends Readable {
       this.#consumer.off('consumer:group:join', this.#onJoin);
       const stream = this.#stream;
       if (stream) {
-        stream.off('readable', this.#pull);
+        stream.off('data', this.#onData);
+        stream.pause();
         await stream.close().catch(() => undefined);
       }
       await this.#consumer.close(force).catch(() => this.#consumer.close(true).catch(() => undefined));

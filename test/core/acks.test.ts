@@ -307,6 +307,33 @@ describe('AckTracker', () => {
     assert.equal(t.remove('s'), undefined);
   });
 
+  it('open() and settle(): the same bookkeeping as track() without the ticket; settle() says whether it was the first', () => {
+    const nacks: unknown[] = [];
+    const t = new AckTracker<number>({ maxInFlight: 3, onNack: (r) => nacks.push(r.position) });
+    const a = t.open('p', 1);
+    const b = t.open('p', 2);
+    const c = t.open('p', 3);
+    assert.equal(a.position, 1);
+    assert.ok(t.isFull('p'), 'three deliveries past the checkpoint fill a window of 3');
+    assert.equal(t.settle(b), true, 'the first settle of b');
+    assert.equal(t.committed('p'), undefined, 'b is acked but a is not: no checkpoint yet');
+    assert.equal(t.settle(a), true);
+    assert.equal(t.committed('p'), 2, 'a and b acked: the checkpoint is b');
+    assert.equal(t.settle(a), false, 'a second ack of a is ignored');
+    assert.equal(t.settle(a, true, new Error('late')), false, 'so is a nack after the ack');
+    assert.equal(t.settle(c, true, new Error('bad')), true);
+    assert.deepEqual(nacks, [3]);
+    assert.ok(t.isBlocked('p'));
+    assert.equal(t.inFlight('p'), 0);
+    // A delivery from before reset() settles as late, once, and still reports its first settle.
+    const d = t.open('q', 1);
+    t.reset('q');
+    assert.equal(t.settle(d), true);
+    assert.equal(t.settle(d), false);
+    assert.equal(t.lateSettles, 1);
+    assert.equal(t.committed('q'), undefined);
+  });
+
   it('caps the deliveries past the checkpoint with isFull() and whenRoom()', async () => {
     const t = new AckTracker<number>({ maxInFlight: 2 });
     const a = t.track('s', 1);
