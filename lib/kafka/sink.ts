@@ -81,11 +81,20 @@ export class KafkaProducerSink extends RetryingSink {
   }
 }
 
-interface Entry {
-  message: Message;
-  record: MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
-  bytes: number;
+type Record_ = MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
+
+/** One produce request's messages and the records made of them, side by side (no object per message beyond the record). */
+class Batch {
+  readonly messages: Message[] = [];
+  readonly records: Record_[] = [];
+  bytes = 0;
+  get length(): number {
+    return this.messages.length;
+  }
 }
+
+/** Key Buffers of recent string keys: most topics have far fewer keys than messages. Cleared when full. */
+const KEY_CACHE_SIZE = 1024;
 
 function headerMap(headers: Record<string, string> | undefined): Map<Buffer, Buffer> | undefined {
   if (!headers) return undefined;
@@ -101,9 +110,8 @@ class Producing extends Writable {
   readonly #o: Resolved;
   readonly #what: string;
   readonly #producer: Producer;
-  #batch: Entry[] = [];
-  #batchBytes = 0;
-  #inFlight = new Set<Entry[]>();
+  #batch = new Batch();
+  #inFlight = new Set<Batch>();
   #flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   /** A write held back (its batch is full and no request slot is free). */
   #heldCallback: (() => void) | undefined;
@@ -128,10 +136,24 @@ class Producing extends Writable {
     watchTls(this.#producer, this.#what, (error) => this.#fail(error));
   }
 
-  #entry(message: Message): Entry | undefined {
-    const key = message.key === undefined ? undefined : Buffer.from(message.key);
+  readonly #keys = new Map<string, Buffer>();
+
+  #keyBuffer(key: string): Buffer {
+    let buffer = this.#keys.get(key);
+    if (buffer === undefined) {
+      if (this.#keys.size >= KEY_CACHE_SIZE) this.#keys.clear();
+      buffer = Buffer.from(key);
+      this.#keys.set(key, buffer);
+    }
+    return buffer;
+  }
+
+  /** Adds `message` to the open batch (sealing it first when the message would overflow its bytes), or nacks it when too large. */
+  #append(message: Message): void {
+    const key = message.key === undefined ? undefined : this.#keyBuffer(message.key);
     const headers = headerMap(message.headers);
-    let bytes = message.data.length + (key?.length ?? 0);
+    let bytes = message.data.length;
+    if (key !== undefined) bytes += key.length;
     if (headers) for (const [k, v] of headers) bytes += k.length + v.length;
     if (bytes > this.#o.maxMessageBytes) {
       message.nack(
@@ -140,13 +162,19 @@ class Producing extends Writable {
           details: { bytes, topic: this.#o.topic },
         }),
       );
-      return undefined;
+      return;
     }
-    const record: MessageToProduce<Buffer, Buffer, Buffer, Buffer> = { topic: this.#o.topic, value: message.data };
-    if (key) record.key = key;
+    const record: Record_ = { topic: this.#o.topic, value: message.data };
+    if (key !== undefined) record.key = key;
     if (headers) record.headers = headers;
     if (message.timestamp !== undefined && Number.isFinite(message.timestamp)) record.timestamp = BigInt(Math.trunc(message.timestamp));
-    return { message, record, bytes };
+    // A message that would overflow the byte budget starts the next batch.
+    if (this.#batch.length > 0 && this.#batch.bytes + bytes > this.#o.batchBytes) this.#sealBatch();
+    const batch = this.#batch;
+    batch.messages.push(message);
+    batch.records.push(record);
+    batch.bytes += bytes;
+    if (batch.length >= this.#o.batchSize) this.#sealBatch();
   }
 
   #add(messages: Message[], callback: (error?: Error | null) => void): void {
@@ -154,15 +182,7 @@ class Producing extends Writable {
       callback(this.#failed);
       return;
     }
-    for (const message of messages) {
-      const entry = this.#entry(message);
-      if (!entry) continue;
-      // A message that would overflow the byte budget starts the next batch.
-      if (this.#batch.length > 0 && this.#batchBytes + entry.bytes > this.#o.batchBytes) this.#sealBatch();
-      this.#batch.push(entry);
-      this.#batchBytes += entry.bytes;
-      if (this.#batch.length >= this.#o.batchSize) this.#sealBatch();
-    }
+    for (let i = 0; i < messages.length; i++) this.#append(messages[i]!);
     if (this.#sealed.length > 0 && this.#inFlight.size >= this.#o.maxInFlightRequests) {
       // Full batches wait for a request slot; so does the writer.
       this.#heldCallback = () => callback();
@@ -174,13 +194,12 @@ class Producing extends Writable {
   }
 
   /** Full batches waiting for a request slot, oldest first. */
-  #sealed: Entry[][] = [];
+  #sealed: Batch[] = [];
 
   #sealBatch(): void {
     if (this.#batch.length === 0) return;
     this.#sealed.push(this.#batch);
-    this.#batch = [];
-    this.#batchBytes = 0;
+    this.#batch = new Batch();
   }
 
   /** Sends sealed batches while request slots are free. */
@@ -208,13 +227,14 @@ class Producing extends Writable {
     this.#flushTimer = this.#o.lingerMs > 0 ? setTimeout(flush, this.#o.lingerMs) : setImmediate(flush);
   }
 
-  #send(batch: Entry[]): void {
+  #send(batch: Batch): void {
     this.#inFlight.add(batch);
     this.#producer
-      .send({ messages: batch.map((e) => e.record) })
+      .send({ messages: batch.records })
       .then(
         () => {
-          for (const e of batch) e.message.ack();
+          const { messages } = batch;
+          for (let i = 0; i < messages.length; i++) messages[i]!.ack();
           this.emit('ready');
         },
         (error: unknown) => this.#onSendError(batch, error),
@@ -234,35 +254,36 @@ class Producing extends Writable {
       });
   }
 
-  async #onSendError(batch: Entry[], error: unknown): Promise<void> {
+  async #onSendError(batch: Batch, error: unknown): Promise<void> {
     const apiId = kafkaApiId(error);
     if (apiId && TOO_LARGE.has(apiId) && batch.length > 1) {
       // The broker refuses the whole request for one bad record: send them one by one to find it.
-      for (const entry of batch) {
+      for (let i = 0; i < batch.length; i++) {
+        const message = batch.messages[i]!;
         if (this.#failed) {
-          entry.message.nack(this.#failed);
+          message.nack(this.#failed);
           continue;
         }
         try {
-          await this.#producer.send({ messages: [entry.record] });
-          entry.message.ack();
+          await this.#producer.send({ messages: [batch.records[i]!] });
+          message.ack();
         } catch (single) {
-          this.#nackOrFail([entry], single);
+          this.#nackOrFail([message], single);
         }
       }
       return;
     }
-    this.#nackOrFail(batch, error);
+    this.#nackOrFail(batch.messages, error);
   }
 
-  #nackOrFail(batch: Entry[], error: unknown): void {
+  #nackOrFail(messages: Message[], error: unknown): void {
     const apiId = kafkaApiId(error);
     if (apiId && TOO_LARGE.has(apiId)) {
       const wrapped = kafkaError(`${this.#what}: the broker refused the message`, error, { topic: this.#o.topic });
-      for (const e of batch) e.message.nack(wrapped);
+      for (const m of messages) m.nack(wrapped);
       return;
     }
-    let wrapped = kafkaError(`${this.#what}: producing ${batch.length} message(s)`, error, { topic: this.#o.topic });
+    let wrapped = kafkaError(`${this.#what}: producing ${messages.length} message(s)`, error, { topic: this.#o.topic });
     if (isUnknownTopic(error) && !this.#o.autocreateTopics) {
       wrapped = new ManifoldError(`${this.#what}: topic ${JSON.stringify(this.#o.topic)} does not exist and autocreateTopics is off; create it or set autocreateTopics: true`, {
         code: ErrorCodes.NOT_FOUND,
@@ -270,7 +291,7 @@ class Producing extends Writable {
         details: { topic: this.#o.topic },
       });
     }
-    for (const e of batch) e.message.nack(wrapped);
+    for (const m of messages) m.nack(wrapped);
     this.#fail(wrapped);
   }
 
@@ -327,8 +348,8 @@ class Producing extends Writable {
     }
     const reason = error ?? new ManifoldError(`${this.#what}: destroyed before the message was produced`, { code: ErrorCodes.ABORTED });
     // Batches not yet sent are reported now; requests in flight settle by themselves (their acks still count).
-    for (const batch of [this.#batch, ...this.#sealed]) for (const e of batch) e.message.nack(reason);
-    this.#batch = [];
+    for (const batch of [this.#batch, ...this.#sealed]) for (const m of batch.messages) m.nack(reason);
+    this.#batch = new Batch();
     this.#sealed = [];
     this.#failed ??= reason;
     const waiters = this.#settledWaiters;

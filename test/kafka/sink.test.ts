@@ -84,6 +84,27 @@ describe('kafkaSink', () => {
     }
   });
 
+  it('produces each message with its own key when there are more keys than the key cache holds (3,000 keys, mixed with unkeyed messages)', async () => {
+    const topic = await broker.createTopic({ partitions: 3 });
+    // Keys repeat (each twice, far apart) and outnumber the sink's cache of key Buffers, which is cleared when full.
+    const { messages, acked } = tracked(
+      Array.from({ length: 6500 }, (_, i) => (i % 13 === 0 ? { data: `v-${i}` } : { data: `v-${i}`, key: `key-${i % 3000}` })),
+    );
+    await pipeline(Readable.from(messages), kafkaSink({ brokers: broker.bootstrap, topic, batchSize: 250 }));
+    assert.equal(acked.size, 6500);
+    const arrived = await readWithKcat(topic);
+    assert.equal(arrived.length, 6500);
+    const partitionOfKey = new Map<string, number>();
+    for (const a of arrived) {
+      const i = Number(a.value.slice(2));
+      assert.equal(a.key, i % 13 === 0 ? '' : `key-${i % 3000}`, `message ${i} has its own key`);
+      if (a.key === '') continue;
+      const before = partitionOfKey.get(a.key);
+      if (before !== undefined) assert.equal(a.partition, before, `key ${a.key} stays on one partition`);
+      partitionOfKey.set(a.key, a.partition);
+    }
+  });
+
   it('produces through a SASL/PLAIN listener; a wrong password fails at once with an auth error', async () => {
     const topic = await broker.createTopic({ partitions: 1 });
     await pipeline(Readable.from(['over-sasl']), kafkaSink({ brokers: broker.saslBootstrap, sasl: broker.sasl, topic }));
