@@ -587,23 +587,21 @@ export class S3Collector extends Transform {
     const delimiter = this.#o.delimiter;
     const fast: Array<{ active: ActiveFile; group: Message[]; buffer: Buffer; at: number }> = [];
     const slow: Array<[string, Message[]]> = [];
-    let reserved = 0;
     for (const [partition, group] of groups) {
       const active = this.#actives.get(partition);
       let bytes = 0;
       for (const message of group) bytes += message.data.length + delimiter.length;
-      if (!active || active.bytes + bytes >= this.#o.commitSizeBytes || this.#diskBytes + reserved + bytes > this.#o.maxBufferBytes) {
+      if (!active || active.bytes + bytes >= this.#o.commitSizeBytes || this.#diskBytes + bytes > this.#o.maxBufferBytes) {
         slow.push([partition, group]);
         continue;
       }
-      reserved += bytes;
       const buffer = Buffer.allocUnsafe(bytes);
       let offset = 0;
       for (const message of group) {
         offset += message.data.copy(buffer, offset);
         offset += delimiter.copy(buffer, offset);
       }
-      // Its place in the file is taken now; the records count (and may be acked) only once written.
+      // Its place in the file and its bytes in the quota are taken now; the records count (and may be acked) only once written.
       fast.push({ active, group, buffer, at: active.bytes });
       active.bytes += bytes;
       this.#diskBytes += bytes;
