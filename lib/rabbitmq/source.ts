@@ -23,8 +23,13 @@ export interface RabbitmqSourceStats {
   delivered: number;
   /** Of those, marked redelivered by the broker. */
   redelivered: number;
-  /** Acks sent to the broker. */
+  /** Messages acked to the broker. */
   acked: number;
+  /**
+   * basic.ack frames sent: acks that come in delivery order within one turn of the event loop go as one
+   * `multiple` ack up to the last of them, so this is usually far below `acked`.
+   */
+  ackFrames: number;
   /** Nacks (requeue) or rejects sent to the broker. */
   nacked: number;
   /** Acks and nacks ignored because the channel that delivered the message was gone; the broker redelivers those. */
@@ -33,6 +38,104 @@ export interface RabbitmqSourceStats {
   byteStops: number;
   /** Payload bytes of the messages delivered and not yet acked or nacked, now. */
   unackedBytes: number;
+}
+
+/**
+ * The acks of one channel, sent at the end of the event loop's turn: the run of deliveries acked from the
+ * oldest unsettled one on goes as one `basic.ack` with `multiple` up to its last; an ack behind a message
+ * still unsettled goes alone (waiting for it could fill the prefetch window and stall the consumer). Delivery
+ * tags grow on a channel, so the deliveries are kept in order in two arrays, with no Map entry per message.
+ */
+class AckBatcher {
+  /** Delivery tags in delivery order, from `#head` on still tracked. */
+  #tags: number[] = [];
+  /** Per tag: 0 unsettled, 1 acked and not yet sent, 2 settled on the wire (acked alone, nacked, rejected). */
+  #states: number[] = [];
+  #head = 0;
+  /** Indexes acked since the last flush. */
+  #pending: number[] = [];
+  #scheduled = false;
+  readonly channel: Channel;
+  readonly #onFrame: () => void;
+
+  constructor(channel: Channel, onFrame: () => void) {
+    this.channel = channel;
+    this.#onFrame = onFrame;
+  }
+
+  delivered(tag: number): void {
+    this.#tags.push(tag);
+    this.#states.push(0);
+  }
+
+  #indexOf(tag: number): number {
+    const tags = this.#tags;
+    let lo = this.#head;
+    let hi = tags.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const at = tags[mid]!;
+      if (at === tag) return mid;
+      if (at < tag) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  ack(raw: ConsumeMessage): void {
+    const i = this.#indexOf(raw.fields.deliveryTag);
+    if (i < 0) {
+      // Not tracked (cannot happen for a delivery of this channel): ack it as it is.
+      this.channel.ack(raw);
+      this.#onFrame();
+      return;
+    }
+    this.#states[i] = 1;
+    this.#pending.push(i);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** A nack or reject goes at once; its place is then settled. */
+  settled(raw: ConsumeMessage): void {
+    const i = this.#indexOf(raw.fields.deliveryTag);
+    if (i >= 0) this.#states[i] = 2;
+  }
+
+  /** Sends what is acked: the leading run as one multiple ack, the rest one by one. Safe to call any time. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#pending.length === 0) return;
+    const tags = this.#tags;
+    const states = this.#states;
+    let upTo = -1;
+    while (this.#head < tags.length && states[this.#head] !== 0) {
+      if (states[this.#head] === 1) upTo = tags[this.#head]!;
+      this.#head += 1;
+    }
+    try {
+      if (upTo !== -1) {
+        this.channel.ack({ fields: { deliveryTag: upTo } } as ConsumeMessage, true);
+        this.#onFrame();
+      }
+      for (const i of this.#pending) {
+        if (i < this.#head || states[i] !== 1) continue;
+        states[i] = 2;
+        this.channel.ack({ fields: { deliveryTag: tags[i]! } } as ConsumeMessage);
+        this.#onFrame();
+      }
+    } catch {
+      // The channel is closing: the broker requeues what it did not hear acked.
+    }
+    this.#pending = [];
+    if (this.#head > 4096 && this.#head * 2 > tags.length) {
+      this.#tags = tags.slice(this.#head);
+      this.#states = states.slice(this.#head);
+      this.#head = 0;
+    }
+  }
 }
 
 /** What every connection of a source learns about the messages' size (a new connection sizes its first window by it). */
@@ -98,7 +201,7 @@ export class RabbitmqSource extends RetryingSource {
 
   constructor(options: RabbitmqSourceOptions) {
     const config = resolveSourceOptions(options);
-    const stats: RabbitmqSourceStats = { connections: 0, delivered: 0, redelivered: 0, acked: 0, nacked: 0, lateSettles: 0, byteStops: 0, unackedBytes: 0 };
+    const stats: RabbitmqSourceStats = { connections: 0, delivered: 0, redelivered: 0, acked: 0, ackFrames: 0, nacked: 0, lateSettles: 0, byteStops: 0, unackedBytes: 0 };
     // The wrapper fills its own defaults for what is undefined.
     const outer: ConstructorParameters<typeof RetryingSource>[1] = {
       what: `${WHERE}: consuming queue "${config.queue}" at ${redactUrl(config.url)}`,
@@ -144,6 +247,8 @@ class AmqpConsumer extends Readable {
   readonly #signal: AbortSignal | undefined;
   #connection: ChannelModel | undefined;
   #channel: Channel | undefined;
+  /** The acks of #channel, batched per turn of the event loop. */
+  #acks: AckBatcher | undefined;
   #consumerTag: string | undefined;
   /** True while acks can go to the broker on #channel. */
   #live = false;
@@ -242,6 +347,9 @@ class AmqpConsumer extends Readable {
     try {
       const channel = await connection.createChannel();
       this.#channel = channel;
+      this.#acks = new AckBatcher(channel, () => {
+        this.#stats.ackFrames += 1;
+      });
       channel.on('error', (error: Error) => {
         this.#channelError = error;
       });
@@ -300,6 +408,7 @@ class AmqpConsumer extends Readable {
     }
     const { fields, properties } = raw;
     const size = raw.content.length;
+    if (this.#acks?.channel === channel) this.#acks.delivered(fields.deliveryTag);
     this.#outstanding += 1;
     this.#outstandingBytes += size;
     this.#stats.unackedBytes += size;
@@ -372,12 +481,18 @@ class AmqpConsumer extends Readable {
     this.#outstanding -= 1;
     this.#outstandingBytes -= raw.content.length;
     this.#stats.unackedBytes -= raw.content.length;
+    const acks = this.#acks?.channel === channel ? this.#acks : undefined;
     if (error === undefined) {
-      channel.ack(raw);
+      if (acks) acks.ack(raw);
+      else {
+        channel.ack(raw);
+        this.#stats.ackFrames += 1;
+      }
       this.#stats.acked += 1;
     } else {
       if (this.#config.nackRequeue) channel.nack(raw, false, true);
       else channel.reject(raw, false);
+      acks?.settled(raw);
       this.#stats.nacked += 1;
     }
     if (this.#outstanding === 0) this.#wakeIdle();
@@ -555,6 +670,8 @@ class AmqpConsumer extends Readable {
   /** Closing the connection makes the broker requeue every unacked delivery and drop the consumer. Idempotent. */
   #release(): Promise<void> {
     this.#releasing ??= (async () => {
+      // Acks still waiting for the end of the turn go before the channel closes (else the broker requeues them).
+      if (this.#live) this.#acks?.flush();
       this.#released = true;
       this.#live = false;
       this.#outstanding = 0;

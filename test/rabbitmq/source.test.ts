@@ -103,7 +103,32 @@ describe('rabbitmqSource', () => {
     for (const m of got) m.ack();
     await s.close();
     assert.equal(await f.count(queue), 0, 'acked messages are gone from the queue');
-    assert.deepEqual(s.stats, { connections: 1, delivered: 3, redelivered: 0, acked: 3, nacked: 0, lateSettles: 0, byteStops: 0, unackedBytes: 0 });
+    // Acked in one turn, in delivery order: one multiple ack.
+    assert.deepEqual(s.stats, { connections: 1, delivered: 3, redelivered: 0, acked: 3, ackFrames: 1, nacked: 0, lateSettles: 0, byteStops: 0, unackedBytes: 0 });
+  });
+
+  test('acks in delivery order go as few multiple acks; an ack behind an unsettled message goes alone; every message leaves the queue', async (t) => {
+    const f = fixture(t);
+    const queue = await f.queue();
+    await f.produce(queue, payloads(1000));
+    const s = source(t, { queue, prefetch: 1000 });
+    const got = collect(s);
+    await until('1000 messages', () => got.length === 1000);
+    // The first held back; the others acked in delivery order, then out of order, across several turns.
+    for (let i = 1; i < 500; i++) got[i]!.ack();
+    await sleep(50);
+    const framesBehind = s.stats.ackFrames;
+    assert.equal(framesBehind, 499, 'behind the unsettled first message, every ack went alone (a multiple ack would have taken it too)');
+    // The first settles: one multiple ack covers it (the 499 behind it are acked already).
+    got[0]!.ack();
+    await sleep(50);
+    assert.equal(s.stats.ackFrames, framesBehind + 1);
+    // The other 500 in one turn, even in reverse order: the run is whole at the end of the turn, one frame.
+    for (let i = 999; i >= 500; i--) got[i]!.ack();
+    await s.close();
+    assert.equal(await f.count(queue), 0, 'every message acked, none requeued');
+    assert.equal(s.stats.acked, 1000);
+    assert.equal(s.stats.ackFrames, framesBehind + 2);
   });
 
   test('unacked messages go back to the queue when the source is destroyed', async (t) => {
