@@ -47,8 +47,8 @@ const CLIENTS = ['@platformatic/kafka', '@aws-sdk/', '@smithy/', 'amqplib', 'ws'
 function connectorsIn(modules: string[]): string[] {
   return modules.filter((url) => {
     const inLib = /\/lib\/([a-z0-9]+)\/([a-z0-9-]+)\.(ts|js)$/.exec(url);
-    // Declarations (and the starting positions they check) are what the command validates with.
-    if (inLib && SYSTEMS.includes(inLib[1]!)) return !['options', 'positions'].includes(inLib[2]!);
+    // Declarations (and the starting positions and key templates they check) are what the command validates with.
+    if (inLib && SYSTEMS.includes(inLib[1]!)) return !['options', 'positions', 'key-template'].includes(inLib[2]!);
     return CLIENTS.some((name) => url.includes(`/node_modules/${name}${name.endsWith('/') ? '' : '/'}`));
   });
 }
