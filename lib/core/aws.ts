@@ -13,7 +13,7 @@ import { NodeHttp2Handler, NodeHttpHandler } from '@smithy/node-http-handler';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from './errors.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, MAX_TIMER_MS } from './aws-options.js';
 import { conflictingOptions, invalidOption, numberOption, stringOption } from './options.js';
-import { tlsConnectOptions, tlsFailure, tlsReason, type TlsOptions } from './tls.js';
+import { tlsConnectOptions, tlsFailure, tlsReason, whenServerAccepts, type TlsOptions } from './tls.js';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS };
 
@@ -98,10 +98,7 @@ const HANDSHAKING = Symbol('manifold.tlsHandshaking');
  */
 function watchHandshake(socket: TLSSocket): TLSSocket {
   let accepted = false;
-  socket.once('secureConnect', () => {
-    if (socket.getProtocol() === 'TLSv1.3') socket.once('session', () => (accepted = true));
-    else accepted = true;
-  });
+  whenServerAccepts(socket, () => (accepted = true));
   socket.on('error', (error: unknown) => {
     if (!accepted && error !== null && typeof error === 'object') Object.defineProperty(error, HANDSHAKING, { value: true });
   });

@@ -8,7 +8,7 @@
  * MANIFOLD_ERR_TLS, never retried ({@link tlsFailure}).
  */
 import { readFileSync } from 'node:fs';
-import type { ConnectionOptions, SecureVersion } from 'node:tls';
+import type { ConnectionOptions, SecureVersion, TLSSocket } from 'node:tls';
 import { ErrorCodes, ManifoldError, describe } from './errors.js';
 import { invalidOption, opt, unknownOption } from './options.js';
 
@@ -254,4 +254,18 @@ export function tlsFailure(where: string, host: string, error: unknown, handshak
   if (reason === undefined) return undefined;
   if (error instanceof ManifoldError && error.code === ErrorCodes.TLS) return error;
   return new ManifoldError(`${where}: TLS with ${host} failed: ${reason}`, { code: ErrorCodes.TLS, cause: error, details: { host, reason } });
+}
+
+/**
+ * Calls `accepted` once the server has accepted the TLS handshake of `socket`. With TLS 1.3 the client sees
+ * the handshake complete before the server has checked its certificate, and a server refusing it may just
+ * hang up: the handshake then counts as accepted at the server's first session ticket (sent once it verified
+ * the client). With TLS 1.2, at `secureConnect`. Until then, a closed socket is a TLS failure
+ * ({@link tlsFailure}'s `handshaking`).
+ */
+export function whenServerAccepts(socket: TLSSocket, accepted: () => void): void {
+  socket.once('secureConnect', () => {
+    if (socket.getProtocol() === 'TLSv1.3') socket.once('session', () => accepted());
+    else accepted();
+  });
 }

@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl } from '../core/errors.js';
-import { tlsConnectOptions, tlsFailure, type TlsOptions } from '../core/tls.js';
+import { tlsConnectOptions, tlsFailure, whenServerAccepts, type TlsOptions } from '../core/tls.js';
 import { bearerToken } from './options.js';
 
 /** Where and how to connect, validated. */
@@ -225,10 +225,7 @@ export function connect(target: ConnectTarget, signal?: AbortSignal): Attempt {
             // As ws's own: SNI is the host name, none for an IP address.
             const servername = connectOptions.servername ?? (connectOptions.host && isIP(connectOptions.host) ? '' : connectOptions.host);
             const socket = tlsConnect({ ...connectOptions, path: undefined, servername });
-            socket.once('secureConnect', () => {
-              if (socket.getProtocol() !== 'TLSv1.3') secured = true;
-              else socket.once('session', () => (secured = true));
-            });
+            whenServerAccepts(socket, () => (secured = true));
             return socket;
           },
         }
