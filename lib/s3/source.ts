@@ -80,6 +80,8 @@ export class S3Source extends Readable {
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #client: S3Client;
+  /** Built here (not passed in): destroyed with the source. */
+  readonly #ownsClient: boolean;
   readonly #retry: ResolvedRetry;
   readonly #requestTimeoutMs: number;
   readonly #checkpointer: Checkpointer | undefined;
@@ -113,6 +115,7 @@ export class S3Source extends Readable {
     const where = 's3Source';
     checkBucket(where, o.bucket);
     const connection = awsConnection(where, o as AwsConnection<S3Client, S3Credentials>, 'an S3Client', {}, { idle: true });
+    this.#ownsClient = !('client' in connection);
     this.#client = 'client' in connection ? connection.client : new S3Client(clientConfig(connection.settings, o.forcePathStyle));
     this.#requestTimeoutMs = connection.timeouts.requestTimeoutMs;
     this.#bucket = o.bucket;
@@ -280,7 +283,7 @@ export class S3Source extends Readable {
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         bytes += chunk.length;
-        let data = rest ? Buffer.concat([rest, chunk]) : chunk;
+        const data = rest ? Buffer.concat([rest, chunk]) : chunk;
         rest = undefined;
         let start = 0;
         for (let at = data.indexOf(10, start); at !== -1; at = data.indexOf(10, start)) {
@@ -290,7 +293,6 @@ export class S3Source extends Readable {
           start = at + 1;
         }
         if (start < data.length) rest = Buffer.from(data.subarray(start));
-        data = Buffer.alloc(0);
       }
       if (rest !== undefined && rest.length > 0) {
         // A last line without its newline is a line all the same.
@@ -405,6 +407,8 @@ export class S3Source extends Readable {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#abort.abort(error ?? new ManifoldError('s3Source destroyed', { code: ErrorCodes.ABORTED }));
     this.#poke();
+    // Its sockets go with it; the checkpoint store (close()) is done by now or does not need the client.
+    if (this.#ownsClient) this.#client.destroy();
     callback(error);
   }
 }
