@@ -47,12 +47,7 @@ export function coerce(display: string, key: string, spec: OptionSpec, value: Ra
       return value;
     case 'boolean':
       if (typeof value === 'boolean') return value;
-      if (typeof value === 'string') {
-        const v = value.toLowerCase();
-        if (['true', 'yes', '1', 'on'].includes(v)) return true;
-        if (['false', 'no', '0', 'off'].includes(v)) return false;
-      }
-      return wrong(display, key, spec, 'true or false', value);
+      return (typeof value === 'string' ? booleanText(value) : undefined) ?? wrong(display, key, spec, 'true or false', value);
     case 'integer':
     case 'number': {
       const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
@@ -147,6 +142,14 @@ export function readOptions(
   return out;
 }
 
+/** A boolean as a URI writes it (`true`, `yes`, `1`, `on` and their opposites, any case); undefined for other text. */
+function booleanText(value: string): boolean | undefined {
+  const v = value.toLowerCase();
+  if (['true', 'yes', '1', 'on'].includes(v)) return true;
+  if (['false', 'no', '0', 'off'].includes(v)) return false;
+  return undefined;
+}
+
 /**
  * `tls.ca=...&tls.cert=...` as one `tls` mapping, for an option that declares `subkeys`; `tls=true`
  * beside them adds nothing, `tls=false` beside them is a contradiction. Other keys pass unchanged.
@@ -173,10 +176,11 @@ function foldSubkeys(display: string, params: Record<string, Raw>, known: Map<st
   }
   for (const [prefix, mapping] of folded) {
     const whole = out[prefix];
-    if (whole === false || (typeof whole === 'string' && ['false', 'no', '0', 'off'].includes(whole.toLowerCase()))) {
+    const said = typeof whole === 'string' ? booleanText(whole) : undefined;
+    if (whole === false || said === false) {
       throw new UsageError(`${subject(display)} ${prefix}=false contradicts ${Object.keys(mapping).map((k) => `${prefix}.${k}`).join(', ')}: remove one or the other`);
     }
-    if (whole !== undefined && whole !== true && !(typeof whole === 'string' && ['true', 'yes', '1', 'on'].includes(whole.toLowerCase()))) {
+    if (whole !== undefined && whole !== true && said !== true) {
       if (whole === null || typeof whole !== 'object' || Array.isArray(whole)) wrong(display, prefix, known.get(prefix)!.spec, 'true, false or a mapping', whole);
       out[prefix] = { ...(whole as Record<string, Raw>), ...mapping };
     } else {
