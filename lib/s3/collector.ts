@@ -96,6 +96,20 @@ type Settings = ResolvedOptions<typeof s3CollectorOptions.specs> & { writerId: s
 const MAX_UNSYNCED = 50_000;
 // How often a write held by the disk quota looks again at the folder.
 const QUOTA_POLL_MS = 100;
+// Bytes accepted (their write callback called) but not yet written: while one write is at the disk, the
+// next batches gather in memory and go as one write after it. Above this, write callbacks wait for that write.
+const WRITE_AHEAD_BYTES = 256 * 1024;
+
+/**
+ * The partitions of a batch in the order of their last record, so the open files are touched in the order
+ * they were last written and the cap on open partitions commits the least recently written one.
+ */
+function byLastWrite(partitions: string[], groups: Map<string, unknown>): string[] {
+  if (groups.size === 1) return [...groups.keys()];
+  const seen = new Set<string>();
+  for (let k = partitions.length - 1; k >= 0 && seen.size < groups.size; k--) seen.add(partitions[k]!);
+  return [...seen].reverse();
+}
 
 /**
  * A Transform from messages to committed buffer files. Each message and the
@@ -295,6 +309,18 @@ export class S3Collector extends Transform {
   #lastNs = 0n;
   #quotaWake: (() => void) | undefined;
   #stopped = false;
+  /** Why it stopped (the destroy error, or an abort): what unwritten messages are nacked with. */
+  #stopReason: Error | undefined;
+  /** Whether _construct is done (the lock taken, leftovers committed): until then writes take the Writable path. */
+  #ready = false;
+  /** Messages accepted and not yet written (write-behind), with their partition paths under a keyTemplate. */
+  #pending: Message[] = [];
+  #pendingPartitions: string[] = [];
+  #pendingBytes = 0;
+  /** Whether a write of #pending is on the chain and not yet started. */
+  #pendingQueued = false;
+  /** Write callbacks held until the pending bytes are written (over WRITE_AHEAD_BYTES, or the quota). */
+  #held: Array<(error?: Error | null) => void> = [];
   /** Entries of the buffer folder left alone, each reported once. */
   readonly #ignored = new OnceReporter((path, reason) => this.emit('warning', ignoredEntry('s3Collector', path, reason)));
 
@@ -392,7 +418,10 @@ export class S3Collector extends Transform {
 
   override _construct(callback: (error?: Error | null) => void): void {
     this.#start().then(
-      () => callback(),
+      () => {
+        this.#ready = true;
+        callback();
+      },
       (error: unknown) => callback(error instanceof ManifoldError ? error : ioError(`opening the buffer folder ${this.#o.bufferPath}`, error)),
     );
   }
@@ -524,51 +553,126 @@ export class S3Collector extends Transform {
   }
 
   override _transform(chunk: MessageLike, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#writeBatch([chunk], callback);
+    this.#acceptOne(chunk, callback);
   }
 
   override _writev(chunks: Array<{ chunk: MessageLike }>, callback: (error?: Error | null) => void): void {
-    const batch: MessageLike[] = new Array(chunks.length);
-    for (let k = 0; k < chunks.length; k++) batch[k] = chunks[k]!.chunk;
-    this.#writeBatch(batch, callback);
+    this.#acceptMany(chunks, callback);
   }
 
-  #writeBatch(chunks: MessageLike[], callback: (error?: Error | null) => void): void {
-    const messages: Message[] = [];
-    const policy = this.#o.policy;
-    const template = this.#template;
-    // With a keyTemplate, each message's partition path (from the message itself, before any escaping).
-    const partitions: string[] | undefined = template ? [] : undefined;
-    const arrival = Date.now();
+  /**
+   * Whether a write may skip this stream's write buffer (s3Sink's writes, below): once started, and while
+   * nothing waits in that buffer, which it would overtake. Otherwise it goes through write() as any other,
+   * whose errors (ended, destroyed) apply.
+   */
+  #direct(): boolean {
+    return this.#ready && !this.writableEnded && !this.destroyed && this.writableLength === 0;
+  }
+
+  /**
+   * One write taken straight from s3Sink's own _write, past this stream's write buffer: a second buffer of
+   * the same messages costs as much as the rest of the path.
+   */
+  writeOne(chunk: MessageLike, callback: (error?: Error | null) => void): void {
+    if (this.#direct()) this.#acceptOne(chunk, callback);
+    else this.write(chunk, (error) => callback(error ? toError(error) : null));
+  }
+
+  /** A batch of writes taken straight from s3Sink's own _writev (see writeOne). */
+  writeMany(chunks: Array<{ chunk: MessageLike }>, callback: (error?: Error | null) => void): void {
+    if (this.#direct()) {
+      this.#acceptMany(chunks, callback);
+      return;
+    }
+    this.cork();
+    for (let k = 0; k < chunks.length - 1; k++) this.write(chunks[k]!.chunk);
+    this.write(chunks[chunks.length - 1]!.chunk, (error) => callback(error ? toError(error) : null));
+    this.uncork();
+  }
+
+  #acceptOne(chunk: MessageLike, callback: (error?: Error | null) => void): void {
+    let bytes: number;
     try {
-      for (let k = 0; k < chunks.length; k++) {
-        const message = toMessage(chunks[k]!);
-        const record = delimitedRecord(message.data, policy);
-        if (partitions && typeof record !== 'number') partitions.push(template!.render(message, arrival));
-        if (typeof record === 'number') {
-          // One record is one line: written as is, this message would be read back (and recovered) as two.
-          const error = delimiterError('s3Collector', policy, record);
-          message.nack(error);
-          this.emit('reject', { error, bytes: message.data.length } satisfies DelimiterRejectEvent);
-        } else if (record !== message.data) {
-          // Escaped. Its settle functions are closures that do not use `this` (see Message), so this copy settles the original.
-          messages.push({ data: record, ack: message.ack, nack: message.nack } as Message);
-        } else {
-          messages.push(message);
-        }
-      }
+      bytes = this.#take(chunk, this.#template ? Date.now() : 0);
     } catch (error) {
       callback(error as Error);
       return;
     }
-    if (messages.length === 0) {
+    this.#taken(bytes, callback);
+  }
+
+  #acceptMany(chunks: Array<{ chunk: MessageLike }>, callback: (error?: Error | null) => void): void {
+    const arrival = this.#template ? Date.now() : 0;
+    let bytes = 0;
+    try {
+      for (let k = 0; k < chunks.length; k++) bytes += this.#take(chunks[k]!.chunk, arrival);
+    } catch (error) {
+      // The records before this one are taken (and will be written); this one fails the stream, naming it.
+      this.#taken(bytes, () => undefined);
+      callback(error as Error);
+      return;
+    }
+    this.#taken(bytes, callback);
+  }
+
+  /**
+   * Takes one record into the pending batch (write-behind) and returns its bytes, delimiter included; 0 for
+   * a record refused for its delimiter (nacked, with a 'reject' event). Throws for what is not a message.
+   */
+  #take(chunk: MessageLike, arrival: number): number {
+    const message = toMessage(chunk);
+    const policy = this.#o.policy;
+    const record = delimitedRecord(message.data, policy);
+    if (typeof record === 'number') {
+      // One record is one line: written as is, this message would be read back (and recovered) as two.
+      const error = delimiterError('s3Collector', policy, record);
+      message.nack(error);
+      this.emit('reject', { error, bytes: message.data.length } satisfies DelimiterRejectEvent);
+      return 0;
+    }
+    if (this.#template) this.#pendingPartitions.push(this.#template.render(message, arrival));
+    // Escaped: its settle functions are closures that do not use `this` (see Message), so this copy settles the original.
+    this.#pending.push(record === message.data ? message : ({ data: record, ack: message.ack, nack: message.nack } as Message));
+    return record.length + this.#o.delimiter.length;
+  }
+
+  /**
+   * After records were taken: makes sure a write of the pending batch is on the chain, and calls back at once
+   * while little is waiting (the batch goes after the write in flight, in one write with whatever else arrives
+   * meanwhile); over WRITE_AHEAD_BYTES, or past what the quota leaves, the callback waits for that write.
+   * Nothing is acked before its fsync either way.
+   */
+  #taken(bytes: number, callback: (error?: Error | null) => void): void {
+    if (this.#pending.length === 0) {
       callback();
       return;
     }
-    this.#enqueue(() => this.#append(messages, partitions)).then(
-      () => callback(),
-      (error: unknown) => callback(error as Error),
-    );
+    this.#pendingBytes += bytes;
+    if (!this.#pendingQueued) {
+      this.#pendingQueued = true;
+      this.#enqueue(() => this.#writePending()).catch(() => undefined);
+    }
+    if (this.#pendingBytes < WRITE_AHEAD_BYTES && this.#diskBytes + this.#pendingBytes <= this.#o.maxBufferBytes) callback();
+    else this.#held.push(callback);
+  }
+
+  /** Writes every message accepted so far (one write per open file), then lets held write callbacks go. */
+  async #writePending(): Promise<void> {
+    this.#pendingQueued = false;
+    const messages = this.#pending;
+    const partitions = this.#pendingPartitions;
+    const held = this.#held;
+    this.#pending = [];
+    this.#pendingPartitions = [];
+    this.#pendingBytes = 0;
+    this.#held = [];
+    try {
+      await this.#append(messages, this.#template ? partitions : undefined);
+    } catch (error) {
+      for (const callback of held) callback(error as Error);
+      throw error;
+    }
+    for (const callback of held) callback();
   }
 
   async #append(messages: Message[], partitions: string[] | undefined): Promise<void> {
@@ -587,7 +691,8 @@ export class S3Collector extends Transform {
     const delimiter = this.#o.delimiter;
     const fast: Array<{ active: ActiveFile; group: Message[]; buffer: Buffer; at: number }> = [];
     const slow: Array<[string, Message[]]> = [];
-    for (const [partition, group] of groups) {
+    for (const partition of byLastWrite(partitions, groups)) {
+      const group = groups.get(partition)!;
       const active = this.#actives.get(partition);
       let bytes = 0;
       for (const message of group) bytes += message.data.length + delimiter.length;
@@ -628,10 +733,19 @@ export class S3Collector extends Transform {
       else if (this.#unsynced.length >= MAX_UNSYNCED && this.#syncing) await this.#syncing;
       else this.#armSync();
     }
-    for (const [partition, group] of slow) {
-      if (this.#stopped) return;
-      await this.#appendTo(group, partition);
+    for (let g = 0; g < slow.length; g++) {
+      if (this.#stopped) {
+        for (let rest = g; rest < slow.length; rest++) this.#abandon(slow[rest]![1], 0);
+        return;
+      }
+      await this.#appendTo(slow[g]![1], slow[g]![0]);
     }
+  }
+
+  /** Messages from `from` on, accepted but not written when the collector stopped: not on disk, so not acked. */
+  #abandon(messages: Message[], from: number): void {
+    const reason = this.#stopReason ?? new ManifoldError('s3Collector: destroyed before the write reached the disk', { code: ErrorCodes.ABORTED });
+    for (let k = from; k < messages.length; k++) messages[k]!.nack(reason);
   }
 
   /** Appends messages of one partition (undefined: the default layout's one file). */
@@ -639,11 +753,18 @@ export class S3Collector extends Transform {
     const delimiter = this.#o.delimiter;
     const key = partition ?? '';
     let i = 0;
-    while (i < messages.length && !this.#stopped) {
+    while (i < messages.length) {
+      if (this.#stopped) {
+        this.#abandon(messages, i);
+        return;
+      }
       // Fill the open file up to commitSizeBytes (at least one record per file), write once, rotate.
       const first = messages[i]!.data.length + delimiter.length;
       await this.#roomFor(first);
-      if (this.#stopped) return;
+      if (this.#stopped) {
+        this.#abandon(messages, i);
+        return;
+      }
       let active = this.#actives.get(key);
       if (active && active.bytes > 0 && active.bytes + first > this.#o.commitSizeBytes) {
         // Records are never split: a file goes over commitSizeBytes only when a single record is larger.
@@ -873,6 +994,7 @@ export class S3Collector extends Transform {
     for (const active of this.#actives.values()) clearTimeout(active.timer);
     this.recheckQuota();
     const reason = error ?? new ManifoldError('s3Collector: destroyed before the write was synced to disk', { code: ErrorCodes.ABORTED });
+    this.#stopReason = reason;
     const actives = [...this.#actives.values()];
     this.#actives.clear();
     this.#dirty.clear();
@@ -882,6 +1004,9 @@ export class S3Collector extends Transform {
         // Not synced, so not acked: the next start recovers the bytes, the source redelivers (at-least-once).
         for (const pair of this.#unsynced) pair.nack(reason);
         this.#unsynced = [];
+        // Accepted and never written (write-behind): not on disk, so not acked either.
+        for (const message of this.#pending) message.nack(reason);
+        this.#pending = [];
         for (const active of actives) {
           for (const pair of active.acks) pair.nack(reason);
           await active.handle.close().catch(() => undefined);

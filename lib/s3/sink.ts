@@ -161,17 +161,14 @@ export class S3Sink extends Writable {
     return this.#uploader.rescan();
   }
 
-  override _write(chunk: MessageLike, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    // The collector's callback fires once the bytes are written: that is the sink's backpressure.
-    this.#collector.write(chunk, encoding, (error) => callback(error ? toError(error) : null));
+  override _write(chunk: MessageLike, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    // The collector calls back once it took the record (write-behind, bounded): that is the sink's backpressure.
+    this.#collector.writeOne(chunk, callback);
   }
 
   override _writev(chunks: Array<{ chunk: MessageLike; encoding: BufferEncoding }>, callback: (error?: Error | null) => void): void {
-    // Cork so the collector gets them as one batch (one write syscall).
-    this.#collector.cork();
-    for (let i = 0; i < chunks.length - 1; i++) this.#collector.write(chunks[i]!.chunk);
-    this.#collector.write(chunks[chunks.length - 1]!.chunk, (error) => callback(error ? toError(error) : null));
-    this.#collector.uncork();
+    // Handed over as one batch, past the collector's own write buffer.
+    this.#collector.writeMany(chunks, callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {

@@ -208,7 +208,9 @@ describe('s3Sink with keyTemplate against s3rver', () => {
     const files: CommittedFile[] = [];
     collector.on('rotate', (e: RotateEvent) => rotations.push(e));
     collector.on('data', (f: CommittedFile) => files.push(f));
-    const write = (key: string) => new Promise<void>((resolve, reject) => collector.write(createMessage({ data: `to ${key}`, key }), (e) => (e ? reject(e) : resolve())));
+    // Resolved at the ack (written and fsynced): the write callback only says the collector took the record.
+    const write = (key: string) =>
+      new Promise<void>((resolve, reject) => collector.write(createMessage({ data: `to ${key}`, key, onAck: resolve, onNack: reject }), (e) => e && reject(e)));
     await write('a');
     await write('b');
     await write('a'); // a is now the most recently written
@@ -227,6 +229,25 @@ describe('s3Sink with keyTemplate against s3rver', () => {
     const committed = files.map((f) => f.relativePath.split('/')[1]).sort();
     assert.deepEqual(committed, ['a', 'b', 'c', 'd']);
     assert.equal(await readFile(files.find((f) => f.relativePath.startsWith('.parts/a/'))!.path, 'utf8'), 'to a\nto a\n');
+  });
+
+  it('maxOpenPartitions within one batch: the partition written last in the batch stays open', async () => {
+    const bufferPath = await s3.tempDir();
+    const collector = s3Collector({ bufferPath, keyTemplate: '{key}', maxOpenPartitions: 2, commitIntervalMs: 60_000, syncIntervalMs: 5, writerId: 'lru' });
+    const rotations: RotateEvent[] = [];
+    collector.on('rotate', (e: RotateEvent) => rotations.push(e));
+    collector.resume();
+    const acked = (key: string) => new Promise<void>((resolve, reject) => collector.write(createMessage({ data: `to ${key}`, key, onAck: resolve, onNack: reject })));
+    collector.cork();
+    const batch = [acked('a'), acked('b'), acked('a')]; // one batch: b's last record is older than a's
+    collector.uncork();
+    await Promise.all(batch);
+    assert.equal(rotations.length, 0);
+    await acked('c');
+    assert.equal(rotations.length, 1);
+    assert.match(rotations[0]!.path, /\/\.parts\/b\/\.active-lru$/);
+    collector.end();
+    await new Promise((resolve) => collector.on('finish', resolve));
   });
 
   it('each partition rotates by size and by time on its own', async () => {
