@@ -9,9 +9,11 @@
  * - ours: pipeline(Readable.from(a generator making a Message per message), s3Sink({ bucket,
  *   endpoint, bufferPath: dir })) with its defaults (ackOn 'disk', syncIntervalMs 100,
  *   commitSizeBytes 8 MiB, uploadConcurrency 4, multipart parts of 8 MiB read from disk).
- * - handwritten: what a careful user writes with @aws-sdk/lib-storage: messages gathered into
- *   64 KiB writev() calls on a FileHandle, fsync when 100 ms passed since the last one (and at
- *   rotation), rotation at 8 MiB, each closed file uploaded with Upload({ Body: createReadStream,
+ * - handwritten: what a careful user writes with @aws-sdk/lib-storage as a pipeline's last step, fed
+ *   the same stream of Messages as ours (Readable.from the same generator): a Writable (writev, the same
+ *   high-water mark of 256 as s3Sink) gathering messages into 64 KiB writev() calls on a FileHandle,
+ *   fsync when 100 ms passed since the last one (and at rotation), each message acked once an fsync
+ *   covered it, rotation at 8 MiB, each closed file uploaded with Upload({ Body: createReadStream,
  *   partSize 8 MiB }) with at most 4 uploads in flight, then deleted.
  * - partitions20 / partition1: s3Sink as `ours` with keyTemplate 'region={json.region}' (the payload parsed
  *   as JSON for every message on both), the 100 B JSON payloads naming 20 regions in turn, or one region:
@@ -82,11 +84,14 @@ async function partitioned({ endpoint, bucket, dir, count }: S3Args, partitions:
 }
 
 async function handwritten({ endpoint, bucket, dir, count }: S3Args): Promise<Measured> {
+  const { Readable, Writable } = await import('node:stream');
+  const { pipeline } = await import('node:stream/promises');
   const { open, unlink } = await import('node:fs/promises');
   const { createReadStream } = await import('node:fs');
   const { join } = await import('node:path');
   const { S3Client } = await import('@aws-sdk/client-s3');
   const { Upload } = await import('@aws-sdk/lib-storage');
+  type FileHandle = Awaited<ReturnType<typeof open>>;
   const client = new S3Client({
     endpoint,
     region: 'us-east-1',
@@ -97,62 +102,104 @@ async function handwritten({ endpoint, bucket, dir, count }: S3Args): Promise<Me
   });
   const data = payload();
   const nl = Buffer.from('\n');
-  return measure(count, async () => {
-    let acked = 0;
-    let unsynced = 0;
-    let lastSync = Date.now();
-    let fileNo = 0;
-    let path = join(dir, `part-${fileNo}`);
-    let file = await open(path, 'w');
-    let fileBytes = 0;
-    let parts: Buffer[] = [];
-    let partBytes = 0;
-    const uploads = new Set<Promise<void>>();
-    const sync = async (): Promise<void> => {
-      await file.sync();
-      acked += unsynced;
-      unsynced = 0;
-      lastSync = Date.now();
-    };
-    const flush = async (): Promise<void> => {
-      if (parts.length === 0) return;
-      const chunk = parts;
-      parts = [];
-      partBytes = 0;
-      await file.writev(chunk);
-      if (Date.now() - lastSync >= SYNC_MS) await sync();
-    };
-    const upload = (from: string, key: string): void => {
+  let acked = 0;
+  const onAck = (): void => {
+    acked += 1;
+  };
+  // The same input as ours: Messages made as they are read, as a source makes them.
+  const messages = function* (): Generator<Message> {
+    for (let i = 0; i < count; i++) yield createMessage({ data, onAck });
+  };
+  /** What a careful user writes as a pipeline's last step: a Writable taking batches (writev). */
+  class Uploader extends Writable {
+    #file: FileHandle | undefined;
+    #fileNo = 0;
+    #path = '';
+    #fileBytes = 0;
+    #parts: Buffer[] = [];
+    #partBytes = 0;
+    #unsynced: Message[] = [];
+    #lastSync = Date.now();
+    readonly #uploads = new Set<Promise<void>>();
+
+    constructor() {
+      super({ objectMode: true, highWaterMark: 256 });
+    }
+
+    override _writev(chunks: Array<{ chunk: Message }>, callback: (error?: Error | null) => void): void {
+      this.#take(chunks).then(() => callback(), callback);
+    }
+
+    override _final(callback: (error?: Error | null) => void): void {
+      this.#finish().then(() => callback(), callback);
+    }
+
+    async #take(chunks: Array<{ chunk: Message }>): Promise<void> {
+      for (const { chunk } of chunks) {
+        const size = chunk.data.length + 1;
+        if (this.#file && this.#fileBytes + size > FILE_BYTES) await this.#rotate();
+        if (!this.#file) await this.#open();
+        this.#parts.push(chunk.data, nl);
+        this.#partBytes += size;
+        this.#fileBytes += size;
+        this.#unsynced.push(chunk);
+        if (this.#partBytes >= WRITE_BYTES) await this.#flush();
+      }
+    }
+
+    async #open(): Promise<void> {
+      this.#path = join(dir, `part-${this.#fileNo}`);
+      this.#file = await open(this.#path, 'w');
+      this.#fileBytes = 0;
+    }
+
+    async #sync(): Promise<void> {
+      await this.#file!.sync();
+      const synced = this.#unsynced;
+      this.#unsynced = [];
+      for (const message of synced) message.ack();
+      this.#lastSync = Date.now();
+    }
+
+    async #flush(): Promise<void> {
+      if (this.#parts.length === 0) return;
+      const chunk = this.#parts;
+      this.#parts = [];
+      this.#partBytes = 0;
+      await this.#file!.writev(chunk);
+      if (Date.now() - this.#lastSync >= SYNC_MS) await this.#sync();
+    }
+
+    async #rotate(): Promise<void> {
+      await this.#flush();
+      await this.#sync();
+      await this.#file!.close();
+      this.#file = undefined;
+      while (this.#uploads.size >= UPLOADS) await Promise.race(this.#uploads);
+      this.#upload(this.#path, `handwritten/part-${this.#fileNo}`);
+      this.#fileNo += 1;
+    }
+
+    #upload(from: string, key: string): void {
       const done = new Upload({ client, params: { Bucket: bucket, Key: key, Body: createReadStream(from) }, partSize: FILE_BYTES, queueSize: 1 })
         .done()
         .then(() => unlink(from))
-        .finally(() => uploads.delete(done));
-      uploads.add(done);
-    };
-    const rotate = async (): Promise<void> => {
-      await flush();
-      await sync();
-      await file.close();
-      while (uploads.size >= UPLOADS) await Promise.race(uploads);
-      upload(path, `handwritten/part-${fileNo}`);
-      fileNo += 1;
-      path = join(dir, `part-${fileNo}`);
-      file = await open(path, 'w');
-      fileBytes = 0;
-    };
-    for (let i = 0; i < count; i++) {
-      if (fileBytes + data.length + 1 > FILE_BYTES) await rotate();
-      parts.push(data, nl);
-      partBytes += data.length + 1;
-      fileBytes += data.length + 1;
-      unsynced += 1;
-      if (partBytes >= WRITE_BYTES) await flush();
+        .finally(() => this.#uploads.delete(done));
+      this.#uploads.add(done);
     }
-    await flush();
-    await sync();
-    await file.close();
-    if (fileBytes > 0) upload(path, `handwritten/part-${fileNo}`);
-    await Promise.all(uploads);
+
+    async #finish(): Promise<void> {
+      if (this.#file) {
+        await this.#flush();
+        await this.#sync();
+        await this.#file.close();
+        this.#upload(this.#path, `handwritten/part-${this.#fileNo}`);
+      }
+      await Promise.all(this.#uploads);
+    }
+  }
+  return measure(count, async () => {
+    await pipeline(Readable.from(messages()), new Uploader());
     if (acked !== count) throw new Error(`only ${acked} of ${count} acked`);
   });
 }
