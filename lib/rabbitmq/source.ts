@@ -40,11 +40,17 @@ export interface RabbitmqSourceStats {
   unackedBytes: number;
 }
 
+/** How long an ack may wait for others to go with it, when fewer than a quarter of the window are acked. */
+const ACK_DELAY_MS = 10;
+
 /**
- * The acks of one channel, sent at the end of the event loop's turn: the run of deliveries acked from the
- * oldest unsettled one on goes as one `basic.ack` with `multiple` up to its last; an ack behind a message
- * still unsettled goes alone (waiting for it could fill the prefetch window and stall the consumer). Delivery
- * tags grow on a channel, so the deliveries are kept in order in two arrays, with no Map entry per message.
+ * The acks of one channel, sent together: at the end of the event loop's turn once a quarter of the prefetch
+ * window is acked (the broker still has three quarters to send meanwhile), else after at most ACK_DELAY_MS (a
+ * socket read often brings a few messages only, and an ack frame per read costs more than the messages'
+ * own handling). The run of deliveries acked from the oldest unsettled one on goes as one `basic.ack` with
+ * `multiple` up to its last; an ack behind a message still unsettled goes alone (waiting for it could fill the
+ * prefetch window and stall the consumer). Delivery tags grow on a channel, so the deliveries are kept in order
+ * in two arrays, with no Map entry per message.
  */
 class AckBatcher {
   /** Delivery tags in delivery order, from `#head` on still tracked. */
@@ -55,12 +61,16 @@ class AckBatcher {
   /** Indexes acked since the last flush. */
   #pending: number[] = [];
   #scheduled = false;
+  #timer: NodeJS.Timeout | undefined;
   readonly channel: Channel;
   readonly #onFrame: () => void;
+  /** The prefetch window of the consumer now: a quarter of it acked goes at the end of the turn. */
+  readonly #window: () => number;
 
-  constructor(channel: Channel, onFrame: () => void) {
+  constructor(channel: Channel, onFrame: () => void, window: () => number) {
     this.channel = channel;
     this.#onFrame = onFrame;
+    this.#window = window;
   }
 
   delivered(tag: number): void {
@@ -92,9 +102,12 @@ class AckBatcher {
     }
     this.#states[i] = 1;
     this.#pending.push(i);
-    if (!this.#scheduled) {
+    if (this.#scheduled) return;
+    if (4 * this.#pending.length >= this.#window()) {
       this.#scheduled = true;
       setImmediate(() => this.flush());
+    } else {
+      this.#timer ??= setTimeout(() => this.flush(), ACK_DELAY_MS);
     }
   }
 
@@ -107,6 +120,8 @@ class AckBatcher {
   /** Sends what is acked: the leading run as one multiple ack, the rest one by one. Safe to call any time. */
   flush(): void {
     this.#scheduled = false;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     if (this.#pending.length === 0) return;
     const tags = this.#tags;
     const states = this.#states;
@@ -347,9 +362,13 @@ class AmqpConsumer extends Readable {
     try {
       const channel = await connection.createChannel();
       this.#channel = channel;
-      this.#acks = new AckBatcher(channel, () => {
-        this.#stats.ackFrames += 1;
-      });
+      this.#acks = new AckBatcher(
+        channel,
+        () => {
+          this.#stats.ackFrames += 1;
+        },
+        () => this.#window,
+      );
       channel.on('error', (error: Error) => {
         this.#channelError = error;
       });
