@@ -46,16 +46,19 @@ function keys(): Buffer[] {
   return Array.from({ length: 64 }, (_, i) => Buffer.from(`k${i}`));
 }
 
-async function oursProduce({ bootstrap, topic, count }: KafkaArgs): Promise<Measured> {
+async function oursProduce({ bootstrap, topic, count, inFlight }: KafkaArgs): Promise<Measured> {
   const { Readable } = await import('node:stream');
   const { pipeline } = await import('node:stream/promises');
   const { kafkaSink } = await import('../../lib/kafka/sink.js');
   const data = payloads(count);
   // Messages made as they are read, as a source makes them (each peer makes its records per batch).
+  // The 64 keys made before the clock starts, as the peers' key buffers are (Message.key is a string).
+  const keyStrings = keys().map((k) => k.toString());
   const messages = function* (): Generator<Message> {
-    for (let i = 0; i < count; i++) yield { data: data[i]!, key: `k${i % 64}`, ack() {}, nack() {} } as unknown as Message;
+    for (let i = 0; i < count; i++) yield { data: data[i]!, key: keyStrings[i % 64], ack() {}, nack() {} } as unknown as Message;
   };
-  return measure(count, () => pipeline(Readable.from(messages()), kafkaSink({ brokers: bootstrap, topic })));
+  // inFlight: maxInFlightRequests (the sink's default, 1, when not given).
+  return measure(count, () => pipeline(Readable.from(messages()), kafkaSink({ brokers: bootstrap, topic, ...(inFlight === undefined ? {} : { maxInFlightRequests: inFlight }) })));
 }
 
 async function platformaticProduce({ bootstrap, topic, count, inFlight = 5 }: KafkaArgs): Promise<Measured> {
