@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { lstat, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -401,6 +401,50 @@ describe('s3Sink with keyTemplate against s3rver', () => {
         });
     });
     assert.deepEqual(lines.sort(), Array.from({ length: total }, (_, i) => `quota-${String(i).padStart(5, '0')}`));
+  });
+
+  it('gauges count partition files while S3 is down, with their age; an empty partition folder is removed once old, a recent one stays', async (t) => {
+    const own = await startS3();
+    t.after(() => own.cleanup());
+    const bucket = await own.createBucket();
+    const bufferPath = await own.tempDir('parts-gauges');
+    // Empty partition folders left by an earlier run: one untouched for 20 minutes, one just made.
+    const old = join(bufferPath, '.parts', 'region=gone');
+    const fresh = join(bufferPath, '.parts', 'region=fresh');
+    await mkdir(old, { recursive: true, mode: 0o700 });
+    await mkdir(fresh, { recursive: true, mode: 0o700 });
+    const past = new Date(Date.now() - 20 * 60_000);
+    await utimes(old, past, past);
+    await own.stop();
+    const sink = s3Sink({
+      ...FAST,
+      client: own.client,
+      bucket,
+      bufferPath,
+      verify: 'none',
+      keyTemplate: 'region={key}',
+      commitSizeBytes: 10,
+      uploadIntervalMs: 200,
+      retry: { retries: 0 },
+    });
+    const acked: string[] = [];
+    for (const region of ['eu', 'us', 'ap']) sink.write(createMessage({ data: `record of ${region}`, key: region, onAck: () => acked.push(region) }));
+    await until('three acks (on disk)', () => acked.length === 3);
+    await until('the empty folder untouched for 20 minutes is removed', async () => !(await lstat(old).then(() => true, () => false)));
+    assert.ok((await lstat(fresh)).isDirectory(), 'a recently made empty folder stays');
+    await until('three committed partition files waiting', () => sink.gauges().s3_buffer_files === 3);
+    await sleep(1100);
+    const waiting = sink.gauges();
+    assert.ok(waiting.s3_buffer_bytes! >= 3 * 'record of eu\n'.length, JSON.stringify(waiting));
+    assert.ok(waiting.s3_buffer_oldest_age_seconds! >= 1 && waiting.s3_buffer_oldest_age_seconds! < 60, JSON.stringify(waiting));
+    await own.start();
+    await sink.rescan();
+    await until('every file uploaded', () => sink.gauges().s3_buffer_files === 0);
+    assert.deepEqual(sink.gauges(), { s3_buffer_files: 0, s3_buffer_bytes: 0, s3_buffer_oldest_age_seconds: 0 });
+    sink.end();
+    await new Promise((resolve) => sink.once('finish', resolve));
+    const keys = (await own.objects(bucket)).map((o) => o.key.split('/')[0]).sort();
+    assert.deepEqual(keys, ['region=ap', 'region=eu', 'region=us']);
   });
 
   it('without keyTemplate nothing changes: no .parts folder, keys <prefix>YYYY-MM-DD/HHmmss.nnnnnnnnn-writer', async () => {
