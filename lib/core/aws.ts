@@ -516,6 +516,13 @@ export function awsError(context: AwsErrorContext, error: unknown): Error {
   if (tls !== undefined) {
     return new ManifoldError(`${where}: ${operation} on ${resource} failed: TLS: ${tls}`, { code: ErrorCodes.TLS, cause: err, details: { operation, reason: tls, ...context.details } });
   }
+  if (err.name === 'CredentialsProviderError') {
+    // No request went out: the SDK found no credentials anywhere it looks.
+    return new ManifoldError(
+      `${where}: ${operation} on ${resource} failed: no AWS credentials found (${describe(err)}): give them (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, a role, or the credentials option)`,
+      { code: ErrorCodes.AUTH, cause: err, details: { operation, ...context.details } },
+    );
+  }
   const name = awsErrorName(err);
   const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   const details = { operation, ...(status === undefined ? {} : { status }), ...context.details };

@@ -200,6 +200,24 @@ describe('s3Uploader', () => {
     assert.ok((await stat(join(bufferPath, '2022-01-01', '000000.000000001-x'))).isFile());
   });
 
+  it('fails with AUTH naming what to give when no credentials are found anywhere, before any request', async () => {
+    const bufferPath = await s3.tempDir();
+    // What the SDK's default provider chain throws when the environment, profiles and roles have nothing.
+    const client = new S3Client({
+      endpoint: s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: () => Promise.reject(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' })),
+    });
+    const uploader = s3Uploader({ bucket: 'any', bufferPath, client, retry: FAST_RETRY });
+    const error = await new Promise<Error>((resolve) => uploader.on('error', resolve));
+    assert.ok(error instanceof ManifoldError);
+    assert.equal(error.code, ErrorCodes.AUTH, error.message);
+    assert.equal(error.retryable, false);
+    assert.match(error.message, /^s3Uploader: HeadBucket on s3:\/\/any\/ failed: no AWS credentials found \(Could not load credentials from any providers\): give them \(AWS_ACCESS_KEY_ID/);
+    client.destroy();
+  });
+
   it('rejects input that is not a committed file', async () => {
     const bufferPath = await s3.tempDir();
     // A bucket that exists, so the start-up check passes and the input is what fails.
