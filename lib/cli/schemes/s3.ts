@@ -70,16 +70,13 @@ registerScheme(['s3'], {
     // A local server takes any region, but the SDK wants one.
     if (options.endpoint !== undefined) options.region ??= 'us-east-1';
     return async () => {
-      const [{ s3Sink }, { checkBufferFolder }] = await Promise.all([import('../../s3/sink.js'), import('../../s3/buffer-folder.js')]);
-      const sink = s3Sink({ ...options, bucket, prefix });
-      // A buffer folder others may write to is a usage error (exit 2), found before anything connects.
-      try {
-        await checkBufferFolder('s3Sink', sink.bufferPath, { create: false, allowShared: options.allowSharedBufferPath === true });
-      } catch (error) {
-        sink.destroy();
-        throw error;
-      }
-      return sink;
+      const [{ s3Sink }, { checkBufferFolder, defaultBufferPath }] = await Promise.all([import('../../s3/sink.js'), import('../../s3/buffer-folder.js')]);
+      // A buffer folder others may write to is a usage error (exit 2), found before the sink is made: its start-up
+      // check (HeadBucket) would otherwise race this one, and a missing credential could answer first.
+      const resolved = s3SinkOptions.resolve({ ...options, bucket, prefix });
+      const bufferPath = resolved.bufferPath ?? defaultBufferPath(resolved.bucket, resolved.prefix);
+      await checkBufferFolder('s3Sink', bufferPath, { create: false, allowShared: options.allowSharedBufferPath === true });
+      return s3Sink({ ...options, bucket, prefix });
     };
   },
 });
