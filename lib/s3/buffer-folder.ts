@@ -134,6 +134,11 @@ export function defaultBufferPath(bucket: string, prefix: string): string {
   return join(stateHome(), 'manifold', 's3', bufferFolderName(bucket, prefix));
 }
 
+/** The buffer folder a sink with these (resolved) options uses: `bufferPath`, else the default for its bucket and prefix. */
+export function sinkBufferPath(options: { bucket: string; prefix: string; bufferPath?: string | undefined }): string {
+  return options.bufferPath ?? defaultBufferPath(options.bucket, options.prefix);
+}
+
 /** `$XDG_STATE_HOME`, else `~/.local/state`; without a home, a per-user folder under the OS temp dir. */
 function stateHome(): string {
   const xdg = process.env.XDG_STATE_HOME;

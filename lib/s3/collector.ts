@@ -744,7 +744,8 @@ export class S3Collector extends Transform {
 
   /** Messages from `from` on, accepted but not written when the collector stopped: not on disk, so not acked. */
   #abandon(messages: Message[], from: number): void {
-    const reason = this.#stopReason ?? new ManifoldError('s3Collector: destroyed before the write reached the disk', { code: ErrorCodes.ABORTED });
+    // Set with #stopped, in _destroy.
+    const reason = this.#stopReason!;
     for (let k = from; k < messages.length; k++) messages[k]!.nack(reason);
   }
 
@@ -989,12 +990,12 @@ export class S3Collector extends Transform {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const reason = error ?? new ManifoldError('s3Collector: destroyed before the write was synced to disk', { code: ErrorCodes.ABORTED });
     this.#stopped = true;
+    this.#stopReason = reason;
     clearTimeout(this.#syncTimer);
     for (const active of this.#actives.values()) clearTimeout(active.timer);
     this.recheckQuota();
-    const reason = error ?? new ManifoldError('s3Collector: destroyed before the write was synced to disk', { code: ErrorCodes.ABORTED });
-    this.#stopReason = reason;
     const actives = [...this.#actives.values()];
     this.#actives.clear();
     this.#dirty.clear();

@@ -7,7 +7,7 @@ import { Writable, addAbortSignal } from 'node:stream';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import type { MessageLike } from '../core/message.js';
 import type { OptionDeclaration, OptionSpecs, ResolvedOptions } from '../core/options.js';
-import { defaultBufferPath } from './buffer-folder.js';
+import { sinkBufferPath } from './buffer-folder.js';
 import { S3Collector } from './collector.js';
 import { KeyTemplate } from './key-template.js';
 import { BufferLock } from './lock.js';
@@ -90,7 +90,7 @@ export class S3Sink extends Writable {
     const o = s3SinkOptions.resolve(options);
     // Checked before it names the default folder.
     checkBucket('s3Sink', o.bucket);
-    const bufferPath = o.bufferPath ?? defaultBufferPath(o.bucket, o.prefix);
+    const bufferPath = sinkBufferPath(o);
     // Each part takes what its own declaration names; the sink's signal is the sink's.
     const collectorOptions = { ...pick(s3CollectorOptions, o), bufferPath, signal: undefined };
     const uploaderOptions = { ...pick(s3UploaderOptions, o), bufferPath, signal: undefined };

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { lstat, mkdir, readdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -52,6 +52,14 @@ async function filesUnder(folder: string, relative = ''): Promise<string[]> {
     else if (entry.name !== '.lock') out.push(path);
   }
   return out;
+}
+
+/**
+ * Writes `to <key>` with that key; resolved at its ack (written and fsynced), since the write callback only says the
+ * collector took the record.
+ */
+function writeAcked(collector: Writable, key: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => collector.write(createMessage({ data: `to ${key}`, key, onAck: resolve, onNack: reject }), (e) => e && reject(e)));
 }
 
 const render = (template: string, message: Parameters<KeyTemplate['render']>[0], timeZone = 'UTC', arrival = Date.UTC(2026, 0, 2, 3, 4, 5)): string =>
@@ -208,9 +216,7 @@ describe('s3Sink with keyTemplate against s3rver', () => {
     const files: CommittedFile[] = [];
     collector.on('rotate', (e: RotateEvent) => rotations.push(e));
     collector.on('data', (f: CommittedFile) => files.push(f));
-    // Resolved at the ack (written and fsynced): the write callback only says the collector took the record.
-    const write = (key: string) =>
-      new Promise<void>((resolve, reject) => collector.write(createMessage({ data: `to ${key}`, key, onAck: resolve, onNack: reject }), (e) => e && reject(e)));
+    const write = (key: string) => writeAcked(collector, key);
     await write('a');
     await write('b');
     await write('a'); // a is now the most recently written
@@ -237,7 +243,7 @@ describe('s3Sink with keyTemplate against s3rver', () => {
     const rotations: RotateEvent[] = [];
     collector.on('rotate', (e: RotateEvent) => rotations.push(e));
     collector.resume();
-    const acked = (key: string) => new Promise<void>((resolve, reject) => collector.write(createMessage({ data: `to ${key}`, key, onAck: resolve, onNack: reject })));
+    const acked = (key: string) => writeAcked(collector, key);
     collector.cork();
     const batch = [acked('a'), acked('b'), acked('a')]; // one batch: b's last record is older than a's
     collector.uncork();

@@ -70,12 +70,11 @@ registerScheme(['s3'], {
     // A local server takes any region, but the SDK wants one.
     if (options.endpoint !== undefined) options.region ??= 'us-east-1';
     return async () => {
-      const [{ s3Sink }, { checkBufferFolder, defaultBufferPath }] = await Promise.all([import('../../s3/sink.js'), import('../../s3/buffer-folder.js')]);
+      const [{ s3Sink }, { checkBufferFolder, sinkBufferPath }] = await Promise.all([import('../../s3/sink.js'), import('../../s3/buffer-folder.js')]);
       // A buffer folder others may write to is a usage error (exit 2), found before the sink is made: its start-up
       // check (HeadBucket) would otherwise race this one, and a missing credential could answer first.
       const resolved = s3SinkOptions.resolve({ ...options, bucket, prefix });
-      const bufferPath = resolved.bufferPath ?? defaultBufferPath(resolved.bucket, resolved.prefix);
-      await checkBufferFolder('s3Sink', bufferPath, { create: false, allowShared: options.allowSharedBufferPath === true });
+      await checkBufferFolder('s3Sink', sinkBufferPath(resolved), { create: false, allowShared: resolved.allowSharedBufferPath });
       return s3Sink({ ...options, bucket, prefix });
     };
   },
