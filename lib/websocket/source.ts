@@ -67,6 +67,26 @@ export function websocketSource(options: WebSocketSourceOptions): WebSocketSourc
   return new WebSocketSource(options);
 }
 
+/** `meta` of a WebSocket message. */
+interface WebSocketMeta {
+  connectionId: number;
+  receivedAt: number;
+  binary: boolean;
+}
+
+/**
+ * The fields of Node's ReadableState that #onMessage reads to hand a message straight to a flowing consumer, as
+ * push() would. Each may be missing in another Node version: then the check fails and push() is used.
+ */
+interface ReadableStateView {
+  readonly length: number;
+  readonly flowing?: boolean | null;
+  readonly sync?: boolean;
+  readonly multiAwaitDrain?: boolean;
+  awaitDrainWriters?: { clear(): void } | null;
+  dataEmitted?: boolean;
+}
+
 type ConnState = 'connecting' | 'current' | 'retiring' | 'closed';
 
 interface Conn {
@@ -84,8 +104,8 @@ interface Conn {
   closed: CloseInfo | undefined;
   /** When it was adopted (ms since the epoch), 0 before. */
   adoptedAt: number;
-  /** Messages it delivered. */
-  delivered: number;
+  /** Whether it delivered a message. */
+  delivered: boolean;
 }
 
 function pauseSocket(conn: Conn): void {
@@ -127,7 +147,8 @@ export class WebSocketSource extends Readable {
   #maxBurst = 0;
   /** Arrival time of the current read's messages (ms since the epoch). */
   #burstAt = 0;
-  #meta: Readonly<{ connectionId: number; receivedAt: number; binary: boolean }> | undefined;
+  /** The meta of the current read's messages; undefined between reads. */
+  #meta: Readonly<WebSocketMeta> | undefined;
   /** Pause at this many buffered messages, resume at that many: a burst (capped at half the mark) and two below the mark. */
   #pauseAt = 0;
   #resumeAt = 0;
@@ -139,6 +160,7 @@ export class WebSocketSource extends Readable {
       this.#resumeAt = Math.max(0, this.readableHighWaterMark - 2 * allowance);
     }
     this.#burst = 0;
+    this.#meta = undefined;
   };
   /** The current connection died while a swap was under way: the swap takes over, or reports this loss. */
   #lossDuringSwap: Loss | undefined;
@@ -311,7 +333,7 @@ export class WebSocketSource extends Readable {
       opened: false,
       closed: undefined,
       adoptedAt: 0,
-      delivered: 0,
+      delivered: false,
     };
     this.#conns.add(conn);
     ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => this.#onMessage(conn, data, isBinary));
@@ -360,34 +382,48 @@ export class WebSocketSource extends Readable {
 
   #onMessage(conn: Conn, data: WebSocket.RawData, isBinary: boolean): void {
     if (this.#ended) return;
-    conn.delivered += 1;
-    if (conn.heartbeat) conn.heartbeat.seenSincePing = true;
-    if (this.#burst === 0) {
-      // One clock read per socket read: its messages arrived together, and Date.now() costs as much as the rest.
-      this.#burstAt = Date.now();
-      this.#meta = undefined;
-      queueMicrotask(this.#endBurst);
-    }
-    this.#burst += 1;
     let meta = this.#meta;
-    if (meta === undefined || meta.connectionId !== conn.id || meta.binary !== isBinary) {
-      // Shared by the messages of one read (meta is read-only): one allocation per read, not per message.
-      meta = this.#meta = Object.freeze({ connectionId: conn.id, receivedAt: this.#burstAt, binary: isBinary });
-    }
+    // Per socket read, not per message: ws emits a read's messages synchronously, and per-message bookkeeping
+    // was a tenth of the cost of a message.
+    if (meta === undefined || meta.connectionId !== conn.id || meta.binary !== isBinary) meta = this.#startRead(conn, isBinary);
+    this.#burst += 1;
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     // A WebSocket server cannot redeliver, so acks are no-ops; a literal of fixed shape is the cheapest Message.
-    const message: Message = { data: bytes, timestamp: this.#burstAt, meta, ack: noop, nack: noop };
-    const before = this.readableLength;
+    const message: Message = { data: bytes, timestamp: meta.receivedAt, meta, ack: noop, nack: noop };
+    const state = (this as unknown as { _readableState: ReadableStateView })._readableState;
+    if (state.length === 0 && state.flowing === true && state.sync === false && this.listenerCount('data') > 0) {
+      // What push() does for a flowing stream with nothing buffered (Node's addChunk), without the rest of push():
+      // the message goes straight to the 'data' listeners. A consumer that falls behind (pipe() pausing on a full
+      // destination, a paused stream) stops the flow, and the next message takes push() and the buffer.
+      if (state.multiAwaitDrain === true) state.awaitDrainWriters?.clear();
+      else state.awaitDrainWriters = null;
+      state.dataEmitted = true;
+      this.emit('data', message);
+      return;
+    }
+    const before = state.length;
     const pushed = this.push(message);
     // Counted only when it was buffered: push() hands a message straight to a flowing consumer when the buffer is empty.
-    if (this.readableLength > before) this.#bufferedBytes += bytes.length;
+    if (state.length > before) this.#bufferedBytes += bytes.length;
     // Pausing stops the socket, not the frames ws already read: the rest of a 64 KiB read still arrives (and with
     // permessage-deflate, inflates: each message up to maxPayloadBytes). Pausing a burst's worth early (and
     // resuming two bursts below the mark) keeps the buffer within the high-water mark.
     if (this.#bufferedBytes >= this.#maxInFlightBytes) this.#pause();
-    else if (!this.#closing && (!pushed || this.readableLength >= this.#pauseAt)) this.#pause();
+    else if (!this.#closing && (!pushed || state.length >= this.#pauseAt)) this.#pause();
   }
 
+  /** The first message of a socket read (or of another connection's, or the other kind, within one): the shared meta. */
+  #startRead(conn: Conn, isBinary: boolean): Readonly<WebSocketMeta> {
+    if (this.#burst === 0) {
+      // One clock read per socket read: its messages arrived together, and Date.now() costs as much as the rest.
+      this.#burstAt = Date.now();
+      queueMicrotask(this.#endBurst);
+    }
+    conn.delivered = true;
+    if (conn.heartbeat) conn.heartbeat.seenSincePing = true;
+    // Shared by the messages of one read (meta is read-only): one allocation per read, not per message.
+    return (this.#meta = Object.freeze({ connectionId: conn.id, receivedAt: this.#burstAt, binary: isBinary }));
+  }
 
   /** Makes `conn` the current connection, and retires the one it replaces. */
   #adopt(conn: Conn): void {
@@ -466,7 +502,7 @@ export class WebSocketSource extends Readable {
     const error = lostError(WHERE, this.#target.label, code, reason, conn.error);
     // A connection that died at its first message (above maxPayloadBytes, say) did not prove the server works:
     // resetting the backoff for it would reconnect a few times a second for ever.
-    const healthy = Date.now() - conn.adoptedAt >= STABLE_MS || (conn.delivered > 0 && !isProtocolLoss(conn.error, code));
+    const healthy = Date.now() - conn.adoptedAt >= STABLE_MS || (conn.delivered && !isProtocolLoss(conn.error, code));
     const loss: Loss = { error, healthy };
     if (this.#swapping) this.#lossDuringSwap = loss;
     else this.#onLoss?.(loss);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
@@ -494,6 +496,63 @@ describe('websocketSource', { timeout: 60_000 }, () => {
     assert.ok(consumed > 100);
     t.diagnostic(`server stalls ${stats.stalls}, written ${stats.written}, consumed ${consumed}, max readableLength ${maxReadable}, RSS +${rssGrowthMiB.toFixed(1)} MiB`);
     await stop(source);
+  });
+
+  test('piped into a slow sink (flowing mode): every numbered message arrives once, in order, and the socket pauses', async (t) => {
+    const total = 20_000;
+    const size = 512;
+    const server = await startWsServer({
+      onConnection: (ws) => {
+        let next = 0;
+        const pump = (): void => {
+          while (ws.readyState === WebSocket.OPEN && next < total) {
+            // Held back by TCP once the client pauses: the buffered amount grows, and the server waits.
+            if (ws.bufferedAmount >= 256 * 1024) {
+              setTimeout(pump, 2);
+              return;
+            }
+            const frame = Buffer.alloc(size, 0x61);
+            frame.writeUInt32BE(next++, 0);
+            ws.send(frame, { binary: true });
+            if (next % 500 === 0) {
+              setImmediate(pump);
+              return;
+            }
+          }
+        };
+        pump();
+      },
+    });
+    t.after(() => server.close());
+    const highWaterMark = 64;
+    const source = websocketSource({ url: server.url, highWaterMark, heartbeatIntervalMs: 0 });
+    t.after(() => source.destroy());
+    const seen: number[] = [];
+    let pausedSeen = false;
+    let maxReadable = 0;
+    const sink = new Writable({
+      objectMode: true,
+      highWaterMark: 16,
+      write(message: Message, _encoding, callback) {
+        seen.push(message.data.readUInt32BE(0));
+        pausedSeen ||= source.socketsPaused;
+        maxReadable = Math.max(maxReadable, source.readableLength);
+        if (seen.length === total) {
+          callback();
+          void source.close();
+          return;
+        }
+        // A sink slower than the feed: a short wait every 200 messages.
+        if (seen.length % 200 === 0) setTimeout(callback, 1);
+        else callback();
+      },
+    });
+    await pipeline(source, sink);
+    assert.equal(seen.length, total);
+    const gaps = seen.filter((n, i) => n !== i);
+    assert.deepEqual(gaps.slice(0, 5), [], 'messages arrive once each, in order');
+    assert.ok(pausedSeen, 'the slow sink paused the socket');
+    assert.ok(maxReadable <= highWaterMark + 256, `readableLength reached ${maxReadable}`);
   });
 
   test('close() while connecting, and before the first read, end the stream without a connection', async (t) => {
