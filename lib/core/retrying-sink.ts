@@ -9,6 +9,22 @@ import { toMessage, type Message, type MessageLike } from './message.js';
 import { checkOptions, numberOption, signalOption } from './options.js';
 import { RETRYING_KEYS, backoffDelay, finalError, resolveRetry, type FactoryContext, type ResolvedRetry, type RetryEvent, type RetryingOptions } from './retry.js';
 
+/**
+ * The method an inner sink may have to take messages directly, past its Writable buffer (see {@link TakesMessages}).
+ */
+export const takeMessages = Symbol('manifold.takeMessages');
+
+/**
+ * An inner sink that takes a batch of messages the way its `_writev` would, without the per-message work of
+ * `write()` and its buffer: RetryingSink calls it instead of `write()` when nothing is buffered in the inner sink.
+ * It returns false, having done nothing, when it cannot take messages now (still connecting, failed, ended): the
+ * messages are then written with `write()`. Once it returned true it calls `callback` exactly once, when it can
+ * take more, or with the error that ends it (as `_writev`'s callback).
+ */
+export interface TakesMessages {
+  [takeMessages](messages: Message[], callback: (error?: Error | null) => void): boolean;
+}
+
 /** How long a finished inner sink's trailing acks are awaited before its unacked messages are re-sent. */
 const SETTLE_GRACE_MS = 2000;
 
@@ -64,6 +80,9 @@ export class RetryingSink extends Writable {
   /** Failures since the last healthy moment (an ack or 'ready'). */
   #failures = 0;
   #fatal: Error | undefined;
+  /** The callback of the hand-over in progress (see #handOver), and the inner sink it went to. */
+  #handing: ((error?: Error | null) => void) | undefined;
+  #handingTo: Writable | undefined;
 
   constructor(factory: (context: FactoryContext) => Writable, options: RetryingOptions = {}) {
     // Checked before super(): a Writable schedules _construct() as soon as it exists.
@@ -128,6 +147,8 @@ export class RetryingSink extends Writable {
     this.#inner = inner;
     inner.on('error', (error: Error) => this.#onFailure(inner, error));
     inner.once('close', () => {
+      // A hand-over the inner sink never called back for: the outer write goes on (its messages stay pending).
+      if (this.#handingTo === inner) this.#handing?.(new ManifoldError(`${this.#what}: the sink closed`, { code: ErrorCodes.CONNECTION, retryable: true }));
       if (this.#inner === inner && !inner.writableFinished && !inner.errored && !this.destroyed) {
         this.#onFailure(inner, new ManifoldError(`${this.#what}: the sink closed unexpectedly`, { code: ErrorCodes.CONNECTION, retryable: true }));
       }
@@ -289,45 +310,72 @@ export class RetryingSink extends Writable {
 
   /** Registers `chunks` as pending and writes them in order; calls back when the inner sink takes more. */
   #accept(chunks: MessageLike[], callback: (error?: Error | null) => void): void {
-    // Fast path, the common case: a healthy inner sink taking writes without backpressure; no promise per message.
-    const healthy = !this.#recovering && !this.#fatal && this.#inner !== undefined;
-    const waiting: Pending[] = [];
+    const entries: Pending[] = [];
+    let bad: Error | undefined;
     for (let i = 0; i < chunks.length; i++) {
-      let message: Message;
       try {
-        message = toMessage(chunks[i]!);
+        entries.push(this.#append(toMessage(chunks[i]!)));
       } catch (error) {
-        callback(toError(error));
-        return;
-      }
-      const entry = this.#append(message);
-      if (!healthy) {
-        waiting.push(entry);
-        continue;
-      }
-      const wait = this.#send(entry);
-      if (wait) {
-        // The rest of the batch is registered now, in order, and written once the inner sink drains.
-        const rest: Pending[] = [];
-        for (let j = i + 1; j < chunks.length; j++) {
-          try {
-            rest.push(this.#append(toMessage(chunks[j]!)));
-          } catch (error) {
-            callback(toError(error));
-            return;
-          }
-        }
-        this.#slowPath(rest, wait, callback);
-        return;
+        // What came before the bad chunk is written; the stream then fails naming the bad one.
+        bad = toError(error);
+        break;
       }
     }
-    if (healthy) {
-      callback();
+    const done = bad === undefined ? callback : (error?: Error | null): void => callback(error ?? bad);
+    if (this.#recovering || this.#fatal || this.#inner === undefined) {
+      // Not healthy: what was just appended is written after the recovery under way (whose re-send may have
+      // begun before these were appended), unless that recovery sent it already.
+      this.#slowPath(entries, undefined, done);
       return;
     }
-    // Not healthy: what was just appended is written after the recovery under way (whose re-send may have
-    // begun before these were appended), unless that recovery sent it already.
-    this.#slowPath(waiting, undefined, callback);
+    // Fast path, the common case: a healthy inner sink taking writes without backpressure; no promise per message.
+    if (this.#handOver(entries, done)) return;
+    for (let i = 0; i < entries.length; i++) {
+      const wait = this.#send(entries[i]!);
+      if (wait) {
+        // The rest of the batch is written, in order, once the inner sink drains.
+        this.#slowPath(entries.slice(i + 1), wait, done);
+        return;
+      }
+    }
+    done();
+  }
+
+  /**
+   * Gives `entries` to an inner sink that takes messages directly ({@link TakesMessages}), past its Writable
+   * buffer; false (nothing given) when it has no such method, cannot take them now, or has writes buffered
+   * (which the entries must not overtake). `callback` runs when the inner sink takes more.
+   */
+  #handOver(entries: Pending[], callback: (error?: Error | null) => void): boolean {
+    const inner = this.#inner as (Writable & Partial<TakesMessages>) | undefined;
+    const take = inner?.[takeMessages];
+    if (inner === undefined || take === undefined || entries.length === 0 || inner.destroyed || inner.writableLength > 0) return false;
+    const attempt = this.#attempt;
+    const messages = new Array<Message>(entries.length);
+    // Set before the call: the inner sink may settle a message (nack one too large) while taking it.
+    for (let i = 0; i < entries.length; i++) {
+      entries[i]!.attempt = attempt;
+      messages[i] = this.#wrap(entries[i]!);
+    }
+    const done = (error?: Error | null): void => {
+      // Once: the inner sink's callback, or its 'close' before that (see #create).
+      if (this.#handing !== done) return;
+      this.#handing = undefined;
+      if (!error) {
+        callback();
+        return;
+      }
+      // What a Writable does with an error from _writev: the inner sink is destroyed, and its 'error' starts
+      // the recovery that re-sends every pending message.
+      if (!inner.destroyed) inner.destroy(error);
+      this.#slowPath([], undefined, callback);
+    };
+    this.#handing = done;
+    this.#handingTo = inner;
+    if (take.call(inner, messages, done)) return true;
+    // Not taken: the caller writes them with write(), which sets their attempt again.
+    this.#handing = undefined;
+    return false;
   }
 
   #slowPath(entries: Pending[], first: Promise<void> | undefined, callback: (error?: Error | null) => void): void {

@@ -8,7 +8,7 @@ import { Producer, type MessageToProduce } from '@platformatic/kafka';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import { conflictingOptions, invalidOption } from '../core/options.js';
-import { RetryingSink } from '../core/retrying-sink.js';
+import { RetryingSink, takeMessages, type TakesMessages } from '../core/retrying-sink.js';
 import { TOPIC_NAME, isUnknownTopic, kafkaApiId, kafkaError, resolveConnection, watchTls, clientOptions, type ResolvedConnection } from './connection.js';
 import { kafkaSinkOptions, type KafkaSinkOptions } from './options.js';
 
@@ -106,7 +106,7 @@ function headerMap(headers: Record<string, string> | undefined): Map<Buffer, Buf
 const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE']);
 
 /** One producer; failures end it with an error and the KafkaProducerSink around it makes a new one. */
-class Producing extends Writable {
+class Producing extends Writable implements TakesMessages {
   readonly #o: Resolved;
   readonly #what: string;
   readonly #producer: Producer;
@@ -114,7 +114,7 @@ class Producing extends Writable {
   #inFlight = new Set<Batch>();
   #flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   /** A write held back (its batch is full and no request slot is free). */
-  #heldCallback: (() => void) | undefined;
+  #heldCallback: ((error?: Error) => void) | undefined;
   /** Resolves waiters when a request settles. */
   #settledWaiters: Array<() => void> = [];
   #failed: Error | undefined;
@@ -185,7 +185,7 @@ class Producing extends Writable {
     for (let i = 0; i < messages.length; i++) this.#append(messages[i]!);
     if (this.#sealed.length > 0 && this.#inFlight.size >= this.#o.maxInFlightRequests) {
       // Full batches wait for a request slot; so does the writer.
-      this.#heldCallback = () => callback();
+      this.#heldCallback = (error) => callback(error);
       return;
     }
     this.#pump();
@@ -301,6 +301,13 @@ class Producing extends Writable {
     this.destroy(error);
   }
 
+  /** RetryingSink's direct hand-over (see TakesMessages): what _writev does. */
+  [takeMessages](messages: Message[], callback: (error?: Error | null) => void): boolean {
+    if (this.#failed || this.destroyed || this.writableEnded) return false;
+    this.#add(messages, callback);
+    return true;
+  }
+
   override _write(chunk: MessageLike, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     let message: Message;
     try {
@@ -355,7 +362,10 @@ class Producing extends Writable {
     const waiters = this.#settledWaiters;
     this.#settledWaiters = [];
     for (const w of waiters) w();
+    // A write held for a request slot is released with the reason (RetryingSink's hand-over waits for it).
+    const held = this.#heldCallback;
     this.#heldCallback = undefined;
+    held?.(reason);
     this.#producer.close(true).then(
       () => callback(error),
       () => callback(error),

@@ -7,7 +7,7 @@ import type { ChannelModel, ConfirmChannel, Message as AmqpMessage, Options } fr
 import { ErrorCodes, ManifoldError, describe, redactUrl, toError } from '../core/errors.js';
 import { toMessage, type Message, type MessageLike } from '../core/message.js';
 import type { ResolvedOptions } from '../core/options.js';
-import { RetryingSink } from '../core/retrying-sink.js';
+import { RetryingSink, takeMessages, type TakesMessages } from '../core/retrying-sink.js';
 import { amqpError, closeConnection, connectionLostError, headersFromAmqp, openConnection, whenClosed } from './connection.js';
 import { checkConnection, rabbitmqSinkOptions, type QueueOptions, type RabbitmqSinkOptions, type SinkAssert } from './options.js';
 
@@ -146,7 +146,7 @@ function sameHeaders(sent: Record<string, string> | undefined, back: Record<stri
  * during the connect (RetryingSink aborts `signal` first), it stops at its next
  * step and closes what it opened.
  */
-class AmqpPublisher extends Writable {
+class AmqpPublisher extends Writable implements TakesMessages {
   readonly #config: SinkConfig;
   readonly #stats: RabbitmqSinkStats;
   readonly #signal: AbortSignal | undefined;
@@ -380,6 +380,13 @@ class AmqpPublisher extends Writable {
       return;
     }
     this.#nextWake().then(() => this.#publishAll(values, i, callback));
+  }
+
+  /** RetryingSink's direct hand-over (see TakesMessages): what _writev does, once the channel is open. */
+  [takeMessages](messages: Message[], callback: (error?: Error | null) => void): boolean {
+    if (!this.#opened || this.#released || this.destroyed || this.writableEnded) return false;
+    this.#publishAll(messages, 0, callback);
+    return true;
   }
 
   override _write(chunk: MessageLike, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {

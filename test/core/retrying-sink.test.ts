@@ -4,54 +4,76 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
-import { retryingSink } from '../../lib/core/retrying-sink.js';
+import { retryingSink, takeMessages, type TakesMessages } from '../../lib/core/retrying-sink.js';
 import type { RetryEvent } from '../../lib/core/retry.js';
 
 const transient = (text = 'connection reset'): Error => Object.assign(new Error(text), { code: 'ECONNRESET' });
 const fast = { retries: 5, minTimeoutMs: 1, maxTimeoutMs: 5 };
 
 
-function store() {
+/**
+ * Inner sinks that store what they are given, confirm asynchronously in batches of 3, and can be told to fail.
+ * With `direct`, each also takes messages past its Writable buffer (TakesMessages): at once, or once
+ * `readyAfterMs` passed after it was made; and its first `slowWrites` writes through write() call back after a timer, so writes sit
+ * in its buffer while the outer sink goes on (the hand-over must not overtake them).
+ */
+function store(options: { direct?: boolean; readyAfterMs?: number; slowWrites?: number } = {}) {
   const stored: string[] = [];
   /** Every write an inner sink took, in the order it took them (a broker's receive order). */
   const written: string[] = [];
   let failAfter: number | undefined;
   let failWith: Error = transient();
   let created = 0;
-  const nackAll: Array<() => void> = [];
+  let handedOver = 0;
+  let viaWrite = 0;
   return {
     stored,
     written,
     get created() { return created; },
+    /** Messages taken through the direct hand-over, and through write(). */
+    get handedOver() { return handedOver; },
+    get viaWrite() { return viaWrite; },
     failNext(after: number, error: Error = transient()) { failAfter = after; failWith = error; },
     make() {
       created++;
       let writes = 0;
       const unconfirmed: Message[] = [];
+      const take = (m: Message, cb: (error?: Error | null) => void): void => {
+        writes++;
+        if (failAfter !== undefined && writes > failAfter) {
+          failAfter = undefined;
+          // A dying sink nacks what it had not confirmed (a retryable error): the wrapper must re-send, not nack.
+          for (const u of unconfirmed) u.nack(transient('channel closed'));
+          cb(failWith);
+          return;
+        }
+        if (m.data.toString().startsWith('too-large')) {
+          m.nack(new ManifoldError('record too large', { code: ErrorCodes.MESSAGE_TOO_LARGE }));
+          cb();
+          return;
+        }
+        written.push(m.data.toString());
+        unconfirmed.push(m);
+        // Confirm asynchronously, in batches, like a broker.
+        if (unconfirmed.length >= 3) {
+          const batch = unconfirmed.splice(0);
+          setImmediate(() => { for (const u of batch) { stored.push(u.data.toString()); u.ack(); } });
+        }
+        cb();
+      };
+      let slow = options.slowWrites ?? 0;
       const sink: Writable = new Writable({
         objectMode: true,
+        // Room for the writes that wait behind the slow ones, so the outer sink does not wait for a drain.
+        highWaterMark: options.slowWrites ? 1000 : 16,
         write(m: Message, _e, cb) {
-          writes++;
-          if (failAfter !== undefined && writes > failAfter) {
-            failAfter = undefined;
-            // A dying sink nacks what it had not confirmed (a retryable error): the wrapper must re-send, not nack.
-            for (const u of unconfirmed) u.nack(transient('channel closed'));
-            cb(failWith);
+          viaWrite++;
+          if (slow > 0) {
+            slow--;
+            setTimeout(() => take(m, cb), 2);
             return;
           }
-          if (m.data.toString().startsWith('too-large')) {
-            m.nack(new ManifoldError('record too large', { code: ErrorCodes.MESSAGE_TOO_LARGE }));
-            cb();
-            return;
-          }
-          written.push(m.data.toString());
-          unconfirmed.push(m);
-          // Confirm asynchronously, in batches, like a broker.
-          if (unconfirmed.length >= 3) {
-            const batch = unconfirmed.splice(0);
-            setImmediate(() => { for (const u of batch) { stored.push(u.data.toString()); u.ack(); } });
-          }
-          cb();
+          take(m, cb);
         },
         final(cb) {
           const batch = unconfirmed.splice(0);
@@ -59,7 +81,24 @@ function store() {
           cb();
         },
       });
-      nackAll.push(() => {});
+      if (options.direct) {
+        let ready = options.readyAfterMs === undefined;
+        if (!ready) setTimeout(() => (ready = true), options.readyAfterMs);
+        (sink as Writable & TakesMessages)[takeMessages] = (messages, callback) => {
+          if (!ready || sink.destroyed) return false;
+          let i = 0;
+          const next = (error?: Error | null): void => {
+            if (error) callback(error);
+            else if (i === messages.length) callback();
+            else {
+              handedOver++;
+              take(messages[i++]!, next);
+            }
+          };
+          next();
+          return true;
+        };
+      }
       return sink;
     },
   };
@@ -119,6 +158,90 @@ describe('retryingSink', () => {
       highest = Math.max(highest, n);
     }
     assert.equal(sink.pending, 0);
+  });
+
+  it('an inner sink that takes messages directly: used once it can, never ahead of writes buffered in it; order and acks kept', async () => {
+    // Not ready for 30 ms (connecting): the first messages go through write(), the first 20 of them slowly.
+    const s = store({ direct: true, readyAfterMs: 30, slowWrites: 20 });
+    const items = Array.from({ length: 3000 }, (_, i) => `m${i}`);
+    const { messages, acked, nacked } = tracked(items);
+    const slowly = Readable.from((async function* () {
+      for (const [i, m] of messages.entries()) {
+        // A source slower than the sink at first, so the hand-over starts while writes still sit in the inner buffer.
+        if (i < 200 && i % 10 === 0) await new Promise((r) => setTimeout(r, 2));
+        yield m;
+      }
+    })());
+    await pipeline(slowly, retryingSink(() => s.make(), { retry: fast, highWaterMark: 32 }));
+    assert.ok(s.viaWrite > 20, `through write(): ${s.viaWrite}`);
+    assert.ok(s.handedOver > 1000, `handed over: ${s.handedOver}`);
+    assert.equal(s.viaWrite + s.handedOver, items.length);
+    assert.deepEqual(s.written, items, 'taken in the order written');
+    assert.equal(acked.size, items.length);
+    assert.equal(nacked.size, 0);
+  });
+
+  it('an inner sink taking messages directly fails (three times): recovered, every message delivered, first writes in order', async () => {
+    const s = store({ direct: true });
+    s.failNext(30);
+    let failures = 0;
+    const items = Array.from({ length: 500 }, (_, i) => `m${i}`);
+    const { messages, acked, nacked } = tracked(items);
+    const sink = retryingSink(() => s.make(), { retry: fast, highWaterMark: 64 });
+    sink.on('reconnect', () => {
+      failures++;
+      if (failures < 3) s.failNext(7 + failures * 11);
+    });
+    await pipeline(Readable.from(messages), sink);
+    assert.equal(failures, 3);
+    assert.ok(s.handedOver > 0);
+    assert.equal(acked.size, items.length);
+    assert.equal(nacked.size, 0);
+    assert.deepEqual([...new Set(s.stored)].sort(), [...items].sort(), 'every message stored');
+    assert.deepEqual([...new Set(s.written)], items, 'first writes in write order');
+    assert.equal(sink.pending, 0);
+  });
+
+  it('a fatal nack while an inner sink takes messages directly reaches the outer message; the rest are acked', async () => {
+    const s = store({ direct: true });
+    const items = Array.from({ length: 100 }, (_, i) => (i === 50 ? 'too-large-50' : `m${i}`));
+    const { messages, acked, nacked } = tracked(items);
+    await pipeline(Readable.from(messages), retryingSink(() => s.make(), { retry: fast }));
+    assert.equal(s.viaWrite, 0);
+    assert.equal(nacked.get('too-large-50')?.message, 'record too large');
+    assert.equal(acked.size, 99);
+    assert.equal(s.created, 1);
+  });
+
+  it('an inner sink destroyed while it holds a hand-over callback: the outer write goes on, every message delivered', { timeout: 10_000 }, async () => {
+    let made = 0;
+    const stored: string[] = [];
+    const sink = retryingSink(() => {
+      made++;
+      const first = made === 1;
+      const inner = new Writable({ objectMode: true, write(m: Message, _e, cb) { stored.push(m.data.toString()); m.ack(); cb(); } });
+      (inner as Writable & TakesMessages)[takeMessages] = (messages, callback) => {
+        if (first) {
+          // Takes the batch, never calls back, and dies a moment later (a connection lost while it waited for room).
+          setTimeout(() => inner.destroy(transient('connection lost')), 5);
+          return true;
+        }
+        for (const m of messages) {
+          stored.push(m.data.toString());
+          m.ack();
+        }
+        callback();
+        return true;
+      };
+      return inner;
+    }, { retry: fast });
+    const items = Array.from({ length: 50 }, (_, i) => `m${i}`);
+    const { messages, acked, nacked } = tracked(items);
+    await pipeline(Readable.from(messages), sink);
+    assert.equal(made, 2);
+    assert.equal(acked.size, items.length);
+    assert.equal(nacked.size, 0);
+    assert.deepEqual([...new Set(stored)].sort(), [...items].sort());
   });
 
   it('passes a fatal nack through to the outer message and carries on', async () => {
