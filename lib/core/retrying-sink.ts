@@ -19,7 +19,8 @@ export const takeMessages = Symbol('manifold.takeMessages');
  * `write()` and its buffer: RetryingSink calls it instead of `write()` when nothing is buffered in the inner sink.
  * It returns false, having done nothing, when it cannot take messages now (still connecting, failed, ended): the
  * messages are then written with `write()`. Once it returned true it calls `callback` exactly once, when it can
- * take more, or with the error that ends it (as `_writev`'s callback).
+ * take more, or with the error that ends it (as `_writev`'s callback). The messages it is handed are settled by
+ * calling `ack()`/`nack()` on them, as methods: unlike a source's Message, they are not closures to pass around.
  */
 export interface TakesMessages {
   [takeMessages](messages: Message[], callback: (error?: Error | null) => void): boolean;
@@ -28,18 +29,59 @@ export interface TakesMessages {
 /** How long a finished inner sink's trailing acks are awaited before its unacked messages are re-sent. */
 const SETTLE_GRACE_MS = 2000;
 
+/** What a pending entry settles through: its sink's bookkeeping (one object per sink, not two closures per message). */
+interface Settler {
+  acked(entry: Pending, attempt: number): void;
+  nacked(entry: Pending, attempt: number, error: Error | undefined): void;
+}
+
 /**
  * One message written to the outer sink and not yet settled: a link in the list of pending
  * messages in write order (an intrusive list, so tracking a message costs no Map entry).
+ *
+ * It is also the Message an inner sink that takes messages directly ({@link TakesMessages}) is handed:
+ * the original's fields, and `ack()`/`nack()` as methods that report to the sink as from the attempt it
+ * was handed in. A message sent with `write()` (and every re-send) gets a wrapper of its own instead
+ * (see RetryingSink#wrap), whose settles carry the attempt of that send.
  */
-interface Pending {
-  readonly message: Message;
+class Pending implements Message {
+  readonly data: Buffer;
+  readonly key: string | undefined;
+  readonly headers: Record<string, string> | undefined;
+  readonly timestamp: number | undefined;
+  readonly meta: Readonly<Record<string, unknown>> | undefined;
+  readonly attempt: number | undefined;
   /** The attempt whose inner sink was last given this message. */
-  attempt: number;
+  sentIn = 0;
+  /** The attempt whose inner sink was handed this entry itself (0: none). */
+  handedIn = 0;
   /** Still in the list: neither acked nor nacked for good. */
-  live: boolean;
+  live = true;
   prev: Pending | undefined;
   next: Pending | undefined;
+
+  constructor(
+    readonly message: Message,
+    readonly owner: Settler,
+    prev: Pending | undefined,
+  ) {
+    this.data = message.data;
+    this.key = message.key;
+    this.headers = message.headers;
+    this.timestamp = message.timestamp;
+    this.meta = message.meta;
+    this.attempt = message.attempt;
+    this.prev = prev;
+    this.next = undefined;
+  }
+
+  ack(): void {
+    this.owner.acked(this, this.handedIn);
+  }
+
+  nack(error?: Error): void {
+    this.owner.nacked(this, this.handedIn, error);
+  }
 }
 
 /**
@@ -106,8 +148,13 @@ export class RetryingSink extends Writable {
     return this.#pendingCount;
   }
 
+  readonly #settler: Settler = {
+    acked: (entry, attempt) => this.#acked(entry, attempt),
+    nacked: (entry, attempt, error) => this.#nacked(entry, attempt, error),
+  };
+
   #append(message: Message): Pending {
-    const entry: Pending = { message, attempt: 0, live: true, prev: this.#tail, next: undefined };
+    const entry = new Pending(message, this.#settler, this.#tail);
     if (this.#tail) this.#tail.next = entry;
     else this.#head = entry;
     this.#tail = entry;
@@ -194,7 +241,7 @@ export class RetryingSink extends Writable {
 
   #nacked(entry: Pending, attempt: number, error: Error | undefined): void {
     // A nack from a replaced sink is its shutdown speaking: the message is re-sent by the new one.
-    if (entry.attempt !== attempt || this.#attempt !== attempt || !entry.live) return;
+    if (entry.sentIn !== attempt || this.#attempt !== attempt || !entry.live) return;
     const cause = error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY });
     if (isRetryable(cause)) return;
     this.#remove(entry);
@@ -231,7 +278,7 @@ export class RetryingSink extends Writable {
   #send(entry: Pending): Promise<void> | undefined {
     const inner = this.#inner;
     if (!inner || inner.destroyed) return undefined;
-    entry.attempt = this.#attempt;
+    entry.sentIn = this.#attempt;
     if (inner.write(this.#wrap(entry))) return undefined;
     return new Promise<void>((resolve) => {
       const done = (): void => {
@@ -351,12 +398,8 @@ export class RetryingSink extends Writable {
     const take = inner?.[takeMessages];
     if (inner === undefined || take === undefined || entries.length === 0 || inner.destroyed || inner.writableLength > 0) return false;
     const attempt = this.#attempt;
-    const messages = new Array<Message>(entries.length);
     // Set before the call: the inner sink may settle a message (nack one too large) while taking it.
-    for (let i = 0; i < entries.length; i++) {
-      entries[i]!.attempt = attempt;
-      messages[i] = this.#wrap(entries[i]!);
-    }
+    for (let i = 0; i < entries.length; i++) entries[i]!.sentIn = entries[i]!.handedIn = attempt;
     const done = (error?: Error | null): void => {
       // Once: the inner sink's callback, or its 'close' before that (see #create).
       if (this.#handing !== done) return;
@@ -372,9 +415,10 @@ export class RetryingSink extends Writable {
     };
     this.#handing = done;
     this.#handingTo = inner;
-    if (take.call(inner, messages, done)) return true;
-    // Not taken: the caller writes them with write(), which sets their attempt again.
+    if (take.call(inner, entries, done)) return true;
+    // Not taken: the caller writes them with write() (wrapped: see #wrap), which sets sentIn again.
     this.#handing = undefined;
+    for (let i = 0; i < entries.length; i++) entries[i]!.handedIn = 0;
     return false;
   }
 
@@ -385,7 +429,7 @@ export class RetryingSink extends Writable {
         await this.#waitRecovered();
         if (this.#fatal) throw this.#fatal;
         // If a recovery re-sent this message already, it is not written twice.
-        if (entry.attempt !== this.#attempt && entry.live) await this.#send(entry);
+        if (entry.sentIn !== this.#attempt && entry.live) await this.#send(entry);
       }
       // Hold the callback while a replacement is being made: that is the outer backpressure during an outage.
       await this.#waitRecovered();
