@@ -416,9 +416,10 @@ export class RetryingSink extends Writable {
     this.#handing = done;
     this.#handingTo = inner;
     if (take.call(inner, entries, done)) return true;
-    // Not taken: the caller writes them with write() (wrapped: see #wrap), which sets sentIn again.
+    // Not taken: the caller writes them with write() (wrapped: see #wrap). They were sent nowhere: a sentIn left
+    // set would make the slow path take them for re-sent already, and skip them.
     this.#handing = undefined;
-    for (let i = 0; i < entries.length; i++) entries[i]!.handedIn = 0;
+    for (let i = 0; i < entries.length; i++) entries[i]!.sentIn = entries[i]!.handedIn = 0;
     return false;
   }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { retryingSink, takeMessages, type TakesMessages } from '../../lib/core/retrying-sink.js';
@@ -17,7 +17,7 @@ const fast = { retries: 5, minTimeoutMs: 1, maxTimeoutMs: 5 };
  * `readyAfterMs` passed after it was made; and its first `slowWrites` writes through write() call back after a timer, so writes sit
  * in its buffer while the outer sink goes on (the hand-over must not overtake them).
  */
-function store(options: { direct?: boolean; readyAfterMs?: number; slowWrites?: number } = {}) {
+function store(options: { direct?: boolean; readyAfterMs?: number; slowWrites?: number; connectMs?: number } = {}) {
   const stored: string[] = [];
   /** Every write an inner sink took, in the order it took them (a broker's receive order). */
   const written: string[] = [];
@@ -66,6 +66,7 @@ function store(options: { direct?: boolean; readyAfterMs?: number; slowWrites?: 
         objectMode: true,
         // Room for the writes that wait behind the slow ones, so the outer sink does not wait for a drain.
         highWaterMark: options.slowWrites ? 1000 : 16,
+        ...(options.connectMs === undefined ? {} : { construct: (cb: () => void) => void setTimeout(cb, options.connectMs) }),
         write(m: Message, _e, cb) {
           viaWrite++;
           if (slow > 0) {
@@ -83,7 +84,7 @@ function store(options: { direct?: boolean; readyAfterMs?: number; slowWrites?: 
       });
       if (options.direct) {
         let ready = options.readyAfterMs === undefined;
-        if (!ready) setTimeout(() => (ready = true), options.readyAfterMs);
+        if (!ready) setTimeout(() => (ready = true), options.readyAfterMs).unref();
         (sink as Writable & TakesMessages)[takeMessages] = (messages, callback) => {
           if (!ready || sink.destroyed) return false;
           let i = 0;
@@ -182,6 +183,24 @@ describe('retryingSink', () => {
     assert.ok(s.handedOver > 1000, `handed over: ${s.handedOver}`);
     assert.equal(s.viaWrite + s.handedOver, items.length);
     assert.deepEqual(s.written, items, 'taken in the order written');
+    assert.equal(acked.size, items.length);
+    assert.equal(nacked.size, 0);
+  });
+
+  it('an inner sink that declines the hand-over while connecting: every message goes through write(), also past a full inner buffer', { timeout: 10_000 }, async () => {
+    // Ready only after the whole run: each batch is declined and written with write(); while the inner sink connects
+    // its buffer (16) fills, and the rest of a batch waits for the drain.
+    const s = store({ direct: true, readyAfterMs: 60_000, connectMs: 30 });
+    const items = Array.from({ length: 200 }, (_, i) => `m${i}`);
+    const { messages, acked, nacked } = tracked(items);
+    const sink = retryingSink(() => s.make(), { retry: fast, highWaterMark: 256 });
+    // Written at once, as a program does before the connect: the outer sink takes them as one batch (_writev).
+    for (const m of messages) sink.write(m);
+    sink.end();
+    await finished(sink);
+    assert.equal(s.handedOver, 0);
+    assert.equal(s.created, 1, 'no second inner sink (a message skipped would be re-sent by one after the end)');
+    assert.deepEqual(s.written, items);
     assert.equal(acked.size, items.length);
     assert.equal(nacked.size, 0);
   });
