@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { tracingChannel } from 'node:diagnostics_channel';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Readable } from 'node:stream';
@@ -137,6 +138,37 @@ describe('kafkaSink', () => {
         ['', 'gamma'],
       ],
     );
+  });
+
+  it('with 5 produce requests in flight (idempotent), delivers every message once, each key in the order written, in full batches', async () => {
+    const topic = await broker.createTopic({ partitions: 3 });
+    const count = 20_000;
+    const { messages, acked, nacked } = tracked(Array.from({ length: count }, (_, i) => ({ data: `m-${i}`, key: `k${i % 7}` })));
+    // The library's own trace of each produce request: how many messages it carried.
+    const sizes: number[] = [];
+    const sends = tracingChannel<unknown, { options: { messages: unknown[] } }>('plt:kafka:producer:sends');
+    const onStart = (context: { options: { messages: unknown[] } }): void => {
+      sizes.push(context.options.messages.length);
+    };
+    sends.start.subscribe(onStart as (message: unknown) => void);
+    try {
+      await pipeline(Readable.from(messages), kafkaSink({ brokers: broker.bootstrap, topic, maxInFlightRequests: 5 }));
+    } finally {
+      sends.start.unsubscribe(onStart as (message: unknown) => void);
+    }
+    assert.equal(acked.size, count);
+    assert.equal(nacked.size, 0);
+    assert.equal(sizes.reduce((a, b) => a + b, 0), count);
+    // A writer that keeps up fills batches of batchSize (1,000) while requests are out.
+    assert.ok(sizes.length <= 25, `${sizes.length} produce requests for ${count} messages (sizes ${sizes.slice(0, 40).join(', ')})`);
+    const arrived = await readWithKcat(topic);
+    assert.equal(arrived.length, count);
+    assert.equal(new Set(arrived.map((a) => a.value)).size, count);
+    // A key goes to one partition: its messages arrive in the order written.
+    for (let k = 0; k < 7; k++) {
+      const values = arrived.filter((a) => a.key === `k${k}`).map((a) => Number(a.value.slice(2)));
+      assert.deepEqual(values, [...values].sort((a, b) => a - b), `key k${k} out of order`);
+    }
   });
 
   it('nacks a message over maxMessageBytes without sending it, and delivers the rest', async () => {
