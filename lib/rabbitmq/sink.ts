@@ -127,10 +127,64 @@ export class RabbitmqSink extends RetryingSink {
   }
 }
 
-interface Flight {
-  message: Message;
-  routingKey: string;
-  returned: { replyCode: number; replyText: string } | undefined;
+/** A publish awaiting its confirm: a node of the publisher's list of them, in publish order. */
+class Flight {
+  returned: { replyCode: number; replyText: string } | undefined = undefined;
+  /** Off the list: confirmed, or nacked when the channel went away (a late callback then does nothing). */
+  settled = false;
+  prev: Flight | undefined = undefined;
+  next: Flight | undefined = undefined;
+  constructor(
+    readonly message: Message,
+    readonly routingKey: string,
+  ) {}
+}
+
+/**
+ * The publishes awaiting confirms, oldest first: a doubly linked list through the flights themselves, so
+ * tracking one costs no hashing (a Map keyed by a sequence number cost three lookups a publish) and a confirm,
+ * in any order, unlinks its own flight. basic.return walks it oldest first.
+ */
+class Flights {
+  #head: Flight | undefined;
+  #tail: Flight | undefined;
+  size = 0;
+
+  push(flight: Flight): void {
+    flight.prev = this.#tail;
+    if (this.#tail) this.#tail.next = flight;
+    else this.#head = flight;
+    this.#tail = flight;
+    this.size += 1;
+  }
+
+  /** Unlinks `flight` and marks it settled; false when it already was. */
+  remove(flight: Flight): boolean {
+    if (flight.settled) return false;
+    flight.settled = true;
+    const { prev, next } = flight;
+    if (prev) prev.next = next;
+    else this.#head = next;
+    if (next) next.prev = prev;
+    else this.#tail = prev;
+    flight.prev = flight.next = undefined;
+    this.size -= 1;
+    return true;
+  }
+
+  /** The first flight, oldest first, for which `match` holds. */
+  find(match: (flight: Flight) => boolean): Flight | undefined {
+    for (let f = this.#head; f; f = f.next) if (match(f)) return f;
+    return undefined;
+  }
+
+  /** Removes every flight, oldest first, and returns them. */
+  takeAll(): Flight[] {
+    const all: Flight[] = [];
+    for (let f = this.#head; f; f = f.next) all.push(f);
+    for (const f of all) this.remove(f);
+    return all;
+  }
 }
 
 function sameHeaders(sent: Record<string, string> | undefined, back: Record<string, string> | undefined): boolean {
@@ -170,8 +224,7 @@ class AmqpPublisher extends Writable implements TakesMessages {
   #released = false;
   #channelError: Error | undefined;
   /** Publishes awaiting a confirm, in publish order (Map keeps insertion order). */
-  readonly #inFlight = new Map<number, Flight>();
-  #nextId = 0;
+  readonly #inFlight = new Flights();
   #drained = true;
   #waiters: Array<() => void> = [];
 
@@ -265,24 +318,16 @@ class AmqpPublisher extends Writable implements TakesMessages {
   #onReturn(raw: AmqpMessage): void {
     const { exchange, routingKey, replyCode, replyText } = raw.fields as unknown as { exchange: string; routingKey: string; replyCode: number; replyText: string };
     const headers = headersFromAmqp(raw.properties.headers as Record<string, unknown> | undefined);
-    for (const flight of this.#inFlight.values()) {
-      if (
-        flight.returned === undefined &&
-        exchange === this.#config.exchange &&
-        flight.routingKey === routingKey &&
-        flight.message.data.equals(raw.content) &&
-        sameHeaders(flight.message.headers, headers)
-      ) {
-        flight.returned = { replyCode, replyText };
-        return;
-      }
-    }
+    if (exchange !== this.#config.exchange) return;
+    const flight = this.#inFlight.find(
+      (f) => f.returned === undefined && f.routingKey === routingKey && f.message.data.equals(raw.content) && sameHeaders(f.message.headers, headers),
+    );
+    if (flight) flight.returned = { replyCode, replyText };
   }
 
-  #confirmed(id: number, error: unknown): void {
-    const flight = this.#inFlight.get(id);
-    if (!flight) return;
-    this.#inFlight.delete(id);
+  #confirmed(flight: Flight, error: unknown): void {
+    // Already settled: nacked when the channel went away, before amqplib failed its callbacks.
+    if (!this.#inFlight.remove(flight)) return;
     const { exchange } = this.#config;
     if (error) {
       this.#stats.unconfirmed += 1;
@@ -333,8 +378,8 @@ class AmqpPublisher extends Writable implements TakesMessages {
     const channel = this.#channel;
     if (!channel || this.#released) throw connectionLostError(WHERE, this.#config.url);
     const routingKey = message.key ?? this.#config.routingKey;
-    const id = this.#nextId++;
-    this.#inFlight.set(id, { message, routingKey, returned: undefined });
+    const flight = new Flight(message, routingKey);
+    this.#inFlight.push(flight);
     let options = this.#config.publishOptions;
     if (message.headers !== undefined || message.timestamp !== undefined) {
       options = { ...options };
@@ -343,10 +388,10 @@ class AmqpPublisher extends Writable implements TakesMessages {
     }
     let ok: boolean;
     try {
-      ok = channel.publish(this.#config.exchange, routingKey, message.data, options, (error: unknown) => this.#confirmed(id, error));
+      ok = channel.publish(this.#config.exchange, routingKey, message.data, options, (error: unknown) => this.#confirmed(flight, error));
     } catch (error) {
       // The channel closed under us (IllegalOperationError): the message was not sent; RetryingSink sends it again.
-      this.#inFlight.delete(id);
+      this.#inFlight.remove(flight);
       throw amqpError(WHERE, `publishing to exchange "${this.#config.exchange}"`, error, { url: this.#config.url, exchange: this.#config.exchange });
     }
     this.#stats.published += 1;
@@ -427,11 +472,10 @@ class AmqpPublisher extends Writable implements TakesMessages {
     this.#released = true;
     const lost = connectionLostError(WHERE, this.#config.url, error ?? undefined);
     // Unconfirmed publishes may or may not have reached the broker: report them as retryable.
-    for (const flight of this.#inFlight.values()) {
+    for (const flight of this.#inFlight.takeAll()) {
       this.#stats.unconfirmed += 1;
       flight.message.nack(lost);
     }
-    this.#inFlight.clear();
     this.#wake();
     this.#stopping = true;
     this.#release().then(() => callback(error));
