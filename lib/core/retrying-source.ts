@@ -5,6 +5,7 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, ManifoldError, isRetryable, toError } from './errors.js';
+import { emitToFlowing } from './hand-over.js';
 import type { Message } from './message.js';
 import { checkOptions, numberOption, signalOption } from './options.js';
 import { RETRYING_KEYS, backoffDelay, finalError, resolveRetry, withRetry, type FactoryContext, type ResolvedRetry, type RetryEvent, type RetryingOptions } from './retry.js';
@@ -146,9 +147,12 @@ export class RetryingSource extends Readable implements Closable {
     });
     const done = new Promise<Error | 'end'>((resolve) => {
       inner.on('data', (message: Message) => {
-        delivered = true;
-        markHealthy();
-        if (this.#inner === inner && !this.push(message)) inner.pause();
+        if (!delivered) {
+          delivered = true;
+          markHealthy();
+        }
+        // A consumer that keeps up gets it without a second push() (see emitToFlowing).
+        if (this.#inner === inner && !emitToFlowing(this, message) && !this.push(message)) inner.pause();
       });
       inner.once('ready', markHealthy);
       inner.once('end', () => {

@@ -2,6 +2,7 @@ import { Readable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { ErrorCodes, ManifoldError, describe, isRetryable, redactUrl, toError } from '../core/errors.js';
+import { emitToFlowing } from '../core/hand-over.js';
 import type { Message } from '../core/message.js';
 import { backoffDelay, finalError, resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
 import { Heartbeat, closeInfo, closeSocket, connect, connectTarget, isProtocolLoss, lostError, namedError, type CloseInfo, type ConnectTarget } from './connection.js';
@@ -72,19 +73,6 @@ interface WebSocketMeta {
   connectionId: number;
   receivedAt: number;
   binary: boolean;
-}
-
-/**
- * The fields of Node's ReadableState that #onMessage reads to hand a message straight to a flowing consumer, as
- * push() would. Each may be missing in another Node version: then the check fails and push() is used.
- */
-interface ReadableStateView {
-  readonly length: number;
-  readonly flowing?: boolean | null;
-  readonly sync?: boolean;
-  readonly multiAwaitDrain?: boolean;
-  awaitDrainWriters?: { clear(): void } | null;
-  dataEmitted?: boolean;
 }
 
 type ConnState = 'connecting' | 'current' | 'retiring' | 'closed';
@@ -390,26 +378,18 @@ export class WebSocketSource extends Readable {
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     // A WebSocket server cannot redeliver, so acks are no-ops; a literal of fixed shape is the cheapest Message.
     const message: Message = { data: bytes, timestamp: meta.receivedAt, meta, ack: noop, nack: noop };
-    const state = (this as unknown as { _readableState: ReadableStateView })._readableState;
-    if (state.length === 0 && state.flowing === true && state.sync === false && this.listenerCount('data') > 0) {
-      // What push() does for a flowing stream with nothing buffered (Node's addChunk), without the rest of push():
-      // the message goes straight to the 'data' listeners. A consumer that falls behind (pipe() pausing on a full
-      // destination, a paused stream) stops the flow, and the next message takes push() and the buffer.
-      if (state.multiAwaitDrain === true) state.awaitDrainWriters?.clear();
-      else state.awaitDrainWriters = null;
-      state.dataEmitted = true;
-      this.emit('data', message);
-      return;
-    }
-    const before = state.length;
+    // A consumer that keeps up gets the message straight away (see emitToFlowing); one that falls behind stops the
+    // flow, and the next message takes push() and the buffer.
+    if (emitToFlowing(this, message)) return;
+    const before = this.readableLength;
     const pushed = this.push(message);
     // Counted only when it was buffered: push() hands a message straight to a flowing consumer when the buffer is empty.
-    if (state.length > before) this.#bufferedBytes += bytes.length;
+    if (this.readableLength > before) this.#bufferedBytes += bytes.length;
     // Pausing stops the socket, not the frames ws already read: the rest of a 64 KiB read still arrives (and with
     // permessage-deflate, inflates: each message up to maxPayloadBytes). Pausing a burst's worth early (and
     // resuming two bursts below the mark) keeps the buffer within the high-water mark.
     if (this.#bufferedBytes >= this.#maxInFlightBytes) this.#pause();
-    else if (!this.#closing && (!pushed || state.length >= this.#pauseAt)) this.#pause();
+    else if (!this.#closing && (!pushed || this.readableLength >= this.#pauseAt)) this.#pause();
   }
 
   /** The first message of a socket read (or of another connection's, or the other kind, within one): the shared meta. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
@@ -176,6 +177,38 @@ describe('retryingSource', () => {
     await new Promise((r) => source.once('reconnect', r));
     await source.close();
     assert.deepEqual(await collecting, []);
+  });
+
+  it('piped into a slow sink: a message straight to a flowing consumer or through the buffer, every one arrives once and in order, and backpressure pauses the inner source', async () => {
+    const total = 20_000;
+    let pauses = 0;
+    let sent = 0;
+    // A network-like inner source: bursts of 500 pushed from outside _read(), paused by the outer when it is full.
+    const inner = new Readable({ objectMode: true, read() {} });
+    inner.on('pause', () => (pauses += 1));
+    const burst = (): void => {
+      for (let i = 0; i < 500 && sent < total; i++) inner.push(createMessage({ data: String(sent++) }));
+      if (sent < total) setImmediate(burst);
+      else inner.push(null);
+    };
+    setImmediate(burst);
+    const source = retryingSource(() => inner, { retry: fast });
+    const got: number[] = [];
+    const sink = new Writable({
+      objectMode: true,
+      highWaterMark: 4,
+      write(message: Message, _encoding, callback) {
+        got.push(Number(message.data.toString()));
+        message.ack();
+        // Every 50th write takes a while, so the outer stream's consumer falls behind and catches up again.
+        if (got.length % 50 === 0) setTimeout(callback, 1);
+        else callback();
+      },
+    });
+    await pipeline(source, sink);
+    assert.equal(got.length, total);
+    for (let i = 0; i < total; i++) if (got[i] !== i) assert.fail(`message ${i} arrived as ${got[i]}`);
+    assert.ok(pauses > 0, 'the slow sink paused the inner source');
   });
 
   it('is destroyed by its signal', async () => {
