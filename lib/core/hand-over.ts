@@ -14,6 +14,7 @@ interface ReadableStateView {
   readonly sync?: boolean;
   readonly ended?: boolean;
   readonly destroyed?: boolean;
+  reading?: boolean;
   readonly multiAwaitDrain?: boolean;
   awaitDrainWriters?: { clear(): void } | null;
   dataEmitted?: boolean;
@@ -32,6 +33,8 @@ export function emitToFlowing(stream: Readable, chunk: unknown): boolean {
     // push() then deals with it: buffers it, or refuses it after the end or a destroy.
     return false;
   }
+  // As push(): the read that _read() started has delivered, so a later read() may call _read() again.
+  if (state.reading === true) state.reading = false;
   // As addChunk: a pipe() destination that was waiting for 'drain' is no longer waited for, and 'data' was emitted.
   if (state.multiAwaitDrain === true) state.awaitDrainWriters?.clear();
   else state.awaitDrainWriters = null;

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { Consumer, type MessagesStream, type Message as KafkaMessage } from '@platformatic/kafka';
 import { AckTracker, closeTimeoutError, type Delivery } from '../core/acks.js';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
+import { emitToFlowing } from '../core/hand-over.js';
 import type { Message } from '../core/message.js';
 import { invalidOption } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
@@ -458,7 +459,7 @@ class GroupMember extends Readable {
     message.timestamp = Number(record.timestamp);
     message.meta = { topic: record.topic, partition: record.partition, offset: record.offset.toString() };
     // Node calls _read again once the consumer has taken from the full buffer.
-    if (!this.push(message)) this.#wanted = false;
+    if (!emitToFlowing(this, message) && !this.push(message)) this.#wanted = false;
     if (!this.#full.has(key) && this.#tracker.isFull(key)) {
       this.#full.add(key);
       // Also settled when the partition is revoked (the tracker releases its waiters).

@@ -5,6 +5,7 @@ import { memoryCheckpointer } from './memory-checkpointer.js';
 import { AckTracker, closeTimeoutError } from '../core/acks.js';
 import { awsCall, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
+import { emitToFlowing } from '../core/hand-over.js';
 import type { Message } from '../core/message.js';
 import { conflictingOptions } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
@@ -821,7 +822,7 @@ export class KinesisSource extends Readable {
         this.#settled(size);
       },
     };
-    if (!this.push(message)) this.#flowing = false;
+    if (!emitToFlowing(this, message) && !this.push(message)) this.#flowing = false;
   }
 
   #settled(size: number): void {

@@ -5,6 +5,7 @@
 import { Readable } from 'node:stream';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { ErrorCodes, ManifoldError, redactUrl } from '../core/errors.js';
+import { emitToFlowing } from '../core/hand-over.js';
 import { createMessage } from '../core/message.js';
 import type { ResolvedOptions } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
@@ -458,7 +459,7 @@ class AmqpConsumer extends Readable {
       onNack: (error) => this.#settle(channel, raw, error),
     });
     // No pause on a false push: prefetch caps what the broker sends us by count, and the byte bound by bytes.
-    this.push(message);
+    if (!emitToFlowing(this, message)) this.push(message);
     if (!this.#overBytes && this.#outstandingBytes >= this.#config.maxInFlightBytes) {
       this.#overBytes = true;
       this.#stats.byteStops += 1;
