@@ -8,7 +8,7 @@
  * built package: under tsx, esbuild's keepNames wraps every closure creation in a
  * defineProperty call, which would charge the per-message ack closures a cost production never pays.
  */
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { ratioOf, type BenchArea, type BenchRow } from './lib.js';
@@ -50,6 +50,9 @@ const table = [
   ...rows.map((r) =>
     `| ${r.area} | ${r.case} | ${fmt(r.raw)} | ${fmt(r.ours)} | ${r.unit} | ${ratioOf(r).toFixed(2)}${r.lowerIsBetter ? ' (raw / ours)' : ''} | ${r.goal === undefined ? '' : `≥ ${r.goal}`} | ${rss(r)} | ${r.cpuUsPerMsg ? `${r.cpuUsPerMsg.ours.toFixed(1)} · ${r.cpuUsPerMsg.raw.toFixed(1)}` : ''} | ${r.note ?? ''} |`),
 ].join('\n');
+// Written by hand (profiles, and why a goal is not met), kept next to the sources and appended as it is.
+const analysisFile = join(process.cwd(), 'bench', 'analysis.md');
+const analysis = existsSync(analysisFile) ? `\n${readFileSync(analysisFile, 'utf8').trim()}\n` : '';
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}`;
 const report = `# Benchmarks
 
@@ -57,14 +60,14 @@ Produced by \`${command}\` on ${new Date().toISOString().slice(0, 10)}; machine:
 Compare the ratio, not the absolute figures: the machines here are shared and noisy. Higher is
 better for every unit but MiB (peak RSS), whose ratio is raw / ours so that above 1 is better for
 ours everywhere. Rows with a CPU µs/msg figure ran every side in its own child process (medians of
-3 interleaved rounds, bench/sides/), so each peak RSS and CPU time is that side's own; the other
+interleaved rounds, 3 or as many as the note says; bench/sides/), so each peak RSS and CPU time is that side's own; the other
 rows (core, startup, kinesis-leases, the kinesis sink and the s3 collector) ran raw and ours in the
 bench process, one after the other, and their peak RSS is that process's.
 
 ![ours / raw per case](ratios.svg)
 
 ${table}
-${failures.length ? `\nAreas that failed in this run:\n\n${failures.map((f) => `- ${f}`).join('\n')}\n` : ''}`;
+${failures.length ? `\nAreas that failed in this run:\n\n${failures.map((f) => `- ${f}`).join('\n')}\n` : ''}${analysis}`;
 // Compiled runs live under .cache/bench/bench; the report belongs next to the sources.
 if (wanted.length === 0 && !args.includes('--no-write')) {
   writeFileSync(join(process.cwd(), 'bench', 'README.md'), report);
