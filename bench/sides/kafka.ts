@@ -140,6 +140,51 @@ async function platformaticConsume({ bootstrap, topic, count }: KafkaArgs): Prom
   return measured;
 }
 
+/**
+ * Not one of the bench's rows; for profiling by hand (bench/analysis.md): the platformatic side with
+ * autocommit off, as kafkaSource runs the library (it commits only acked offsets), building for
+ * each record the Message kafkaSource builds (data, key string, timestamp, meta with the offset as
+ * a string, ack/nack closures) and acking it, with no tracker and no stream of its own.
+ */
+async function platformaticMessageConsume({ bootstrap, topic, count }: KafkaArgs): Promise<Measured> {
+  const { Consumer } = await import('@platformatic/kafka');
+  const clock = stopwatch();
+  const consumer = new Consumer({
+    clientId: 'bench-platformatic',
+    groupId: `bench-platformatic-message-${process.pid}-${Date.now()}`,
+    bootstrapBrokers: [bootstrap],
+    maxWaitTime: 500,
+    maxBytes: 4 * 1024 * 1024,
+  });
+  const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: false });
+  let seen = 0;
+  let settledBytes = 0;
+  const measured = await new Promise<Measured>((resolve, reject) => {
+    stream.on('error', reject);
+    stream.on('data', (record: { value: Buffer; key: Buffer | null | undefined; timestamp: bigint; topic: string; partition: number; offset: bigint }) => {
+      clock.start();
+      const size = record.value.length;
+      const message: Record<string, unknown> & { ack(): void } = {
+        data: record.value,
+        ack: () => {
+          settledBytes += size;
+        },
+        nack: () => {
+          settledBytes -= size;
+        },
+      };
+      if (record.key !== undefined && record.key !== null) message.key = record.key.toString();
+      message.timestamp = Number(record.timestamp);
+      message.meta = { topic: record.topic, partition: record.partition, offset: record.offset.toString() };
+      message.ack();
+      if (++seen === count) resolve(clock.stop(count, { settledBytes }));
+    });
+  });
+  await stream.close();
+  await consumer.close(true);
+  return measured;
+}
+
 async function kafkajsConsume({ bootstrap, topic, count }: KafkaArgs): Promise<Measured> {
   const { Kafka, logLevel } = await import('kafkajs');
   const clock = stopwatch();
@@ -180,4 +225,5 @@ sideMain({
   'ours-consume': (a) => oursConsume(a as KafkaArgs),
   'platformatic-consume': (a) => platformaticConsume(a as KafkaArgs),
   'kafkajs-consume': (a) => kafkajsConsume(a as KafkaArgs),
+  'platformatic-message-consume': (a) => platformaticMessageConsume(a as KafkaArgs),
 });
