@@ -116,16 +116,21 @@ async function oursConsume({ bootstrap, topic, count }: KafkaArgs): Promise<Meas
   return measured;
 }
 
-async function platformaticConsume({ bootstrap, topic, count }: KafkaArgs): Promise<Measured> {
+/** A @platformatic/kafka consumer in a fresh group, with kafkaSource's fetch settings (maxWaitMs 500, fetchMaxBytes 4 MiB). */
+async function platformaticConsumer(bootstrap: string, group: string) {
   const { Consumer } = await import('@platformatic/kafka');
-  const clock = stopwatch();
-  const consumer = new Consumer({
+  return new Consumer({
     clientId: 'bench-platformatic',
-    groupId: `bench-platformatic-${process.pid}-${Date.now()}`,
+    groupId: `${group}-${process.pid}-${Date.now()}`,
     bootstrapBrokers: [bootstrap],
     maxWaitTime: 500,
     maxBytes: 4 * 1024 * 1024,
   });
+}
+
+async function platformaticConsume({ bootstrap, topic, count }: KafkaArgs): Promise<Measured> {
+  const clock = stopwatch();
+  const consumer = await platformaticConsumer(bootstrap, 'bench-platformatic');
   const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: 1000 });
   let seen = 0;
   const measured = await new Promise<Measured>((resolve, reject) => {
@@ -147,15 +152,8 @@ async function platformaticConsume({ bootstrap, topic, count }: KafkaArgs): Prom
  * a string, ack/nack closures) and acking it, with no tracker and no stream of its own.
  */
 async function platformaticMessageConsume({ bootstrap, topic, count }: KafkaArgs): Promise<Measured> {
-  const { Consumer } = await import('@platformatic/kafka');
   const clock = stopwatch();
-  const consumer = new Consumer({
-    clientId: 'bench-platformatic',
-    groupId: `bench-platformatic-message-${process.pid}-${Date.now()}`,
-    bootstrapBrokers: [bootstrap],
-    maxWaitTime: 500,
-    maxBytes: 4 * 1024 * 1024,
-  });
+  const consumer = await platformaticConsumer(bootstrap, 'bench-platformatic-message');
   const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: false });
   let seen = 0;
   let settledBytes = 0;

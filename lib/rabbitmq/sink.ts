@@ -223,7 +223,7 @@ class AmqpPublisher extends Writable implements TakesMessages {
   #opened = false;
   #released = false;
   #channelError: Error | undefined;
-  /** Publishes awaiting a confirm, in publish order (Map keeps insertion order). */
+  /** Publishes awaiting a confirm, in publish order. */
   readonly #inFlight = new Flights();
   #drained = true;
   #waiters: Array<() => void> = [];
