@@ -3,7 +3,14 @@
  * partition, only the offset after the highest contiguous acked message.
  */
 import { Readable } from 'node:stream';
-import { Consumer, type MessagesStream, type Message as KafkaMessage } from '@platformatic/kafka';
+import {
+  Consumer,
+  findErrorBy,
+  protocolErrors,
+  type ClusterMetadata,
+  type KafkaRecord,
+  type RecordsBatch,
+} from '@platformatic/kafka';
 import { AckTracker, closeTimeoutError, type Delivery } from '../core/acks.js';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { emitToFlowing } from '../core/hand-over.js';
@@ -14,6 +21,10 @@ import { TOPIC_NAME, kafkaError, resolveConnection, watchTls, clientOptions, typ
 import { kafkaSourceOptions, type KafkaSourceOptions } from './options.js';
 
 export type { KafkaSourceOptions } from './options.js';
+
+/** A parsed Fetch response, and one topic of a Fetch request (the library exports their types only by API version). */
+type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>;
+type FetchRequestTopic = Parameters<Consumer['fetch']>[0]['topics'][number];
 
 /** The declared options, with what the factory derives from them. */
 interface Resolved extends ReturnType<typeof kafkaSourceOptions.resolve> {
@@ -156,26 +167,61 @@ function splitKey(key: string): { topic: string; partition: number } {
 
 /**
  * A fetch hands over thousands of records at once, and a sink that works synchronously
- * processes each inside push(). Reading stops once a run took this long (or, as a backstop,
+ * processes each inside push(). Handing over stops once a run took this long (or, as a backstop,
  * after this many records) and goes on in a setImmediate, so the commit timer, the group
  * heartbeats and the responses to both get their turn. At most a quarter of the shorter of
  * the commit and heartbeat intervals, and at most YIELD_MAX_MS: a heartbeat is late by at most
- * that much. Not shorter: a yield pauses the library's stream in the middle of a fetch response,
- * and the rest of the response waits in its buffer, is read back one by one and outlives the
- * young generation. A 3 MiB response of 100 B records takes more than 50 ms to hand over at full
- * speed: yielding every 50 ms split 6 to 8 of the responses of a 500,000-record backlog, and cost
- * about a seventh of the CPU per record (Kafka consume, 7 alternating rounds: 4.08 -> 3.50 us a
- * record, 323k -> 362k msg/s; the first 5-round attempt at this was lost in the machine's noise).
+ * that much. Not shorter: records waiting to be handed over outlive the young generation, and
+ * every scavenge copies them (yielding every 50 ms cost about a seventh of the CPU per record).
  */
 const YIELD_EVERY_RECORDS = 100_000;
 const YIELD_MAX_MS = 500;
 const YIELD_MIN_MS = 10;
 /** The clock is read every this many records (a power of two), not at each: reading it costs more than a record's own bookkeeping. */
 const CLOCK_EVERY_RECORDS = 8;
+/** Most bytes one partition contributes to a fetch response (Kafka's max.partition.fetch.bytes default): no partition starves the others. */
+const PARTITION_MAX_BYTES = 1024 * 1024;
+/**
+ * Most fetch responses held not yet handed over in full: the next is fetched while one is handed over (while the
+ * consumer wants records), so the network and the consumer work at the same time.
+ */
+const MAX_QUEUED_RESPONSES = 2;
+/** A record batch of control records (transaction markers): it moves the offset on but holds no messages. */
+const IS_CONTROL = 1 << 5;
+
+/** Where fetching goes on in one partition: replaced (not changed) when the group's offsets are read again, so a fetch sent before that is known stale. */
+interface FetchPosition {
+  readonly topic: string;
+  readonly partition: number;
+  /** The offset the next fetch asks for. */
+  next: bigint;
+}
+
+/** A record batch fetched and not yet handed over in full. */
+interface Chunk {
+  readonly key: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly batch: RecordsBatch;
+  /** Records before this offset were asked for by no one (a compressed batch starts before the fetch offset). */
+  readonly from: bigint;
+  /** The group generation the fetch was sent in: records fetched before their partition was (re)assigned are stale. */
+  readonly generation: number;
+  /** The last chunk of its response: handing it over frees a response slot. */
+  readonly last: boolean;
+  /** The next record of `batch.records` to hand over. */
+  index: number;
+}
 
 /**
  * One consumer-group membership. Failures end it with an error; the
  * KafkaConsumerSource around it makes a new one.
+ *
+ * The group (join, heartbeats, assignments, commits) is the library's Consumer; fetching is this
+ * class's own loop over `Consumer.fetch()`, which builds each Message straight from the parsed
+ * record batch. The library's messages stream would build an object of its own for every record
+ * first (a copy, a headers Map and array, a diagnostic context, a bound commit function), which
+ * cost more than a third of the CPU per record (bench/analysis.md).
  */
 class GroupMember extends Readable {
   readonly #o: Resolved;
@@ -184,8 +230,23 @@ class GroupMember extends Readable {
   readonly #yieldEveryMs: number;
   readonly #consumer: Consumer;
   readonly #tracker: AckTracker<Position>;
-  #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
-  /** Highest offset delivered in the current lane of each partition: what the library re-reads after a rejoin is skipped. */
+  /** Joined, assignments noted: fetching may start. */
+  #joined = false;
+  /** Where the next fetch of each assigned partition starts, once the group's offsets were read. */
+  readonly #positions = new Map<string, FetchPosition>();
+  /** Brokers (node ids) with a fetch in flight: one each. */
+  readonly #fetching = new Set<number>();
+  /** Record batches fetched and not yet handed over, oldest first; #queueHead is the first live one. */
+  #queue: Chunk[] = [];
+  #queueHead = 0;
+  /** Responses in the queue not yet handed over in full. */
+  #queuedResponses = 0;
+  /** The group's offsets are being read (after a join); a second join meanwhile reads them again. */
+  #refreshing = false;
+  #refreshAgain = false;
+  /** Rotates which partition comes first in a fetch request. */
+  #fetchTurn = 0;
+  /** Highest offset delivered in the current lane of each partition: what is fetched again after a rejoin is skipped. */
   readonly #lastOffset = new Map<string, bigint>();
   /** Generation at which each partition was (re)assigned: records fetched under an older one are stale. */
   readonly #assignedAt = new Map<string, number>();
@@ -202,25 +263,17 @@ class GroupMember extends Readable {
   /** Node asked for data (`_read`) and no push() has said "full" since. */
   #wanted = false;
   #pullScheduled = false;
-  #pulling = false;
+  #draining = false;
   /** Partitions at `maxInFlightPerPartition`: nothing more is read until their acks make room. */
   readonly #full = new Set<string>();
   /** Payload bytes of the messages pushed and not yet settled, against `maxInFlightBytes`. */
   #inFlightBytes = 0;
-  /** The client's stream is paused by us: it delivers nothing until #pull() resumes it. */
-  #clientPaused = false;
-  /** Paused by the library's own pause(), which also stops its fetch loop (backpressure, not a yield). */
-  #fetchPaused = false;
   #pullOnSettle = false;
   #yield: NodeJS.Immediate | undefined;
   #readSinceYield = 0;
-  #yieldedAt = performance.now();
-  /** Set from a run's first record until its end (a microtask): records in one synchronous run count towards one yield. */
-  #inRun = false;
-  /** The partition of the last record and its key: records come in runs of one partition, so the key string is made once a run. */
-  #recentTopic: string | undefined;
-  #recentPartition = -1;
-  #recentKey = '';
+  #yieldedAt = 0;
+  /** Set from a run's first record until the event loop turns: the records of one run count towards one yield. */
+  #runEnd: NodeJS.Immediate | undefined;
   /** Set before close() ends the stream: a push after that would throw. */
   #ending = false;
   #closing: Promise<void> | undefined;
@@ -251,8 +304,6 @@ class GroupMember extends Readable {
       heartbeatInterval: options.heartbeatIntervalMs,
       maxWaitTime: options.maxWaitMs,
       maxBytes: options.fetchMaxBytes,
-      // The library fetches ahead only while its buffer is below this mark (plus the one fetch that crossed it).
-      highWaterMark: 1024,
     });
     // A client 'error' without a listener would throw; it ends this membership instead.
     this.#consumer.on('error', (error: Error) => this.destroy(kafkaError(this.#what, error)));
@@ -265,13 +316,11 @@ class GroupMember extends Readable {
   }
 
   async #start(): Promise<void> {
-    let stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>;
     try {
-      stream = await this.#consumer.consume({
-        topics: this.#o.topics,
-        mode: 'committed',
-        fallbackMode: this.#o.startFrom,
-        autocommit: false,
+      // The topics must exist (or be created, autocreateTopics) before the group assigns their partitions.
+      await this.#consumer.metadata({ topics: this.#o.topics, autocreateTopics: this.#o.autocreateTopics });
+      this.#consumer.topics.trackAll(...this.#o.topics);
+      await this.#consumer.joinGroup({
         sessionTimeout: this.#o.sessionTimeoutMs,
         heartbeatInterval: this.#o.heartbeatIntervalMs,
         rebalanceTimeout: Math.max(this.#o.sessionTimeoutMs, 30_000),
@@ -280,24 +329,8 @@ class GroupMember extends Readable {
       if (!this.destroyed) this.destroy(kafkaError(`${this.#what}: joining the group`, error));
       return;
     }
-    if (this.destroyed || this.#closing) {
-      await stream.close().catch(() => undefined);
-      return;
-    }
-    this.#stream = stream;
-    // Flowing while we want records, so a record goes from the fetch response to the consumer at once and dies
-    // young (pulled, a whole fetch of records waited in the library's buffer and was promoted by the garbage
-    // collector). Paused first: nothing is fetched or delivered until #pull() finds that the consumer wants it.
-    stream.pause();
-    this.#clientPaused = true;
-    this.#fetchPaused = true;
-    stream.on('data', this.#onData);
-    stream.on('error', (error: Error) => this.destroy(kafkaError(this.#what, error)));
-    stream.once('close', () => {
-      if (!this.#closing && !this.destroyed) {
-        this.destroy(new ManifoldError(`${this.#what}: the consumer stream closed unexpectedly`, { code: ErrorCodes.CONNECTION, retryable: true }));
-      }
-    });
+    if (this.destroyed || this.#closing) return;
+    this.#joined = true;
     this.#commitTimer = setInterval(() => {
       void this.#commit('interval').then(() => this.#reportLag());
     }, this.#o.commitIntervalMs);
@@ -307,9 +340,9 @@ class GroupMember extends Readable {
 
   override _read(): void {
     this.#wanted = true;
-    // Not read here: what _read pushes is buffered (Node's sync flag), and Node's flow loop then hands the
-    // buffer to the consumer in one synchronous run that the yield below cannot see. Pushed a tick later,
-    // a record goes straight to a flowing consumer, so the consumer's work counts towards the yield.
+    // Not handed over here: what _read pushes is buffered (Node's sync flag), and Node's flow loop then hands the
+    // buffer to the consumer in one synchronous run that the yield cannot see. Pushed a tick later, a record goes
+    // straight to a flowing consumer, so the consumer's work counts towards the yield.
     if (this.#pullScheduled) return;
     this.#pullScheduled = true;
     process.nextTick(this.#scheduledPull);
@@ -320,88 +353,207 @@ class GroupMember extends Readable {
     this.#pull();
   };
 
-  /**
-   * Lets records flow from the library into this stream while it wants them. Every way of
-   * stopping pauses the library's stream and has its own way back: a full buffer -> _read; a full
-   * partition -> its whenRoom(); the bytes bound -> the settle that brings them under; a yield -> its
-   * setImmediate.
-   */
+  /** Hands over what is fetched while the consumer wants it, and fetches more while there is room. */
   readonly #pull = (): void => {
-    const stream = this.#stream;
-    // A consumer reacting to a record may land here again; the loop below re-checks everything on its next turn.
-    if (!stream || this.#pulling || this.#ending || this.destroyed) return;
-    this.#pulling = true;
-    try {
-      while (this.#clientPaused && this.#yield === undefined && this.#mayRead()) {
-        // Resumed only once its buffer is below its own high-water mark: resume() starts a fetch whatever the
-        // buffer holds, and a fetch forced on every resume would let the buffer grow past the mark without end.
-        // Above it, records are taken one at a time (read() hands each to #onData).
-        if (stream.readableLength < stream.readableHighWaterMark) {
-          this.#clientPaused = false;
-          if (this.#fetchPaused) {
-            // The library's resume() restarts its fetch loop.
-            this.#fetchPaused = false;
-            stream.resume();
-          } else Readable.prototype.resume.call(stream);
-          return;
-        }
-        if (stream.read() === null) return;
-      }
-    } finally {
-      this.#pulling = false;
-    }
+    this.#drain();
+    this.#fetchMore();
   };
-
-  /**
-   * Stops the library's stream. For a yield (`stopFetching` false) only the flow stops, Node's pause(): the
-   * library goes on fetching up to its buffer's mark, as it does for a consumer that keeps up, and its
-   * resume() does not force a fetch each time. For backpressure its own pause() also stops its fetch loop
-   * (it fetches ahead while its buffer is below 1,024 records, whatever their size).
-   */
-  #pauseClient(stopFetching: boolean): void {
-    const stream = this.#stream;
-    if (!stream) return;
-    if (stopFetching && !this.#fetchPaused) {
-      this.#fetchPaused = true;
-      this.#clientPaused = true;
-      stream.pause();
-      return;
-    }
-    if (this.#clientPaused) return;
-    this.#clientPaused = true;
-    Readable.prototype.pause.call(stream);
-  }
 
   readonly #endRun = (): void => {
-    this.#inRun = false;
+    this.#runEnd = undefined;
   };
 
-  /** A record from the library (flowing, or read() by #pull). */
-  readonly #onData = (record: KafkaMessage<Buffer, Buffer, Buffer, Buffer>): void => {
-    // Closing: what is not delivered is read again by the group from the committed offset.
-    if (this.#ending || this.destroyed) {
-      this.#pauseClient(true);
-      return;
+  /**
+   * Hands the fetched records over, oldest first, while the consumer wants them. Every way of stopping has its
+   * own way back: a full buffer -> _read; a full partition -> its whenRoom(); the bytes bound -> the settle that
+   * brings them under; a yield -> its setImmediate.
+   */
+  #drain(): void {
+    // A consumer reacting to a record may land here again; the loop below goes on where it was.
+    if (this.#draining || this.#yield !== undefined || this.#ending || this.destroyed) return;
+    this.#draining = true;
+    try {
+      if (this.#runEnd === undefined) {
+        // The first record of a run (a response, a resumed flow): the yield counts from here until the event loop turns.
+        this.#readSinceYield = 0;
+        this.#yieldedAt = performance.now();
+        this.#runEnd = setImmediate(this.#endRun);
+      }
+      const queue = this.#queue;
+      while (this.#queueHead < queue.length) {
+        const chunk = queue[this.#queueHead]!;
+        const records = chunk.batch.records;
+        while (chunk.index < records.length) {
+          // Backpressure: checked before every record, so not one more is delivered past a bound.
+          if (!this.#mayRead()) return;
+          this.#onRecord(chunk, records[chunk.index++]!);
+          const read = ++this.#readSinceYield;
+          if (read >= YIELD_EVERY_RECORDS || ((read & (CLOCK_EVERY_RECORDS - 1)) === 0 && performance.now() - this.#yieldedAt >= this.#yieldEveryMs)) {
+            this.#yield = setImmediate(this.#afterYield);
+            return;
+          }
+        }
+        queue[this.#queueHead++] = undefined as unknown as Chunk;
+        if (chunk.last) {
+          this.#queuedResponses -= 1;
+          // A response slot is free: the next fetch goes out while this one's records are consumed.
+          this.#fetchMore();
+        }
+      }
+      this.#queue = [];
+      this.#queueHead = 0;
+    } finally {
+      this.#draining = false;
     }
-    if (!this.#inRun) {
-      // The first record of a synchronous run (a fetch response, a resumed flow): the yield counts from here.
-      this.#inRun = true;
-      this.#readSinceYield = 0;
-      this.#yieldedAt = performance.now();
-      queueMicrotask(this.#endRun);
-    }
-    this.#onRecord(record);
-    if (!this.#mayRead()) {
-      // Backpressure: checked after every record, so not one more is delivered past a bound.
-      this.#pauseClient(true);
-      return;
-    }
-    const read = ++this.#readSinceYield;
-    if (read >= YIELD_EVERY_RECORDS || ((read & (CLOCK_EVERY_RECORDS - 1)) === 0 && performance.now() - this.#yieldedAt >= this.#yieldEveryMs)) {
-      this.#pauseClient(false);
-      this.#yield ??= setImmediate(this.#afterYield);
-    }
+  }
+
+  readonly #afterYield = (): void => {
+    this.#yield = undefined;
+    this.#readSinceYield = 0;
+    this.#yieldedAt = performance.now();
+    this.#pull();
   };
+
+  /**
+   * Sends a fetch to every broker leading an assigned partition that has none in flight, while fewer than
+   * MAX_QUEUED_RESPONSES responses wait to be handed over.
+   */
+  #fetchMore(): void {
+    if (!this.#joined || this.#ending || this.destroyed || this.#positions.size === 0) return;
+    if (!this.#mayFetch()) return;
+    this.#consumer.metadata({ topics: this.#o.topics }, (error, metadata) => {
+      if (this.#ending || this.destroyed) return;
+      if (error || !metadata) {
+        this.destroy(kafkaError(`${this.#what}: reading the topics' metadata`, error));
+        return;
+      }
+      this.#sendFetches(metadata);
+    });
+  }
+
+  /** Whether another fetch may go out: no response waits to be handed over, or one does and the consumer wants records. */
+  #mayFetch(): boolean {
+    return this.#queuedResponses === 0 || (this.#queuedResponses < MAX_QUEUED_RESPONSES && this.#mayRead());
+  }
+
+  #sendFetches(metadata: ClusterMetadata): void {
+    if (!this.#mayFetch()) return;
+    const byNode = new Map<number, Array<{ position: FetchPosition; key: string; topicId: string }>>();
+    const positions = [...this.#positions];
+    const turn = this.#fetchTurn++ % Math.max(1, positions.length);
+    for (let i = 0; i < positions.length; i++) {
+      const [key, position] = positions[(turn + i) % positions.length]!;
+      const topic = metadata.topics.get(position.topic);
+      const leader = topic?.partitions[position.partition]?.leader;
+      if (topic === undefined || leader === undefined || leader < 0 || this.#fetching.has(leader)) continue;
+      let list = byNode.get(leader);
+      if (!list) byNode.set(leader, (list = []));
+      list.push({ position, key, topicId: topic.id });
+    }
+    for (const [node, list] of byNode) {
+      const requested = new Map<string, { position: FetchPosition; offset: bigint }>();
+      const topics = new Map<string, FetchRequestTopic>();
+      const names = new Map<string, string>();
+      for (const { position, key, topicId } of list) {
+        requested.set(key, { position, offset: position.next });
+        names.set(topicId, position.topic);
+        let topic = topics.get(topicId);
+        if (!topic) topics.set(topicId, (topic = { topicId, partitions: [] }));
+        topic.partitions.push({
+          partition: position.partition,
+          fetchOffset: position.next,
+          partitionMaxBytes: Math.min(PARTITION_MAX_BYTES, this.#o.fetchMaxBytes),
+          // Unknown epochs: the broker then checks none (as the library does after a broker disconnect).
+          currentLeaderEpoch: -1,
+          lastFetchedEpoch: -1,
+        });
+      }
+      const generation = this.#generation;
+      this.#fetching.add(node);
+      this.#consumer.fetch({ node, topics: [...topics.values()], maxWaitTime: this.#o.maxWaitMs, maxBytes: this.#o.fetchMaxBytes }, (error, response) => {
+        this.#fetching.delete(node);
+        if (this.#ending || this.destroyed) return;
+        if (error || !response) {
+          this.#onFetchError(error, names, requested);
+          return;
+        }
+        this.#onFetched(response, names, requested, generation);
+      });
+    }
+  }
+
+  /** A fetch response: its record batches join the queue; each partition's next fetch starts after its last batch. */
+  #onFetched(response: FetchResponse, names: Map<string, string>, requested: Map<string, { position: FetchPosition; offset: bigint }>, generation: number): void {
+    const start = this.#queue.length;
+    for (const topicResponse of response.responses) {
+      const topic = names.get(topicResponse.topicId);
+      if (topic === undefined) continue;
+      for (const { partitionIndex: partition, records } of topicResponse.partitions) {
+        const key = partitionKey(topic, partition);
+        const asked = requested.get(key);
+        // Not asked for (a partition lingering in an incremental fetch session), or its offsets were read again
+        // since (a rejoin), or moved by another response: stale.
+        if (!asked || this.#positions.get(key) !== asked.position || asked.position.next !== asked.offset || !records) continue;
+        for (const batch of records) {
+          const after = batch.firstOffset + BigInt(batch.lastOffsetDelta) + 1n;
+          if (after > asked.position.next) asked.position.next = after;
+          if (batch.attributes & IS_CONTROL || batch.records.length === 0) continue;
+          this.#queue.push({ key, topic, partition, batch, from: asked.offset, generation, last: false, index: 0 });
+        }
+      }
+    }
+    if (this.#queue.length > start) {
+      (this.#queue[this.#queue.length - 1] as { last: boolean }).last = true;
+      this.#queuedResponses += 1;
+    }
+    this.#drain();
+    this.#fetchMore();
+  }
+
+  /** A fetch failed: an offset out of range starts its partition again per `startFrom`; anything else ends the membership. */
+  #onFetchError(error: unknown, names: Map<string, string>, requested: Map<string, { position: FetchPosition; offset: bigint }>): void {
+    const response = (error as { response?: FetchResponse }).response;
+    if (!findErrorBy(error as Error, 'apiId', 'OFFSET_OUT_OF_RANGE') || !response) {
+      this.destroy(kafkaError(`${this.#what}: fetching`, error));
+      return;
+    }
+    const reset: Array<{ key: string; position: FetchPosition; offset: bigint | undefined }> = [];
+    for (const topicResponse of response.responses) {
+      const topic = names.get(topicResponse.topicId);
+      if (topic === undefined) continue;
+      for (const p of topicResponse.partitions) {
+        if (p.errorCode === 0) continue;
+        const key = partitionKey(topic, p.partitionIndex);
+        const asked = requested.get(key);
+        if (p.errorCode !== protocolErrors.OFFSET_OUT_OF_RANGE.code) {
+          this.destroy(kafkaError(`${this.#what}: fetching`, error));
+          return;
+        }
+        if (!asked || this.#positions.get(key) !== asked.position) continue;
+        const offset = this.#o.startFrom === 'earliest' ? p.logStartOffset : p.highWatermark;
+        reset.push({ key, position: asked.position, offset: offset >= 0n ? offset : undefined });
+      }
+    }
+    void (async () => {
+      const unknown = reset.filter((r) => r.offset === undefined);
+      if (unknown.length > 0) {
+        const partitions: Record<string, number[]> = {};
+        for (const { position } of unknown) (partitions[position.topic] ??= []).push(position.partition);
+        const offsets = await this.#consumer.listOffsets({ topics: Object.keys(partitions), partitions, timestamp: this.#o.startFrom === 'earliest' ? -2n : -1n });
+        for (const r of unknown) r.offset = offsets.get(r.position.topic)?.[r.position.partition];
+      }
+      for (const { key, position, offset } of reset) {
+        if (offset === undefined || offset < 0n) throw new ManifoldError(`${this.#what}: partition ${key} has its offset out of range and no ${this.#o.startFrom} offset to start again from`, { code: ErrorCodes.CONNECTION, retryable: true });
+        // The records in between are gone from the log (retention): reading goes on at the log's start (or end).
+        if (this.#positions.get(key) === position) this.#positions.set(key, { topic: position.topic, partition: position.partition, next: offset });
+      }
+    })().then(
+      () => this.#fetchMore(),
+      (resetError: unknown) => {
+        if (!this.destroyed) this.destroy(kafkaError(`${this.#what}: fetching`, resetError));
+      },
+    );
+  }
 
   /** Whether records may be moved now: the consumer wants them, no partition is full, the bytes are under the bound. */
   #mayRead(): boolean {
@@ -421,32 +573,20 @@ class GroupMember extends Readable {
     }
   }
 
-  readonly #afterYield = (): void => {
-    this.#yield = undefined;
-    this.#readSinceYield = 0;
-    this.#yieldedAt = performance.now();
-    this.#pull();
-  };
-
-  #keyOf(topic: string, partition: number): string {
-    if (topic === this.#recentTopic && partition === this.#recentPartition) return this.#recentKey;
-    this.#recentTopic = topic;
-    this.#recentPartition = partition;
-    return (this.#recentKey = partitionKey(topic, partition));
-  }
-
-  #onRecord(record: KafkaMessage<Buffer, Buffer, Buffer, Buffer>): void {
-    const key = this.#keyOf(record.topic, record.partition);
+  #onRecord(chunk: Chunk, record: KafkaRecord): void {
+    const { key, batch } = chunk;
+    const offset = batch.firstOffset + BigInt(record.offsetDelta);
+    // Before the offset fetched (a compressed batch starts earlier): not asked for.
+    if (offset < chunk.from) return;
     // A record fetched before this partition was (re)assigned to us, or for one we no longer own, is stale:
     // the current owner reads it again from the committed offset.
-    const fetchedIn = (record.metadata?.consumer as { generationId?: number } | undefined)?.generationId;
-    if (!this.#assigned.has(key) || (typeof fetchedIn === 'number' && fetchedIn < (this.#assignedAt.get(key) ?? 0))) return;
-    // After a rejoin the library rewinds to the committed offset; what we delivered already is still tracked.
+    if (!this.#assigned.has(key) || chunk.generation < (this.#assignedAt.get(key) ?? 0)) return;
+    // After a rejoin fetching starts again at the committed offset; what we delivered already is still tracked.
     const last = this.#lastOffset.get(key);
-    if (last !== undefined && record.offset <= last) return;
-    this.#lastOffset.set(key, record.offset);
-    if (last === undefined && !this.#firstOffset.has(key)) this.#firstOffset.set(key, record.offset);
-    const delivery = this.#tracker.open(key, { offset: record.offset, leaderEpoch: record.leaderEpoch });
+    if (last !== undefined && offset <= last) return;
+    this.#lastOffset.set(key, offset);
+    if (last === undefined && !this.#firstOffset.has(key)) this.#firstOffset.set(key, offset);
+    const delivery = this.#tracker.open(key, { offset, leaderEpoch: batch.partitionLeaderEpoch });
     const data = record.value ?? EMPTY;
     const size = data.length;
     this.#inFlightBytes += size;
@@ -458,13 +598,17 @@ class GroupMember extends Readable {
       nack: (error?: Error) => this.#settle(delivery, size, true, error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY })),
     };
     if (record.key !== undefined && record.key !== null) message.key = record.key.toString();
-    if (record.headers.size > 0) {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of record.headers) headers[k.toString()] = v === undefined || v === null ? '' : v.toString();
-      message.headers = headers;
+    const { headers } = record;
+    if (headers.length > 0) {
+      const strings: Record<string, string> = {};
+      for (let i = 0; i < headers.length; i++) {
+        const [k, v] = headers[i]!;
+        strings[k === null ? '' : k.toString()] = v === null ? '' : v.toString();
+      }
+      message.headers = strings;
     }
-    message.timestamp = Number(record.timestamp);
-    message.meta = { topic: record.topic, partition: record.partition, offset: record.offset.toString() };
+    message.timestamp = Number(batch.firstTimestamp + record.timestampDelta);
+    message.meta = { topic: chunk.topic, partition: chunk.partition, offset: offset.toString() };
     // Node calls _read again once the consumer has taken from the full buffer.
     if (!emitToFlowing(this, message) && !this.push(message)) this.#wanted = false;
     if (!this.#full.has(key) && this.#tracker.isFull(key)) {
@@ -520,7 +664,58 @@ class GroupMember extends Readable {
     if (changed) {
       this.emit('rebalance', { generation, assignments: [...now].map(splitKey) });
     }
+    void this.#refreshPositions();
     this.#pull();
+  }
+
+  /**
+   * After every join: each assigned partition is fetched from the group's committed offset (what was delivered
+   * since is skipped, see #onRecord); one without a committed offset goes on where it was, or starts per
+   * `startFrom`. One at a time; a join meanwhile reads them again.
+   */
+  async #refreshPositions(): Promise<void> {
+    if (this.#refreshing) {
+      this.#refreshAgain = true;
+      return;
+    }
+    this.#refreshing = true;
+    try {
+      do {
+        this.#refreshAgain = false;
+        const assigned = [...this.#assigned].map(splitKey);
+        for (const key of this.#positions.keys()) if (!this.#assigned.has(key)) this.#positions.delete(key);
+        if (assigned.length === 0) continue;
+        const partitions: Record<string, number[]> = {};
+        for (const { topic, partition } of assigned) (partitions[topic] ??= []).push(partition);
+        const topics = Object.keys(partitions);
+        const committed = await this.#consumer.listCommittedOffsets({ topics: topics.map((topic) => ({ topic, partitions: partitions[topic]! })) });
+        const fresh = assigned.filter(({ topic, partition }) => (committed.get(topic)?.[partition] ?? -1n) < 0n && !this.#positions.has(partitionKey(topic, partition)));
+        let start: Map<string, bigint[]> | undefined;
+        if (fresh.length > 0) {
+          const wanted: Record<string, number[]> = {};
+          for (const { topic, partition } of fresh) (wanted[topic] ??= []).push(partition);
+          start = await this.#consumer.listOffsets({ topics: Object.keys(wanted), partitions: wanted, timestamp: this.#o.startFrom === 'earliest' ? -2n : -1n });
+        }
+        if (this.#refreshAgain || this.#ending || this.destroyed) continue;
+        for (const { topic, partition } of assigned) {
+          const key = partitionKey(topic, partition);
+          if (!this.#assigned.has(key)) continue;
+          const group = committed.get(topic)?.[partition] ?? -1n;
+          const next = group >= 0n ? group : (this.#positions.get(key)?.next ?? start?.get(topic)?.[partition]);
+          if (next === undefined || next < 0n) {
+            throw new ManifoldError(`${this.#what}: no ${this.#o.startFrom} offset to start partition ${key} from`, { code: ErrorCodes.CONNECTION, retryable: true });
+          }
+          // A new object: a fetch sent before this is stale (see #onFetched).
+          this.#positions.set(key, { topic, partition, next });
+        }
+      } while (this.#refreshAgain && !this.#ending && !this.destroyed);
+    } catch (error) {
+      if (!this.destroyed && !this.#ending) this.destroy(kafkaError(`${this.#what}: reading the group's offsets`, error));
+      return;
+    } finally {
+      this.#refreshing = false;
+    }
+    this.#fetchMore();
   }
 
   /** Commits every partition's contiguous acked position that the broker does not have yet. One at a time. */
@@ -641,12 +836,10 @@ class GroupMember extends Readable {
       this.#yield = undefined;
       this.#consumer.off('consumer:group:rebalance', this.#onRebalance);
       this.#consumer.off('consumer:group:join', this.#onJoin);
-      const stream = this.#stream;
-      if (stream) {
-        stream.off('data', this.#onData);
-        stream.pause();
-        await stream.close().catch(() => undefined);
-      }
+      clearImmediate(this.#runEnd);
+      this.#runEnd = undefined;
+      this.#queue = [];
+      this.#queueHead = 0;
       await this.#consumer.close(force).catch(() => this.#consumer.close(true).catch(() => undefined));
       this.#tracker.takeNacks();
     })();

@@ -585,6 +585,84 @@ describe('kafkaSource', () => {
     assert.equal(got.size, 600);
   });
 
+  it("starts a partition again per startFrom when the group's offset is out of range (past the log's end)", async () => {
+    const { Admin } = await import('@platformatic/kafka');
+    for (const startFrom of ['earliest', 'latest'] as const) {
+      const { topic } = await backlog(20, 1);
+      const groupId = `g-${randomUUID()}`;
+      const admin = new Admin({ clientId: 'test', bootstrapBrokers: [broker.bootstrap] });
+      try {
+        // The group has a committed offset that no record has: the first fetch is refused as out of range.
+        await admin.alterConsumerGroupOffsets({ groupId, topics: [{ name: topic, partitionOffsets: [{ partition: 0, offset: 1000n }] }] });
+      } finally {
+        await admin.close();
+      }
+      const source = kafkaSource(fast({ topics: topic, groupId, startFrom }));
+      try {
+        if (startFrom === 'earliest') {
+          const received = await collect(source, (r) => r.length >= 20);
+          assert.deepEqual(
+            received.map((m) => [m.data.toString(), (m.meta as { offset: string }).offset]),
+            Array.from({ length: 20 }, (_, i) => [`bk-${i}`, String(i)]),
+          );
+        } else {
+          // From the log's end: none of the backlog arrives, only records produced after the reset. Those are
+          // produced one every 100 ms until three arrived (when the reset happened is not observable from here).
+          let produced = 0;
+          const producing = setInterval(() => void broker.produce(topic, [{ value: `new-${produced++}` }]), 100);
+          let received: Message[];
+          try {
+            received = await collect(source, (r) => r.length >= 3);
+          } finally {
+            clearInterval(producing);
+          }
+          const first = Number(/^new-(\d+)$/.exec(received[0]!.data.toString())?.[1]);
+          assert.ok(Number.isInteger(first), `the first message is a new one, not ${received[0]!.data.toString()}`);
+          assert.deepEqual(
+            received.map((m) => [m.data.toString(), (m.meta as { offset: string }).offset]),
+            [0, 1, 2].map((i) => [`new-${first + i}`, String(20 + first + i)]),
+          );
+        }
+      } finally {
+        await closeSource(source);
+      }
+    }
+  });
+
+  it('skips transaction markers and aborted records, and commits past the markers', async () => {
+    const { Producer } = await import('@platformatic/kafka');
+    const topic = await broker.createTopic({ partitions: 1 });
+    const producer = new Producer({ clientId: 'tx', bootstrapBrokers: [broker.bootstrap], idempotent: true, transactionalId: `tx-${randomUUID()}` });
+    try {
+      const committed = await producer.beginTransaction();
+      await committed.send({ messages: [0, 1, 2].map((i) => ({ topic, value: Buffer.from(`kept-${i}`), headers: new Map([[Buffer.from('h'), Buffer.from(`v${i}`)]]) })) });
+      await committed.commit();
+      const aborted = await producer.beginTransaction();
+      await aborted.send({ messages: [0, 1].map((i) => ({ topic, value: Buffer.from(`aborted-${i}`) })) });
+      await aborted.abort();
+    } finally {
+      await producer.close();
+    }
+    await broker.produce(topic, [{ value: 'plain-0' }, { value: 'plain-1' }]);
+    const groupId = `g-${randomUUID()}`;
+    const source = kafkaSource(fast({ topics: topic, groupId }));
+    try {
+      const received = await collect(source, (r) => r.length >= 5);
+      assert.deepEqual(
+        received.map((m) => m.data.toString()),
+        ['kept-0', 'kept-1', 'kept-2', 'plain-0', 'plain-1'],
+      );
+      assert.deepEqual(received[1]!.headers, { h: 'v1' });
+      // 3 records + a commit marker + 2 aborted records + an abort marker + 2 records: the last is offset 8.
+      assert.equal((received[4]!.meta as { offset: string }).offset, '8');
+      await sleep(300);
+      assert.equal(received.length, 5, 'nothing aborted or a marker is delivered');
+      await waitFor('the commit after the last record', async () => (await broker.committed(groupId, topic, 1))[0] === 9n);
+    } finally {
+      await closeSource(source);
+    }
+  });
+
   it('reads through a SASL/PLAIN listener; a wrong password fails at once with an auth error that does not show it', async () => {
     const topic = await broker.createTopic({ partitions: 1 });
     await broker.produce(topic, [{ value: 'over-sasl' }]);
