@@ -188,6 +188,8 @@ const PARTITION_MAX_BYTES = 1024 * 1024;
 const MAX_QUEUED_RESPONSES = 2;
 /** A record batch of control records (transaction markers): it moves the offset on but holds no messages. */
 const IS_CONTROL = 1 << 5;
+/** How soon a partition without a leader is looked up again. */
+const LEADER_RETRY_MS = 200;
 
 /** Where fetching goes on in one partition: replaced (not changed) when the group's offsets are read again, so a fetch sent before that is known stale. */
 interface FetchPosition {
@@ -246,6 +248,9 @@ class GroupMember extends Readable {
   #refreshAgain = false;
   /** Rotates which partition comes first in a fetch request. */
   #fetchTurn = 0;
+  /** A partition had no leader in the client's metadata: the next fetch reads it afresh. */
+  #staleMetadata = false;
+  #metadataTimer: NodeJS.Timeout | undefined;
   /** Highest offset delivered in the current lane of each partition: what is fetched again after a rejoin is skipped. */
   readonly #lastOffset = new Map<string, bigint>();
   /** Generation at which each partition was (re)assigned: records fetched under an older one are stale. */
@@ -419,9 +424,13 @@ class GroupMember extends Readable {
    * MAX_QUEUED_RESPONSES responses wait to be handed over.
    */
   #fetchMore(): void {
-    if (!this.#joined || this.#ending || this.destroyed || this.#positions.size === 0) return;
+    // While the positions are read again after a join, nothing is fetched: a partition this member lost and got
+    // back must start at the offset its interim owner committed, not where this member was.
+    if (!this.#joined || this.#refreshing || this.#ending || this.destroyed || this.#positions.size === 0) return;
     if (!this.#mayFetch()) return;
-    this.#consumer.metadata({ topics: this.#o.topics }, (error, metadata) => {
+    const forceUpdate = this.#staleMetadata;
+    this.#staleMetadata = false;
+    this.#consumer.metadata({ topics: this.#o.topics, forceUpdate }, (error, metadata) => {
       if (this.#ending || this.destroyed) return;
       if (error || !metadata) {
         this.destroy(kafkaError(`${this.#what}: reading the topics' metadata`, error));
@@ -441,14 +450,27 @@ class GroupMember extends Readable {
     const byNode = new Map<number, Array<{ position: FetchPosition; key: string; topicId: string }>>();
     const positions = [...this.#positions];
     const turn = this.#fetchTurn++ % Math.max(1, positions.length);
+    let leaderless = false;
     for (let i = 0; i < positions.length; i++) {
       const [key, position] = positions[(turn + i) % positions.length]!;
       const topic = metadata.topics.get(position.topic);
       const leader = topic?.partitions[position.partition]?.leader;
-      if (topic === undefined || leader === undefined || leader < 0 || this.#fetching.has(leader)) continue;
+      if (topic === undefined || leader === undefined || leader < 0) {
+        leaderless = true;
+        continue;
+      }
+      if (this.#fetching.has(leader)) continue;
       let list = byNode.get(leader);
       if (!list) byNode.set(leader, (list = []));
       list.push({ position, key, topicId: topic.id });
+    }
+    if (leaderless && this.#metadataTimer === undefined) {
+      // A partition without a leader (an election under way) is asked about again, with fresh metadata, shortly.
+      this.#staleMetadata = true;
+      this.#metadataTimer = setTimeout(() => {
+        this.#metadataTimer = undefined;
+        this.#fetchMore();
+      }, LEADER_RETRY_MS);
     }
     for (const [node, list] of byNode) {
       const requested = new Map<string, { position: FetchPosition; offset: bigint }>();
@@ -650,7 +672,8 @@ class GroupMember extends Readable {
     }
     for (const key of this.#assigned) {
       if (now.has(key)) continue;
-      // Revoked: its late acks must not commit over the new owner's progress.
+      // Revoked: its late acks must not commit over the new owner's progress, and a fetch in flight for it is stale.
+      this.#positions.delete(key);
       this.#tracker.remove(key);
       this.#lastOffset.delete(key);
       this.#firstOffset.delete(key);
@@ -683,7 +706,6 @@ class GroupMember extends Readable {
       do {
         this.#refreshAgain = false;
         const assigned = [...this.#assigned].map(splitKey);
-        for (const key of this.#positions.keys()) if (!this.#assigned.has(key)) this.#positions.delete(key);
         if (assigned.length === 0) continue;
         const partitions: Record<string, number[]> = {};
         for (const { topic, partition } of assigned) (partitions[topic] ??= []).push(partition);
@@ -838,6 +860,8 @@ class GroupMember extends Readable {
       this.#consumer.off('consumer:group:join', this.#onJoin);
       clearImmediate(this.#runEnd);
       this.#runEnd = undefined;
+      clearTimeout(this.#metadataTimer);
+      this.#metadataTimer = undefined;
       this.#queue = [];
       this.#queueHead = 0;
       await this.#consumer.close(force).catch(() => this.#consumer.close(true).catch(() => undefined));
