@@ -663,6 +663,85 @@ describe('kafkaSource', () => {
     }
   });
 
+  it('reads two topics in one group: every message says its topic, and each topic is committed to its end', async () => {
+    const a = await backlog(30, 2);
+    const b = await backlog(20, 1);
+    const groupId = `g-${randomUUID()}`;
+    const source = kafkaSource(fast({ topics: [a.topic, b.topic], groupId }));
+    try {
+      const received = await collect(source, (r) => r.length >= 50);
+      const byTopic = (topic: string): string[] =>
+        received
+          .filter((m) => (m.meta as { topic: string }).topic === topic)
+          .map((m) => m.data.toString())
+          .sort();
+      assert.deepEqual(byTopic(a.topic), Array.from({ length: 30 }, (_, i) => `bk-${i}`).sort());
+      assert.deepEqual(byTopic(b.topic), Array.from({ length: 20 }, (_, i) => `bk-${i}`).sort());
+      await waitFor('both topics committed to their ends', async () => {
+        const [ca, cb] = await Promise.all([broker.committed(groupId, a.topic, 2), broker.committed(groupId, b.topic, 1)]);
+        return ca.join() === a.ends.join() && cb.join() === b.ends.join();
+      });
+    } finally {
+      await closeSource(source);
+    }
+  });
+
+  it('hands over a 3 MiB record in one partition while the others hold a backlog, without waiting for them to drain', async () => {
+    // Larger than the 1 MiB a partition may add to a fetch: the broker returns it whole only when its partition
+    // comes first in the fetch. The broker's fetch session moves the partitions that returned data to the back (and
+    // the source rotates the order of its requests too), so it comes after a round or two of the others (4,001st
+    // here), not after the 12 MB of partitions 0 and 2.
+    const topic = await broker.createTopic({ partitions: 3, config: { 'max.message.bytes': String(8 * 1024 * 1024) } });
+    const big = Buffer.alloc(3 * 1024 * 1024, 'b');
+    big.write('big-start');
+    const small = Array.from({ length: 12_000 }, (_, i) => ({ value: `s-${i}-${'x'.repeat(1000)}`, partition: i % 2 === 0 ? 0 : 2 }));
+    await broker.produce(topic, small);
+    await broker.produce(topic, [{ value: 'before-big', partition: 1 }, { value: big, partition: 1 }, { value: 'after-big', partition: 1 }]);
+    const source = kafkaSource(fast({ topics: topic, groupId: `g-${randomUUID()}` }));
+    try {
+      const received = await collect(source, (r) => r.length >= 12_003);
+      const one = received.filter((m) => (m.meta as { partition: number }).partition === 1);
+      assert.deepEqual(
+        one.map((m) => (m.data.length > 100 ? `${m.data.length} bytes` : m.data.toString())),
+        ['before-big', `${big.length} bytes`, 'after-big'],
+      );
+      assert.ok(one[1]!.data.equals(big), 'the 3 MiB record arrives as it was written');
+      assert.equal(new Set(received.map((m) => `${(m.meta as { partition: number }).partition}:${(m.meta as { offset: string }).offset}`)).size, 12_003);
+      const at = received.indexOf(one[1]!);
+      assert.ok(at < received.length / 2, `the 3 MiB record came ${at}th of ${received.length}: it waited for the other partitions`);
+    } finally {
+      await closeSource(source);
+    }
+  });
+
+  it('delivers a tombstone as empty data and an empty header value as an empty string, with its key', async () => {
+    const { Producer } = await import('@platformatic/kafka');
+    const topic = await broker.createTopic({ partitions: 1 });
+    const producer = new Producer({ clientId: 'tombstone', bootstrapBrokers: [broker.bootstrap] });
+    try {
+      await producer.send({
+        messages: [
+          { topic, key: Buffer.from('k1'), value: undefined, headers: new Map([[Buffer.from('empty'), Buffer.alloc(0)]]) },
+          { topic, key: Buffer.from('k2'), value: Buffer.from('v2') },
+        ],
+      });
+    } finally {
+      await producer.close();
+    }
+    const source = kafkaSource(fast({ topics: topic, groupId: `g-${randomUUID()}` }));
+    try {
+      const received = await collect(source, (r) => r.length >= 2);
+      assert.equal(received[0]!.key, 'k1');
+      assert.equal(received[0]!.data.length, 0);
+      assert.deepEqual(received[0]!.headers, { empty: '' });
+      assert.equal(received[1]!.key, 'k2');
+      assert.equal(received[1]!.data.toString(), 'v2');
+      assert.equal(received[1]!.headers, undefined);
+    } finally {
+      await closeSource(source);
+    }
+  });
+
   it('reads through a SASL/PLAIN listener; a wrong password fails at once with an auth error that does not show it', async () => {
     const topic = await broker.createTopic({ partitions: 1 });
     await broker.produce(topic, [{ value: 'over-sasl' }]);
