@@ -115,7 +115,7 @@ export const kafkaSourceOptions = defineOptions('kafkaSource', {
   startFrom: opt.enum('Where a partition without a committed offset starts.', ['latest', 'earliest'], { default: 'latest', cli: 'from' }),
   maxInFlightPerPartition: opt.integer('Most messages per partition past the committed offset (unacked, or acked behind one that is not); fetching pauses at this many.', { default: 1000, min: 1 }),
   maxInFlightBytes: opt.bytes(
-    'Most payload (record value) bytes of unacked messages this source holds, every partition together; handing over and fetching pause at this many and resume as acks bring it under (what was fetched by then, the rest of one fetch response and at most one more, each about `fetchMaxBytes`, comes on top).',
+    'Most payload (record value) bytes of unacked messages this source holds, every partition together; handing over and fetching pause at this many and resume as acks bring it under (what was fetched by then comes on top: the rest of one fetch response and at most one more from each broker, each about `fetchMaxBytes`).',
     { default: 64 * 1024 * 1024, cli: 'maxInFlightBytes' },
   ),
   commitIntervalMs: opt.duration('How often acked offsets are committed.', { default: 5000 }),
@@ -176,7 +176,7 @@ export interface KafkaSourceOptions extends KafkaConnectionOptions {
   startFrom?: 'latest' | 'earliest';
   /** Most messages per partition past the committed offset (unacked, or acked behind one that is not); fetching pauses at this many. Default 1,000. */
   maxInFlightPerPartition?: number;
-  /** Most payload (record value) bytes of unacked messages this source holds, every partition together; handing over and fetching pause at this many and resume as acks bring it under (what was fetched by then, the rest of one fetch response and at most one more, each about `fetchMaxBytes`, comes on top). Default 64 MiB. */
+  /** Most payload (record value) bytes of unacked messages this source holds, every partition together; handing over and fetching pause at this many and resume as acks bring it under (what was fetched by then comes on top: the rest of one fetch response and at most one more from each broker, each about `fetchMaxBytes`). Default 64 MiB. */
   maxInFlightBytes?: number;
   /** How often acked offsets are committed. Default 5,000 ms. */
   commitIntervalMs?: number;

@@ -182,8 +182,9 @@ const CLOCK_EVERY_RECORDS = 8;
 /** Most bytes one partition contributes to a fetch response (Kafka's max.partition.fetch.bytes default): no partition starves the others. */
 const PARTITION_MAX_BYTES = 1024 * 1024;
 /**
- * Most fetch responses held not yet handed over in full: the next is fetched while one is handed over (while the
- * consumer wants records), so the network and the consumer work at the same time.
+ * Fetches go out while fewer fetch responses than this wait to be handed over in full (and, past the first, only
+ * while the consumer wants records): the next is fetched while one is handed over, so the network and the consumer
+ * work at the same time. Each broker has its own fetch, so with several brokers one response each can come on top.
  */
 const MAX_QUEUED_RESPONSES = 2;
 /** A record batch of control records (transaction markers): it moves the offset on but holds no messages. */
