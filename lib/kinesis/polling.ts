@@ -56,20 +56,23 @@ export async function pollShard(o: PollOptions): Promise<void> {
   // LATEST means "from when this source started": should the iterator expire before a record comes, the new one
   // starts at that time, not at a later LATEST that would skip what arrived in between.
   o.onOpen(o.start.Type === 'LATEST' ? { Type: 'AT_TIMESTAMP', Timestamp: openedAt } : o.start);
+  // Monotonic times (performance.now()): a wall clock set back or forward would stretch or skip a wait.
   let lastCall = 0;
   // A shard gives 2 MB/s to its readers: after a page of B bytes the next call waits B / 2 MB/s (a 10 MB page,
-  // 5 s), as Kinesis would otherwise refuse the calls of those seconds with ProvisionedThroughputExceeded.
+  // 5 s), as Kinesis would otherwise refuse the calls of those seconds with ProvisionedThroughputExceeded. Counted
+  // from the page's arrival, not from the call: the time a call takes to leave (signing, a busy event loop) then
+  // cannot bring the next one closer to it than the budget, as Kinesis sees them.
   let budgetUntil = 0;
   while (iterator !== undefined && !signal.aborted) {
     await o.gate();
     if (signal.aborted) return;
-    const gap = Math.max(lastCall + MIN_CALL_GAP_MS, budgetUntil) - Date.now();
+    const gap = Math.max(lastCall + MIN_CALL_GAP_MS, budgetUntil) - performance.now();
     if (gap > 0) await pause(gap, signal);
     if (signal.aborted) return;
     // Never fetch far past maxInFlightPerShard: that is what bounds memory under a slow consumer.
     const limit = Math.min(o.maxRecordsPerCall, Math.max(1, o.room()));
     const out = await o.call('GetRecords', async () => {
-      lastCall = Date.now();
+      lastCall = performance.now();
       try {
         return await awsCall({ what: `kinesisSource: GetRecords of ${shardId}`, timeoutMs: o.requestTimeoutMs, signal }, (abortSignal) =>
           o.client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: limit }), { abortSignal }),
@@ -90,7 +93,7 @@ export async function pollShard(o: PollOptions): Promise<void> {
     const records = out.Records ?? [];
     let bytes = 0;
     for (const record of records) bytes += record.Data?.length ?? 0;
-    budgetUntil = lastCall + (bytes * 1000) / SHARD_READ_BYTES_PER_SECOND;
+    budgetUntil = performance.now() + (bytes * 1000) / SHARD_READ_BYTES_PER_SECOND;
     o.onRecords(records, out.MillisBehindLatest);
     iterator = out.NextShardIterator ?? undefined;
     if (iterator !== undefined && records.length === 0 && (out.MillisBehindLatest ?? 0) === 0) await pause(o.pollIntervalMs, signal);
