@@ -160,6 +160,13 @@ function partitionKey(topic: string, partition: number): string {
   return `${topic}:${partition}`;
 }
 
+/** Partition numbers by topic, as the client's offset lookups take them. */
+function byTopic(partitions: ReadonlyArray<{ topic: string; partition: number }>): Record<string, number[]> {
+  const grouped: Record<string, number[]> = {};
+  for (const { topic, partition } of partitions) (grouped[topic] ??= []).push(partition);
+  return grouped;
+}
+
 function splitKey(key: string): { topic: string; partition: number } {
   const at = key.lastIndexOf(':');
   return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)) };
@@ -560,9 +567,7 @@ class GroupMember extends Readable {
     void (async () => {
       const unknown = reset.filter((r) => r.offset === undefined);
       if (unknown.length > 0) {
-        const partitions: Record<string, number[]> = {};
-        for (const { position } of unknown) (partitions[position.topic] ??= []).push(position.partition);
-        const offsets = await this.#consumer.listOffsets({ topics: Object.keys(partitions), partitions, timestamp: this.#o.startFrom === 'earliest' ? -2n : -1n });
+        const offsets = await this.#startOffsets(unknown.map((r) => r.position));
         for (const r of unknown) r.offset = offsets.get(r.position.topic)?.[r.position.partition];
       }
       for (const { key, position, offset } of reset) {
@@ -692,6 +697,12 @@ class GroupMember extends Readable {
     this.#pull();
   }
 
+  /** Where `startFrom` starts each of `partitions`: the log's start (earliest) or its end (latest). */
+  #startOffsets(partitions: ReadonlyArray<{ topic: string; partition: number }>): Promise<Map<string, bigint[]>> {
+    const grouped = byTopic(partitions);
+    return this.#consumer.listOffsets({ topics: Object.keys(grouped), partitions: grouped, timestamp: this.#o.startFrom === 'earliest' ? -2n : -1n });
+  }
+
   /**
    * After every join: each assigned partition is fetched from the group's committed offset (what was delivered
    * since is skipped, see #onRecord); one without a committed offset goes on where it was, or starts per
@@ -708,17 +719,11 @@ class GroupMember extends Readable {
         this.#refreshAgain = false;
         const assigned = [...this.#assigned].map(splitKey);
         if (assigned.length === 0) continue;
-        const partitions: Record<string, number[]> = {};
-        for (const { topic, partition } of assigned) (partitions[topic] ??= []).push(partition);
+        const partitions = byTopic(assigned);
         const topics = Object.keys(partitions);
         const committed = await this.#consumer.listCommittedOffsets({ topics: topics.map((topic) => ({ topic, partitions: partitions[topic]! })) });
         const fresh = assigned.filter(({ topic, partition }) => (committed.get(topic)?.[partition] ?? -1n) < 0n && !this.#positions.has(partitionKey(topic, partition)));
-        let start: Map<string, bigint[]> | undefined;
-        if (fresh.length > 0) {
-          const wanted: Record<string, number[]> = {};
-          for (const { topic, partition } of fresh) (wanted[topic] ??= []).push(partition);
-          start = await this.#consumer.listOffsets({ topics: Object.keys(wanted), partitions: wanted, timestamp: this.#o.startFrom === 'earliest' ? -2n : -1n });
-        }
+        const start = fresh.length > 0 ? await this.#startOffsets(fresh) : undefined;
         if (this.#refreshAgain || this.#ending || this.destroyed) continue;
         for (const { topic, partition } of assigned) {
           const key = partitionKey(topic, partition);
@@ -793,11 +798,7 @@ class GroupMember extends Readable {
     this.#lagging = true;
     try {
       const keys = [...this.#assigned];
-      const partitions: Record<string, number[]> = {};
-      for (const key of keys) {
-        const { topic, partition } = splitKey(key);
-        (partitions[topic] ??= []).push(partition);
-      }
+      const partitions = byTopic(keys.map(splitKey));
       const topics = Object.keys(partitions);
       const ends = await this.#consumer.listOffsets({ topics, partitions });
       const unknown = keys.filter((key) => !this.#sent.has(key));
