@@ -217,8 +217,8 @@ interface Chunk {
   readonly from: bigint;
   /** The group generation the fetch was sent in: records fetched before their partition was (re)assigned are stale. */
   readonly generation: number;
-  /** The last chunk of its response: handing it over frees a response slot. */
-  readonly last: boolean;
+  /** The last chunk of its response (marked once the whole response is queued): handing it over frees a response slot. */
+  last: boolean;
   /** The next record of `batch.records` to hand over. */
   index: number;
 }
@@ -247,7 +247,7 @@ class GroupMember extends Readable {
   /** Brokers (node ids) with a fetch in flight: one each. */
   readonly #fetching = new Set<number>();
   /** Record batches fetched and not yet handed over, oldest first; #queueHead is the first live one. */
-  #queue: Chunk[] = [];
+  #queue: Array<Chunk | undefined> = [];
   #queueHead = 0;
   /** Responses in the queue not yet handed over in full. */
   #queuedResponses = 0;
@@ -406,7 +406,7 @@ class GroupMember extends Readable {
             return;
           }
         }
-        queue[this.#queueHead++] = undefined as unknown as Chunk;
+        queue[this.#queueHead++] = undefined;
         if (chunk.last) {
           this.#queuedResponses -= 1;
           // A response slot is free: the next fetch goes out while this one's records are consumed.
@@ -533,7 +533,7 @@ class GroupMember extends Readable {
       }
     }
     if (this.#queue.length > start) {
-      (this.#queue[this.#queue.length - 1] as { last: boolean }).last = true;
+      this.#queue[this.#queue.length - 1]!.last = true;
       this.#queuedResponses += 1;
     }
     this.#drain();
