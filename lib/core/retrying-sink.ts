@@ -122,9 +122,11 @@ export class RetryingSink extends Writable {
   /** Failures since the last healthy moment (an ack or 'ready'). */
   #failures = 0;
   #fatal: Error | undefined;
-  /** The callback of the hand-over in progress (see #handOver), and the inner sink it went to. */
+  /** The outer callback of the hand-over in progress (see #handOver), and the inner sink it went to. */
   #handing: ((error?: Error | null) => void) | undefined;
   #handingTo: Writable | undefined;
+  /** The callback the current inner sink is given with every hand-over: one function per inner sink, not one per write. */
+  #handBack: ((error?: Error | null) => void) | undefined;
 
   constructor(factory: (context: FactoryContext) => Writable, options: RetryingOptions = {}) {
     // Checked before super(): a Writable schedules _construct() as soon as it exists.
@@ -192,10 +194,11 @@ export class RetryingSink extends Writable {
     const attempt = this.#attempt;
     const inner = this.#factory({ attempt, signal: this.#abort.signal });
     this.#inner = inner;
+    this.#handBack = (error?: Error | null): void => this.#handedBack(inner, error);
     inner.on('error', (error: Error) => this.#onFailure(inner, error));
     inner.once('close', () => {
       // A hand-over the inner sink never called back for: the outer write goes on (its messages stay pending).
-      if (this.#handingTo === inner) this.#handing?.(new ManifoldError(`${this.#what}: the sink closed`, { code: ErrorCodes.CONNECTION, retryable: true }));
+      this.#handedBack(inner, new ManifoldError(`${this.#what}: the sink closed`, { code: ErrorCodes.CONNECTION, retryable: true }));
       if (this.#inner === inner && !inner.writableFinished && !inner.errored && !this.destroyed) {
         this.#onFailure(inner, new ManifoldError(`${this.#what}: the sink closed unexpectedly`, { code: ErrorCodes.CONNECTION, retryable: true }));
       }
@@ -355,16 +358,21 @@ export class RetryingSink extends Writable {
     );
   }
 
-  /** Registers `chunks` as pending and writes them in order; calls back when the inner sink takes more. */
-  #accept(chunks: MessageLike[], callback: (error?: Error | null) => void): void {
-    const entries: Pending[] = [];
+  /**
+   * Registers `chunks` as pending and writes them in order; calls back when the inner sink takes more. `chunks` is
+   * an array of the caller's own making (_write's, _writev's): it becomes the array of entries, in place, so a
+   * write allocates no second array.
+   */
+  #accept(chunks: Array<MessageLike | Pending>, callback: (error?: Error | null) => void): void {
+    const entries = chunks as Pending[];
     let bad: Error | undefined;
     for (let i = 0; i < chunks.length; i++) {
       try {
-        entries.push(this.#append(toMessage(chunks[i]!)));
+        entries[i] = this.#append(toMessage(chunks[i] as MessageLike));
       } catch (error) {
         // What came before the bad chunk is written; the stream then fails naming the bad one.
         bad = toError(error);
+        entries.length = i;
         break;
       }
     }
@@ -396,31 +404,37 @@ export class RetryingSink extends Writable {
   #handOver(entries: Pending[], callback: (error?: Error | null) => void): boolean {
     const inner = this.#inner as (Writable & Partial<TakesMessages>) | undefined;
     const take = inner?.[takeMessages];
-    if (inner === undefined || take === undefined || entries.length === 0 || inner.destroyed || inner.writableLength > 0) return false;
+    const handBack = this.#handBack;
+    if (inner === undefined || take === undefined || handBack === undefined || entries.length === 0 || inner.destroyed || inner.writableLength > 0) return false;
     const attempt = this.#attempt;
     // Set before the call: the inner sink may settle a message (nack one too large) while taking it.
     for (let i = 0; i < entries.length; i++) entries[i]!.sentIn = entries[i]!.handedIn = attempt;
-    const done = (error?: Error | null): void => {
-      // Once: the inner sink's callback, or its 'close' before that (see #create).
-      if (this.#handing !== done) return;
-      this.#handing = undefined;
-      if (!error) {
-        callback();
-        return;
-      }
-      // What a Writable does with an error from _writev: the inner sink is destroyed, and its 'error' starts
-      // the recovery that re-sends every pending message.
-      if (!inner.destroyed) inner.destroy(error);
-      this.#slowPath([], undefined, callback);
-    };
-    this.#handing = done;
+    this.#handing = callback;
     this.#handingTo = inner;
-    if (take.call(inner, entries, done)) return true;
+    if (take.call(inner, entries, handBack)) return true;
     // Not taken: the caller writes them with write() (wrapped: see #wrap). They were sent nowhere: a sentIn left
     // set would make the slow path take them for re-sent already, and skip them.
     this.#handing = undefined;
     for (let i = 0; i < entries.length; i++) entries[i]!.sentIn = entries[i]!.handedIn = 0;
     return false;
+  }
+
+  /**
+   * The end of the hand-over in progress to `inner`: the inner sink's callback (it calls it once a hand-over), or its
+   * 'close' before that (see #create). Nothing when no hand-over to `inner` is in progress.
+   */
+  #handedBack(inner: Writable, error?: Error | null): void {
+    const callback = this.#handing;
+    if (callback === undefined || this.#handingTo !== inner) return;
+    this.#handing = undefined;
+    if (!error) {
+      callback();
+      return;
+    }
+    // What a Writable does with an error from _writev: the inner sink is destroyed, and its 'error' starts
+    // the recovery that re-sends every pending message.
+    if (!inner.destroyed) inner.destroy(error);
+    this.#slowPath([], undefined, callback);
   }
 
   #slowPath(entries: Pending[], first: Promise<void> | undefined, callback: (error?: Error | null) => void): void {

@@ -408,10 +408,10 @@ class AmqpPublisher extends Writable implements TakesMessages {
    * backpressure. The common case (room for all) runs synchronously: no
    * promise per write.
    */
-  #publishAll(values: readonly MessageLike[], from: number, callback: (error?: Error | null) => void): void {
+  #publishAll(values: readonly MessageLike[], from: number, callback: (error?: Error | null) => void, checked = false): void {
     let i = from;
     try {
-      while (i < values.length && this.#hasRoom() && !this.#released) this.#publish(toMessage(values[i++]!));
+      while (i < values.length && this.#hasRoom() && !this.#released) this.#publish(checked ? (values[i++] as Message) : toMessage(values[i++]!));
     } catch (error) {
       callback(toError(error));
       return;
@@ -424,13 +424,14 @@ class AmqpPublisher extends Writable implements TakesMessages {
       callback();
       return;
     }
-    this.#nextWake().then(() => this.#publishAll(values, i, callback));
+    this.#nextWake().then(() => this.#publishAll(values, i, callback, checked));
   }
 
   /** RetryingSink's direct hand-over (see TakesMessages): what _writev does, once the channel is open. */
   [takeMessages](messages: Message[], callback: (error?: Error | null) => void): boolean {
     if (!this.#opened || this.#released || this.destroyed || this.writableEnded) return false;
-    this.#publishAll(messages, 0, callback);
+    // Handed over by RetryingSink: Messages already (its own entries), no need to check them again.
+    this.#publishAll(messages, 0, callback, true);
     return true;
   }
 
