@@ -130,6 +130,8 @@ export class RabbitmqSink extends RetryingSink {
 /** A publish awaiting its confirm: a node of the publisher's list of them, in publish order. */
 class Flight {
   returned: { replyCode: number; replyText: string } | undefined = undefined;
+  /** Its number among the channel's publishes, from 1: the delivery tag of its confirm. 0 until it is published. */
+  tag = 0;
   /** Off the list: confirmed, or nacked when the channel went away (a late callback then does nothing). */
   settled = false;
   prev: Flight | undefined = undefined;
@@ -172,6 +174,11 @@ class Flights {
     return true;
   }
 
+  /** The oldest flight. */
+  get first(): Flight | undefined {
+    return this.#head;
+  }
+
   /** The first flight, oldest first, for which `match` holds. */
   find(match: (flight: Flight) => boolean): Flight | undefined {
     for (let f = this.#head; f; f = f.next) if (match(f)) return f;
@@ -185,6 +192,22 @@ class Flights {
     for (const f of all) this.remove(f);
     return all;
   }
+}
+
+/** The fields of a basic.ack or basic.nack, as amqplib's channel emits them. */
+interface ConfirmFields {
+  deliveryTag: number;
+  multiple: boolean;
+}
+
+/**
+ * Whether the channel reports every basic.ack and basic.nack as an `'ack'`/`'nack'` event with its delivery tag:
+ * amqplib's channels do, and settle their own per-publish callbacks from these events. The events are not in
+ * amqplib's documentation, so they are trusted only when the channel listens to them itself; otherwise each
+ * publish gets a callback, as documented.
+ */
+function emitsConfirms(channel: ConfirmChannel): boolean {
+  return channel.listenerCount('ack') > 0 && channel.listenerCount('nack') > 0;
 }
 
 function sameHeaders(sent: Record<string, string> | undefined, back: Record<string, string> | undefined): boolean {
@@ -225,6 +248,13 @@ class AmqpPublisher extends Writable implements TakesMessages {
   #channelError: Error | undefined;
   /** Publishes awaiting a confirm, in publish order. */
   readonly #inFlight = new Flights();
+  /**
+   * Confirms are read from the channel's 'ack'/'nack' events, by delivery tag (see emitsConfirms), not from a
+   * callback per publish: a closure and a call through amqplib's list of callbacks less per message.
+   */
+  #byTag = false;
+  /** The delivery tag of the next publish: confirm mode numbers a channel's publishes from 1. */
+  #nextTag = 1;
   #drained = true;
   #waiters: Array<() => void> = [];
 
@@ -278,6 +308,11 @@ class AmqpPublisher extends Writable implements TakesMessages {
       // (320 CONNECTION_FORCED and its text): a channel closing without an error of its own waits for that.
       channel.on('close', () => queueMicrotask(() => this.#lose(this.#channelError)));
       channel.on('return', (raw: AmqpMessage) => this.#onReturn(raw));
+      this.#byTag = emitsConfirms(channel);
+      if (this.#byTag) {
+        channel.on('ack', (fields: ConfirmFields) => this.#onConfirm(fields, undefined));
+        channel.on('nack', (fields: ConfirmFields) => this.#onConfirm(fields, new Error('message nacked')));
+      }
       channel.on('drain', () => {
         this.#drained = true;
         this.#wake();
@@ -325,7 +360,29 @@ class AmqpPublisher extends Writable implements TakesMessages {
     if (flight) flight.returned = { replyCode, replyText };
   }
 
+  /**
+   * A basic.ack or basic.nack read from the channel's events: settles the publish with that delivery tag, or with
+   * `multiple` every one up to it (tag 0: all of them). The flights are in publish order, which is tag order, so
+   * those confirmed are at the front of the list (bar a confirm that came out of order).
+   */
+  #onConfirm({ deliveryTag, multiple }: ConfirmFields, error: Error | undefined): void {
+    const upTo = multiple && deliveryTag === 0 ? Number.MAX_SAFE_INTEGER : deliveryTag;
+    let flight = this.#inFlight.first;
+    while (flight !== undefined && flight.tag <= upTo) {
+      const next = flight.next;
+      if (multiple || flight.tag === deliveryTag) this.#settle(flight, error);
+      flight = next;
+    }
+    this.#wake();
+  }
+
+  /** The callback of a publish (when confirms are not read by tag). */
   #confirmed(flight: Flight, error: unknown): void {
+    this.#settle(flight, error);
+    this.#wake();
+  }
+
+  #settle(flight: Flight, error: unknown): void {
     // Already settled: nacked when the channel went away, before amqplib failed its callbacks.
     if (!this.#inFlight.remove(flight)) return;
     const { exchange } = this.#config;
@@ -356,7 +413,6 @@ class AmqpPublisher extends Writable implements TakesMessages {
       this.#stats.confirmed += 1;
       flight.message.ack();
     }
-    this.#wake();
   }
 
   #wake(): void {
@@ -388,12 +444,16 @@ class AmqpPublisher extends Writable implements TakesMessages {
     }
     let ok: boolean;
     try {
-      ok = channel.publish(this.#config.exchange, routingKey, message.data, options, (error: unknown) => this.#confirmed(flight, error));
+      ok = this.#byTag
+        ? channel.publish(this.#config.exchange, routingKey, message.data, options)
+        : channel.publish(this.#config.exchange, routingKey, message.data, options, (error: unknown) => this.#confirmed(flight, error));
     } catch (error) {
       // The channel closed under us (IllegalOperationError): the message was not sent; RetryingSink sends it again.
       this.#inFlight.remove(flight);
       throw amqpError(WHERE, `publishing to exchange "${this.#config.exchange}"`, error, { url: this.#config.url, exchange: this.#config.exchange });
     }
+    // Numbered once published: a publish that threw was not sent, and amqplib did not count it either.
+    flight.tag = this.#nextTag++;
     this.#stats.published += 1;
     if (this.#inFlight.size > this.#stats.peakInFlight) this.#stats.peakInFlight = this.#inFlight.size;
     if (!ok) {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import amqp from 'amqplib';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, test, type TestContext } from 'node:test';
@@ -47,6 +48,31 @@ function tracked(payloads: Array<Buffer | string>, extra: (i: number) => Partial
 
 function ids(n: number, prefix = 'm'): string[] {
   return Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+}
+
+/**
+ * Until the test ends, the confirm channels amqplib makes report no listeners for 'ack' and 'nack' (amqplib's own
+ * still run), so the sink takes a callback per publish, as with a client that does not emit confirms as events.
+ */
+function withoutConfirmEvents(t: TestContext): { channels: number } {
+  const seen = { channels: 0 };
+  const connect = amqp.connect;
+  amqp.connect = (async (...args: Parameters<typeof amqp.connect>) => {
+    const model = await connect(...args);
+    const create = model.createConfirmChannel.bind(model);
+    model.createConfirmChannel = async (...rest: Parameters<typeof model.createConfirmChannel>) => {
+      const channel = await create(...rest);
+      const count = channel.listenerCount.bind(channel);
+      channel.listenerCount = (name: string | symbol, ...more: unknown[]) => (name === 'ack' || name === 'nack' ? 0 : count(name, ...(more as [])));
+      seen.channels += 1;
+      return channel;
+    };
+    return model;
+  }) as typeof amqp.connect;
+  t.after(() => {
+    amqp.connect = connect;
+  });
+  return seen;
 }
 
 describe('rabbitmqSink options', () => {
@@ -135,6 +161,47 @@ describe('rabbitmqSink', () => {
     assert.equal(unroutable.length, 1);
     assert.equal(s.stats.returned, 1);
     assert.deepEqual((await f.drain(queue, 2)).map((m) => m.content.toString()), ['ok-0', 'ok-1']);
+  });
+
+  // Confirms are read from the channel's 'ack'/'nack' events by delivery tag when amqplib's channel emits them (it does);
+  // otherwise from a callback per publish. Both ways are run: the second by hiding the events' listeners from the check.
+  for (const mode of ['delivery tags', 'callbacks'] as const) {
+    test(`confirms read by ${mode}: what the broker nacks (a full queue that rejects publishes) is kept and published again until it is confirmed`, async (t) => {
+      const f = fixture(t);
+      const queue = await f.queue('full', { arguments: { 'x-max-length': 3, 'x-overflow': 'reject-publish' } });
+      if (mode === 'callbacks') withoutConfirmEvents(t);
+      const s = sink(t, { routingKey: queue });
+      const sent = ids(7);
+      const { messages, acked, nacked } = tracked(sent);
+      const done = pipeline(Readable.from(messages), s);
+      // The queue takes 3; the broker nacks the other 4. A nack says nothing about the message: it is not passed on,
+      // the sink keeps it and publishes it again.
+      await until('3 publishes confirmed and 4 nacked', () => acked.size >= 3 && s.stats.unconfirmed >= 4);
+      assert.deepEqual([...acked].sort(), [0, 1, 2]);
+      assert.equal(nacked.size, 0);
+      // A consumer makes room in the queue: the re-sends are confirmed.
+      const drained = f.drain(queue, sent.length, { timeoutMs: 30_000 });
+      await done;
+      const got = await drained;
+      assert.deepEqual([...acked].sort(), [0, 1, 2, 3, 4, 5, 6]);
+      assert.equal(nacked.size, 0);
+      assert.deepEqual(got.map((m) => m.content.toString()), sent);
+    });
+  }
+
+  test('confirms read by callbacks (a channel without confirm events): 2,000 messages and an unroutable one, each settled once', async (t) => {
+    const f = fixture(t);
+    const queue = await f.queue();
+    const hidden = withoutConfirmEvents(t);
+    const s = sink(t, { maxInFlight: 50 });
+    const sent = ids(2000);
+    const { messages, acked, nacked } = tracked([...sent, 'lost'], (i) => ({ key: i === sent.length ? randomName('missing') : queue }));
+    await pipeline(Readable.from(messages), s);
+    assert.ok(hidden.channels >= 1, 'the confirm events were hidden from the sink');
+    assert.equal(acked.size, sent.length);
+    assert.deepEqual([...nacked.keys()], [sent.length]);
+    assert.equal(s.stats.confirmed, sent.length);
+    assert.deepEqual((await f.drain(queue, sent.length)).map((m) => m.content.toString()), sent);
   });
 
   test('identical messages, one routable and one not, are told apart by routing key', async (t) => {
