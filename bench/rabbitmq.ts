@@ -4,14 +4,14 @@
  * test/fixtures/rabbitmq/prepare.sh). manifold (rabbitmqSink / rabbitmqSource) against amqplib
  * written as a careful user would (a windowed confirm channel; batched acks with allUpTo),
  * amqp-connection-manager and rascal. Every side runs in its own child process
- * (bench/sides/rabbitmq.ts says exactly what each side does). 3 rounds, the order alternating; a
+ * (bench/sides/rabbitmq.ts says exactly what each side does). 5 rounds, the order alternating; a
  * round publishes a fresh durable queue per side (after a 1 s settle: the broker keeps writing its
  * message store after confirming), then each side consumes one of the queues just filled; medians
  * reported. rascal publishes a tenth of the messages (near 1,000 msg/s here, the full count would
  * take minutes per run); its queue is then topped up, untimed, for the consume runs.
  *
  * And the startup/RSS case: peak RSS of a program that imports manifold/rabbitmq, connects and
- * publishes one message, against the same with plain amqplib (3 runs each, median). Goals (issue
+ * publishes one message, against the same with plain amqplib (5 runs each, median). Goals (issue
  * 20): publish and consume ≥ 1.0 of amqplib; the RSS of ours ≤ 1.2 x amqplib's, i.e. amqplib / ours ≥ 0.83.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -21,7 +21,9 @@ import { logSide, median, runSide, sideRow, summarize, type BenchArea, type Benc
 const SIDES = ['ours', 'amqplib', 'acm', 'rascal'] as const;
 type Side = (typeof SIDES)[number];
 const NAMES: Record<Side, string> = { ours: 'manifold', amqplib: 'amqplib', acm: 'amqp-connection-manager', rascal: 'rascal' };
-const ROUNDS = 3;
+// 5 rounds, not 3: publish and consume are the broker's pace and both sides sit near 1.0 of each other, and one
+// slow round in 3 moved a median by a tenth (a consume run of 58.7k msg/s against the same side's 89k-95k).
+const ROUNDS = 5;
 
 const bench: BenchArea = async (scale) => {
   const count = Math.max(2000, Math.round(200_000 * scale));
