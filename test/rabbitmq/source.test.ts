@@ -107,6 +107,37 @@ describe('rabbitmqSource', () => {
     assert.deepEqual(s.stats, { connections: 1, delivered: 3, redelivered: 0, acked: 3, ackFrames: 1, nacked: 0, lateSettles: 0, byteStops: 0, unackedBytes: 0 });
   });
 
+  test('a message settles once: a second ack or a nack after it does nothing, and a nack then an ack redelivers it', async (t) => {
+    const f = fixture(t);
+    const queue = await f.queue();
+    await f.produce(queue, payloads(4));
+    const s = source(t, { queue, prefetch: 10 });
+    const got = collect(s);
+    await until('4 messages', () => got.length === 4);
+    const [m0, m1, m2, m3] = got as [Message, Message, Message, Message];
+    m0.ack();
+    m0.ack();
+    m1.nack(new Error('try again'));
+    m1.ack();
+    m2.ack();
+    await sleep(50);
+    // After its ack went to the broker: a nack of the same delivery tag would be a channel error (406), and a new connection.
+    m0.nack(new Error('late'));
+    m2.ack();
+    m3.ack();
+    m3.nack(new Error('late'));
+    await until('m-1 again', () => got.length === 5);
+    assert.equal(got[4]!.data.toString(), 'm-1');
+    assert.equal(got[4]!.meta?.redelivered, true);
+    got[4]!.ack();
+    await s.close();
+    assert.equal(await f.count(queue), 0);
+    assert.deepEqual(
+      { connections: s.stats.connections, delivered: s.stats.delivered, acked: s.stats.acked, nacked: s.stats.nacked, unackedBytes: s.stats.unackedBytes },
+      { connections: 1, delivered: 5, acked: 4, nacked: 1, unackedBytes: 0 },
+    );
+  });
+
   test('acks in delivery order go as few multiple acks; an ack behind an unsettled message goes alone; every message leaves the queue', async (t) => {
     const f = fixture(t);
     const queue = await f.queue();
