@@ -4,7 +4,7 @@
  * test/fixtures/rabbitmq/prepare.sh). manifold (rabbitmqSink / rabbitmqSource) against amqplib
  * written as a careful user would (a windowed confirm channel; batched acks with allUpTo),
  * amqp-connection-manager and rascal. Every side runs in its own child process
- * (bench/sides/rabbitmq.ts says exactly what each side does). 5 rounds, the order alternating; a
+ * (bench/sides/rabbitmq.ts says exactly what each side does). 7 rounds, the order alternating; a
  * round publishes a fresh durable queue per side (after a 1 s settle: the broker keeps writing its
  * message store after confirming), then each side consumes one of the queues just filled; medians
  * reported. rascal publishes a tenth of the messages (near 1,000 msg/s here, the full count would
@@ -21,9 +21,11 @@ import { logSide, median, runSide, sideRow, summarize, type BenchArea, type Benc
 const SIDES = ['ours', 'amqplib', 'acm', 'rascal'] as const;
 type Side = (typeof SIDES)[number];
 const NAMES: Record<Side, string> = { ours: 'manifold', amqplib: 'amqplib', acm: 'amqp-connection-manager', rascal: 'rascal' };
-// 5 rounds, not 3: publish and consume are the broker's pace and both sides sit near 1.0 of each other, and one
-// slow round in 3 moved a median by a tenth (a consume run of 58.7k msg/s against the same side's 89k-95k).
-const ROUNDS = 5;
+// 7 rounds, not 3 or 5: publish and consume are the broker's pace and both sides sit near 1.0 of each other, and one
+// slow round in 3 moved a median by a tenth (a consume run of 58.7k msg/s against the same side's 89k-95k). Consume
+// runs of either side land near 90k or near 50k msg/s (2026-11-30 by hand: 3 of 7 of amqplib's near 55k), so 5
+// rounds with two slow ones on one side still moved its median.
+const ROUNDS = 7;
 
 const bench: BenchArea = async (scale) => {
   const count = Math.max(2000, Math.round(200_000 * scale));

@@ -34,6 +34,8 @@ interface KafkaArgs extends SideArgs {
   topic: string;
   count: number;
   inFlight?: number;
+  /** Extra kafkaSink options for the ours-produce side (by-hand comparisons of settings; the bench passes none). */
+  sinkOptions?: Record<string, unknown>;
 }
 
 const BATCH = 1000;
@@ -46,7 +48,7 @@ function keys(): Buffer[] {
   return Array.from({ length: 64 }, (_, i) => Buffer.from(`k${i}`));
 }
 
-async function oursProduce({ bootstrap, topic, count, inFlight }: KafkaArgs): Promise<Measured> {
+async function oursProduce({ bootstrap, topic, count, inFlight, sinkOptions }: KafkaArgs): Promise<Measured> {
   const { Readable } = await import('node:stream');
   const { pipeline } = await import('node:stream/promises');
   const { kafkaSink } = await import('../../lib/kafka/sink.js');
@@ -58,7 +60,7 @@ async function oursProduce({ bootstrap, topic, count, inFlight }: KafkaArgs): Pr
     for (let i = 0; i < count; i++) yield { data: data[i]!, key: keyStrings[i % 64], ack() {}, nack() {} } as unknown as Message;
   };
   // inFlight: maxInFlightRequests (the sink's default, 1, when not given).
-  return measure(count, () => pipeline(Readable.from(messages()), kafkaSink({ brokers: bootstrap, topic, ...(inFlight === undefined ? {} : { maxInFlightRequests: inFlight }) })));
+  return measure(count, () => pipeline(Readable.from(messages()), kafkaSink({ brokers: bootstrap, topic, ...(inFlight === undefined ? {} : { maxInFlightRequests: inFlight }), ...sinkOptions })));
 }
 
 async function platformaticProduce({ bootstrap, topic, count, inFlight = 5 }: KafkaArgs): Promise<Measured> {
