@@ -9,7 +9,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { Writable } from 'node:stream';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError, type ErrorCode } from './errors.js';
-import { createMessage, type Message } from './message.js';
+import { createMessage, nackReason, type Message } from './message.js';
 import { bytesOption, checkOptions, durationOption, enumOption, functionOption, invalidOption, numberOption } from './options.js';
 import { backoffDelay, type ResolvedRetry } from './retry.js';
 
@@ -328,7 +328,7 @@ export class ErrorPolicy {
       nack: (error?: Error) => {
         if (item.settled >= delivery) return;
         item.settled = delivery;
-        this.#nacked(item, error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY }));
+        this.#nacked(item, nackReason(error));
       },
     };
     return this.#host.push(message);

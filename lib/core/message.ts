@@ -59,6 +59,14 @@ function toBuffer(data: Buffer | Uint8Array | string): Buffer {
 }
 
 /**
+ * The error a source receives for `nack()` called without one: `error` itself when given, else a ManifoldError
+ * (`MANIFOLD_ERR_DELIVERY`) saying the message was nacked, so a source always receives an Error.
+ */
+export function nackReason(error: Error | undefined): Error {
+  return error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY });
+}
+
+/**
  * Builds a Message whose settle is idempotent: the first `ack()` or `nack()`
  * wins, later calls do nothing, and an `onAck`/`onNack` that throws is
  * swallowed (an ack that arrives after its channel is gone must not crash the sink).
@@ -92,7 +100,7 @@ export function createMessage(init: MessageInit): Message {
             if (settled) return;
             settled = true;
             try {
-              onNack?.(error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY }));
+              onNack?.(nackReason(error));
             } catch {
               // As for ack: a late nack is ignored and the system redelivers.
             }

@@ -5,7 +5,7 @@
 import { Writable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, ManifoldError, isRetryable, toError } from './errors.js';
-import { toMessage, type Message, type MessageLike } from './message.js';
+import { nackReason, toMessage, type Message, type MessageLike } from './message.js';
 import { checkOptions, numberOption, signalOption } from './options.js';
 import { RETRYING_KEYS, backoffDelay, finalError, resolveRetry, type FactoryContext, type ResolvedRetry, type RetryEvent, type RetryingOptions } from './retry.js';
 
@@ -245,7 +245,7 @@ export class RetryingSink extends Writable {
   #nacked(entry: Pending, attempt: number, error: Error | undefined): void {
     // A nack from a replaced sink is its shutdown speaking: the message is re-sent by the new one.
     if (entry.sentIn !== attempt || this.#attempt !== attempt || !entry.live) return;
-    const cause = error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY });
+    const cause = nackReason(error);
     if (isRetryable(cause)) return;
     this.#remove(entry);
     entry.message.nack(cause);

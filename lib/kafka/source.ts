@@ -14,7 +14,7 @@ import {
 import { AckTracker, closeTimeoutError, type Delivery } from '../core/acks.js';
 import { ErrorCodes, ManifoldError, toError } from '../core/errors.js';
 import { emitToFlowing } from '../core/hand-over.js';
-import type { Message } from '../core/message.js';
+import { nackReason, type Message } from '../core/message.js';
 import { invalidOption } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
 import { TOPIC_NAME, kafkaError, resolveConnection, watchTls, clientOptions, type ResolvedConnection } from './connection.js';
@@ -623,7 +623,7 @@ class GroupMember extends Readable {
     const message: { -readonly [K in keyof Message]: Message[K] } = {
       data,
       ack: () => this.#settle(delivery, size, false, undefined),
-      nack: (error?: Error) => this.#settle(delivery, size, true, error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY })),
+      nack: (error?: Error) => this.#settle(delivery, size, true, nackReason(error)),
     };
     if (record.key !== undefined && record.key !== null) message.key = record.key.toString();
     const { headers } = record;

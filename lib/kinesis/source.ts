@@ -6,7 +6,7 @@ import { AckTracker, closeTimeoutError } from '../core/acks.js';
 import { awsCall, type AwsConnection, type AwsTimeouts } from '../core/aws.js';
 import { ErrorCodes, ManifoldError, describe, isRetryable, toError } from '../core/errors.js';
 import { emitToFlowing } from '../core/hand-over.js';
-import type { Message } from '../core/message.js';
+import { nackReason, type Message } from '../core/message.js';
 import { conflictingOptions } from '../core/options.js';
 import { resolveRetry, withRetry, type ResolvedRetry, type RetryEvent } from '../core/retry.js';
 import { kinesisError, resolveClient, resolveStream, type StreamRef } from './client.js';
@@ -818,7 +818,7 @@ export class KinesisSource extends Readable {
       nack: (error?: Error) => {
         if (settled) return;
         settled = true;
-        ticket.nack(error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY }));
+        ticket.nack(nackReason(error));
         this.#settled(size);
       },
     };

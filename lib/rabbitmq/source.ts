@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { ErrorCodes, ManifoldError, redactUrl } from '../core/errors.js';
 import { emitToFlowing } from '../core/hand-over.js';
-import type { Message } from '../core/message.js';
+import { nackReason, type Message } from '../core/message.js';
 import type { ResolvedOptions } from '../core/options.js';
 import { RetryingSource } from '../core/retrying-source.js';
 import { amqpError, applyBindings, closeConnection, connectionLostError, headersFromAmqp, openConnection, whenClosed } from './connection.js';
@@ -470,7 +470,7 @@ class AmqpConsumer extends Readable {
         if (settled) return;
         settled = true;
         try {
-          this.#settle(channel, raw, error ?? new ManifoldError('message was nacked', { code: ErrorCodes.DELIVERY }));
+          this.#settle(channel, raw, nackReason(error));
         } catch {
           // As for ack.
         }
