@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import amqp from 'amqplib';
-import { Readable } from 'node:stream';
+import amqp, { type ChannelModel } from 'amqplib';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
+import { coalesceWrites } from '../../lib/rabbitmq/connection.js';
 import { rabbitmqSink, type RabbitmqSink, type RabbitmqSinkOptions } from '../../lib/rabbitmq/sink.js';
 import { rabbitmqSource, type RabbitmqSource } from '../../lib/rabbitmq/source.js';
 import { sinkConformance } from '../conformance/suite.js';
@@ -236,6 +237,52 @@ describe('rabbitmqSink', () => {
     assert.ok(s.stats.peakInFlight <= 8, `peak in flight ${s.stats.peakInFlight}`);
     assert.ok(s.stats.peakInFlight >= 2, 'publishes were pipelined');
     assert.deepEqual((await f.drain(queue, sent.length)).map((m) => m.content.toString()), sent);
+  });
+
+  test("a burst of publishes goes to the socket in a few writes, not one a message (amqplib's frames coalesced)", async (t) => {
+    // Count the writes the sink's socket makes: amqplib alone writes each publish to the socket by itself.
+    const writes = { single: 0, vectored: 0, frames: 0 };
+    const connect = amqp.connect;
+    amqp.connect = (async (...args: Parameters<typeof amqp.connect>) => {
+      const model = await connect(...args);
+      const socket = (model as unknown as { connection: { stream: Writable } }).connection.stream;
+      const write = socket._write.bind(socket);
+      const writev = socket._writev?.bind(socket);
+      socket._write = (chunk, encoding, callback) => {
+        writes.single += 1;
+        writes.frames += 1;
+        write(chunk, encoding, callback);
+      };
+      if (writev) {
+        socket._writev = (chunks, callback) => {
+          writes.vectored += 1;
+          writes.frames += chunks.length;
+          writev(chunks, callback);
+        };
+      }
+      return model;
+    }) as typeof amqp.connect;
+    t.after(() => {
+      amqp.connect = connect;
+    });
+    const f = fixture(t);
+    const queue = await f.queue();
+    const s = sink(t, { routingKey: queue, maxInFlight: 1000 });
+    const sent = ids(5000);
+    const { messages, acked } = tracked(sent);
+    await pipeline(Readable.from(messages), s);
+    assert.equal(acked.size, sent.length);
+    assert.ok(writes.frames >= sent.length, `every publish went through the counted socket (${writes.frames} buffers)`);
+    const calls = writes.single + writes.vectored;
+    assert.ok(calls * 10 < sent.length, `${calls} socket writes (${writes.single} single, ${writes.vectored} vectored) for ${sent.length} publishes`);
+    assert.deepEqual((await f.drain(queue, sent.length)).map((m) => m.content.toString()), sent);
+  });
+
+  test('coalesceWrites leaves a connection it does not recognise alone', () => {
+    assert.equal(coalesceWrites({} as ChannelModel), false);
+    const model = { connection: { muxer: { _readIncoming: 'not a function', out: {} } } };
+    assert.equal(coalesceWrites(model as unknown as ChannelModel), false);
+    assert.equal(model.connection.muxer._readIncoming, 'not a function');
   });
 
   test('waits for drain when the channel buffer is full (publish() returned false)', async (t) => {
