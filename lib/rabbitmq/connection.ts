@@ -138,6 +138,9 @@ export async function openConnection(where: string, settings: ConnectSettings, s
     const socketOptions: Record<string, unknown> = {
       timeout: settings.connectTimeoutMs,
       clientProperties: { connection_name: settings.connectionName },
+      // Frames are coalesced into one write a burst (see coalesceWrites), so Nagle's algorithm has nothing left to
+      // merge and would only hold the last segment of a burst back until the broker acknowledges the one before.
+      noDelay: true,
       ...(signal ? { signal } : {}),
     };
     if (secure && settings.tls) Object.assign(socketOptions, tlsConnectOptions(where, settings.tls));

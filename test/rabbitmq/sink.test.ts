@@ -239,11 +239,15 @@ describe('rabbitmqSink', () => {
     assert.deepEqual((await f.drain(queue, sent.length)).map((m) => m.content.toString()), sent);
   });
 
-  test("a burst of publishes goes to the socket in a few writes, not one a message (amqplib's frames coalesced)", async (t) => {
+  test("a burst of publishes goes to the socket in a few writes, not one a message (amqplib's frames coalesced), with Nagle off", async (t) => {
     // Count the writes the sink's socket makes: amqplib alone writes each publish to the socket by itself.
     const writes = { single: 0, vectored: 0, frames: 0 };
+    const name = randomName('sink');
+    const noDelay: unknown[] = [];
     const connect = amqp.connect;
     amqp.connect = (async (...args: Parameters<typeof amqp.connect>) => {
+      const socketOptions = args[1] as { noDelay?: unknown; clientProperties?: { connection_name?: string } } | undefined;
+      if (socketOptions?.clientProperties?.connection_name === name) noDelay.push(socketOptions.noDelay);
       const model = await connect(...args);
       const socket = (model as unknown as { connection: { stream: Writable } }).connection.stream;
       const write = socket._write.bind(socket);
@@ -267,7 +271,7 @@ describe('rabbitmqSink', () => {
     });
     const f = fixture(t);
     const queue = await f.queue();
-    const s = sink(t, { routingKey: queue, maxInFlight: 1000 });
+    const s = sink(t, { routingKey: queue, maxInFlight: 1000, connectionName: name });
     const sent = ids(5000);
     const { messages, acked } = tracked(sent);
     await pipeline(Readable.from(messages), s);
@@ -275,6 +279,8 @@ describe('rabbitmqSink', () => {
     assert.ok(writes.frames >= sent.length, `every publish went through the counted socket (${writes.frames} buffers)`);
     const calls = writes.single + writes.vectored;
     assert.ok(calls * 10 < sent.length, `${calls} socket writes (${writes.single} single, ${writes.vectored} vectored) for ${sent.length} publishes`);
+    // Nagle's algorithm off: it has nothing left to merge, and would hold a burst's last segment back.
+    assert.deepEqual(noDelay, [true]);
     assert.deepEqual((await f.drain(queue, sent.length)).map((m) => m.content.toString()), sent);
   });
 
