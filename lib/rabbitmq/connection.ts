@@ -92,6 +92,14 @@ interface MuxView {
 }
 
 /**
+ * The internals of an amqplib connection this file reaches for (not amqplib's API): the ChannelModel's
+ * `connection`, its socket (`stream`) and its frame multiplexer (`muxer`). Each may be missing in another version.
+ */
+function internals(connection: ChannelModel): { stream?: { destroy(): void }; muxer?: MuxView } | undefined {
+  return (connection as unknown as { connection?: { stream?: { destroy(): void }; muxer?: MuxView } }).connection;
+}
+
+/**
  * Makes amqplib write the frames it has queued as one socket write instead of one each.
  *
  * amqplib queues every channel's frames and writes them to the socket one `write()` at a time in its
@@ -103,7 +111,7 @@ interface MuxView {
  * looks (another amqplib version), nothing is changed and the frames go one write each, as before.
  */
 export function coalesceWrites(connection: ChannelModel): boolean {
-  const mux = (connection as unknown as { connection?: { muxer?: MuxView } }).connection?.muxer;
+  const mux = internals(connection)?.muxer;
   const readIncoming = mux?._readIncoming;
   const out = mux?.out;
   if (mux === undefined || typeof readIncoming !== 'function' || typeof out?.cork !== 'function' || typeof out.uncork !== 'function') return false;
@@ -173,8 +181,7 @@ export async function closeConnection(connection: ChannelModel | undefined, chan
   if (!connection) return;
   let timer: NodeJS.Timeout | undefined;
   let timedOut = false;
-  const socketOf = (): { destroy(): void } | undefined =>
-    (connection as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+  const socketOf = (): { destroy(): void } | undefined => internals(connection)?.stream;
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
       timedOut = true;
