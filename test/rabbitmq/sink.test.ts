@@ -51,15 +51,26 @@ function ids(n: number, prefix = 'm'): string[] {
   return Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
 }
 
+/** Until the test ends, every connection amqplib makes is given to `seen` (with connect()'s arguments) before it is returned. */
+function onConnect(t: TestContext, seen: (model: ChannelModel, args: Parameters<typeof amqp.connect>) => void): void {
+  const connect = amqp.connect;
+  amqp.connect = (async (...args: Parameters<typeof amqp.connect>) => {
+    const model = await connect(...args);
+    seen(model, args);
+    return model;
+  }) as typeof amqp.connect;
+  t.after(() => {
+    amqp.connect = connect;
+  });
+}
+
 /**
  * Until the test ends, the confirm channels amqplib makes report no listeners for 'ack' and 'nack' (amqplib's own
  * still run), so the sink takes a callback per publish, as with a client that does not emit confirms as events.
  */
 function withoutConfirmEvents(t: TestContext): { channels: number } {
   const seen = { channels: 0 };
-  const connect = amqp.connect;
-  amqp.connect = (async (...args: Parameters<typeof amqp.connect>) => {
-    const model = await connect(...args);
+  onConnect(t, (model) => {
     const create = model.createConfirmChannel.bind(model);
     model.createConfirmChannel = async (...rest: Parameters<typeof model.createConfirmChannel>) => {
       const channel = await create(...rest);
@@ -68,10 +79,6 @@ function withoutConfirmEvents(t: TestContext): { channels: number } {
       seen.channels += 1;
       return channel;
     };
-    return model;
-  }) as typeof amqp.connect;
-  t.after(() => {
-    amqp.connect = connect;
   });
   return seen;
 }
@@ -244,11 +251,9 @@ describe('rabbitmqSink', () => {
     const writes = { single: 0, vectored: 0, frames: 0 };
     const name = randomName('sink');
     const noDelay: unknown[] = [];
-    const connect = amqp.connect;
-    amqp.connect = (async (...args: Parameters<typeof amqp.connect>) => {
+    onConnect(t, (model, args) => {
       const socketOptions = args[1] as { noDelay?: unknown; clientProperties?: { connection_name?: string } } | undefined;
       if (socketOptions?.clientProperties?.connection_name === name) noDelay.push(socketOptions.noDelay);
-      const model = await connect(...args);
       const socket = (model as unknown as { connection: { stream: Writable } }).connection.stream;
       const write = socket._write.bind(socket);
       const writev = socket._writev?.bind(socket);
@@ -264,10 +269,6 @@ describe('rabbitmqSink', () => {
           writev(chunks, callback);
         };
       }
-      return model;
-    }) as typeof amqp.connect;
-    t.after(() => {
-      amqp.connect = connect;
     });
     const f = fixture(t);
     const queue = await f.queue();
