@@ -184,13 +184,15 @@ const VERIFY_REASONS: Record<string, string> = {
   ERR_TLS_CERT_SIGNATURE_ALGORITHM_UNSUPPORTED: 'the server certificate uses an unsupported signature algorithm',
 };
 
+const KEY_REASON = 'the client certificate or key cannot be used (wrong tls.passphrase, a key that does not match tls.cert, or not PEM)';
+
 /** What an OpenSSL alert or error from the handshake says, by a fragment of Node's `ERR_SSL_*` code. */
 const SSL_REASONS: Array<[RegExp, string]> = [
   [/CERTIFICATE_REQUIRED|HANDSHAKE_FAILURE|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|ACCESS_DENIED|DECRYPT_ERROR/, 'the server refused the handshake or the client certificate (give tls.cert and tls.key signed by a CA the server trusts)'],
   [/CERTIFICATE_EXPIRED/, 'the server refused the client certificate: it has expired'],
   [/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|RECORD_LAYER_FAILURE/, 'the server did not answer in TLS: is this a plaintext port?'],
   [/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS_AVAILABLE|VERSION_TOO_LOW/, 'no TLS version both sides accept (tls.minVersion)'],
-  [/BAD_DECRYPT|BAD_PASSWORD_READ|PEM_LIB|KEY_VALUES_MISMATCH|NO_START_LINE/, 'the client certificate or key cannot be used (wrong tls.passphrase, a key that does not match tls.cert, or not PEM)'],
+  [/BAD_DECRYPT|BAD_PASSWORD_READ|PEM_LIB|KEY_VALUES_MISMATCH|NO_START_LINE/, KEY_REASON],
 ];
 
 function codeOf(error: unknown): string | undefined {
@@ -214,6 +216,9 @@ export function tlsReason(error: unknown): string | undefined {
       const verify = VERIFY_REASONS[code];
       if (verify) return verify;
       if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_OSSL_')) {
+        // No decoder could read the key. A wrong passphrase ends here about one time in 200, when the
+        // wrong decryption happens to end in valid padding and the garbage is then parsed as a key.
+        if ((current as { library?: unknown }).library === 'DECODER routines') return KEY_REASON;
         for (const [pattern, reason] of SSL_REASONS) if (pattern.test(code)) return reason;
         return `the TLS handshake failed (${code})`;
       }

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import { connect, createServer, type TLSSocket } from 'node:tls';
+import { connect, createSecureContext, createServer, type TLSSocket } from 'node:tls';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ErrorCodes, ManifoldError, isRetryable } from '../../lib/core/errors.js';
 import { checkTls, tlsConnectOptions, tlsFailure } from '../../lib/core/tls.js';
@@ -110,6 +111,29 @@ describe('TLS options and failures', () => {
     const result = await handshake(pki, { cert: pki.serverCert, key: pki.serverKey, mutual: true }, { ca: [pki.ca] });
     assert.ok(result instanceof ManifoldError);
     assert.equal(result.code, ErrorCodes.TLS, result.message);
+  });
+
+  it('a wrong passphrase is named as the reason, also when the wrong decryption reads as a key no decoder accepts', () => {
+    // With a wrong passphrase OpenSSL usually reports bad decrypt; about one time in 200 the garbage ends
+    // in valid padding and the failure is the decoder's `unsupported`. Encrypt afresh until both are seen.
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const seen = new Map<string, ManifoldError>();
+    for (let i = 0; i < 20_000 && seen.size < 2; i++) {
+      const key = createPrivateKey(privateKey.export({ type: 'pkcs8', format: 'pem' })).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-128-cbc', passphrase: 'right-hunter2' });
+      try {
+        createSecureContext({ key, passphrase: 'wrong-hunter2' });
+        continue;
+      } catch (error) {
+        const library = String((error as { library?: unknown }).library);
+        if (!seen.has(library)) seen.set(library, tlsFailure('test', 'h:1', error)!);
+      }
+    }
+    assert.deepEqual([...seen.keys()].sort(), ['DECODER routines', 'Provider routines']);
+    for (const failure of seen.values()) {
+      assert.equal(failure?.code, ErrorCodes.TLS);
+      assert.match(failure.message, /wrong tls\.passphrase/);
+      assert.ok(!failure.message.includes('hunter2'));
+    }
   });
 
   it('a plaintext port where TLS was asked for: MANIFOLD_ERR_TLS, not a silent fallback', async () => {
