@@ -605,6 +605,8 @@ class AmqpConsumer extends Readable {
   }
 
   #wakeIdle(): void {
+    // Runs whenever the last unacked message is acked (with a sink that acks at once, after nearly every one).
+    if (this.#idleWaiters.length === 0) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const w of waiters) w();
