@@ -4,11 +4,15 @@
  * test/fixtures/rabbitmq/prepare.sh). manifold (rabbitmqSink / rabbitmqSource) against amqplib
  * written as a careful user would (a windowed confirm channel; batched acks with allUpTo),
  * amqp-connection-manager and rascal. Every side runs in its own child process
- * (bench/sides/rabbitmq.ts says exactly what each side does). 7 rounds, the order alternating; a
- * round publishes a fresh durable queue per side (after a 1 s settle: the broker keeps writing its
- * message store after confirming), then each side consumes one of the queues just filled; medians
- * reported. rascal publishes a tenth of the messages (near 1,000 msg/s here, the full count would
- * take minutes per run); its queue is then topped up, untimed, for the consume runs.
+ * (bench/sides/rabbitmq.ts says exactly what each side does). 8 rounds; round r takes the sides in
+ * the order of SIDES turned by r, so that over the run every side takes every place twice, in
+ * publishing and in consuming. A round publishes a fresh durable queue per side (after a 1 s settle:
+ * the broker keeps writing its message store after confirming), then the sides consume the queues
+ * just filled in the same order, each the one filled at its place (first filled, first consumed, so
+ * every queue waits about as long); medians reported. rascal publishes a tenth of the messages (near
+ * 1,000 msg/s here, the full count would take minutes per run) into a queue of its own, dropped after;
+ * the queue consumed at rascal's place is filled, untimed, by amqplib, so that every consumed queue
+ * holds the same messages (rascal adds a messageId to each).
  *
  * And the startup/RSS case: peak RSS of a program that imports manifold/rabbitmq, connects and
  * publishes one message, against the same with plain amqplib (5 runs each, median). Goals (issue
@@ -21,11 +25,13 @@ import { logSide, median, runSide, sideRow, summarize, type BenchArea, type Benc
 const SIDES = ['ours', 'amqplib', 'acm', 'rascal'] as const;
 type Side = (typeof SIDES)[number];
 const NAMES: Record<Side, string> = { ours: 'manifold', amqplib: 'amqplib', acm: 'amqp-connection-manager', rascal: 'rascal' };
-// 7 rounds, not 3 or 5: publish and consume are the broker's pace and both sides sit near 1.0 of each other, and one
+// 8 rounds, not 3 or 5: publish and consume are the broker's pace and both sides sit near 1.0 of each other, and one
 // slow round in 3 moved a median by a tenth (a consume run of 58.7k msg/s against the same side's 89k-95k). Consume
 // runs of either side land near 90k or near 50k msg/s (2026-11-30 by hand: 3 of 7 of amqplib's near 55k), so 5
-// rounds with two slow ones on one side still moved its median.
-const ROUNDS = 7;
+// rounds with two slow ones on one side still moved its median. 8 rather than 7: every side takes each of the four
+// places twice (with the order only alternating, manifold and rascal took the first and last places and amqplib
+// always the second or third, and manifold always consumed the queue rascal had filled).
+const ROUNDS = 8;
 
 const bench: BenchArea = async (scale) => {
   const count = Math.max(2000, Math.round(200_000 * scale));
@@ -43,28 +49,35 @@ const bench: BenchArea = async (scale) => {
     const publish = new Map<Side, SideResult[]>(SIDES.map((s) => [s, []]));
     const consume = new Map<Side, SideResult[]>(SIDES.map((s) => [s, []]));
     for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? SIDES : [...SIDES].reverse();
-      const queues: string[] = [];
+      const order = SIDES.map((_, i) => SIDES[(i + round) % SIDES.length]!);
+      // The queues to consume, at the places of `order`; and every queue made this round, to drop at its end.
+      const filled: string[] = [];
+      const made: string[] = [];
       for (const side of order) {
         const queue = await fixture.queue(`bench-${side}`);
-        queues.push(queue);
+        made.push(queue);
         await sleep(1000);
         const result = await runSide('rabbitmq', { side: `${side}-publish`, url, queue, count: side === 'rascal' ? rascalCount : count });
         logSide(`${side} publish`, round, result);
-        // rascal's queue is topped up (untimed) so that every consume run has `count` messages.
-        if (side === 'rascal' && rascalCount < count) await runSide('rabbitmq', { side: 'amqplib-publish', url, queue, count: count - rascalCount });
         publish.get(side)!.push(result);
+        if (side === 'rascal') {
+          // Untimed: a queue of `count` messages like the others for the consume run at this place.
+          const plain = await fixture.queue('bench-fill');
+          made.push(plain);
+          await runSide('rabbitmq', { side: 'amqplib-publish', url, queue: plain, count });
+          filled.push(plain);
+        } else {
+          filled.push(queue);
+        }
       }
-      // Each side consumes a queue another side filled (all hold `count` messages), in the reverse order.
-      for (const [i, side] of [...order].reverse().entries()) {
-        const queue = queues[i]!;
+      for (const [place, side] of order.entries()) {
         await sleep(1000);
-        const result = await runSide('rabbitmq', { side: `${side}-consume`, url, queue, count });
+        const result = await runSide('rabbitmq', { side: `${side}-consume`, url, queue: filled[place]!, count });
         logSide(`${side} consume`, round, result);
         consume.get(side)!.push(result);
       }
       await fixture.withChannel(async (ch) => {
-        for (const q of queues) await ch.deleteQueue(q);
+        for (const q of made) await ch.deleteQueue(q);
       });
     }
 
