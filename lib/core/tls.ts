@@ -212,13 +212,14 @@ export function tlsReason(error: unknown): string | undefined {
     seen.add(current);
     if (current instanceof ManifoldError && current.code === ErrorCodes.TLS) return (current.reason as string | undefined) ?? current.message;
     const code = codeOf(current);
+    const library = (current as { library?: unknown }).library;
     if (code !== undefined) {
       const verify = VERIFY_REASONS[code];
       if (verify) return verify;
       if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_OSSL_')) {
         // No decoder could read the key. A wrong passphrase ends here about one time in 200, when the
         // wrong decryption happens to end in valid padding and the garbage is then parsed as a key.
-        if ((current as { library?: unknown }).library === 'DECODER routines') return KEY_REASON;
+        if (library === 'DECODER routines') return KEY_REASON;
         for (const [pattern, reason] of SSL_REASONS) if (pattern.test(code)) return reason;
         return `the TLS handshake failed (${code})`;
       }
@@ -229,7 +230,6 @@ export function tlsReason(error: unknown): string | undefined {
       for (const [pattern, reason] of SSL_REASONS) if (pattern.test(words)) return reason;
       return `the TLS handshake failed (${current.message.replace(/^.*SSL routines:[^:]*:([^:]+):.*$/s, '$1')})`;
     }
-    const library = (current as { library?: unknown }).library;
     if (library === 'SSL routines' || library === 'PEM routines') return `the TLS handshake failed (${String((current as { reason?: unknown }).reason ?? (current as Error).message)})`;
     if (current instanceof AggregateError) {
       for (const inner of current.errors) {
