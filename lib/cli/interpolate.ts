@@ -3,8 +3,16 @@
  * token need not be written in the file. Applied to the parsed YAML document's values, so
  * quoting stays YAML's and a substitution can only ever produce a value, never structure.
  */
-import { isMap, isPair, isScalar, isSeq, type Document } from 'yaml';
+import { createRequire } from 'node:module';
+import type { Document } from 'yaml';
 import { UsageError, subject } from './errors.js';
+
+let yamlModule: typeof import('yaml') | undefined;
+
+/** The yaml package, loaded at its first use: it takes about 45 ms to load, which a command without a pipeline file need not pay at start. */
+export function yaml(): typeof import('yaml') {
+  return (yamlModule ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
+}
 
 // `$${` is a literal `${`, as in Docker Compose.
 const REFERENCE = /\$(\$?)\{([^}]*)\}/g;
@@ -30,6 +38,7 @@ function plainScalar(text: string): unknown {
  * the environment held (see {@link concealSubstitutions}). `display` names the file in errors.
  */
 export function interpolate(display: string, document: Document, env: NodeJS.ProcessEnv = process.env): Map<string, string> {
+  const { isMap, isPair, isScalar, isSeq } = yaml();
   const substituted = new Map<string, string>();
   const text = (value: string, path: string): string => {
     if (!value.includes('${')) return value;

@@ -5,20 +5,17 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Readable, Transform, Writable } from 'node:stream';
-import { parseDocument, type YAMLError } from 'yaml';
+import type { YAMLError } from 'yaml';
 import { ErrorCodes, ManifoldError, redactText, redactUrl } from '../core/errors.js';
 import type { RetryBackoffOptions } from '../core/error-policy.js';
 import { flow, SAME_SIGNAL_MS, type StopReason } from '../core/flow.js';
 import { DURATION_LIMIT_TEXT, MAX_DURATION_MS, defineOptions, opt } from '../core/options.js';
 import { parseEndpoint, registeredSchemes, schemeHelp, type Endpoint, type Role } from './endpoints.js';
-import { DeliveryLog } from './delivery-log.js';
 import { ExitCodes, UsageError } from './errors.js';
-import { concealSubstitutions, interpolate } from './interpolate.js';
+import { concealSubstitutions, interpolate, yaml } from './interpolate.js';
 import { createLogger, escapeControls, type LogFormat, type Logger } from './log.js';
 import { cliKeys, coerce, readOptions, shownValue } from './options.js';
-import { listenMetrics, Monitor, type MetricsServer } from './monitor.js';
-import { OutageLog } from './outages.js';
-import { startProgress } from './progress.js';
+import type { MetricsServer } from './monitor.js';
 import { Secrets } from './secrets.js';
 import { parseTransform, transformHelp } from './transforms.js';
 import { DURATION_UNITS_TEXT, formatDuration, isUnitless, parseDuration } from './units.js';
@@ -319,7 +316,7 @@ function readPipelineFileAt(path: string, substituted: Map<string, string>, secr
   } catch (error) {
     throw new UsageError(`cannot read pipeline file ${path}: ${(error as Error).message}`);
   }
-  const document = parseDocument(text);
+  const document = yaml().parseDocument(text);
   if (document.errors.length > 0) throw yamlError(path, text, document.errors[0]!);
   // After parsing, so that YAML's quoting decides what is text, and an environment value cannot change the file's structure.
   for (const [shown, original] of interpolate(`pipeline file ${path}`, document)) substituted.set(shown, original);
@@ -506,6 +503,13 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     return ExitCodes.OK;
   }
   const conceal = settings.conceal;
+  // What a run needs and --help or --version do not: the monitor's prom-client and node:http alone take about 60 ms to load.
+  const [{ listenMetrics, Monitor }, { DeliveryLog }, { OutageLog }, { startProgress }] = await Promise.all([
+    import('./monitor.js'),
+    import('./delivery-log.js'),
+    import('./outages.js'),
+    import('./progress.js'),
+  ]);
 
   // The metrics port first: a port that is taken is a usage error, and exit 2 means nothing was connected.
   let metrics: MetricsServer | undefined;

@@ -9,7 +9,7 @@ import { tlsOption } from './tls.js';
 
 /** Default of `requestTimeoutMs` for Kinesis calls (each connector documents its own). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-/** Default of `connectTimeoutMs`. */
+/** Default of `connectTimeoutMs` (its doc says '5,000 ms': toLocaleString() would load ICU's number formats, 20 ms at every start of the command). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 /** setTimeout() takes at most a signed 32-bit delay; a larger one fires at once. */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -57,7 +57,7 @@ export function awsConnectionOptions(d: AwsConnectionDeclaration) {
       { default: d.requestTimeoutMs, defaultText: d.requestTimeoutText, max: MAX_TIMER_MS },
     ),
     // No default in the declaration: awsConnection() fills it, so that `client` (which excludes it) can be given alone.
-    connectTimeoutMs: opt.duration('Longest opening a connection may take, for the client the connector builds.', { defaultText: `${DEFAULT_CONNECT_TIMEOUT_MS.toLocaleString('en-US')} ms`, max: MAX_TIMER_MS }),
+    connectTimeoutMs: opt.duration('Longest opening a connection may take, for the client the connector builds.', { defaultText: '5,000 ms', max: MAX_TIMER_MS }),
     tls: tlsOption(
       'TLS of an `https://` endpoint: `{ ca, cert, key, passphrase, servername, rejectUnauthorized, minVersion }` for a private CA or a client certificate (PEM text, bytes or file paths, re-read at every new connection); for the client the connector builds, refused with an `http://` endpoint.',
     ),
