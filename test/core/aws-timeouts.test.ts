@@ -17,7 +17,8 @@ import { DescribeStreamSummaryCommand, KinesisClient } from '@aws-sdk/client-kin
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { dynamoLeases } from '../../lib/kinesis/dynamo-leases.js';
-import { awsCall, awsConnection, awsRequestHandler, awsTimeouts } from '../../lib/core/aws.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, awsCall, awsConnection, awsRequestHandler, awsTimeouts } from '../../lib/core/aws.js';
+import { awsConnectionOptions } from '../../lib/core/aws-options.js';
 import { ErrorCodes, ManifoldError } from '../../lib/core/errors.js';
 import { createMessage, type Message } from '../../lib/core/message.js';
 import { kinesisSink } from '../../lib/kinesis/sink.js';
@@ -493,5 +494,12 @@ describe('timeout options', () => {
     for (const [make, pattern] of cases) {
       assert.throws(make, (e: ManifoldError) => e.code === ErrorCodes.INVALID_OPTION && pattern.test(e.message), String(pattern));
     }
+  });
+});
+
+describe('AWS connection options: declarations', () => {
+  it("connectTimeoutMs' documented default is DEFAULT_CONNECT_TIMEOUT_MS (written out by hand, to keep ICU out of the command's start)", () => {
+    const declared = awsConnectionOptions({ client: 'KinesisClient', credentials: "KinesisClientConfig['credentials']" });
+    assert.equal(declared.connectTimeoutMs.defaultText, `${DEFAULT_CONNECT_TIMEOUT_MS.toLocaleString('en-US')} ms`);
   });
 });
